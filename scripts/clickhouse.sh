@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs (if needed) and starts a private ClickHouse server for development, tests and the
+# quickstart: its own config, data and log directory, its own ports, no systemd.
+#
+#   scripts/clickhouse.sh start DIR HTTP_PORT   # prints nothing; returns once SELECT 1 answers
+#   scripts/clickhouse.sh stop DIR
+set -euo pipefail
+
+cmd=${1:?usage: clickhouse.sh start|stop DIR [HTTP_PORT]}
+dir=$(realpath -m "${2:?usage: clickhouse.sh start|stop DIR [HTTP_PORT]}")
+
+install_server() {
+  command -v clickhouse-server >/dev/null && return
+  echo "installing clickhouse-server from the distribution's packages" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+}
+
+case "$cmd" in
+start)
+  http_port=${3:-18123}
+  tcp_port=$((http_port + 1))
+  interserver_port=$((http_port + 2))
+  install_server
+  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+  # Take the distribution's config and rewrite only paths and ports; TLS ports are dropped
+  # (no certificates here) and the server listens on loopback only.
+  sed -e "s#/var/lib/clickhouse/tmp/#$dir/tmp/#" \
+      -e "s#/var/lib/clickhouse/user_files/#$dir/user_files/#" \
+      -e "s#/var/lib/clickhouse/format_schemas/#$dir/format_schemas/#" \
+      -e "s#/var/lib/clickhouse/#$dir/data/#" \
+      -e "s#/var/log/clickhouse-server/#$dir/log/#" \
+      -e "s#<http_port>8123</http_port>#<http_port>$http_port</http_port>#" \
+      -e "s#<tcp_port>9000</tcp_port>#<tcp_port>$tcp_port</tcp_port>#" \
+      -e "s#<interserver_http_port>9009</interserver_http_port>#<interserver_http_port>$interserver_port</interserver_http_port>#" \
+      -e "/<https_port>/d" -e "/<tcp_port_secure>/d" -e "/<listen_host>::1<\/listen_host>/d" \
+      /etc/clickhouse-server/config.xml > "$dir/config.xml"
+  cp /etc/clickhouse-server/users.xml "$dir/users.xml"
+  if curl -fsS "http://127.0.0.1:$http_port/?query=SELECT%201" >/dev/null 2>&1; then
+    exit 0
+  fi
+  nohup clickhouse-server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 &
+  echo $! > "$dir/pid"
+  for _ in $(seq 1 150); do
+    if curl -fsS "http://127.0.0.1:$http_port/?query=SELECT%201" >/dev/null 2>&1; then
+      exit 0
+    fi
+    sleep 0.2
+  done
+  echo "ClickHouse did not answer on port $http_port; see $dir/log/" >&2
+  tail -20 "$dir/log/clickhouse-server.err.log" >&2 || true
+  exit 1
+  ;;
+stop)
+  if [ -f "$dir/pid" ]; then
+    kill "$(cat "$dir/pid")" 2>/dev/null || true
+    rm -f "$dir/pid"
+  fi
+  ;;
+*)
+  echo "usage: clickhouse.sh start|stop DIR [HTTP_PORT]" >&2
+  exit 2
+  ;;
+esac

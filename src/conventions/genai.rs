@@ -1,0 +1,77 @@
+//! OpenTelemetry GenAI semantic conventions: `gen_ai.operation.name` says what a span is;
+//! model, provider and token usage attributes are shared by every framework that follows
+//! them (Pipecat and LiveKit included), so [`read_shared`] runs for every span.
+
+use super::{seconds, text, Role, SpanFacts, ToolFacts};
+use crate::model::Span;
+
+pub fn recognises(span: &Span) -> bool {
+    span.attributes.get("gen_ai.operation.name").is_some()
+}
+
+pub fn read(span: &Span, facts: &mut SpanFacts) {
+    facts.role = match span.attributes.get("gen_ai.operation.name").unwrap_or("") {
+        "chat" | "generate_content" | "text_completion" => Role::Llm,
+        "invoke_agent" => Role::AgentTurn,
+        "execute_tool" => Role::Tool,
+        _ => Role::Other,
+    };
+    match facts.role {
+        Role::Llm | Role::AgentTurn => {
+            facts.user_text = span.attributes.get("gen_ai.input.messages").and_then(|m| last_text(m, "user"));
+            facts.agent_text = span.attributes.get("gen_ai.output.messages").and_then(|m| last_text(m, "assistant"));
+            facts.agent_name = text(span, &["gen_ai.agent.name"]);
+        }
+        Role::Tool => {
+            facts.tool = Some(ToolFacts {
+                name: text(span, &["gen_ai.tool.name"]),
+                call_id: text(span, &["gen_ai.tool.call.id"]),
+                arguments: text(span, &["gen_ai.tool.call.arguments"]),
+                result: text(span, &["gen_ai.tool.call.result"]),
+                is_error: span.attributes.get("error.type").is_some(),
+                error_message: text(span, &["error.type"]),
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Model, provider, tokens and TTFT, wherever a framework left them unset.
+pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
+    let attrs = &span.attributes;
+    fill(&mut facts.provider, || text(span, &["gen_ai.provider.name", "gen_ai.system"]));
+    fill(&mut facts.model, || text(span, &["gen_ai.request.model", "gen_ai.response.model"]));
+    fill(&mut facts.input_tokens, || attrs.u64("gen_ai.usage.input_tokens").or_else(|| attrs.u64("gen_ai.usage.prompt_tokens")));
+    fill(&mut facts.output_tokens, || attrs.u64("gen_ai.usage.output_tokens").or_else(|| attrs.u64("gen_ai.usage.completion_tokens")));
+    fill(&mut facts.llm_ttft, || seconds(span, "gen_ai.response.time_to_first_chunk"));
+    fill(&mut facts.agent_name, || text(span, &["gen_ai.agent.name"]));
+}
+
+fn fill<T>(slot: &mut Option<T>, value: impl FnOnce() -> Option<T>) {
+    if slot.is_none() {
+        *slot = value();
+    }
+}
+
+/// The text of the last message with `role` in a GenAI messages JSON array
+/// (`[{"role": "user", "parts": [{"type": "text", "content": "..."}]}]`); the older
+/// `{"role", "content"}` shape is accepted too.
+pub(super) fn last_text(messages: &str, role: &str) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_str(messages).ok()?;
+    let message = parsed
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(|r| r.as_str()) == Some(role))?;
+    if let Some(content) = message.get("content").and_then(|c| c.as_str()) {
+        return Some(content.to_owned());
+    }
+    let text: Vec<&str> = message
+        .get("parts")?
+        .as_array()?
+        .iter()
+        .filter(|p| p.get("type").and_then(|t| t.as_str()).unwrap_or("text") == "text")
+        .filter_map(|p| p.get("content").and_then(|c| c.as_str()))
+        .collect();
+    (!text.is_empty()).then(|| text.join(" "))
+}

@@ -1,0 +1,64 @@
+//! LiveKit Agents (`livekit.agents.telemetry`). Turns are traced as siblings: `user_turn`,
+//! then `agent_turn` with the LLM / TTS / tool stages below it. 1.7 moved personal data under
+//! `lk.pii.*`; both generations of names are read. Booleans arrive as strings.
+
+use super::{flag, seconds, text, Role, SpanFacts, ToolFacts};
+use crate::model::Span;
+
+const SPANS: &[(&str, Role)] = &[
+    ("agent_session", Role::Conversation),
+    ("user_turn", Role::UserTurn),
+    ("agent_turn", Role::AgentTurn),
+    ("user_speaking", Role::UserSpeaking),
+    ("agent_speaking", Role::AgentSpeaking),
+    ("llm_request", Role::Llm),
+    ("tts_request", Role::Tts),
+    ("function_tool", Role::Tool),
+];
+
+pub fn recognises(span: &Span) -> bool {
+    span.scope_name.contains("livekit")
+        || span.attributes.iter().any(|(k, _)| k.starts_with("lk."))
+}
+
+pub fn read(span: &Span, facts: &mut SpanFacts) {
+    facts.role = SPANS
+        .iter()
+        .find(|(name, _)| *name == span.name)
+        .map(|(_, role)| *role)
+        .unwrap_or_default();
+    // Measurements can sit on the stage, the request or the attempt span; any of them counts.
+    facts.end_of_utterance = seconds(span, "lk.end_of_turn_delay").or_else(|| seconds(span, "lk.eou.endpointing_delay"));
+    facts.stt = seconds(span, "lk.transcription_delay");
+    facts.llm_ttft = seconds(span, "lk.response.ttft");
+    facts.tts_ttfb = seconds(span, "lk.response.ttfb");
+    facts.voice_to_voice = seconds(span, "lk.e2e_latency");
+    facts.agent_name = text(span, &["lk.agent_name"]);
+    match facts.role {
+        Role::UserTurn => {
+            facts.user_text = text(span, &["lk.pii.user_transcript", "lk.user_transcript"]);
+        }
+        Role::AgentTurn => {
+            facts.user_text = text(span, &["lk.pii.user_input", "lk.user_input"]);
+            facts.agent_text = text(span, &["lk.pii.response.text", "lk.response.text"]);
+            facts.interrupted = flag(span, "lk.interrupted");
+        }
+        Role::UserSpeaking => {
+            facts.interrupted = flag(span, "lk.is_interruption");
+        }
+        Role::Tts => {
+            facts.agent_text = text(span, &["lk.pii.input_text", "lk.input_text"]);
+        }
+        Role::Tool => {
+            facts.tool = Some(ToolFacts {
+                name: text(span, &["lk.function_tool.name"]),
+                call_id: text(span, &["lk.function_tool.id"]),
+                arguments: text(span, &["lk.pii.function_tool.arguments", "lk.function_tool.arguments"]),
+                result: text(span, &["lk.pii.function_tool.output", "lk.function_tool.output"]),
+                is_error: span.attributes.bool("lk.function_tool.is_error").unwrap_or(false),
+                error_message: None,
+            });
+        }
+        _ => {}
+    }
+}

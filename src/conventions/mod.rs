@@ -1,0 +1,266 @@
+//! What agent frameworks put on their spans, read in one place. Each framework has its own
+//! module; [`read`] picks the one that recognises a span and returns the facts the
+//! sessionizer needs, in framework-neutral terms. The sessionizer never looks at attribute
+//! names itself.
+
+mod convolog;
+mod genai;
+mod livekit;
+mod openinference;
+mod pipecat;
+mod ten;
+mod videosdk;
+
+use crate::model::{Attributes, Span};
+
+pub use convolog::KEYS as CONVOLOG_KEYS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Framework {
+    #[default]
+    Unknown,
+    Pipecat,
+    LiveKit,
+    OpenInference,
+    GenAi,
+    Ten,
+    VideoSdk,
+}
+
+impl Framework {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Framework::Unknown => "unknown",
+            Framework::Pipecat => "pipecat",
+            Framework::LiveKit => "livekit",
+            Framework::OpenInference => "openinference",
+            Framework::GenAi => "genai",
+            Framework::Ten => "ten",
+            Framework::VideoSdk => "videosdk",
+        }
+    }
+}
+
+/// What a span stands for in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The whole conversation (Pipecat `conversation`, LiveKit `agent_session`).
+    Conversation,
+    /// A user utterance and the reply to it (Pipecat `turn`).
+    Turn,
+    /// The user's side of a turn when the framework traces it apart (LiveKit `user_turn`).
+    UserTurn,
+    /// The agent's reply when the framework traces it apart (LiveKit `agent_turn`, GenAI `invoke_agent`).
+    AgentTurn,
+    Stt,
+    Llm,
+    /// A span that ends when the first LLM token arrives.
+    FirstToken,
+    Tts,
+    Tool,
+    /// The user speaking (VAD), possibly over the agent.
+    UserSpeaking,
+    /// The agent's audio playing out.
+    AgentSpeaking,
+    /// A span whose only meaning is "the agent was interrupted here".
+    Interruption,
+    Handoff,
+    #[default]
+    Other,
+}
+
+/// A latency a framework measured itself, and the attribute it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reported {
+    pub ms: f64,
+    pub key: &'static str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolFacts {
+    pub name: Option<String>,
+    pub call_id: Option<String>,
+    pub arguments: Option<String>,
+    pub result: Option<String>,
+    pub is_error: bool,
+    pub error_message: Option<String>,
+}
+
+/// Everything conventions know about one span.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanFacts {
+    pub framework: Framework,
+    pub role: Role,
+    pub user_text: Option<String>,
+    pub agent_text: Option<String>,
+    /// For an interrupted reply, the part the user actually heard.
+    pub spoken_text: Option<String>,
+    /// Set when this span says the agent was interrupted: the attribute (or span) that said so.
+    pub interrupted: Option<&'static str>,
+    pub end_of_utterance: Option<Reported>,
+    pub stt: Option<Reported>,
+    pub llm_ttft: Option<Reported>,
+    pub tts_ttfb: Option<Reported>,
+    pub voice_to_voice: Option<Reported>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub voice: Option<String>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub tool: Option<ToolFacts>,
+    pub agent_name: Option<String>,
+    pub channel: Option<String>,
+    pub direction: Option<String>,
+    pub handoff_target: Option<String>,
+    /// An explicit transcript line: (speaker, text), e.g. a human agent's message.
+    pub message: Option<(String, String)>,
+}
+
+/// Reads one span. Framework modules are asked in order; the first that recognises the span
+/// sets its role. Facts every framework shares (GenAI usage and model names, convolog.*) fill
+/// in whatever the framework module left empty.
+pub fn read(span: &Span) -> SpanFacts {
+    let mut facts = SpanFacts::default();
+    let readers: [(Framework, fn(&Span) -> bool, fn(&Span, &mut SpanFacts)); 6] = [
+        (Framework::OpenInference, openinference::recognises, openinference::read),
+        (Framework::LiveKit, livekit::recognises, livekit::read),
+        (Framework::Ten, ten::recognises, ten::read),
+        (Framework::VideoSdk, videosdk::recognises, videosdk::read),
+        (Framework::Pipecat, pipecat::recognises, pipecat::read),
+        (Framework::GenAi, genai::recognises, genai::read),
+    ];
+    if let Some((framework, _, read)) = readers.iter().find(|(_, recognises, _)| recognises(span)) {
+        facts.framework = *framework;
+        read(span, &mut facts);
+    }
+    genai::read_shared(span, &mut facts);
+    convolog::read(span, &mut facts);
+    if facts.role == Role::Tool {
+        let tool = facts.tool.get_or_insert_with(ToolFacts::default);
+        if span.is_error() {
+            tool.is_error = true;
+            if tool.error_message.is_none() && !span.status_message.is_empty() {
+                tool.error_message = Some(span.status_message.clone());
+            }
+        }
+    }
+    facts
+}
+
+/// Session key attributes, first found wins. `convolog.session.id` lets anyone override.
+pub const SESSION_KEYS: &[&str] = &[
+    convolog::SESSION_ID,
+    "gen_ai.conversation.id",
+    "session.id",
+    "conversation.id",
+    "room_id",
+    "lk.pii.room_name",
+    "lk.room_name",
+    "ten.session_id",
+    "sessionId",
+];
+
+/// The session key carried directly by these attributes, if any.
+pub fn session_key(attributes: &Attributes) -> Option<&str> {
+    attributes.first_of(SESSION_KEYS)
+}
+
+// Small readers shared by the framework modules.
+
+fn text(span: &Span, keys: &[&str]) -> Option<String> {
+    span.attributes.first_of(keys).map(str::to_owned)
+}
+
+fn seconds(span: &Span, key: &'static str) -> Option<Reported> {
+    span.attributes
+        .f64(key)
+        .filter(|v| *v >= 0.0)
+        .map(|v| Reported { ms: v * 1000.0, key })
+}
+
+fn millis(span: &Span, key: &'static str) -> Option<Reported> {
+    span.attributes
+        .f64(key)
+        .filter(|v| *v >= 0.0)
+        .map(|ms| Reported { ms, key })
+}
+
+fn flag(span: &Span, key: &'static str) -> Option<&'static str> {
+    span.attributes.bool(key).filter(|b| *b).map(|_| key)
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::span;
+    use super::*;
+
+    #[test]
+    fn pipecat_stages() {
+        let stt = span("stt").attr("gen_ai.operation.name", "stt").attr("transcript", "hi there").attr("metrics.ttfb", "0.25").build();
+        let facts = read(&stt);
+        assert_eq!((facts.framework, facts.role), (Framework::Pipecat, Role::Stt));
+        assert_eq!(facts.user_text.as_deref(), Some("hi there"));
+        assert_eq!(facts.stt, Some(Reported { ms: 250.0, key: "metrics.ttfb" }));
+
+        let tts = span("tts").scope("pipecat").attr("text", "Hello").attr("tts.interrupted", "true").attr("metrics.ttfb", "0.1").build();
+        let facts = read(&tts);
+        assert_eq!(facts.role, Role::Tts);
+        assert_eq!(facts.interrupted, Some("tts.interrupted"));
+        assert_eq!(facts.tts_ttfb.map(|r| r.ms), Some(100.0));
+
+        let old = span("llm_OpenAILLMService").attr("gen_ai.system", "openai").attr("gen_ai.request.model", "gpt-4o").build();
+        let facts = read(&old);
+        assert_eq!((facts.framework, facts.role), (Framework::Pipecat, Role::Llm));
+        assert_eq!(facts.provider.as_deref(), Some("openai"));
+    }
+
+    #[test]
+    fn livekit_string_booleans_and_both_name_generations() {
+        let turn = span("agent_turn").attr("lk.interrupted", "true").attr("lk.response.text", "Sure").attr("lk.e2e_latency", "0.9").build();
+        let facts = read(&turn);
+        assert_eq!((facts.framework, facts.role), (Framework::LiveKit, Role::AgentTurn));
+        assert_eq!(facts.interrupted, Some("lk.interrupted"));
+        assert_eq!(facts.agent_text.as_deref(), Some("Sure"));
+        assert_eq!(facts.voice_to_voice.map(|r| r.ms), Some(900.0));
+
+        let new = span("agent_turn").attr("lk.interrupted", "false").attr("lk.pii.response.text", "Sure").build();
+        let facts = read(&new);
+        assert_eq!(facts.interrupted, None);
+        assert_eq!(facts.agent_text.as_deref(), Some("Sure"));
+
+        let tool = span("function_tool").attr("lk.function_tool.name", "lookup").attr("lk.function_tool.is_error", "true").build();
+        let facts = read(&tool);
+        assert_eq!(facts.role, Role::Tool);
+        assert!(facts.tool.as_ref().is_some_and(|t| t.is_error && t.name.as_deref() == Some("lookup")));
+    }
+
+    #[test]
+    fn genai_messages() {
+        let agent = span("invoke_agent support")
+            .attr("gen_ai.operation.name", "invoke_agent")
+            .attr("gen_ai.input.messages", r#"[{"role":"system","parts":[{"type":"text","content":"be nice"}]},{"role":"user","parts":[{"type":"text","content":"where is my order"}]}]"#)
+            .attr("gen_ai.output.messages", r#"[{"role":"assistant","parts":[{"type":"text","content":"On its way."}]}]"#)
+            .build();
+        let facts = read(&agent);
+        assert_eq!((facts.framework, facts.role), (Framework::GenAi, Role::AgentTurn));
+        assert_eq!(facts.user_text.as_deref(), Some("where is my order"));
+        assert_eq!(facts.agent_text.as_deref(), Some("On its way."));
+    }
+
+    #[test]
+    fn unknown_spans_are_other() {
+        let facts = read(&span("db.query").build());
+        assert_eq!((facts.framework, facts.role), (Framework::Unknown, Role::Other));
+    }
+
+    #[test]
+    fn session_key_priority() {
+        let attrs: Attributes = [("session.id", "s"), ("gen_ai.conversation.id", "g")].into_iter().collect();
+        assert_eq!(session_key(&attrs), Some("g"));
+        let empty: Attributes = [("session.id", "")].into_iter().collect();
+        assert_eq!(session_key(&empty), None);
+    }
+}

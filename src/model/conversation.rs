@@ -1,0 +1,161 @@
+//! Conversation rows derived from spans. Each struct is one table's row: the clickhouse crate
+//! builds INSERT and SELECT column lists from the field names, so the struct is the only
+//! place a column list is written down.
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+/// Who said a transcript message.
+pub mod speaker {
+    pub const USER: &str = "user";
+    pub const AGENT: &str = "agent";
+    pub const TOOL: &str = "tool";
+    pub const HUMAN_AGENT: &str = "human_agent";
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub deleted: u8,
+    pub start_time: u32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub duration_ms: f64,
+    pub trace_ids: Vec<String>,
+    pub framework: String,
+    pub service_name: String,
+    pub agent_name: String,
+    pub environment: String,
+    pub channel: String,
+    pub direction: String,
+    pub handoff_target: String,
+    pub preview: String,
+    pub turn_count: u32,
+    pub message_count: u32,
+    pub interruption_count: u32,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    pub span_count: u32,
+    pub error_span_count: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub models: Vec<String>,
+    pub voice_to_voice_p50_ms: Option<f64>,
+    pub voice_to_voice_p95_ms: Option<f64>,
+    pub llm_ttft_p50_ms: Option<f64>,
+    pub updated_at: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TraceSessionRow {
+    pub trace_id: String,
+    pub session_id: String,
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
+pub struct TurnRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub turn_number: u32,
+    pub trace_id: String,
+    pub span_id: String,
+    pub start_time: u32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub framework: String,
+    pub user_text: String,
+    pub agent_text: String,
+    pub agent_spoken_text: Option<String>,
+    pub interrupted: u8,
+    pub llm_provider: String,
+    pub llm_model: String,
+    pub stt_provider: String,
+    pub stt_model: String,
+    pub tts_provider: String,
+    pub tts_voice: String,
+    pub end_of_utterance_ms: Option<f64>,
+    pub end_of_utterance_source: String,
+    pub stt_ms: Option<f64>,
+    pub stt_source: String,
+    pub llm_ttft_ms: Option<f64>,
+    pub llm_ttft_source: String,
+    pub tts_ttfb_ms: Option<f64>,
+    pub tts_ttfb_source: String,
+    pub tool_ms: Option<f64>,
+    pub tool_source: String,
+    pub voice_to_voice_ms: Option<f64>,
+    pub voice_to_voice_source: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    pub error_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct MessageRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub message_index: u32,
+    pub turn_number: u32,
+    pub time: u32,
+    pub time_unix_nano: u64,
+    pub speaker: String,
+    pub text: String,
+    pub interrupted: u8,
+    pub spoken_text: Option<String>,
+    pub tool_name: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ToolCallRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub call_index: u32,
+    pub turn_number: u32,
+    pub start_time: u32,
+    pub start_time_unix_nano: u64,
+    pub duration_ms: f64,
+    pub name: String,
+    pub call_id: String,
+    pub arguments: String,
+    pub result: String,
+    pub is_error: u8,
+    pub error_message: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct InterruptionRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub interruption_index: u32,
+    pub turn_number: u32,
+    pub time: u32,
+    pub time_unix_nano: u64,
+    pub agent_text: String,
+    pub spoken_text: Option<String>,
+    pub signal: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+/// Everything one session derives to, written together at one revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedSession {
+    pub session: SessionRow,
+    pub turns: Vec<TurnRow>,
+    pub messages: Vec<MessageRow>,
+    pub tool_calls: Vec<ToolCallRow>,
+    pub interruptions: Vec<InterruptionRow>,
+}
+
+/// Seconds since the epoch, for `DateTime` columns (saturating: ClickHouse's DateTime ends in 2106).
+pub fn unix_seconds(unix_nano: u64) -> u32 {
+    u32::try_from(unix_nano / 1_000_000_000).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,531 @@
+//! OTLP trace export requests as they arrive on the wire, and their conversion into [`Span`]s.
+//!
+//! The messages mirror `opentelemetry.proto.collector.trace.v1` field for field, with one
+//! deliberate difference: string fields are decoded as raw bytes. A strict decoder fails the
+//! whole request on one invalid UTF-8 string; this one repairs the string (U+FFFD) and keeps
+//! every other span of the request.
+
+use super::ids::{IdError, SpanId, TraceId};
+use super::span::{Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExportTraceServiceRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub resource_spans: Vec<ResourceSpans>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ResourceSpans {
+    #[prost(message, optional, tag = "1")]
+    pub resource: Option<Resource>,
+    #[prost(message, repeated, tag = "2")]
+    pub scope_spans: Vec<ScopeSpans>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Resource {
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScopeSpans {
+    #[prost(message, optional, tag = "1")]
+    pub scope: Option<InstrumentationScope>,
+    #[prost(message, repeated, tag = "2")]
+    pub spans: Vec<WireSpan>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InstrumentationScope {
+    #[prost(bytes = "vec", tag = "1")]
+    pub name: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub version: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireSpan {
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub span_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub trace_state: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub parent_span_id: Vec<u8>,
+    #[prost(fixed32, tag = "16")]
+    pub flags: u32,
+    #[prost(bytes = "vec", tag = "5")]
+    pub name: Vec<u8>,
+    #[prost(int32, tag = "6")]
+    pub kind: i32,
+    #[prost(fixed64, tag = "7")]
+    pub start_time_unix_nano: u64,
+    #[prost(fixed64, tag = "8")]
+    pub end_time_unix_nano: u64,
+    #[prost(message, repeated, tag = "9")]
+    pub attributes: Vec<KeyValue>,
+    #[prost(uint32, tag = "10")]
+    pub dropped_attributes_count: u32,
+    #[prost(message, repeated, tag = "11")]
+    pub events: Vec<WireEvent>,
+    #[prost(uint32, tag = "12")]
+    pub dropped_events_count: u32,
+    #[prost(message, repeated, tag = "13")]
+    pub links: Vec<WireLink>,
+    #[prost(uint32, tag = "14")]
+    pub dropped_links_count: u32,
+    #[prost(message, optional, tag = "15")]
+    pub status: Option<WireStatus>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireEvent {
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub name: Vec<u8>,
+    #[prost(message, repeated, tag = "3")]
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireLink {
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub span_id: Vec<u8>,
+    #[prost(message, repeated, tag = "4")]
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireStatus {
+    #[prost(bytes = "vec", tag = "2")]
+    pub message: Vec<u8>,
+    #[prost(int32, tag = "3")]
+    pub code: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<AnyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AnyValue {
+    #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
+    pub value: Option<any_value::Value>,
+}
+
+pub mod any_value {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Value {
+        #[prost(bytes, tag = "1")]
+        StringValue(Vec<u8>),
+        #[prost(bool, tag = "2")]
+        BoolValue(bool),
+        #[prost(int64, tag = "3")]
+        IntValue(i64),
+        #[prost(double, tag = "4")]
+        DoubleValue(f64),
+        #[prost(message, tag = "5")]
+        ArrayValue(super::ArrayValue),
+        #[prost(message, tag = "6")]
+        KvlistValue(super::KeyValueList),
+        #[prost(bytes, tag = "7")]
+        BytesValue(Vec<u8>),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ArrayValue {
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<AnyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValueList {
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<KeyValue>,
+}
+
+/// Hard limits applied to every span; what is over them is cut and reported, never fatal.
+#[derive(Debug, Clone)]
+pub struct SpanLimits {
+    pub max_attribute_value_bytes: usize,
+    pub max_attributes: usize,
+    pub max_events: usize,
+    /// Timestamps outside [min_unix_nano, now + max_future_nanos] are rejected: they would
+    /// land in absurd partitions and break every time window.
+    pub min_unix_nano: u64,
+    pub max_future_nanos: u64,
+}
+
+impl Default for SpanLimits {
+    fn default() -> Self {
+        SpanLimits {
+            max_attribute_value_bytes: 64 * 1024,
+            max_attributes: 1024,
+            max_events: 1024,
+            // 2000-01-01T00:00:00Z
+            min_unix_nano: 946_684_800_000_000_000,
+            max_future_nanos: 24 * 3600 * 1_000_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpanRejection {
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error("start_time_unix_nano {0} is outside the accepted range (year 2000 to one day ahead)")]
+    StartOutOfRange(u64),
+}
+
+/// What a request turned into: the spans to store, and for the client, what was rejected
+/// or repaired (sent back in `partial_success`).
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub spans: Vec<Span>,
+    pub rejected: Vec<String>,
+    pub repaired: Vec<String>,
+}
+
+impl Converted {
+    /// The `partial_success.error_message` text: rejections first, then repairs (a
+    /// non-empty message with zero rejected spans is an OTLP warning).
+    pub fn message(&self) -> String {
+        const SHOWN: usize = 5;
+        let mut parts: Vec<String> = Vec::new();
+        for (label, list) in [("rejected", &self.rejected), ("repaired", &self.repaired)] {
+            if list.is_empty() {
+                continue;
+            }
+            let mut text = format!(
+                "{} span(s) {label}: {}",
+                list.len(),
+                list.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ")
+            );
+            if list.len() > SHOWN {
+                text.push_str(&format!("; and {} more", list.len() - SHOWN));
+            }
+            parts.push(text);
+        }
+        parts.join(". ")
+    }
+}
+
+pub fn convert(request: ExportTraceServiceRequest, limits: &SpanLimits, now_unix_nano: u64) -> Converted {
+    let mut out = Converted::default();
+    for resource_spans in request.resource_spans {
+        let mut notes = Vec::new();
+        let resource = resource_spans
+            .resource
+            .map(|r| attributes(r.attributes, limits, &mut notes))
+            .unwrap_or_default();
+        for scope_spans in resource_spans.scope_spans {
+            let (scope_name, scope_version) = scope_spans
+                .scope
+                .map(|s| (text(s.name, &mut notes), text(s.version, &mut notes)))
+                .unwrap_or_default();
+            for wire in scope_spans.spans {
+                let label = format!("'{}'", String::from_utf8_lossy(&wire.name));
+                let mut span_notes = notes.clone();
+                match span(wire, &resource, &scope_name, &scope_version, limits, now_unix_nano, &mut span_notes) {
+                    Ok(span) => {
+                        if !span_notes.is_empty() {
+                            out.repaired.push(format!("{label} {}: {}", span.span_id, span_notes.join(", ")));
+                        }
+                        out.spans.push(span);
+                    }
+                    Err(why) => out.rejected.push(format!("{label}: {why}")),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn span(
+    wire: WireSpan,
+    resource: &Attributes,
+    scope_name: &str,
+    scope_version: &str,
+    limits: &SpanLimits,
+    now_unix_nano: u64,
+    notes: &mut Vec<String>,
+) -> Result<Span, SpanRejection> {
+    let trace_id = TraceId::try_from(wire.trace_id.as_slice())?;
+    let span_id = SpanId::try_from(wire.span_id.as_slice())?;
+    let parent_span_id = if wire.parent_span_id.is_empty() {
+        None
+    } else {
+        Some(SpanId::try_from(wire.parent_span_id.as_slice()).map_err(|e| match e {
+            IdError::WrongLength { len, expected, .. } => IdError::WrongLength { what: "parent_span_id", len, expected },
+            IdError::AllZero { .. } => IdError::AllZero { what: "parent_span_id" },
+            other => other,
+        })?)
+    };
+    let latest = now_unix_nano.saturating_add(limits.max_future_nanos);
+    let start = wire.start_time_unix_nano;
+    if start < limits.min_unix_nano || start > latest {
+        return Err(SpanRejection::StartOutOfRange(start));
+    }
+    let mut end = wire.end_time_unix_nano;
+    if end < start {
+        notes.push("end before start, end set to start".into());
+        end = start;
+    } else if end > latest {
+        notes.push("end too far in the future, end set to start".into());
+        end = start;
+    }
+
+    let mut dropped_attributes_count = wire.dropped_attributes_count;
+    if wire.attributes.len() > limits.max_attributes {
+        notes.push(format!("{} attributes over the limit of {} dropped", wire.attributes.len() - limits.max_attributes, limits.max_attributes));
+        dropped_attributes_count = dropped_attributes_count
+            .saturating_add(u32::try_from(wire.attributes.len() - limits.max_attributes).unwrap_or(u32::MAX));
+    }
+    let mut dropped_events_count = wire.dropped_events_count;
+    if wire.events.len() > limits.max_events {
+        notes.push(format!("{} events over the limit of {} dropped", wire.events.len() - limits.max_events, limits.max_events));
+        dropped_events_count = dropped_events_count
+            .saturating_add(u32::try_from(wire.events.len() - limits.max_events).unwrap_or(u32::MAX));
+    }
+    let attrs = attributes(wire.attributes.into_iter().take(limits.max_attributes).collect(), limits, notes);
+    let events = wire
+        .events
+        .into_iter()
+        .take(limits.max_events)
+        .map(|e| SpanEvent {
+            time_unix_nano: e.time_unix_nano,
+            name: text(e.name, notes),
+            attributes: attributes(e.attributes, limits, notes),
+        })
+        .collect();
+    let mut links = Vec::new();
+    for link in wire.links {
+        match (TraceId::try_from(link.trace_id.as_slice()), SpanId::try_from(link.span_id.as_slice())) {
+            (Ok(trace_id), Ok(span_id)) => links.push(SpanLink {
+                trace_id,
+                span_id,
+                attributes: attributes(link.attributes, limits, notes),
+            }),
+            _ => notes.push("link with an invalid id dropped".into()),
+        }
+    }
+    let status = wire.status.unwrap_or_default();
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: text(wire.trace_state, notes),
+        flags: wire.flags,
+        name: text(wire.name, notes),
+        kind: SpanKind::from_otlp(wire.kind),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        status_code: StatusCode::from_otlp(status.code),
+        status_message: text(status.message, notes),
+        attributes: attrs,
+        resource: resource.clone(),
+        scope_name: scope_name.to_owned(),
+        scope_version: scope_version.to_owned(),
+        events,
+        links,
+        dropped_attributes_count,
+        dropped_events_count,
+        dropped_links_count: wire.dropped_links_count,
+    })
+}
+
+fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>) -> Attributes {
+    Attributes(
+        list.into_iter()
+            .map(|kv| {
+                let key = text(kv.key, notes);
+                let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
+                if value.len() > limits.max_attribute_value_bytes {
+                    notes.push(format!("attribute '{key}' truncated from {} bytes", value.len()));
+                    let mut cut = limits.max_attribute_value_bytes;
+                    while !value.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    value.truncate(cut);
+                }
+                (key, value)
+            })
+            .collect(),
+    )
+}
+
+fn text(bytes: Vec<u8>, notes: &mut Vec<String>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            notes.push("invalid UTF-8 replaced".into());
+            String::from_utf8_lossy(err.as_bytes()).into_owned()
+        }
+    }
+}
+
+fn render(value: AnyValue, notes: &mut Vec<String>) -> String {
+    use any_value::Value;
+    match value.value {
+        None => String::new(),
+        Some(Value::StringValue(bytes)) => text(bytes, notes),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(Value::BytesValue(bytes)) => hex::encode(bytes),
+        Some(other) => json(Some(other), notes).to_string(),
+    }
+}
+
+fn json(value: Option<any_value::Value>, notes: &mut Vec<String>) -> serde_json::Value {
+    use any_value::Value;
+    use serde_json::Value as J;
+    match value {
+        None => J::Null,
+        Some(Value::StringValue(bytes)) => J::String(text(bytes, notes)),
+        Some(Value::BoolValue(b)) => J::Bool(b),
+        Some(Value::IntValue(i)) => J::from(i),
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(d).map(J::Number).unwrap_or(J::Null),
+        Some(Value::BytesValue(bytes)) => J::String(hex::encode(bytes)),
+        Some(Value::ArrayValue(array)) => J::Array(array.values.into_iter().map(|v| json(v.value, notes)).collect()),
+        Some(Value::KvlistValue(list)) => J::Object(
+            list.values
+                .into_iter()
+                .map(|kv| (text(kv.key, notes), json(kv.value.and_then(|v| v.value), notes)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    pub(crate) fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue { key: key.as_bytes().to_vec(), value: Some(AnyValue { value: Some(value) }) }
+    }
+
+    fn wire_span(name: &str) -> WireSpan {
+        WireSpan {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: name.as_bytes().to_vec(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_001_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<WireSpan>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource { attributes: vec![kv("service.name", any_value::Value::StringValue(b"agent".to_vec()))] }),
+                scope_spans: vec![ScopeSpans { scope: None, spans }],
+            }],
+        }
+    }
+
+    const NOW: u64 = 1_700_000_100_000_000_000;
+
+    #[test]
+    fn decodes_what_the_official_types_encode() {
+        use opentelemetry_proto::tonic::collector::trace::v1 as official;
+        use opentelemetry_proto::tonic::common::v1 as common;
+        use opentelemetry_proto::tonic::trace::v1 as trace;
+        let official = official::ExportTraceServiceRequest {
+            resource_spans: vec![trace::ResourceSpans {
+                scope_spans: vec![trace::ScopeSpans {
+                    spans: vec![trace::Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        name: "llm".into(),
+                        kind: 3,
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        end_time_unix_nano: 1_700_000_000_500_000_000,
+                        attributes: vec![common::KeyValue {
+                            key: "metrics.ttfb".into(),
+                            value: Some(common::AnyValue { value: Some(common::any_value::Value::DoubleValue(0.25)) }),
+                            ..Default::default()
+                        }],
+                        status: Some(trace::Status { code: 2, message: "boom".into() }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let decoded = ExportTraceServiceRequest::decode(official.encode_to_vec().as_slice()).expect("decodes");
+        let converted = convert(decoded, &SpanLimits::default(), NOW);
+        let span = &converted.spans[0];
+        assert_eq!(span.name, "llm");
+        assert_eq!(span.kind, SpanKind::Client);
+        assert_eq!(span.status_code, StatusCode::Error);
+        assert_eq!(span.status_message, "boom");
+        assert_eq!(span.attributes.f64("metrics.ttfb"), Some(0.25));
+    }
+
+    #[test]
+    fn bad_span_is_rejected_and_the_rest_kept() {
+        let mut bad = wire_span("bad");
+        bad.trace_id = vec![1; 8];
+        let mut zero = wire_span("zero");
+        zero.span_id = vec![0; 8];
+        let mut ancient = wire_span("ancient");
+        ancient.start_time_unix_nano = 5;
+        let converted = convert(request(vec![bad, wire_span("good"), zero, ancient]), &SpanLimits::default(), NOW);
+        assert_eq!(converted.spans.len(), 1);
+        assert_eq!(converted.spans[0].name, "good");
+        assert_eq!(converted.rejected.len(), 3);
+        assert!(converted.rejected[0].contains("trace_id has 8 bytes, expected 16"), "{:?}", converted.rejected);
+        assert!(converted.message().starts_with("3 span(s) rejected"));
+    }
+
+    #[test]
+    fn repairs_invalid_utf8_huge_values_and_reversed_times() {
+        let mut span = wire_span("stt");
+        span.name = b"st\xfft".to_vec();
+        span.end_time_unix_nano = span.start_time_unix_nano - 1;
+        span.attributes = vec![
+            kv("transcript", any_value::Value::StringValue("é".repeat(100).into_bytes())),
+            kv("is_final", any_value::Value::BoolValue(true)),
+        ];
+        let limits = SpanLimits { max_attribute_value_bytes: 51, ..SpanLimits::default() };
+        let converted = convert(request(vec![span]), &limits, NOW);
+        let span = &converted.spans[0];
+        assert_eq!(span.name, "st\u{fffd}t");
+        assert_eq!(span.end_unix_nano, span.start_unix_nano);
+        assert_eq!(span.attributes.get("transcript").map(str::len), Some(50));
+        assert_eq!(span.attributes.bool("is_final"), Some(true));
+        assert_eq!(span.resource.get("service.name"), Some("agent"));
+        assert_eq!(converted.repaired.len(), 1);
+        assert!(converted.message().contains("invalid UTF-8 replaced"));
+    }
+
+    #[test]
+    fn renders_structured_values_as_json() {
+        let mut span = wire_span("llm");
+        span.attributes = vec![kv(
+            "tags",
+            any_value::Value::ArrayValue(ArrayValue {
+                values: vec![
+                    AnyValue { value: Some(any_value::Value::IntValue(3)) },
+                    AnyValue { value: Some(any_value::Value::StringValue(b"x".to_vec())) },
+                ],
+            }),
+        )];
+        let converted = convert(request(vec![span]), &SpanLimits::default(), NOW);
+        assert_eq!(converted.spans[0].attributes.get("tags"), Some(r#"[3,"x"]"#));
+    }
+}

@@ -1,0 +1,197 @@
+//! The owned span every later stage works with. Attribute values are kept as text: OTLP's
+//! typed values are rendered once (numbers in decimal, booleans as `true`/`false`, arrays and
+//! maps as JSON), because frameworks disagree on types anyway (LiveKit sends booleans as
+//! strings) and conventions parse what they need.
+
+use super::ids::{SpanId, TraceId};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes(pub Vec<(String, String)>);
+
+impl Attributes {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first of `keys` that is present with a non-empty value.
+    pub fn first_of(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter()
+            .find_map(|key| self.get(key).filter(|v| !v.is_empty()))
+    }
+
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        self.get(key)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    }
+
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        let value = self.get(key)?.trim();
+        value
+            .parse::<u64>()
+            .ok()
+            .or_else(|| value.parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v as u64))
+    }
+
+    /// Booleans arrive as OTLP bools or as the strings "true"/"false" (LiveKit).
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.get(key)?.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Attributes(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    pub fn from_otlp(value: i32) -> Self {
+        match value {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "UNSPECIFIED",
+            SpanKind::Internal => "INTERNAL",
+            SpanKind::Server => "SERVER",
+            SpanKind::Client => "CLIENT",
+            SpanKind::Producer => "PRODUCER",
+            SpanKind::Consumer => "CONSUMER",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "INTERNAL" => SpanKind::Internal,
+            "SERVER" => SpanKind::Server,
+            "CLIENT" => SpanKind::Client,
+            "PRODUCER" => SpanKind::Producer,
+            "CONSUMER" => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusCode {
+    pub fn from_otlp(value: i32) -> Self {
+        match value {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StatusCode::Unset => "UNSET",
+            StatusCode::Ok => "OK",
+            StatusCode::Error => "ERROR",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "OK" => StatusCode::Ok,
+            "ERROR" => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanEvent {
+    pub time_unix_nano: u64,
+    pub name: String,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub status_code: StatusCode,
+    pub status_message: String,
+    pub attributes: Attributes,
+    pub resource: Attributes,
+    pub scope_name: String,
+    pub scope_version: String,
+    pub events: Vec<SpanEvent>,
+    pub links: Vec<SpanLink>,
+    pub dropped_attributes_count: u32,
+    pub dropped_events_count: u32,
+    pub dropped_links_count: u32,
+}
+
+impl Span {
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano)
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.status_code == StatusCode::Error
+    }
+
+    pub fn service_name(&self) -> &str {
+        self.resource.get("service.name").unwrap_or("")
+    }
+}

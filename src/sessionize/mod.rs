@@ -1,0 +1,236 @@
+//! Spans in, conversation rows out. Pure functions, no I/O: the same spans, in any order,
+//! always give the same rows, which is what makes re-sent spans harmless and `rebuild` exact.
+
+mod latency;
+mod turns;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::conventions::{self, Framework, Role, SpanFacts};
+use crate::model::conversation::{
+    speaker, unix_seconds, DerivedSession, InterruptionRow, MessageRow, SessionRow, ToolCallRow, TurnRow,
+};
+use crate::model::{Span, SpanId, TraceId};
+
+/// The session a trace belongs to: the key on the span closest to the root that carries
+/// one (ties: earlier start, then span id), else a key on the resource, else none (the
+/// caller then uses the trace id). A trace belongs to one session; a session may span many.
+pub fn trace_session_key(trace: &[Span]) -> Option<String> {
+    let index: HashMap<SpanId, &Span> = trace.iter().map(|s| (s.span_id, s)).collect();
+    let depth = |span: &Span| {
+        let mut depth = 0usize;
+        let mut parent = span.parent_span_id;
+        while let Some(id) = parent {
+            match index.get(&id) {
+                Some(p) if depth < trace.len() => {
+                    depth += 1;
+                    parent = p.parent_span_id;
+                }
+                _ => break,
+            }
+        }
+        depth
+    };
+    let mut keyed: Vec<(usize, u64, SpanId, &str)> = trace
+        .iter()
+        .filter_map(|s| conventions::session_key(&s.attributes).map(|k| (depth(s), s.start_unix_nano, s.span_id, k)))
+        .collect();
+    keyed.sort();
+    if let Some((_, _, _, key)) = keyed.first() {
+        return Some((*key).to_owned());
+    }
+    let mut by_start: Vec<&Span> = trace.iter().collect();
+    by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
+    by_start
+        .into_iter()
+        .find_map(|s| conventions::session_key(&s.resource))
+        .map(str::to_owned)
+}
+
+/// One span with what conventions say about it and its parent's position.
+pub(crate) struct Node<'a> {
+    pub span: &'a Span,
+    pub facts: SpanFacts,
+    pub parent: Option<usize>,
+}
+
+/// Derives a whole session from all of its spans. Duplicate spans (same trace and span id)
+/// count once.
+pub fn sessionize(session_id: &str, spans: &[Span], revision: u64, updated_at: u32) -> DerivedSession {
+    let mut unique: Vec<&Span> = spans.iter().collect();
+    unique.sort_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano));
+    let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
+    unique.retain(|s| seen.insert((s.trace_id, s.span_id)));
+
+    let positions: HashMap<(TraceId, SpanId), usize> =
+        unique.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id), i)).collect();
+    let nodes: Vec<Node> = unique
+        .iter()
+        .map(|span| Node {
+            span,
+            facts: conventions::read(span),
+            parent: span.parent_span_id.and_then(|p| positions.get(&(span.trace_id, p)).copied()),
+        })
+        .collect();
+
+    let turn_members = turns::assign(&nodes);
+    let mut turn_rows = Vec::new();
+    let mut messages = Vec::new();
+    let mut tool_calls = Vec::new();
+    let mut interruptions = Vec::new();
+    for (position, (anchor, members)) in turn_members.turns.iter().enumerate() {
+        let turn_number = u32::try_from(position + 1).unwrap_or(u32::MAX);
+        let turn = turns::Turn::new(&nodes, *anchor, members);
+        let calls = turn.tool_calls(session_id, revision, turn_number);
+        let row = turn.row(session_id, revision, turn_number, &calls);
+        messages.extend(turn.messages(session_id, revision, turn_number, &row, &calls));
+        if let Some(signal) = turn.interruption_signal() {
+            interruptions.push(InterruptionRow {
+                session_id: session_id.to_owned(),
+                revision,
+                interruption_index: 0,
+                turn_number,
+                time: unix_seconds(signal.time_unix_nano),
+                time_unix_nano: signal.time_unix_nano,
+                agent_text: row.agent_text.clone(),
+                spoken_text: row.agent_spoken_text.clone(),
+                signal: signal.source.to_owned(),
+                trace_id: signal.span.trace_id.to_hex(),
+                span_id: signal.span.span_id.to_hex(),
+            });
+        }
+        tool_calls.extend(calls);
+        turn_rows.push(row);
+    }
+    // Messages outside any turn, e.g. a human agent writing after a handoff.
+    for &i in &turn_members.outside {
+        if let Some((who, text)) = &nodes[i].facts.message {
+            messages.push(turns::explicit_message(session_id, revision, 0, nodes[i].span, who, text));
+        }
+    }
+    messages.sort_by_key(|m| (m.time_unix_nano, speaker_order(&m.speaker)));
+    for (i, m) in messages.iter_mut().enumerate() {
+        m.message_index = u32::try_from(i).unwrap_or(u32::MAX);
+    }
+    for (i, t) in tool_calls.iter_mut().enumerate() {
+        t.call_index = u32::try_from(i).unwrap_or(u32::MAX);
+    }
+    for (i, r) in interruptions.iter_mut().enumerate() {
+        r.interruption_index = u32::try_from(i).unwrap_or(u32::MAX);
+    }
+
+    let session = session_row(session_id, revision, updated_at, &nodes, &turn_rows, &messages, &tool_calls, &interruptions);
+    DerivedSession { session, turns: turn_rows, messages, tool_calls, interruptions }
+}
+
+/// Within the same instant, the user speaks before tools run and the agent answers last.
+fn speaker_order(who: &str) -> u8 {
+    match who {
+        speaker::USER => 0,
+        speaker::TOOL => 1,
+        speaker::AGENT => 2,
+        _ => 3,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn session_row(
+    session_id: &str,
+    revision: u64,
+    updated_at: u32,
+    nodes: &[Node],
+    turns: &[TurnRow],
+    messages: &[MessageRow],
+    tool_calls: &[ToolCallRow],
+    interruptions: &[InterruptionRow],
+) -> SessionRow {
+    let start = nodes.iter().map(|n| n.span.start_unix_nano).min().unwrap_or(0);
+    let end = nodes.iter().map(|n| n.span.end_unix_nano).max().unwrap_or(start);
+    let mut trace_ids: Vec<String> = nodes.iter().map(|n| n.span.trace_id.to_hex()).collect();
+    trace_ids.sort();
+    trace_ids.dedup();
+    let first_fact = |get: fn(&SpanFacts) -> Option<&String>| -> String {
+        nodes.iter().find_map(|n| get(&n.facts)).cloned().unwrap_or_default()
+    };
+    let resource_value = |keys: &[&str]| -> String {
+        nodes
+            .iter()
+            .find_map(|n| n.span.resource.first_of(keys))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let is_voice = nodes
+        .iter()
+        .any(|n| matches!(n.facts.role, Role::Stt | Role::Tts | Role::UserSpeaking | Role::AgentSpeaking));
+    let channel = match first_fact(|f| f.channel.as_ref()) {
+        explicit if !explicit.is_empty() => explicit,
+        _ if is_voice => "voice".to_owned(),
+        _ if !turns.is_empty() => "chat".to_owned(),
+        _ => String::new(),
+    };
+    let mut models: Vec<String> = turns.iter().map(|t| t.llm_model.clone()).filter(|m| !m.is_empty()).collect();
+    models.sort();
+    models.dedup();
+    let v2v: Vec<f64> = turns.iter().filter_map(|t| t.voice_to_voice_ms).collect();
+    let ttft: Vec<f64> = turns.iter().filter_map(|t| t.llm_ttft_ms).collect();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    SessionRow {
+        session_id: session_id.to_owned(),
+        revision,
+        deleted: 0,
+        start_time: unix_seconds(start),
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        duration_ms: end.saturating_sub(start) as f64 / 1e6,
+        trace_ids,
+        framework: framework(nodes).as_str().to_owned(),
+        service_name: resource_value(&["service.name"]),
+        agent_name: first_fact(|f| f.agent_name.as_ref()),
+        environment: resource_value(&["deployment.environment.name", "deployment.environment"]),
+        channel,
+        direction: first_fact(|f| f.direction.as_ref()),
+        handoff_target: first_fact(|f| f.handoff_target.as_ref()),
+        preview: messages
+            .iter()
+            .find(|m| m.speaker == speaker::USER)
+            .map(|m| m.text.chars().take(200).collect())
+            .unwrap_or_default(),
+        turn_count: count(turns.len()),
+        message_count: count(messages.len()),
+        interruption_count: count(interruptions.len()),
+        tool_call_count: count(tool_calls.len()),
+        tool_error_count: count(tool_calls.iter().filter(|t| t.is_error == 1).count()),
+        span_count: count(nodes.len()),
+        error_span_count: count(nodes.iter().filter(|n| n.span.is_error()).count()),
+        input_tokens: turns.iter().map(|t| t.input_tokens).sum(),
+        output_tokens: turns.iter().map(|t| t.output_tokens).sum(),
+        models,
+        voice_to_voice_p50_ms: latency::percentile(&v2v, 0.5),
+        voice_to_voice_p95_ms: latency::percentile(&v2v, 0.95),
+        llm_ttft_p50_ms: latency::percentile(&ttft, 0.5),
+        updated_at,
+    }
+}
+
+/// The framework most of the session's spans come from.
+fn framework(nodes: &[Node]) -> Framework {
+    let mut counts: HashMap<Framework, usize> = HashMap::new();
+    for node in nodes.iter().filter(|n| n.facts.framework != Framework::Unknown) {
+        *counts.entry(node.facts.framework).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(framework, count)| (*count, std::cmp::Reverse(*framework)))
+        .map(|(framework, _)| framework)
+        .unwrap_or_default()
+}
+
+/// A session whose traces all moved to another session: written so readers stop showing it.
+pub fn tombstone(session_id: &str, revision: u64, updated_at: u32) -> SessionRow {
+    let mut row = sessionize(session_id, &[], revision, updated_at).session;
+    row.deleted = 1;
+    row
+}
+
+#[cfg(test)]
+mod tests;
