@@ -3,4 +3,12 @@
 
 pub mod conventions;
 pub mod model;
+pub mod receiver;
+pub mod api;
+pub mod app;
+pub mod config;
 pub mod sessionize;
+pub mod sessionizer;
+pub mod store;
+pub mod telemetry;
+pub mod timefmt;

@@ -1,1 +1,91 @@
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use convolog::app::{self, App};
+use convolog::config::Config;
+use convolog::sessionizer::Sessionizer;
+use convolog::store::Store;
+use convolog::telemetry::{self, Metrics};
+use convolog::timefmt;
+
+/// Conversation logs for voice and chat AI agents, from their OpenTelemetry traces.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML configuration file (see config/convolog.example.toml). Without it, defaults and
+    /// CONVOLOG_* environment variables apply.
+    #[arg(long, global = true, env = "CONVOLOG_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP traces (gRPC and HTTP) and serve the transcript API.
+    Serve,
+    /// Create or upgrade the ClickHouse schema, then exit.
+    Migrate,
+    /// Re-derive sessions from stored spans, e.g. after a rule changed.
+    Rebuild {
+        /// Spans that started since then: a duration ago (24h, 7d) or a UTC date (2026-11-01).
+        #[arg(long)]
+        since: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init_logging(&config.log.format, &config.log.filter);
+    match cli.command {
+        Command::Serve => {
+            let app = App::start(config).await?;
+            shutdown_signal().await;
+            app.shutdown().await;
+        }
+        Command::Migrate => {
+            let store = Store::new(&config.clickhouse);
+            let applied = app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
+            println!("schema of database {} is current (applied now: {applied:?})", store.database());
+        }
+        Command::Rebuild { since } => {
+            let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
+            let since = timefmt::parse_since(&since, now).map_err(anyhow::Error::msg).context("--since")?;
+            let store = Store::new(&config.clickhouse);
+            app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
+            let traces = store.traces_started_since(u32::try_from(since).unwrap_or(u32::MAX)).await?;
+            let mut sessionizer = Sessionizer::new(store, config.sessionize, std::sync::Arc::new(Metrics::default()));
+            let summary = sessionizer.derive_traces(&traces).await?;
+            println!(
+                "rebuilt {} sessions from {} traces ({} sessions removed)",
+                summary.sessions, summary.traces, summary.removed_sessions
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

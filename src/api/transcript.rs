@@ -1,0 +1,277 @@
+//! Transcript rendering: JSON for programs, plain text for people.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::timefmt::{offset, rfc3339};
+use crate::model::conversation::{speaker, MessageRow, TurnRow};
+use crate::store::SessionDetail;
+
+#[derive(Debug, Serialize)]
+pub struct Transcript {
+    pub session_id: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub duration_ms: f64,
+    pub framework: String,
+    pub service_name: String,
+    pub agent_name: String,
+    pub channel: String,
+    pub direction: String,
+    pub environment: String,
+    pub handoff_target: String,
+    pub trace_ids: Vec<String>,
+    pub turn_count: u32,
+    pub interruption_count: u32,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    pub turns: Vec<Turn>,
+    pub messages: Vec<Message>,
+    pub tool_calls: Vec<ToolCall>,
+    pub interruptions: Vec<Interruption>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub ms: f64,
+    /// `reported:<attribute>` when the framework measured it, `derived:<how>` otherwise.
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latencies {
+    pub end_of_utterance: Option<Latency>,
+    pub stt: Option<Latency>,
+    pub llm_ttft: Option<Latency>,
+    pub tts_ttfb: Option<Latency>,
+    pub tool: Option<Latency>,
+    pub voice_to_voice: Option<Latency>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Turn {
+    pub turn_number: u32,
+    pub start_time: String,
+    pub offset: String,
+    pub user_text: String,
+    pub agent_text: String,
+    pub agent_spoken_text: Option<String>,
+    pub interrupted: bool,
+    pub llm_model: String,
+    pub llm_provider: String,
+    pub stt_provider: String,
+    pub tts_provider: String,
+    pub tts_voice: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    pub latency_ms: Latencies,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub index: u32,
+    pub turn_number: u32,
+    pub time: String,
+    pub offset: String,
+    pub speaker: String,
+    pub text: String,
+    pub interrupted: bool,
+    pub spoken_text: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tool_name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ToolCall {
+    pub turn_number: u32,
+    pub time: String,
+    pub name: String,
+    pub call_id: String,
+    pub arguments: String,
+    pub result: String,
+    pub is_error: bool,
+    pub error_message: String,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Interruption {
+    pub turn_number: u32,
+    pub time: String,
+    pub offset: String,
+    pub agent_text: String,
+    pub spoken_text: Option<String>,
+    pub signal: String,
+}
+
+fn latency(ms: Option<f64>, source: &str) -> Option<Latency> {
+    ms.map(|ms| Latency { ms, source: source.to_owned() })
+}
+
+impl Transcript {
+    pub fn from_detail(detail: &SessionDetail) -> Transcript {
+        let s = &detail.session;
+        let start = s.start_time_unix_nano;
+        Transcript {
+            session_id: s.session_id.clone(),
+            start_time: rfc3339(start),
+            end_time: rfc3339(s.end_time_unix_nano),
+            duration_ms: s.duration_ms,
+            framework: s.framework.clone(),
+            service_name: s.service_name.clone(),
+            agent_name: s.agent_name.clone(),
+            channel: s.channel.clone(),
+            direction: s.direction.clone(),
+            environment: s.environment.clone(),
+            handoff_target: s.handoff_target.clone(),
+            trace_ids: s.trace_ids.clone(),
+            turn_count: s.turn_count,
+            interruption_count: s.interruption_count,
+            tool_call_count: s.tool_call_count,
+            tool_error_count: s.tool_error_count,
+            turns: detail.turns.iter().map(|t| turn(t, start)).collect(),
+            messages: detail.messages.iter().map(|m| message(m, start)).collect(),
+            tool_calls: detail
+                .tool_calls
+                .iter()
+                .map(|c| ToolCall {
+                    turn_number: c.turn_number,
+                    time: rfc3339(c.start_time_unix_nano),
+                    name: c.name.clone(),
+                    call_id: c.call_id.clone(),
+                    arguments: c.arguments.clone(),
+                    result: c.result.clone(),
+                    is_error: c.is_error == 1,
+                    error_message: c.error_message.clone(),
+                    duration_ms: c.duration_ms,
+                })
+                .collect(),
+            interruptions: detail
+                .interruptions
+                .iter()
+                .map(|i| Interruption {
+                    turn_number: i.turn_number,
+                    time: rfc3339(i.time_unix_nano),
+                    offset: offset(start, i.time_unix_nano),
+                    agent_text: i.agent_text.clone(),
+                    spoken_text: i.spoken_text.clone(),
+                    signal: i.signal.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn turn(t: &TurnRow, session_start: u64) -> Turn {
+    Turn {
+        turn_number: t.turn_number,
+        start_time: rfc3339(t.start_time_unix_nano),
+        offset: offset(session_start, t.start_time_unix_nano),
+        user_text: t.user_text.clone(),
+        agent_text: t.agent_text.clone(),
+        agent_spoken_text: t.agent_spoken_text.clone(),
+        interrupted: t.interrupted == 1,
+        llm_model: t.llm_model.clone(),
+        llm_provider: t.llm_provider.clone(),
+        stt_provider: t.stt_provider.clone(),
+        tts_provider: t.tts_provider.clone(),
+        tts_voice: t.tts_voice.clone(),
+        input_tokens: t.input_tokens,
+        output_tokens: t.output_tokens,
+        tool_call_count: t.tool_call_count,
+        tool_error_count: t.tool_error_count,
+        latency_ms: Latencies {
+            end_of_utterance: latency(t.end_of_utterance_ms, &t.end_of_utterance_source),
+            stt: latency(t.stt_ms, &t.stt_source),
+            llm_ttft: latency(t.llm_ttft_ms, &t.llm_ttft_source),
+            tts_ttfb: latency(t.tts_ttfb_ms, &t.tts_ttfb_source),
+            tool: latency(t.tool_ms, &t.tool_source),
+            voice_to_voice: latency(t.voice_to_voice_ms, &t.voice_to_voice_source),
+        },
+    }
+}
+
+fn message(m: &MessageRow, session_start: u64) -> Message {
+    Message {
+        index: m.message_index,
+        turn_number: m.turn_number,
+        time: rfc3339(m.time_unix_nano),
+        offset: offset(session_start, m.time_unix_nano),
+        speaker: m.speaker.clone(),
+        text: m.text.clone(),
+        interrupted: m.interrupted == 1,
+        spoken_text: m.spoken_text.clone(),
+        tool_name: m.tool_name.clone(),
+    }
+}
+
+/// A transcript a person can read in a terminal: a header, then per turn a latency line and
+/// the messages with their offset from the session start.
+pub fn render_text(detail: &SessionDetail) -> String {
+    let s = &detail.session;
+    let mut out = String::new();
+    let mut header = vec![s.framework.clone(), s.channel.clone()];
+    header.retain(|h| !h.is_empty() && h != "unknown");
+    let _ = writeln!(
+        out,
+        "Session {} ({}) started {}, {:.1} s, {} turns, {} interruptions, {} tool calls ({} failed)",
+        s.session_id,
+        header.join(", "),
+        rfc3339(s.start_time_unix_nano),
+        s.duration_ms / 1000.0,
+        s.turn_count,
+        s.interruption_count,
+        s.tool_call_count,
+        s.tool_error_count
+    );
+    if !s.handoff_target.is_empty() {
+        let _ = writeln!(out, "Handed off to: {}", s.handoff_target);
+    }
+    let mut current_turn = None;
+    for m in &detail.messages {
+        if current_turn != Some(m.turn_number) {
+            current_turn = Some(m.turn_number);
+            if let Some(t) = detail.turns.iter().find(|t| t.turn_number == m.turn_number) {
+                let _ = writeln!(out, "\n-- Turn {}{}", t.turn_number, latency_line(t));
+            }
+        }
+        let who = match m.speaker.as_str() {
+            speaker::USER => "User".to_owned(),
+            speaker::AGENT => "Agent".to_owned(),
+            speaker::HUMAN_AGENT => "Human agent".to_owned(),
+            speaker::TOOL => format!("Tool {}", m.tool_name),
+            other => other.to_owned(),
+        };
+        let mut line = format!("[{}] {who}: {}", offset(s.start_time_unix_nano, m.time_unix_nano), m.text);
+        if m.interrupted == 1 {
+            match &m.spoken_text {
+                Some(spoken) => line.push_str(&format!("  [interrupted; heard: \"{spoken}\"]")),
+                None => line.push_str("  [interrupted]"),
+            }
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn latency_line(t: &TurnRow) -> String {
+    let parts: Vec<String> = [
+        ("voice-to-voice", t.voice_to_voice_ms),
+        ("end-of-utterance", t.end_of_utterance_ms),
+        ("STT", t.stt_ms),
+        ("LLM TTFT", t.llm_ttft_ms),
+        ("TTS first audio", t.tts_ttfb_ms),
+        ("tools", t.tool_ms),
+    ]
+    .iter()
+    .filter_map(|(label, ms)| ms.map(|ms| format!("{label} {ms:.0} ms")))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}

@@ -1,0 +1,310 @@
+//! One configuration, read from a TOML file (optional) and then `CONVOLOG_*` environment
+//! variables, validated once at start. The commented example at
+//! `config/convolog.example.toml` documents every field.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: String, source: Box<toml::de::Error> },
+    #[error("environment variable {name}={value:?}: {why}")]
+    Env { name: &'static str, value: String, why: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: Listen,
+    pub clickhouse: ClickHouse,
+    pub ingest: Ingest,
+    pub sessionize: Sessionize,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// OTLP/gRPC receiver (TraceService/Export).
+    pub grpc: SocketAddr,
+    /// OTLP/HTTP receiver (`POST /v1/traces`).
+    pub http: SocketAddr,
+    /// Read API (`/v1/sessions/...`, `/healthz`).
+    pub api: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouse {
+    /// HTTP interface of the server, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Created by `convolog migrate` (and by `serve` at start) if missing.
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    /// Per-request timeout for inserts and queries.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Largest accepted request body after decompression, in bytes (gRPC and HTTP).
+    pub max_request_bytes: usize,
+    /// Hard cap on spans received but not yet stored. A request that does not fit is
+    /// refused with a retryable status (gRPC UNAVAILABLE, HTTP 503 + Retry-After).
+    pub max_pending_spans: usize,
+    /// How long a request may wait for room under `max_pending_spans` before it is refused.
+    pub queue_wait_ms: u64,
+    /// A batch is written to ClickHouse at this many spans...
+    pub batch_max_spans: usize,
+    /// ...or after this long, whichever comes first.
+    pub batch_max_wait_ms: u64,
+    /// Longer attribute values are cut (on a character boundary) and the client told.
+    pub max_attribute_value_bytes: usize,
+    pub max_attributes_per_span: usize,
+    pub max_events_per_span: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessionize {
+    /// Changed traces are collected this long before their sessions are re-derived, so a
+    /// burst of spans from one conversation costs one pass.
+    pub debounce_ms: u64,
+    /// Upper bound on traces re-derived in one pass (bounds memory).
+    pub max_traces_per_pass: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+/// A value that never appears in logs or debug output.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    // Only ever called on the literal defaults below.
+    text.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Listen::default(),
+            clickhouse: ClickHouse::default(),
+            ingest: Ingest::default(),
+            sessionize: Sessionize::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { grpc: addr("127.0.0.1:4317"), http: addr("127.0.0.1:4318"), api: addr("127.0.0.1:8080") }
+    }
+}
+
+impl Default for ClickHouse {
+    fn default() -> Self {
+        ClickHouse {
+            url: "http://127.0.0.1:8123".into(),
+            database: "convolog".into(),
+            user: "default".into(),
+            password: Secret::default(),
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            max_request_bytes: 16 * 1024 * 1024,
+            max_pending_spans: 200_000,
+            queue_wait_ms: 2_000,
+            batch_max_spans: 8192,
+            batch_max_wait_ms: 200,
+            max_attribute_value_bytes: 64 * 1024,
+            max_attributes_per_span: 1024,
+            max_events_per_span: 1024,
+        }
+    }
+}
+
+impl Default for Sessionize {
+    fn default() -> Self {
+        Sessionize { debounce_ms: 500, max_traces_per_pass: 5000 }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: "text".into(), filter: "info".into() }
+    }
+}
+
+impl Ingest {
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+    pub fn queue_wait(&self) -> Duration {
+        Duration::from_millis(self.queue_wait_ms)
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then the environment; then validation.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source: Box::new(source) })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Environment overrides, each named after what it sets.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env { name, value, why: e.to_string() })
+        }
+        macro_rules! env {
+            ($name:literal, $field:expr, string) => {
+                if let Some(value) = var($name) {
+                    $field = value;
+                }
+            };
+            ($name:literal, $field:expr) => {
+                if let Some(value) = var($name) {
+                    $field = parse($name, value)?;
+                }
+            };
+        }
+        env!("CONVOLOG_GRPC_LISTEN", self.listen.grpc);
+        env!("CONVOLOG_HTTP_LISTEN", self.listen.http);
+        env!("CONVOLOG_API_LISTEN", self.listen.api);
+        env!("CONVOLOG_CLICKHOUSE_URL", self.clickhouse.url, string);
+        env!("CONVOLOG_CLICKHOUSE_DATABASE", self.clickhouse.database, string);
+        env!("CONVOLOG_CLICKHOUSE_USER", self.clickhouse.user, string);
+        if let Some(password) = var("CONVOLOG_CLICKHOUSE_PASSWORD") {
+            self.clickhouse.password = Secret::new(password);
+        }
+        env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
+        env!("CONVOLOG_MAX_REQUEST_BYTES", self.ingest.max_request_bytes);
+        env!("CONVOLOG_MAX_PENDING_SPANS", self.ingest.max_pending_spans);
+        env!("CONVOLOG_QUEUE_WAIT_MS", self.ingest.queue_wait_ms);
+        env!("CONVOLOG_BATCH_MAX_SPANS", self.ingest.batch_max_spans);
+        env!("CONVOLOG_BATCH_MAX_WAIT_MS", self.ingest.batch_max_wait_ms);
+        env!("CONVOLOG_SESSIONIZE_DEBOUNCE_MS", self.sessionize.debounce_ms);
+        env!("CONVOLOG_LOG_FORMAT", self.log.format, string);
+        env!("CONVOLOG_LOG_FILTER", self.log.filter, string);
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid(why));
+        let db = &self.clickhouse.database;
+        if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return invalid(format!("clickhouse.database {db:?} must be letters, digits and underscores"));
+        }
+        if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
+            return invalid(format!("clickhouse.url {:?} must start with http:// or https://", self.clickhouse.url));
+        }
+        if self.ingest.batch_max_spans == 0 || self.ingest.max_pending_spans < self.ingest.batch_max_spans {
+            return invalid("ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans".into());
+        }
+        if self.ingest.max_request_bytes < 1024 {
+            return invalid("ingest.max_request_bytes must be at least 1024".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return invalid(format!("log.format {:?} must be \"text\" or \"json\"", self.log.format));
+        }
+        if self.sessionize.max_traces_per_pass == 0 {
+            return invalid("sessionize.max_traces_per_pass must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/convolog.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example config exists");
+        let parsed: Config = toml::from_str(&text).expect("example config parses");
+        parsed.validate().expect("example config is valid");
+        assert_eq!(parsed.listen.grpc, Config::default().listen.grpc);
+        assert_eq!(parsed.ingest.batch_max_spans, Config::default().ingest.batch_max_spans);
+    }
+
+    #[test]
+    fn env_overrides_and_errors_name_the_variable() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "CONVOLOG_CLICKHOUSE_DATABASE" => Some("other".into()),
+                "CONVOLOG_BATCH_MAX_SPANS" => Some("100".into()),
+                _ => None,
+            })
+            .expect("valid overrides");
+        assert_eq!((config.clickhouse.database.as_str(), config.ingest.batch_max_spans), ("other", 100));
+        let err = Config::default()
+            .apply_env(|name| (name == "CONVOLOG_GRPC_LISTEN").then(|| "nonsense".to_string()))
+            .expect_err("bad address");
+        assert!(err.to_string().contains("CONVOLOG_GRPC_LISTEN"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_and_secrets_hidden() {
+        assert!(toml::from_str::<Config>("[clickhouse]\nurll = \"x\"").is_err());
+        let config: Config = toml::from_str("[clickhouse]\npassword = \"hunter2\"").expect("parses");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let mut bad = Config::default();
+        bad.clickhouse.database = "x; DROP".into();
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//!
+//! Served through tonic with a codec that hands over the raw message bytes, so decoding is
+//! the same lossy decoder the HTTP receiver uses (a strict decoder would fail a whole request
+//! on one invalid UTF-8 string).
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures::future::BoxFuture;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Code, Request, Response, Status};
+
+use super::{ExportError, Ingest, Protocol};
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl From<ExportError> for Status {
+    fn from(err: ExportError) -> Status {
+        let code = match &err {
+            ExportError::BadPayload(_) | ExportError::TooLarge(_) => Code::InvalidArgument,
+            // OTLP clients retry UNAVAILABLE; RESOURCE_EXHAUSTED only with RetryInfo.
+            ExportError::Overloaded | ExportError::StoreUnavailable | ExportError::ShuttingDown => Code::Unavailable,
+            ExportError::StoreRejected => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %err, "export failed");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct TraceService {
+    ingest: Ingest,
+}
+
+impl TraceService {
+    pub fn new(ingest: Ingest) -> Self {
+        TraceService { ingest }
+    }
+}
+
+impl NamedService for TraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+struct Export(Ingest);
+
+impl UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<'static, Result<Response<Self::Response>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let ingest = self.0.clone();
+        Box::pin(async move {
+            let outcome = ingest.export_protobuf(request.into_inner(), Protocol::Grpc).await?;
+            let partial_success = (outcome.rejected_spans > 0 || !outcome.error_message.is_empty()).then(|| {
+                ExportTracePartialSuccess { rejected_spans: outcome.rejected_spans, error_message: outcome.error_message }
+            });
+            Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+        })
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for TraceService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        Box::pin(async move {
+            if request.uri().path() != EXPORT_PATH {
+                return Ok(Status::unimplemented(format!("no method {}", request.uri().path())).into_http());
+            }
+            let limit = ingest.max_request_bytes;
+            let mut grpc = Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(limit);
+            Ok(grpc.unary(Export(ingest), request).await)
+        })
+    }
+}
+
+/// Decodes to the message bytes as they are; encodes responses with prost.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> ResponseEncoder {
+        ResponseEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+struct ResponseEncoder;
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst).map_err(|e| Status::internal(format!("encoding response: {e}")))
+    }
+}
+
+struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}

@@ -1,0 +1,149 @@
+//! OTLP/HTTP: `POST /v1/traces` with `application/x-protobuf` or `application/json`
+//! (OTLP/JSON: hex ids, enum integers, 64-bit integers as strings), optionally gzip.
+//! Answers in the request's encoding; errors carry a `google.rpc.Status`.
+
+use std::io::Read;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1 as official;
+use prost::Message;
+
+use super::{ExportError, ExportOutcome, Ingest, Protocol};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+pub fn router(ingest: Ingest) -> Router {
+    // The wire-size limit; the decompressed size is checked separately in `inflate`.
+    let limit = ingest.max_request_bytes;
+    Router::new()
+        .route("/v1/traces", post(export))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ingest)
+}
+
+async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
+    let encoding = match content_type(&headers) {
+        Ok(encoding) => encoding,
+        Err(response) => return response,
+    };
+    match decode_and_export(&ingest, &headers, body, encoding).await {
+        Ok(outcome) => success(encoding, outcome),
+        Err(err) => failure(encoding, err),
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Result<Encoding, Response> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        _ => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Type {value:?}: use application/x-protobuf or application/json"),
+        )
+            .into_response()),
+    }
+}
+
+async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Bytes, encoding: Encoding) -> Result<ExportOutcome, ExportError> {
+    let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let limit = ingest.max_request_bytes;
+    let gzip = match content_encoding.trim().to_ascii_lowercase().as_str() {
+        "gzip" => true,
+        "identity" | "" => false,
+        other => return Err(ExportError::BadPayload(format!("unsupported Content-Encoding {other:?}: use gzip or none"))),
+    };
+    let protobuf = tokio::task::spawn_blocking(move || {
+        let raw = if gzip { inflate(&body, limit)? } else { body };
+        match encoding {
+            Encoding::Protobuf => Ok(raw),
+            // JSON is parsed with the official message types and re-encoded, so both encodings
+            // share one decoder and one conversion.
+            Encoding::Json => serde_json::from_slice::<official::ExportTraceServiceRequest>(&raw)
+                .map(|request| Bytes::from(request.encode_to_vec()))
+                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}"))),
+        }
+    })
+    .await
+    .map_err(|_| ExportError::ShuttingDown)??;
+    ingest.export_protobuf(protobuf, Protocol::Http).await
+}
+
+/// Inflates gzip, refusing to grow past `limit` bytes (a small bomb can inflate to gigabytes).
+fn inflate(body: &[u8], limit: usize) -> Result<Bytes, ExportError> {
+    let mut out = Vec::new();
+    let read = flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ExportError::BadPayload(format!("corrupt gzip body: {e}")))?;
+    if read > limit {
+        return Err(ExportError::TooLarge(limit));
+    }
+    Ok(Bytes::from(out))
+}
+
+fn success(encoding: Encoding, outcome: ExportOutcome) -> Response {
+    let partial_success = (outcome.rejected_spans > 0 || !outcome.error_message.is_empty()).then(|| official::ExportTracePartialSuccess {
+        rejected_spans: outcome.rejected_spans,
+        error_message: outcome.error_message,
+    });
+    let response = official::ExportTraceServiceResponse { partial_success };
+    let body = match encoding {
+        Encoding::Protobuf => response.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+fn failure(encoding: Encoding, err: ExportError) -> Response {
+    let (status, grpc_code) = match &err {
+        ExportError::BadPayload(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+        ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument),
+        ExportError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted),
+        ExportError::StoreUnavailable | ExportError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+        ExportError::StoreRejected => {
+            tracing::error!(error = %err, "export failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal)
+        }
+    };
+    let rpc = RpcStatus { code: grpc_code as i32, message: err.to_string() };
+    let body = match encoding {
+        Encoding::Protobuf => rpc.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&rpc).unwrap_or_default(),
+    };
+    let mut response = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+    if let Some(after) = err.retry_after() {
+        if let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}

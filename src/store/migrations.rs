@@ -1,0 +1,87 @@
+//! Versioned schema files, applied in order and recorded in `schema_migrations`. Every
+//! statement is idempotent (IF NOT EXISTS), so a half-applied migration is simply re-run.
+
+use super::{Store, StoreError};
+
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "spans", include_str!("../../migrations/0001_spans.sql")),
+    (2, "sessions", include_str!("../../migrations/0002_sessions.sql")),
+];
+
+/// The statements of a migration file: `--` comment lines dropped, split on `;`.
+pub fn statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Store {
+    /// Creates the database if needed and applies what is missing. Returns the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        // The database may not exist yet, so this one statement runs without it.
+        let server = self.client.clone().with_database("default");
+        self.timed("create database", async {
+            Ok(server.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)).execute().await?)
+        })
+        .await?;
+        self.timed("create schema_migrations", async {
+            Ok(self
+                .client
+                .query("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+                .execute()
+                .await?)
+        })
+        .await?;
+        let applied: Vec<u32> = self
+            .timed("read schema_migrations", async {
+                Ok(self.client.query("SELECT version FROM schema_migrations").fetch_all::<u32>().await?)
+            })
+            .await?;
+        let mut newly = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            for statement in statements(sql) {
+                self.timed("migration", async { Ok(self.client.query(&statement).execute().await?) }).await?;
+            }
+            self.timed("record migration", async {
+                Ok(self
+                    .client
+                    .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
+                    .bind(*version)
+                    .bind(*name)
+                    .execute()
+                    .await?)
+            })
+            .await?;
+            tracing::info!(version, name, "applied migration");
+            newly.push(*version);
+        }
+        Ok(newly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_skip_comments_with_semicolons() {
+        let sql = "-- a; b\nCREATE TABLE x (a UInt8) ENGINE = Memory;\n\n-- trailing; note\nCREATE VIEW y AS SELECT 1;\n";
+        assert_eq!(statements(sql), ["CREATE TABLE x (a UInt8) ENGINE = Memory", "CREATE VIEW y AS SELECT 1"]);
+    }
+
+    #[test]
+    fn versions_are_increasing() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}

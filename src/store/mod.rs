@@ -1,0 +1,124 @@
+//! ClickHouse: the schema, span and derived-row writes, and the reads the API needs.
+//! SQL here runs on ClickHouse 18.16 (Debian's) and on current releases.
+
+mod derived;
+mod migrations;
+mod reads;
+mod spans;
+pub mod writer;
+
+use std::time::Duration;
+
+use crate::config;
+
+pub use derived::TraceSessions;
+pub use migrations::MIGRATIONS;
+pub use reads::SessionDetail;
+pub use spans::SpanRow;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying: the server is down, slow or overloaded.
+    #[error("ClickHouse unavailable: {0}")]
+    Unavailable(String),
+    /// Retrying the same request cannot succeed (bad data, schema mismatch).
+    #[error("ClickHouse rejected the request: {0}")]
+    Rejected(String),
+    /// A stored value could not be read back into the model.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// ClickHouse exception codes that mean "this request is wrong", not "try later".
+const PERMANENT_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    16,  // NO_SUCH_COLUMN_IN_TABLE
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,  // CANNOT_READ_ALL_DATA
+    41,  // CANNOT_PARSE_DATETIME
+    47,  // UNKNOWN_IDENTIFIER
+    53,  // TYPE_MISMATCH
+    62,  // SYNTAX_ERROR
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+];
+
+/// The numeric code of a ClickHouse exception text ("Code: 27. DB::Exception: ...").
+fn exception_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + 6..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+impl From<clickhouse::error::Error> for StoreError {
+    fn from(err: clickhouse::error::Error) -> Self {
+        use clickhouse::error::Error as E;
+        match &err {
+            E::BadResponse(text) if exception_code(text).is_some_and(|c| PERMANENT_CODES.contains(&c)) => {
+                StoreError::Rejected(err.to_string())
+            }
+            E::Network(_) | E::TimedOut | E::BadResponse(_) | E::Other(_) => StoreError::Unavailable(err.to_string()),
+            _ => StoreError::Rejected(err.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    client: clickhouse::Client,
+    database: String,
+    timeout: Duration,
+}
+
+impl Store {
+    pub fn new(config: &config::ClickHouse) -> Store {
+        let client = clickhouse::Client::default()
+            .with_url(&config.url)
+            .with_user(&config.user)
+            .with_password(config.password.expose())
+            .with_database(&config.database)
+            // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
+            .with_validation(false);
+        Store { client, database: config.database.clone(), timeout: Duration::from_millis(config.timeout_ms) }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Every call goes through here so no query can hang past the configured timeout.
+    async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("{what} timed out after {:?}", self.timeout))))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.timed("ping", async { Ok(self.client.query("SELECT 1").fetch_one::<u8>().await?) })
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_exceptions_by_code() {
+        let parse = clickhouse::error::Error::BadResponse("Code: 27. DB::Exception: Cannot parse input".into());
+        assert!(matches!(StoreError::from(parse), StoreError::Rejected(_)));
+        let memory = clickhouse::error::Error::BadResponse("Code: 241. DB::Exception: Memory limit exceeded".into());
+        assert!(StoreError::from(memory).is_retryable());
+        assert!(StoreError::from(clickhouse::error::Error::TimedOut).is_retryable());
+    }
+}

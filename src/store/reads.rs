@@ -1,0 +1,47 @@
+//! Reads for the API: one session at its current revision, with its children.
+
+use super::{Store, StoreError};
+use crate::model::conversation::{InterruptionRow, MessageRow, SessionRow, ToolCallRow, TurnRow};
+
+#[derive(Debug, Clone)]
+pub struct SessionDetail {
+    pub session: SessionRow,
+    pub turns: Vec<TurnRow>,
+    pub messages: Vec<MessageRow>,
+    pub tool_calls: Vec<ToolCallRow>,
+    pub interruptions: Vec<InterruptionRow>,
+}
+
+impl Store {
+    /// The session and its rows at the session's current revision; None if unknown or deleted.
+    pub async fn session_detail(&self, session_id: &str) -> Result<Option<SessionDetail>, StoreError> {
+        let session = self
+            .timed("session", async {
+                Ok(self
+                    .client
+                    .query("SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0")
+                    .bind(session_id)
+                    .fetch_optional::<SessionRow>()
+                    .await?)
+            })
+            .await?;
+        let Some(session) = session else { return Ok(None) };
+        let revision = session.revision;
+        Ok(Some(SessionDetail {
+            turns: self.children("turns", "turn_number", session_id, revision).await?,
+            messages: self.children("messages", "message_index", session_id, revision).await?,
+            tool_calls: self.children("tool_calls", "call_index", session_id, revision).await?,
+            interruptions: self.children("interruptions", "interruption_index", session_id, revision).await?,
+            session,
+        }))
+    }
+
+    async fn children<T>(&self, table: &str, order: &str, session_id: &str, revision: u64) -> Result<Vec<T>, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        let sql = format!("SELECT ?fields FROM {table} WHERE session_id = ? AND revision = ? ORDER BY {order}");
+        self.timed(table, async { Ok(self.client.query(&sql).bind(session_id).bind(revision).fetch_all::<T>().await?) })
+            .await
+    }
+}

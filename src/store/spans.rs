@@ -1,0 +1,250 @@
+//! The `spans` table: every received span, as received (after validation).
+
+use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::model::conversation::unix_seconds;
+use crate::model::{Attributes, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, TraceId};
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SpanRow {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    pub kind: String,
+    pub start_time: u32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub duration_ns: u64,
+    pub status_code: String,
+    pub status_message: String,
+    pub service_name: String,
+    pub scope_name: String,
+    pub scope_version: String,
+    #[serde(rename = "attributes.key")]
+    pub attribute_keys: Vec<String>,
+    #[serde(rename = "attributes.value")]
+    pub attribute_values: Vec<String>,
+    #[serde(rename = "resource_attributes.key")]
+    pub resource_keys: Vec<String>,
+    #[serde(rename = "resource_attributes.value")]
+    pub resource_values: Vec<String>,
+    #[serde(rename = "events.time_unix_nano")]
+    pub event_times: Vec<u64>,
+    #[serde(rename = "events.name")]
+    pub event_names: Vec<String>,
+    #[serde(rename = "events.attributes")]
+    pub event_attributes: Vec<String>,
+    #[serde(rename = "links.trace_id")]
+    pub link_trace_ids: Vec<String>,
+    #[serde(rename = "links.span_id")]
+    pub link_span_ids: Vec<String>,
+    #[serde(rename = "links.attributes")]
+    pub link_attributes: Vec<String>,
+    pub dropped_attributes_count: u32,
+    pub dropped_events_count: u32,
+    pub dropped_links_count: u32,
+    pub ingested_at_unix_nano: u64,
+}
+
+fn split(attributes: &Attributes) -> (Vec<String>, Vec<String>) {
+    attributes.0.iter().cloned().unzip()
+}
+
+/// Attributes of events and links are stored as one JSON object each.
+fn to_json(attributes: &Attributes) -> String {
+    let map: BTreeMap<&str, &str> = attributes.iter().collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn from_json(text: &str) -> Result<Attributes, StoreError> {
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("event or link attributes: {e}")))?;
+    Ok(Attributes(map.into_iter().collect()))
+}
+
+impl SpanRow {
+    pub fn from_span(span: &Span, ingested_at_unix_nano: u64) -> SpanRow {
+        let (attribute_keys, attribute_values) = split(&span.attributes);
+        let (resource_keys, resource_values) = split(&span.resource);
+        SpanRow {
+            trace_id: span.trace_id.to_hex(),
+            span_id: span.span_id.to_hex(),
+            parent_span_id: span.parent_span_id.map(|p| p.to_hex()).unwrap_or_default(),
+            trace_state: span.trace_state.clone(),
+            flags: span.flags,
+            name: span.name.clone(),
+            kind: span.kind.as_str().to_owned(),
+            start_time: unix_seconds(span.start_unix_nano),
+            start_time_unix_nano: span.start_unix_nano,
+            end_time_unix_nano: span.end_unix_nano,
+            duration_ns: span.duration_nanos(),
+            status_code: span.status_code.as_str().to_owned(),
+            status_message: span.status_message.clone(),
+            service_name: span.service_name().to_owned(),
+            scope_name: span.scope_name.clone(),
+            scope_version: span.scope_version.clone(),
+            attribute_keys,
+            attribute_values,
+            resource_keys,
+            resource_values,
+            event_times: span.events.iter().map(|e| e.time_unix_nano).collect(),
+            event_names: span.events.iter().map(|e| e.name.clone()).collect(),
+            event_attributes: span.events.iter().map(|e| to_json(&e.attributes)).collect(),
+            link_trace_ids: span.links.iter().map(|l| l.trace_id.to_hex()).collect(),
+            link_span_ids: span.links.iter().map(|l| l.span_id.to_hex()).collect(),
+            link_attributes: span.links.iter().map(|l| to_json(&l.attributes)).collect(),
+            dropped_attributes_count: span.dropped_attributes_count,
+            dropped_events_count: span.dropped_events_count,
+            dropped_links_count: span.dropped_links_count,
+            ingested_at_unix_nano,
+        }
+    }
+
+    pub fn into_span(self) -> Result<Span, StoreError> {
+        let corrupt = |e: crate::model::IdError| StoreError::Corrupt(e.to_string());
+        let events = self
+            .event_times
+            .iter()
+            .zip(self.event_names)
+            .zip(self.event_attributes.iter())
+            .map(|((time, name), attributes)| {
+                Ok(SpanEvent { time_unix_nano: *time, name, attributes: from_json(attributes)? })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let links = self
+            .link_trace_ids
+            .iter()
+            .zip(self.link_span_ids.iter())
+            .zip(self.link_attributes.iter())
+            .map(|((trace, span), attributes)| {
+                Ok(SpanLink {
+                    trace_id: TraceId::from_hex(trace).map_err(corrupt)?,
+                    span_id: SpanId::from_hex(span).map_err(corrupt)?,
+                    attributes: from_json(attributes)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Span {
+            trace_id: TraceId::from_hex(&self.trace_id).map_err(corrupt)?,
+            span_id: SpanId::from_hex(&self.span_id).map_err(corrupt)?,
+            parent_span_id: if self.parent_span_id.is_empty() {
+                None
+            } else {
+                Some(SpanId::from_hex(&self.parent_span_id).map_err(corrupt)?)
+            },
+            trace_state: self.trace_state,
+            flags: self.flags,
+            name: self.name,
+            kind: SpanKind::parse(&self.kind),
+            start_unix_nano: self.start_time_unix_nano,
+            end_unix_nano: self.end_time_unix_nano,
+            status_code: StatusCode::parse(&self.status_code),
+            status_message: self.status_message,
+            attributes: Attributes(self.attribute_keys.into_iter().zip(self.attribute_values).collect()),
+            resource: Attributes(self.resource_keys.into_iter().zip(self.resource_values).collect()),
+            scope_name: self.scope_name,
+            scope_version: self.scope_version,
+            events,
+            links,
+            dropped_attributes_count: self.dropped_attributes_count,
+            dropped_events_count: self.dropped_events_count,
+            dropped_links_count: self.dropped_links_count,
+        })
+    }
+}
+
+/// `(?, ?, ...)` for an IN list: 18.16 does not accept an array on the right of IN.
+pub(super) fn placeholders(n: usize) -> String {
+    format!("({})", vec!["?"; n.max(1)].join(", "))
+}
+
+/// IN lists are sent in chunks of this many values to stay under `max_query_size`.
+pub(super) const IN_CHUNK: usize = 1000;
+
+impl Store {
+    pub async fn insert_spans(&self, rows: &[SpanRow]) -> Result<(), StoreError> {
+        self.insert_all("spans", rows.iter()).await
+    }
+
+    /// All stored spans of these traces, each span once (re-sent copies collapse).
+    pub async fn load_spans(&self, trace_ids: &[String]) -> Result<Vec<Span>, StoreError> {
+        let mut spans = Vec::new();
+        for chunk in trace_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT ?fields FROM spans WHERE trace_id IN {} ORDER BY trace_id, span_id, ingested_at_unix_nano DESC LIMIT 1 BY trace_id, span_id",
+                placeholders(chunk.len())
+            );
+            let rows: Vec<SpanRow> = self
+                .timed("load spans", async {
+                    let mut query = self.client.query(&sql);
+                    for id in chunk {
+                        query = query.bind(id);
+                    }
+                    Ok(query.fetch_all::<SpanRow>().await?)
+                })
+                .await?;
+            for row in rows {
+                spans.push(row.into_span()?);
+            }
+        }
+        Ok(spans)
+    }
+
+    /// Traces with spans ingested in (after, until], for catching up and `rebuild`.
+    pub async fn traces_ingested_between(&self, after_unix_nano: u64, until_unix_nano: u64) -> Result<Vec<String>, StoreError> {
+        self.timed("traces ingested", async {
+            Ok(self
+                .client
+                .query("SELECT DISTINCT trace_id FROM spans WHERE ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ?")
+                .bind(after_unix_nano)
+                .bind(until_unix_nano)
+                .fetch_all::<String>()
+                .await?)
+        })
+        .await
+    }
+
+    /// Traces with a span starting at or after `since` (seconds), for `rebuild --since`.
+    pub async fn traces_started_since(&self, since_unix_seconds: u32) -> Result<Vec<String>, StoreError> {
+        self.timed("traces since", async {
+            Ok(self
+                .client
+                .query("SELECT DISTINCT trace_id FROM spans WHERE start_time >= toDateTime(?)")
+                .bind(since_unix_seconds)
+                .fetch_all::<String>()
+                .await?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conventions::fixtures::span;
+
+    #[test]
+    fn row_round_trip() {
+        let mut original = span("llm").id(3).parent(1).attr("k", "v").resource("service.name", "agent").error("boom").build();
+        original.events.push(SpanEvent {
+            time_unix_nano: 5,
+            name: "exception".into(),
+            attributes: [("exception.message", "boom")].into_iter().collect(),
+        });
+        original.links.push(SpanLink {
+            trace_id: TraceId::from([9; 16]),
+            span_id: SpanId::from([8; 8]),
+            attributes: Attributes::default(),
+        });
+        let row = SpanRow::from_span(&original, 42);
+        assert_eq!(row.service_name, "agent");
+        assert_eq!(row.into_span().expect("valid row"), original);
+    }
+}

@@ -1,0 +1,76 @@
+//! The span writer: takes batches from the receivers, inserts them in groups of up to
+//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. It reads no
+//! new input while an insert is in flight, so a slow ClickHouse pushes back on the receivers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{SpanRow, Store};
+use crate::config;
+use crate::receiver::{now_unix_nano, Batch};
+use crate::telemetry::Metrics;
+
+/// Told to the sessionizer after each successful insert.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub trace_ids: Vec<String>,
+    pub ingested_at_unix_nano: u64,
+}
+
+pub async fn run(
+    store: Store,
+    config: config::Ingest,
+    mut batches: mpsc::Receiver<Batch>,
+    stored: mpsc::UnboundedSender<Stored>,
+    metrics: Arc<Metrics>,
+) {
+    let mut last_stamp = 0u64;
+    while let Some(first) = batches.recv().await {
+        let deadline = tokio::time::Instant::now() + config.batch_max_wait();
+        let mut group = vec![first];
+        let mut span_count = group[0].spans.len();
+        while span_count < config.batch_max_spans {
+            match tokio::time::timeout_at(deadline, batches.recv()).await {
+                Ok(Some(batch)) => {
+                    span_count += batch.spans.len();
+                    group.push(batch);
+                }
+                // Channel closed (shutting down) or time is up: write what we have.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Strictly increasing, so "ingested after X" never misses a batch written in the same nanosecond.
+        let ingested_at = now_unix_nano().max(last_stamp + 1);
+        last_stamp = ingested_at;
+        let rows: Vec<SpanRow> = group
+            .iter()
+            .flat_map(|b| b.spans.iter())
+            .map(|span| SpanRow::from_span(span, ingested_at))
+            .collect();
+        let started = Instant::now();
+        let result = store.insert_spans(&rows).await;
+        Metrics::add(&metrics.insert_micros_total, started.elapsed().as_micros() as u64);
+        match &result {
+            Ok(()) => {
+                Metrics::add(&metrics.batches_written, 1);
+                Metrics::add(&metrics.batch_spans_written, rows.len() as u64);
+                let mut trace_ids: Vec<String> = rows.into_iter().map(|r| r.trace_id).collect();
+                trace_ids.sort();
+                trace_ids.dedup();
+                // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
+                let _ = stored.send(Stored { trace_ids, ingested_at_unix_nano: ingested_at });
+            }
+            Err(err) => {
+                Metrics::add(&metrics.batch_failures, 1);
+                tracing::warn!(error = %err, spans = rows.len(), "span insert failed; clients will retry");
+            }
+        }
+        for batch in group {
+            // A client that gave up waiting is not an error here.
+            let _ = batch.ack.send(result.clone());
+        }
+    }
+    tracing::info!("span writer drained");
+}
