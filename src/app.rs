@@ -64,9 +64,19 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(&metrics));
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
-        let sessionizer = Sessionizer::new(store.clone(), config.sessionize.clone(), Arc::clone(&metrics));
+        let sessionizer = Sessionizer::new(
+            store.clone(),
+            config.sessionize.clone(),
+            Arc::clone(&metrics),
+        );
         let pipeline = vec![
-            tokio::spawn(writer::run(store.clone(), config.ingest.clone(), batches, stored_tx, Arc::clone(&metrics))),
+            tokio::spawn(writer::run(
+                store.clone(),
+                config.ingest.clone(),
+                batches,
+                stored_tx,
+                Arc::clone(&metrics),
+            )),
             tokio::spawn(sessionizer.run(stored_rx)),
         ];
 
@@ -104,12 +114,20 @@ impl App {
                 }
             })
         };
-        let http = serve(http_listener, receiver::http::router(ingest_for_http), stopping, "OTLP/HTTP");
+        let http = serve(
+            http_listener,
+            receiver::http::router(ingest_for_http),
+            stopping,
+            "OTLP/HTTP",
+        );
 
         let (stop_api, api_stopping) = watch::channel(false);
         let api = serve(
             api_listener,
-            api::router(ApiState { store: store.clone(), metrics: Arc::clone(&metrics) }),
+            api::router(ApiState {
+                store: store.clone(),
+                metrics: Arc::clone(&metrics),
+            }),
             api_stopping,
             "API",
         );
@@ -153,10 +171,17 @@ async fn wait(task: JoinHandle<()>, what: &str) {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener on {addr}"))
 }
 
-fn serve(listener: TcpListener, router: axum::Router, mut stopping: watch::Receiver<bool>, what: &'static str) -> JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stopping: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {

@@ -12,16 +12,26 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: Box<toml::de::Error> },
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
     #[error("environment variable {name}={value:?}: {why}")]
-    Env { name: &'static str, value: String, why: String },
+    Env {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: Listen,
@@ -116,24 +126,17 @@ impl fmt::Debug for Secret {
 
 fn addr(text: &str) -> SocketAddr {
     // Only ever called on the literal defaults below.
-    text.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: Listen::default(),
-            clickhouse: ClickHouse::default(),
-            ingest: Ingest::default(),
-            sessionize: Sessionize::default(),
-            log: Log::default(),
-        }
-    }
+    text.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { grpc: addr("127.0.0.1:4317"), http: addr("127.0.0.1:4318"), api: addr("127.0.0.1:8080") }
+        Listen {
+            grpc: addr("127.0.0.1:4317"),
+            http: addr("127.0.0.1:4318"),
+            api: addr("127.0.0.1:8080"),
+        }
     }
 }
 
@@ -166,13 +169,19 @@ impl Default for Ingest {
 
 impl Default for Sessionize {
     fn default() -> Self {
-        Sessionize { debounce_ms: 500, max_traces_per_pass: 5000 }
+        Sessionize {
+            debounce_ms: 500,
+            max_traces_per_pass: 5000,
+        }
     }
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Log { format: "text".into(), filter: "info".into() }
+        Log {
+            format: "text".into(),
+            filter: "info".into(),
+        }
     }
 }
 
@@ -191,8 +200,14 @@ impl Config {
         let mut config = match file {
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source: Box::new(source) })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: shown,
+                    source: Box::new(source),
+                })?
             }
             None => Config::default(),
         };
@@ -207,7 +222,11 @@ impl Config {
         where
             T::Err: fmt::Display,
         {
-            value.parse().map_err(|e: T::Err| ConfigError::Env { name, value, why: e.to_string() })
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name,
+                value,
+                why: e.to_string(),
+            })
         }
         macro_rules! env {
             ($name:literal, $field:expr, string) => {
@@ -225,7 +244,11 @@ impl Config {
         env!("CONVOLOG_HTTP_LISTEN", self.listen.http);
         env!("CONVOLOG_API_LISTEN", self.listen.api);
         env!("CONVOLOG_CLICKHOUSE_URL", self.clickhouse.url, string);
-        env!("CONVOLOG_CLICKHOUSE_DATABASE", self.clickhouse.database, string);
+        env!(
+            "CONVOLOG_CLICKHOUSE_DATABASE",
+            self.clickhouse.database,
+            string
+        );
         env!("CONVOLOG_CLICKHOUSE_USER", self.clickhouse.user, string);
         if let Some(password) = var("CONVOLOG_CLICKHOUSE_PASSWORD") {
             self.clickhouse.password = Secret::new(password);
@@ -236,7 +259,10 @@ impl Config {
         env!("CONVOLOG_QUEUE_WAIT_MS", self.ingest.queue_wait_ms);
         env!("CONVOLOG_BATCH_MAX_SPANS", self.ingest.batch_max_spans);
         env!("CONVOLOG_BATCH_MAX_WAIT_MS", self.ingest.batch_max_wait_ms);
-        env!("CONVOLOG_SESSIONIZE_DEBOUNCE_MS", self.sessionize.debounce_ms);
+        env!(
+            "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
+            self.sessionize.debounce_ms
+        );
         env!("CONVOLOG_LOG_FORMAT", self.log.format, string);
         env!("CONVOLOG_LOG_FILTER", self.log.filter, string);
         Ok(())
@@ -246,19 +272,34 @@ impl Config {
         let invalid = |why: String| Err(ConfigError::Invalid(why));
         let db = &self.clickhouse.database;
         if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return invalid(format!("clickhouse.database {db:?} must be letters, digits and underscores"));
+            return invalid(format!(
+                "clickhouse.database {db:?} must be letters, digits and underscores"
+            ));
         }
-        if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
-            return invalid(format!("clickhouse.url {:?} must start with http:// or https://", self.clickhouse.url));
+        if !(self.clickhouse.url.starts_with("http://")
+            || self.clickhouse.url.starts_with("https://"))
+        {
+            return invalid(format!(
+                "clickhouse.url {:?} must start with http:// or https://",
+                self.clickhouse.url
+            ));
         }
-        if self.ingest.batch_max_spans == 0 || self.ingest.max_pending_spans < self.ingest.batch_max_spans {
-            return invalid("ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans".into());
+        if self.ingest.batch_max_spans == 0
+            || self.ingest.max_pending_spans < self.ingest.batch_max_spans
+        {
+            return invalid(
+                "ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans"
+                    .into(),
+            );
         }
         if self.ingest.max_request_bytes < 1024 {
             return invalid("ingest.max_request_bytes must be at least 1024".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return invalid(format!("log.format {:?} must be \"text\" or \"json\"", self.log.format));
+            return invalid(format!(
+                "log.format {:?} must be \"text\" or \"json\"",
+                self.log.format
+            ));
         }
         if self.sessionize.max_traces_per_pass == 0 {
             return invalid("sessionize.max_traces_per_pass must be at least 1".into());
@@ -278,7 +319,10 @@ mod tests {
         let parsed: Config = toml::from_str(&text).expect("example config parses");
         parsed.validate().expect("example config is valid");
         assert_eq!(parsed.listen.grpc, Config::default().listen.grpc);
-        assert_eq!(parsed.ingest.batch_max_spans, Config::default().ingest.batch_max_spans);
+        assert_eq!(
+            parsed.ingest.batch_max_spans,
+            Config::default().ingest.batch_max_spans
+        );
     }
 
     #[test]
@@ -291,7 +335,13 @@ mod tests {
                 _ => None,
             })
             .expect("valid overrides");
-        assert_eq!((config.clickhouse.database.as_str(), config.ingest.batch_max_spans), ("other", 100));
+        assert_eq!(
+            (
+                config.clickhouse.database.as_str(),
+                config.ingest.batch_max_spans
+            ),
+            ("other", 100)
+        );
         let err = Config::default()
             .apply_env(|name| (name == "CONVOLOG_GRPC_LISTEN").then(|| "nonsense".to_string()))
             .expect_err("bad address");
@@ -301,7 +351,8 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused_and_secrets_hidden() {
         assert!(toml::from_str::<Config>("[clickhouse]\nurll = \"x\"").is_err());
-        let config: Config = toml::from_str("[clickhouse]\npassword = \"hunter2\"").expect("parses");
+        let config: Config =
+            toml::from_str("[clickhouse]\npassword = \"hunter2\"").expect("parses");
         assert!(!format!("{config:?}").contains("hunter2"));
         let mut bad = Config::default();
         bad.clickhouse.database = "x; DROP".into();

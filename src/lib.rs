@@ -1,12 +1,12 @@
 //! convolog: conversation logs for voice and chat AI agents, from the OpenTelemetry traces
 //! they already emit.
 
-pub mod conventions;
-pub mod model;
-pub mod receiver;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod conventions;
+pub mod model;
+pub mod receiver;
 pub mod sessionize;
 pub mod sessionizer;
 pub mod store;

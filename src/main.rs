@@ -49,16 +49,28 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let store = Store::new(&config.clickhouse);
-            let applied = app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
-            println!("schema of database {} is current (applied now: {applied:?})", store.database());
+            let applied =
+                app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
+            println!(
+                "schema of database {} is current (applied now: {applied:?})",
+                store.database()
+            );
         }
         Command::Rebuild { since } => {
             let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
-            let since = timefmt::parse_since(&since, now).map_err(anyhow::Error::msg).context("--since")?;
+            let since = timefmt::parse_since(&since, now)
+                .map_err(anyhow::Error::msg)
+                .context("--since")?;
             let store = Store::new(&config.clickhouse);
             app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
-            let traces = store.traces_started_since(u32::try_from(since).unwrap_or(u32::MAX)).await?;
-            let mut sessionizer = Sessionizer::new(store, config.sessionize, std::sync::Arc::new(Metrics::default()));
+            let traces = store
+                .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
+                .await?;
+            let mut sessionizer = Sessionizer::new(
+                store,
+                config.sessionize,
+                std::sync::Arc::new(Metrics::default()),
+            );
             let summary = sessionizer.derive_traces(&traces).await?;
             println!(
                 "rebuilt {} sessions from {} traces ({} sessions removed)",

@@ -37,7 +37,12 @@ pub struct PassSummary {
 
 impl Sessionizer {
     pub fn new(store: Store, config: config::Sessionize, metrics: Arc<Metrics>) -> Self {
-        Sessionizer { store, config, metrics, last_revision: 0 }
+        Sessionizer {
+            store,
+            config,
+            metrics,
+            last_revision: 0,
+        }
     }
 
     fn next_revision(&mut self) -> u64 {
@@ -53,7 +58,9 @@ impl Sessionizer {
         match self.catch_up().await {
             Ok(summary) if summary.traces > 0 => tracing::info!(?summary, "sessionizer caught up"),
             Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "sessionizer catch-up failed; continuing with new spans"),
+            Err(err) => {
+                tracing::warn!(error = %err, "sessionizer catch-up failed; continuing with new spans")
+            }
         }
         let mut open = true;
         while open || !dirty.is_empty() {
@@ -84,7 +91,11 @@ impl Sessionizer {
             let traces: Vec<String> = std::mem::take(&mut dirty).into_iter().collect();
             match self.derive_traces(&traces).await {
                 Ok(_) => {
-                    if let Err(err) = self.store.record_sessionizer_progress(newest_ingested).await {
+                    if let Err(err) = self
+                        .store
+                        .record_sessionizer_progress(newest_ingested)
+                        .await
+                    {
                         tracing::warn!(error = %err, "could not record sessionizer progress");
                     }
                 }
@@ -93,7 +104,10 @@ impl Sessionizer {
                     tracing::warn!(error = %err, traces = traces.len(), "sessionizer pass failed; retrying");
                     dirty.extend(traces);
                     if !open {
-                        tracing::warn!(traces = dirty.len(), "stopping with traces not derived; the next start catches up");
+                        tracing::warn!(
+                            traces = dirty.len(),
+                            "stopping with traces not derived; the next start catches up"
+                        );
                         break;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -139,7 +153,9 @@ impl Sessionizer {
         let mut now_in: HashMap<&str, String> = HashMap::new();
         let mut affected: BTreeSet<String> = BTreeSet::new();
         for trace in traces {
-            let Some(spans) = spans_by_trace.get(trace) else { continue };
+            let Some(spans) = spans_by_trace.get(trace) else {
+                continue;
+            };
             let session = sessionize::trace_session_key(spans).unwrap_or_else(|| trace.clone());
             if let Some(old) = previous.get(trace) {
                 if *old != session {
@@ -147,7 +163,11 @@ impl Sessionizer {
                 }
             }
             if previous.get(trace) != Some(&session) {
-                moves.push(TraceSessionRow { trace_id: trace.clone(), session_id: session.clone(), revision });
+                moves.push(TraceSessionRow {
+                    trace_id: trace.clone(),
+                    session_id: session.clone(),
+                    revision,
+                });
             }
             affected.insert(session.clone());
             now_in.insert(trace, session);
@@ -174,7 +194,10 @@ impl Sessionizer {
             members.entry(session).or_default().extend(kept);
         }
         for (trace, session) in &now_in {
-            members.entry(session.as_str()).or_default().insert((*trace).to_owned());
+            members
+                .entry(session.as_str())
+                .or_default()
+                .insert((*trace).to_owned());
         }
 
         // Spans of member traces this pass did not load yet.
@@ -205,11 +228,19 @@ impl Sessionizer {
                 }
                 continue;
             }
-            derived.push(sessionize::sessionize(session, &spans, revision, updated_at));
+            derived.push(sessionize::sessionize(
+                session, &spans, revision, updated_at,
+            ));
         }
-        self.store.write_derived(&moves, &derived, &tombstones).await?;
+        self.store
+            .write_derived(&moves, &derived, &tombstones)
+            .await?;
         Metrics::add(&self.metrics.sessions_derived, derived.len() as u64);
-        Ok(PassSummary { traces: traces.len(), sessions: derived.len(), removed_sessions: tombstones.len() })
+        Ok(PassSummary {
+            traces: traces.len(),
+            sessions: derived.len(),
+            removed_sessions: tombstones.len(),
+        })
     }
 }
 

@@ -29,20 +29,90 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 14] = [
-            ("convolog_spans_accepted_total{protocol=\"grpc\"}", "counter", "Spans stored, by protocol.", &self.grpc_spans_accepted),
-            ("convolog_spans_accepted_total{protocol=\"http\"}", "", "", &self.http_spans_accepted),
-            ("convolog_spans_refused_total{protocol=\"grpc\"}", "counter", "Spans answered with an error the client retries.", &self.grpc_spans_refused),
-            ("convolog_spans_refused_total{protocol=\"http\"}", "", "", &self.http_spans_refused),
-            ("convolog_spans_rejected_invalid_total", "counter", "Spans rejected as invalid (partial_success).", &self.spans_rejected_invalid),
-            ("convolog_requests_overloaded_total", "counter", "Requests refused because the pending-span limit was reached.", &self.requests_overloaded),
-            ("convolog_batches_written_total", "counter", "Span batches inserted into ClickHouse.", &self.batches_written),
-            ("convolog_batch_spans_written_total", "counter", "Spans in inserted batches.", &self.batch_spans_written),
-            ("convolog_batch_failures_total", "counter", "Span batches whose insert failed.", &self.batch_failures),
-            ("convolog_insert_seconds_total", "counter", "Time spent inserting span batches.", &self.insert_micros_total),
-            ("convolog_pending_spans", "gauge", "Spans received and not yet stored.", &self.pending_spans),
-            ("convolog_sessionize_passes_total", "counter", "Sessionizer passes.", &self.sessionize_passes),
-            ("convolog_sessionize_failures_total", "counter", "Sessionizer passes that failed and will be retried.", &self.sessionize_failures),
-            ("convolog_sessions_derived_total", "counter", "Sessions (re)derived.", &self.sessions_derived),
+            (
+                "convolog_spans_accepted_total{protocol=\"grpc\"}",
+                "counter",
+                "Spans stored, by protocol.",
+                &self.grpc_spans_accepted,
+            ),
+            (
+                "convolog_spans_accepted_total{protocol=\"http\"}",
+                "",
+                "",
+                &self.http_spans_accepted,
+            ),
+            (
+                "convolog_spans_refused_total{protocol=\"grpc\"}",
+                "counter",
+                "Spans answered with an error the client retries.",
+                &self.grpc_spans_refused,
+            ),
+            (
+                "convolog_spans_refused_total{protocol=\"http\"}",
+                "",
+                "",
+                &self.http_spans_refused,
+            ),
+            (
+                "convolog_spans_rejected_invalid_total",
+                "counter",
+                "Spans rejected as invalid (partial_success).",
+                &self.spans_rejected_invalid,
+            ),
+            (
+                "convolog_requests_overloaded_total",
+                "counter",
+                "Requests refused because the pending-span limit was reached.",
+                &self.requests_overloaded,
+            ),
+            (
+                "convolog_batches_written_total",
+                "counter",
+                "Span batches inserted into ClickHouse.",
+                &self.batches_written,
+            ),
+            (
+                "convolog_batch_spans_written_total",
+                "counter",
+                "Spans in inserted batches.",
+                &self.batch_spans_written,
+            ),
+            (
+                "convolog_batch_failures_total",
+                "counter",
+                "Span batches whose insert failed.",
+                &self.batch_failures,
+            ),
+            (
+                "convolog_insert_seconds_total",
+                "counter",
+                "Time spent inserting span batches.",
+                &self.insert_micros_total,
+            ),
+            (
+                "convolog_pending_spans",
+                "gauge",
+                "Spans received and not yet stored.",
+                &self.pending_spans,
+            ),
+            (
+                "convolog_sessionize_passes_total",
+                "counter",
+                "Sessionizer passes.",
+                &self.sessionize_passes,
+            ),
+            (
+                "convolog_sessionize_failures_total",
+                "counter",
+                "Sessionizer passes that failed and will be retried.",
+                &self.sessionize_failures,
+            ),
+            (
+                "convolog_sessions_derived_total",
+                "counter",
+                "Sessions (re)derived.",
+                &self.sessions_derived,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
@@ -65,8 +135,14 @@ impl Metrics {
 pub fn init_logging(format: &str, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     // A second init (tests start several apps in one process) keeps the first subscriber.
     drop(result);
 }

@@ -17,7 +17,12 @@ pub fn rfc3339(unix_nano: u64) -> String {
 /// `mm:ss.mmm` (or `h:mm:ss.mmm`) since the start of a session.
 pub fn offset(from_unix_nano: u64, at_unix_nano: u64) -> String {
     let ms = at_unix_nano.saturating_sub(from_unix_nano) / 1_000_000;
-    let (h, m, s, milli) = (ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000);
+    let (h, m, s, milli) = (
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000,
+    );
     if h > 0 {
         format!("{h}:{m:02}:{s:02}.{milli:03}")
     } else {
@@ -35,16 +40,30 @@ pub fn parse_since(text: &str, now_unix_seconds: u64) -> Result<u64, String> {
             return Ok(now_unix_seconds.saturating_sub(n.saturating_mul(*scale)));
         }
     }
-    let bad = || format!("{text:?} is neither a duration like 24h / 7d nor a date like 2026-11-01 or 2026-11-01T08:00:00Z");
-    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap_or((text, "00:00:00"));
-    let numbers = |s: &str, sep: char| -> Option<Vec<u64>> { s.split(sep).map(|p| p.parse::<u64>().ok()).collect() };
-    let d = numbers(date, '-').filter(|d| d.len() == 3).ok_or_else(bad)?;
-    let t = numbers(time, ':').filter(|t| t.len() == 3).ok_or_else(bad)?;
-    if !(1..=12).contains(&d[1]) || !(1..=31).contains(&d[2]) || t[0] > 23 || t[1] > 59 || t[2] > 60 {
+    let bad = || {
+        format!("{text:?} is neither a duration like 24h / 7d nor a date like 2026-11-01 or 2026-11-01T08:00:00Z")
+    };
+    let (date, time) = text
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or((text, "00:00:00"));
+    let numbers = |s: &str, sep: char| -> Option<Vec<u64>> {
+        s.split(sep).map(|p| p.parse::<u64>().ok()).collect()
+    };
+    let d = numbers(date, '-')
+        .filter(|d| d.len() == 3)
+        .ok_or_else(bad)?;
+    let t = numbers(time, ':')
+        .filter(|t| t.len() == 3)
+        .ok_or_else(bad)?;
+    if !(1..=12).contains(&d[1]) || !(1..=31).contains(&d[2]) || t[0] > 23 || t[1] > 59 || t[2] > 60
+    {
         return Err(bad());
     }
     let days = days_from_civil(d[0] as i64, d[1] as u32, d[2] as u32);
-    u64::try_from(days * 86_400).map(|s| s + t[0] * 3600 + t[1] * 60 + t[2]).map_err(|_| bad())
+    u64::try_from(days * 86_400)
+        .map(|s| s + t[0] * 3600 + t[1] * 60 + t[2])
+        .map_err(|_| bad())
 }
 
 /// (year, month, day) to days since 1970-01-01 (H. Hinnant's algorithm).
@@ -79,7 +98,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_700_000_000_123_000_000), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            rfc3339(1_700_000_000_123_000_000),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(offset(0, 61_500_000_000), "01:01.500");
         assert_eq!(offset(0, 3_661_000_000_000), "1:01:01.000");

@@ -24,16 +24,24 @@ impl IntoResponse for ApiError {
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, self.to_string()),
             ApiError::Store(err) if err.is_retryable() => {
                 tracing::warn!(error = %err, "storage unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable, retry later".to_owned(),
+                )
             }
             ApiError::Store(err) => {
                 tracing::error!(error = %err, "storage error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
             }
         };
         let mut response = (status, Json(json!({ "error": message }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

@@ -39,7 +39,10 @@ async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError>
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,10 +56,16 @@ async fn get_transcript(
     Path(id): Path<String>,
     query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadParameter { name: "query", why: e.body_text() })?;
+    let Query(query) = query.map_err(|e| ApiError::BadParameter {
+        name: "query",
+        why: e.body_text(),
+    })?;
     let format = query.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "text") {
-        return Err(ApiError::BadParameter { name: "format", why: format!("{format:?} is not one of json, text") });
+        return Err(ApiError::BadParameter {
+            name: "format",
+            why: format!("{format:?} is not one of json, text"),
+        });
     }
     let detail = state
         .store

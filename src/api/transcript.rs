@@ -4,9 +4,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::timefmt::{offset, rfc3339};
 use crate::model::conversation::{speaker, MessageRow, TurnRow};
 use crate::store::SessionDetail;
+use crate::timefmt::{offset, rfc3339};
 
 #[derive(Debug, Serialize)]
 pub struct Transcript {
@@ -108,7 +108,10 @@ pub struct Interruption {
 }
 
 fn latency(ms: Option<f64>, source: &str) -> Option<Latency> {
-    ms.map(|ms| Latency { ms, source: source.to_owned() })
+    ms.map(|ms| Latency {
+        ms,
+        source: source.to_owned(),
+    })
 }
 
 impl Transcript {
@@ -245,7 +248,11 @@ pub fn render_text(detail: &SessionDetail) -> String {
             speaker::TOOL => format!("Tool {}", m.tool_name),
             other => other.to_owned(),
         };
-        let mut line = format!("[{}] {who}: {}", offset(s.start_time_unix_nano, m.time_unix_nano), m.text);
+        let mut line = format!(
+            "[{}] {who}: {}",
+            offset(s.start_time_unix_nano, m.time_unix_nano),
+            m.text
+        );
         if m.interrupted == 1 {
             match &m.spoken_text {
                 Some(spoken) => line.push_str(&format!("  [interrupted; heard: \"{spoken}\"]")),

@@ -13,7 +13,15 @@ pub const MESSAGE_TEXT: &str = "convolog.message.text";
 pub const SPOKEN_TEXT: &str = "convolog.spoken_text";
 
 /// Every key of the convention, for the documentation test.
-pub const KEYS: &[&str] = &[SESSION_ID, CHANNEL, DIRECTION, HANDOFF_TARGET, SPEAKER, MESSAGE_TEXT, SPOKEN_TEXT];
+pub const KEYS: &[&str] = &[
+    SESSION_ID,
+    CHANNEL,
+    DIRECTION,
+    HANDOFF_TARGET,
+    SPEAKER,
+    MESSAGE_TEXT,
+    SPOKEN_TEXT,
+];
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
     let from_span_or_resource = |key: &str| {

@@ -18,8 +18,14 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     };
     match facts.role {
         Role::Llm | Role::AgentTurn => {
-            facts.user_text = span.attributes.get("gen_ai.input.messages").and_then(|m| last_text(m, "user"));
-            facts.agent_text = span.attributes.get("gen_ai.output.messages").and_then(|m| last_text(m, "assistant"));
+            facts.user_text = span
+                .attributes
+                .get("gen_ai.input.messages")
+                .and_then(|m| last_text(m, "user"));
+            facts.agent_text = span
+                .attributes
+                .get("gen_ai.output.messages")
+                .and_then(|m| last_text(m, "assistant"));
             facts.agent_name = text(span, &["gen_ai.agent.name"]);
         }
         Role::Tool => {
@@ -39,11 +45,25 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
 /// Model, provider, tokens and TTFT, wherever a framework left them unset.
 pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
     let attrs = &span.attributes;
-    fill(&mut facts.provider, || text(span, &["gen_ai.provider.name", "gen_ai.system"]));
-    fill(&mut facts.model, || text(span, &["gen_ai.request.model", "gen_ai.response.model"]));
-    fill(&mut facts.input_tokens, || attrs.u64("gen_ai.usage.input_tokens").or_else(|| attrs.u64("gen_ai.usage.prompt_tokens")));
-    fill(&mut facts.output_tokens, || attrs.u64("gen_ai.usage.output_tokens").or_else(|| attrs.u64("gen_ai.usage.completion_tokens")));
-    fill(&mut facts.llm_ttft, || seconds(span, "gen_ai.response.time_to_first_chunk"));
+    fill(&mut facts.provider, || {
+        text(span, &["gen_ai.provider.name", "gen_ai.system"])
+    });
+    fill(&mut facts.model, || {
+        text(span, &["gen_ai.request.model", "gen_ai.response.model"])
+    });
+    fill(&mut facts.input_tokens, || {
+        attrs
+            .u64("gen_ai.usage.input_tokens")
+            .or_else(|| attrs.u64("gen_ai.usage.prompt_tokens"))
+    });
+    fill(&mut facts.output_tokens, || {
+        attrs
+            .u64("gen_ai.usage.output_tokens")
+            .or_else(|| attrs.u64("gen_ai.usage.completion_tokens"))
+    });
+    fill(&mut facts.llm_ttft, || {
+        seconds(span, "gen_ai.response.time_to_first_chunk")
+    });
     fill(&mut facts.agent_name, || text(span, &["gen_ai.agent.name"]));
 }
 

@@ -17,8 +17,7 @@ const SPANS: &[(&str, Role)] = &[
 ];
 
 pub fn recognises(span: &Span) -> bool {
-    span.scope_name.contains("livekit")
-        || span.attributes.iter().any(|(k, _)| k.starts_with("lk."))
+    span.scope_name.contains("livekit") || span.attributes.iter().any(|(k, _)| k.starts_with("lk."))
 }
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
@@ -28,7 +27,8 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         .map(|(_, role)| *role)
         .unwrap_or_default();
     // Measurements can sit on the stage, the request or the attempt span; any of them counts.
-    facts.end_of_utterance = seconds(span, "lk.end_of_turn_delay").or_else(|| seconds(span, "lk.eou.endpointing_delay"));
+    facts.end_of_utterance =
+        seconds(span, "lk.end_of_turn_delay").or_else(|| seconds(span, "lk.eou.endpointing_delay"));
     facts.stt = seconds(span, "lk.transcription_delay");
     facts.llm_ttft = seconds(span, "lk.response.ttft");
     facts.tts_ttfb = seconds(span, "lk.response.ttfb");
@@ -53,9 +53,21 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.tool = Some(ToolFacts {
                 name: text(span, &["lk.function_tool.name"]),
                 call_id: text(span, &["lk.function_tool.id"]),
-                arguments: text(span, &["lk.pii.function_tool.arguments", "lk.function_tool.arguments"]),
-                result: text(span, &["lk.pii.function_tool.output", "lk.function_tool.output"]),
-                is_error: span.attributes.bool("lk.function_tool.is_error").unwrap_or(false),
+                arguments: text(
+                    span,
+                    &[
+                        "lk.pii.function_tool.arguments",
+                        "lk.function_tool.arguments",
+                    ],
+                ),
+                result: text(
+                    span,
+                    &["lk.pii.function_tool.output", "lk.function_tool.output"],
+                ),
+                is_error: span
+                    .attributes
+                    .bool("lk.function_tool.is_error")
+                    .unwrap_or(false),
                 error_message: None,
             });
         }

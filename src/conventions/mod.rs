@@ -116,13 +116,20 @@ pub struct SpanFacts {
     pub message: Option<(String, String)>,
 }
 
+/// A framework, how to recognise its spans, and how to read them.
+type Reader = (Framework, fn(&Span) -> bool, fn(&Span, &mut SpanFacts));
+
 /// Reads one span. Framework modules are asked in order; the first that recognises the span
 /// sets its role. Facts every framework shares (GenAI usage and model names, convolog.*) fill
 /// in whatever the framework module left empty.
 pub fn read(span: &Span) -> SpanFacts {
     let mut facts = SpanFacts::default();
-    let readers: [(Framework, fn(&Span) -> bool, fn(&Span, &mut SpanFacts)); 6] = [
-        (Framework::OpenInference, openinference::recognises, openinference::read),
+    let readers: [Reader; 6] = [
+        (
+            Framework::OpenInference,
+            openinference::recognises,
+            openinference::read,
+        ),
         (Framework::LiveKit, livekit::recognises, livekit::read),
         (Framework::Ten, ten::recognises, ten::read),
         (Framework::VideoSdk, videosdk::recognises, videosdk::read),
@@ -175,7 +182,10 @@ fn seconds(span: &Span, key: &'static str) -> Option<Reported> {
     span.attributes
         .f64(key)
         .filter(|v| *v >= 0.0)
-        .map(|v| Reported { ms: v * 1000.0, key })
+        .map(|v| Reported {
+            ms: v * 1000.0,
+            key,
+        })
 }
 
 fn millis(span: &Span, key: &'static str) -> Option<Reported> {
@@ -199,42 +209,82 @@ mod tests {
 
     #[test]
     fn pipecat_stages() {
-        let stt = span("stt").attr("gen_ai.operation.name", "stt").attr("transcript", "hi there").attr("metrics.ttfb", "0.25").build();
+        let stt = span("stt")
+            .attr("gen_ai.operation.name", "stt")
+            .attr("transcript", "hi there")
+            .attr("metrics.ttfb", "0.25")
+            .build();
         let facts = read(&stt);
-        assert_eq!((facts.framework, facts.role), (Framework::Pipecat, Role::Stt));
+        assert_eq!(
+            (facts.framework, facts.role),
+            (Framework::Pipecat, Role::Stt)
+        );
         assert_eq!(facts.user_text.as_deref(), Some("hi there"));
-        assert_eq!(facts.stt, Some(Reported { ms: 250.0, key: "metrics.ttfb" }));
+        assert_eq!(
+            facts.stt,
+            Some(Reported {
+                ms: 250.0,
+                key: "metrics.ttfb"
+            })
+        );
 
-        let tts = span("tts").scope("pipecat").attr("text", "Hello").attr("tts.interrupted", "true").attr("metrics.ttfb", "0.1").build();
+        let tts = span("tts")
+            .scope("pipecat")
+            .attr("text", "Hello")
+            .attr("tts.interrupted", "true")
+            .attr("metrics.ttfb", "0.1")
+            .build();
         let facts = read(&tts);
         assert_eq!(facts.role, Role::Tts);
         assert_eq!(facts.interrupted, Some("tts.interrupted"));
         assert_eq!(facts.tts_ttfb.map(|r| r.ms), Some(100.0));
 
-        let old = span("llm_OpenAILLMService").attr("gen_ai.system", "openai").attr("gen_ai.request.model", "gpt-4o").build();
+        let old = span("llm_OpenAILLMService")
+            .attr("gen_ai.system", "openai")
+            .attr("gen_ai.request.model", "gpt-4o")
+            .build();
         let facts = read(&old);
-        assert_eq!((facts.framework, facts.role), (Framework::Pipecat, Role::Llm));
+        assert_eq!(
+            (facts.framework, facts.role),
+            (Framework::Pipecat, Role::Llm)
+        );
         assert_eq!(facts.provider.as_deref(), Some("openai"));
     }
 
     #[test]
     fn livekit_string_booleans_and_both_name_generations() {
-        let turn = span("agent_turn").attr("lk.interrupted", "true").attr("lk.response.text", "Sure").attr("lk.e2e_latency", "0.9").build();
+        let turn = span("agent_turn")
+            .attr("lk.interrupted", "true")
+            .attr("lk.response.text", "Sure")
+            .attr("lk.e2e_latency", "0.9")
+            .build();
         let facts = read(&turn);
-        assert_eq!((facts.framework, facts.role), (Framework::LiveKit, Role::AgentTurn));
+        assert_eq!(
+            (facts.framework, facts.role),
+            (Framework::LiveKit, Role::AgentTurn)
+        );
         assert_eq!(facts.interrupted, Some("lk.interrupted"));
         assert_eq!(facts.agent_text.as_deref(), Some("Sure"));
         assert_eq!(facts.voice_to_voice.map(|r| r.ms), Some(900.0));
 
-        let new = span("agent_turn").attr("lk.interrupted", "false").attr("lk.pii.response.text", "Sure").build();
+        let new = span("agent_turn")
+            .attr("lk.interrupted", "false")
+            .attr("lk.pii.response.text", "Sure")
+            .build();
         let facts = read(&new);
         assert_eq!(facts.interrupted, None);
         assert_eq!(facts.agent_text.as_deref(), Some("Sure"));
 
-        let tool = span("function_tool").attr("lk.function_tool.name", "lookup").attr("lk.function_tool.is_error", "true").build();
+        let tool = span("function_tool")
+            .attr("lk.function_tool.name", "lookup")
+            .attr("lk.function_tool.is_error", "true")
+            .build();
         let facts = read(&tool);
         assert_eq!(facts.role, Role::Tool);
-        assert!(facts.tool.as_ref().is_some_and(|t| t.is_error && t.name.as_deref() == Some("lookup")));
+        assert!(facts
+            .tool
+            .as_ref()
+            .is_some_and(|t| t.is_error && t.name.as_deref() == Some("lookup")));
     }
 
     #[test]
@@ -245,7 +295,10 @@ mod tests {
             .attr("gen_ai.output.messages", r#"[{"role":"assistant","parts":[{"type":"text","content":"On its way."}]}]"#)
             .build();
         let facts = read(&agent);
-        assert_eq!((facts.framework, facts.role), (Framework::GenAi, Role::AgentTurn));
+        assert_eq!(
+            (facts.framework, facts.role),
+            (Framework::GenAi, Role::AgentTurn)
+        );
         assert_eq!(facts.user_text.as_deref(), Some("where is my order"));
         assert_eq!(facts.agent_text.as_deref(), Some("On its way."));
     }
@@ -253,12 +306,17 @@ mod tests {
     #[test]
     fn unknown_spans_are_other() {
         let facts = read(&span("db.query").build());
-        assert_eq!((facts.framework, facts.role), (Framework::Unknown, Role::Other));
+        assert_eq!(
+            (facts.framework, facts.role),
+            (Framework::Unknown, Role::Other)
+        );
     }
 
     #[test]
     fn session_key_priority() {
-        let attrs: Attributes = [("session.id", "s"), ("gen_ai.conversation.id", "g")].into_iter().collect();
+        let attrs: Attributes = [("session.id", "s"), ("gen_ai.conversation.id", "g")]
+            .into_iter()
+            .collect();
         assert_eq!(session_key(&attrs), Some("g"));
         let empty: Attributes = [("session.id", "")].into_iter().collect();
         assert_eq!(session_key(&empty), None);

@@ -5,7 +5,8 @@ use super::{flag, seconds, text, Role, SpanFacts, ToolFacts};
 use crate::model::Span;
 
 pub fn recognises(span: &Span) -> bool {
-    span.attributes.get("openinference.span.kind").is_some() || span.scope_name.contains("openinference")
+    span.attributes.get("openinference.span.kind").is_some()
+        || span.scope_name.contains("openinference")
 }
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
@@ -46,7 +47,8 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         }
         Role::Tool => {
             facts.tool = Some(ToolFacts {
-                name: text(span, &["tool.name"]).or_else(|| span.name.strip_prefix("pipecat.tool.").map(str::to_owned)),
+                name: text(span, &["tool.name"])
+                    .or_else(|| span.name.strip_prefix("pipecat.tool.").map(str::to_owned)),
                 call_id: text(span, &["tool_call.id", "tool.call_id"]),
                 arguments: text(span, &["tool.parameters", "input.value"]),
                 result: text(span, &["output.value"]),

@@ -47,7 +47,11 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.stt = seconds(span, "metrics.ttfb");
         }
         Role::Llm => {
-            facts.user_text = if span.name == "llm_request" { text(span, &["transcript"]) } else { None };
+            facts.user_text = if span.name == "llm_request" {
+                text(span, &["transcript"])
+            } else {
+                None
+            };
             facts.agent_text = text(span, &["output"]);
             facts.llm_ttft = seconds(span, "metrics.ttfb");
         }

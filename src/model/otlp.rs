@@ -209,7 +209,11 @@ impl Converted {
             let mut text = format!(
                 "{} span(s) {label}: {}",
                 list.len(),
-                list.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ")
+                list.iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
             if list.len() > SHOWN {
                 text.push_str(&format!("; and {} more", list.len() - SHOWN));
@@ -220,7 +224,11 @@ impl Converted {
     }
 }
 
-pub fn convert(request: ExportTraceServiceRequest, limits: &SpanLimits, now_unix_nano: u64) -> Converted {
+pub fn convert(
+    request: ExportTraceServiceRequest,
+    limits: &SpanLimits,
+    now_unix_nano: u64,
+) -> Converted {
     let mut out = Converted::default();
     for resource_spans in request.resource_spans {
         let mut notes = Vec::new();
@@ -236,10 +244,22 @@ pub fn convert(request: ExportTraceServiceRequest, limits: &SpanLimits, now_unix
             for wire in scope_spans.spans {
                 let label = format!("'{}'", String::from_utf8_lossy(&wire.name));
                 let mut span_notes = notes.clone();
-                match span(wire, &resource, &scope_name, &scope_version, limits, now_unix_nano, &mut span_notes) {
+                match span(
+                    wire,
+                    &resource,
+                    &scope_name,
+                    &scope_version,
+                    limits,
+                    now_unix_nano,
+                    &mut span_notes,
+                ) {
                     Ok(span) => {
                         if !span_notes.is_empty() {
-                            out.repaired.push(format!("{label} {}: {}", span.span_id, span_notes.join(", ")));
+                            out.repaired.push(format!(
+                                "{label} {}: {}",
+                                span.span_id,
+                                span_notes.join(", ")
+                            ));
                         }
                         out.spans.push(span);
                     }
@@ -265,11 +285,19 @@ fn span(
     let parent_span_id = if wire.parent_span_id.is_empty() {
         None
     } else {
-        Some(SpanId::try_from(wire.parent_span_id.as_slice()).map_err(|e| match e {
-            IdError::WrongLength { len, expected, .. } => IdError::WrongLength { what: "parent_span_id", len, expected },
-            IdError::AllZero { .. } => IdError::AllZero { what: "parent_span_id" },
-            other => other,
-        })?)
+        Some(
+            SpanId::try_from(wire.parent_span_id.as_slice()).map_err(|e| match e {
+                IdError::WrongLength { len, expected, .. } => IdError::WrongLength {
+                    what: "parent_span_id",
+                    len,
+                    expected,
+                },
+                IdError::AllZero { .. } => IdError::AllZero {
+                    what: "parent_span_id",
+                },
+                other => other,
+            })?,
+        )
     };
     let latest = now_unix_nano.saturating_add(limits.max_future_nanos);
     let start = wire.start_time_unix_nano;
@@ -287,17 +315,34 @@ fn span(
 
     let mut dropped_attributes_count = wire.dropped_attributes_count;
     if wire.attributes.len() > limits.max_attributes {
-        notes.push(format!("{} attributes over the limit of {} dropped", wire.attributes.len() - limits.max_attributes, limits.max_attributes));
-        dropped_attributes_count = dropped_attributes_count
-            .saturating_add(u32::try_from(wire.attributes.len() - limits.max_attributes).unwrap_or(u32::MAX));
+        notes.push(format!(
+            "{} attributes over the limit of {} dropped",
+            wire.attributes.len() - limits.max_attributes,
+            limits.max_attributes
+        ));
+        dropped_attributes_count = dropped_attributes_count.saturating_add(
+            u32::try_from(wire.attributes.len() - limits.max_attributes).unwrap_or(u32::MAX),
+        );
     }
     let mut dropped_events_count = wire.dropped_events_count;
     if wire.events.len() > limits.max_events {
-        notes.push(format!("{} events over the limit of {} dropped", wire.events.len() - limits.max_events, limits.max_events));
-        dropped_events_count = dropped_events_count
-            .saturating_add(u32::try_from(wire.events.len() - limits.max_events).unwrap_or(u32::MAX));
+        notes.push(format!(
+            "{} events over the limit of {} dropped",
+            wire.events.len() - limits.max_events,
+            limits.max_events
+        ));
+        dropped_events_count = dropped_events_count.saturating_add(
+            u32::try_from(wire.events.len() - limits.max_events).unwrap_or(u32::MAX),
+        );
     }
-    let attrs = attributes(wire.attributes.into_iter().take(limits.max_attributes).collect(), limits, notes);
+    let attrs = attributes(
+        wire.attributes
+            .into_iter()
+            .take(limits.max_attributes)
+            .collect(),
+        limits,
+        notes,
+    );
     let events = wire
         .events
         .into_iter()
@@ -310,7 +355,10 @@ fn span(
         .collect();
     let mut links = Vec::new();
     for link in wire.links {
-        match (TraceId::try_from(link.trace_id.as_slice()), SpanId::try_from(link.span_id.as_slice())) {
+        match (
+            TraceId::try_from(link.trace_id.as_slice()),
+            SpanId::try_from(link.span_id.as_slice()),
+        ) {
             (Ok(trace_id), Ok(span_id)) => links.push(SpanLink {
                 trace_id,
                 span_id,
@@ -351,7 +399,10 @@ fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>)
                 let key = text(kv.key, notes);
                 let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
                 if value.len() > limits.max_attribute_value_bytes {
-                    notes.push(format!("attribute '{key}' truncated from {} bytes", value.len()));
+                    notes.push(format!(
+                        "attribute '{key}' truncated from {} bytes",
+                        value.len()
+                    ));
                     let mut cut = limits.max_attribute_value_bytes;
                     while !value.is_char_boundary(cut) {
                         cut -= 1;
@@ -395,13 +446,26 @@ fn json(value: Option<any_value::Value>, notes: &mut Vec<String>) -> serde_json:
         Some(Value::StringValue(bytes)) => J::String(text(bytes, notes)),
         Some(Value::BoolValue(b)) => J::Bool(b),
         Some(Value::IntValue(i)) => J::from(i),
-        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(d).map(J::Number).unwrap_or(J::Null),
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(d)
+            .map(J::Number)
+            .unwrap_or(J::Null),
         Some(Value::BytesValue(bytes)) => J::String(hex::encode(bytes)),
-        Some(Value::ArrayValue(array)) => J::Array(array.values.into_iter().map(|v| json(v.value, notes)).collect()),
+        Some(Value::ArrayValue(array)) => J::Array(
+            array
+                .values
+                .into_iter()
+                .map(|v| json(v.value, notes))
+                .collect(),
+        ),
         Some(Value::KvlistValue(list)) => J::Object(
             list.values
                 .into_iter()
-                .map(|kv| (text(kv.key, notes), json(kv.value.and_then(|v| v.value), notes)))
+                .map(|kv| {
+                    (
+                        text(kv.key, notes),
+                        json(kv.value.and_then(|v| v.value), notes),
+                    )
+                })
                 .collect(),
         ),
     }
@@ -413,7 +477,10 @@ mod tests {
     use prost::Message;
 
     pub(crate) fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue { key: key.as_bytes().to_vec(), value: Some(AnyValue { value: Some(value) }) }
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: Some(AnyValue { value: Some(value) }),
+        }
     }
 
     fn wire_span(name: &str) -> WireSpan {
@@ -430,7 +497,12 @@ mod tests {
     fn request(spans: Vec<WireSpan>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(Resource { attributes: vec![kv("service.name", any_value::Value::StringValue(b"agent".to_vec()))] }),
+                resource: Some(Resource {
+                    attributes: vec![kv(
+                        "service.name",
+                        any_value::Value::StringValue(b"agent".to_vec()),
+                    )],
+                }),
                 scope_spans: vec![ScopeSpans { scope: None, spans }],
             }],
         }
@@ -455,10 +527,15 @@ mod tests {
                         end_time_unix_nano: 1_700_000_000_500_000_000,
                         attributes: vec![common::KeyValue {
                             key: "metrics.ttfb".into(),
-                            value: Some(common::AnyValue { value: Some(common::any_value::Value::DoubleValue(0.25)) }),
+                            value: Some(common::AnyValue {
+                                value: Some(common::any_value::Value::DoubleValue(0.25)),
+                            }),
                             ..Default::default()
                         }],
-                        status: Some(trace::Status { code: 2, message: "boom".into() }),
+                        status: Some(trace::Status {
+                            code: 2,
+                            message: "boom".into(),
+                        }),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -466,7 +543,8 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let decoded = ExportTraceServiceRequest::decode(official.encode_to_vec().as_slice()).expect("decodes");
+        let decoded = ExportTraceServiceRequest::decode(official.encode_to_vec().as_slice())
+            .expect("decodes");
         let converted = convert(decoded, &SpanLimits::default(), NOW);
         let span = &converted.spans[0];
         assert_eq!(span.name, "llm");
@@ -484,11 +562,19 @@ mod tests {
         zero.span_id = vec![0; 8];
         let mut ancient = wire_span("ancient");
         ancient.start_time_unix_nano = 5;
-        let converted = convert(request(vec![bad, wire_span("good"), zero, ancient]), &SpanLimits::default(), NOW);
+        let converted = convert(
+            request(vec![bad, wire_span("good"), zero, ancient]),
+            &SpanLimits::default(),
+            NOW,
+        );
         assert_eq!(converted.spans.len(), 1);
         assert_eq!(converted.spans[0].name, "good");
         assert_eq!(converted.rejected.len(), 3);
-        assert!(converted.rejected[0].contains("trace_id has 8 bytes, expected 16"), "{:?}", converted.rejected);
+        assert!(
+            converted.rejected[0].contains("trace_id has 8 bytes, expected 16"),
+            "{:?}",
+            converted.rejected
+        );
         assert!(converted.message().starts_with("3 span(s) rejected"));
     }
 
@@ -498,10 +584,16 @@ mod tests {
         span.name = b"st\xfft".to_vec();
         span.end_time_unix_nano = span.start_time_unix_nano - 1;
         span.attributes = vec![
-            kv("transcript", any_value::Value::StringValue("é".repeat(100).into_bytes())),
+            kv(
+                "transcript",
+                any_value::Value::StringValue("é".repeat(100).into_bytes()),
+            ),
             kv("is_final", any_value::Value::BoolValue(true)),
         ];
-        let limits = SpanLimits { max_attribute_value_bytes: 51, ..SpanLimits::default() };
+        let limits = SpanLimits {
+            max_attribute_value_bytes: 51,
+            ..SpanLimits::default()
+        };
         let converted = convert(request(vec![span]), &limits, NOW);
         let span = &converted.spans[0];
         assert_eq!(span.name, "st\u{fffd}t");
@@ -520,12 +612,19 @@ mod tests {
             "tags",
             any_value::Value::ArrayValue(ArrayValue {
                 values: vec![
-                    AnyValue { value: Some(any_value::Value::IntValue(3)) },
-                    AnyValue { value: Some(any_value::Value::StringValue(b"x".to_vec())) },
+                    AnyValue {
+                        value: Some(any_value::Value::IntValue(3)),
+                    },
+                    AnyValue {
+                        value: Some(any_value::Value::StringValue(b"x".to_vec())),
+                    },
                 ],
             }),
         )];
         let converted = convert(request(vec![span]), &SpanLimits::default(), NOW);
-        assert_eq!(converted.spans[0].attributes.get("tags"), Some(r#"[3,"x"]"#));
+        assert_eq!(
+            converted.spans[0].attributes.get("tags"),
+            Some(r#"[3,"x"]"#)
+        );
     }
 }

@@ -30,10 +30,13 @@ impl Attributes {
 
     pub fn u64(&self, key: &str) -> Option<u64> {
         let value = self.get(key)?.trim();
-        value
-            .parse::<u64>()
-            .ok()
-            .or_else(|| value.parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v as u64))
+        value.parse::<u64>().ok().or_else(|| {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| *v >= 0.0)
+                .map(|v| v as u64)
+        })
     }
 
     /// Booleans arrive as OTLP bools or as the strings "true"/"false" (LiveKit).
@@ -60,7 +63,11 @@ impl Attributes {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Attributes(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Attributes(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
@@ -22,9 +22,13 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 impl From<ExportError> for Status {
     fn from(err: ExportError) -> Status {
         let code = match &err {
-            ExportError::BadPayload(_) | ExportError::TooLarge(_) => Code::InvalidArgument,
+            ExportError::BadPayload(_)
+            | ExportError::TooLarge(_)
+            | ExportError::UnsupportedContentType(_) => Code::InvalidArgument,
             // OTLP clients retry UNAVAILABLE; RESOURCE_EXHAUSTED only with RetryInfo.
-            ExportError::Overloaded | ExportError::StoreUnavailable | ExportError::ShuttingDown => Code::Unavailable,
+            ExportError::Overloaded | ExportError::StoreUnavailable | ExportError::ShuttingDown => {
+                Code::Unavailable
+            }
             ExportError::StoreRejected => Code::Internal,
         };
         if code == Code::Internal {
@@ -58,11 +62,12 @@ impl UnaryService<Bytes> for Export {
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let ingest = self.0.clone();
         Box::pin(async move {
-            let outcome = ingest.export_protobuf(request.into_inner(), Protocol::Grpc).await?;
-            let partial_success = (outcome.rejected_spans > 0 || !outcome.error_message.is_empty()).then(|| {
-                ExportTracePartialSuccess { rejected_spans: outcome.rejected_spans, error_message: outcome.error_message }
-            });
-            Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+            let outcome = ingest
+                .export_protobuf(request.into_inner(), Protocol::Grpc)
+                .await?;
+            Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: outcome.partial_success(),
+            }))
         })
     }
 }
@@ -84,7 +89,10 @@ where
         let ingest = self.ingest.clone();
         Box::pin(async move {
             if request.uri().path() != EXPORT_PATH {
-                return Ok(Status::unimplemented(format!("no method {}", request.uri().path())).into_http());
+                return Ok(
+                    Status::unimplemented(format!("no method {}", request.uri().path()))
+                        .into_http(),
+                );
             }
             let limit = ingest.max_request_bytes;
             let mut grpc = Grpc::new(RawCodec)
@@ -121,7 +129,8 @@ impl Encoder for ResponseEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst).map_err(|e| Status::internal(format!("encoding response: {e}")))
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding response: {e}")))
     }
 }
 

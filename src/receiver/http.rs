@@ -51,7 +51,8 @@ pub fn router(ingest: Ingest) -> Router {
 async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
     let encoding = match content_type(&headers) {
         Ok(encoding) => encoding,
-        Err(response) => return response,
+        // Answer in protobuf, the OTLP/HTTP default, when the request's encoding is unknown.
+        Err(err) => return failure(Encoding::Protobuf, err),
     };
     match decode_and_export(&ingest, &headers, body, encoding).await {
         Ok(outcome) => success(encoding, outcome),
@@ -59,27 +60,45 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-fn content_type(headers: &HeaderMap) -> Result<Encoding, Response> {
-    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+fn content_type(headers: &HeaderMap) -> Result<Encoding, ExportError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
-        _ => Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Type {value:?}: use application/x-protobuf or application/json"),
-        )
-            .into_response()),
+        _ => Err(ExportError::UnsupportedContentType(format!(
+            "unsupported Content-Type {value:?}: use application/x-protobuf or application/json"
+        ))),
     }
 }
 
-async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Bytes, encoding: Encoding) -> Result<ExportOutcome, ExportError> {
-    let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+async fn decode_and_export(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Bytes,
+    encoding: Encoding,
+) -> Result<ExportOutcome, ExportError> {
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity");
     let limit = ingest.max_request_bytes;
     let gzip = match content_encoding.trim().to_ascii_lowercase().as_str() {
         "gzip" => true,
         "identity" | "" => false,
-        other => return Err(ExportError::BadPayload(format!("unsupported Content-Encoding {other:?}: use gzip or none"))),
+        other => {
+            return Err(ExportError::BadPayload(format!(
+                "unsupported Content-Encoding {other:?}: use gzip or none"
+            )))
+        }
     };
     let protobuf = tokio::task::spawn_blocking(move || {
         let raw = if gzip { inflate(&body, limit)? } else { body };
@@ -111,35 +130,55 @@ fn inflate(body: &[u8], limit: usize) -> Result<Bytes, ExportError> {
 }
 
 fn success(encoding: Encoding, outcome: ExportOutcome) -> Response {
-    let partial_success = (outcome.rejected_spans > 0 || !outcome.error_message.is_empty()).then(|| official::ExportTracePartialSuccess {
-        rejected_spans: outcome.rejected_spans,
-        error_message: outcome.error_message,
-    });
-    let response = official::ExportTraceServiceResponse { partial_success };
+    let response = official::ExportTraceServiceResponse {
+        partial_success: outcome.partial_success(),
+    };
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 fn failure(encoding: Encoding, err: ExportError) -> Response {
     let (status, grpc_code) = match &err {
         ExportError::BadPayload(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
         ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument),
-        ExportError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted),
-        ExportError::StoreUnavailable | ExportError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+        ExportError::UnsupportedContentType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+        ),
+        ExportError::Overloaded => (
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+        ),
+        ExportError::StoreUnavailable | ExportError::ShuttingDown => {
+            (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
+        }
         ExportError::StoreRejected => {
             tracing::error!(error = %err, "export failed");
             (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal)
         }
     };
-    let rpc = RpcStatus { code: grpc_code as i32, message: err.to_string() };
+    let rpc = RpcStatus {
+        code: grpc_code as i32,
+        message: err.to_string(),
+    };
     let body = match encoding {
         Encoding::Protobuf => rpc.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(&rpc).unwrap_or_default(),
     };
-    let mut response = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response();
     if let Some(after) = err.retry_after() {
         if let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -8,6 +8,7 @@ pub mod http;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -29,6 +30,8 @@ pub struct Batch {
 pub enum ExportError {
     #[error("invalid request: {0}")]
     BadPayload(String),
+    #[error("{0}")]
+    UnsupportedContentType(String),
     #[error("request body over the limit of {0} bytes after decompression")]
     TooLarge(usize),
     #[error("too many spans pending, retry later")]
@@ -57,6 +60,18 @@ impl ExportError {
 pub struct ExportOutcome {
     pub rejected_spans: i64,
     pub error_message: String,
+}
+
+impl ExportOutcome {
+    /// OTLP leaves `partial_success` unset when everything was accepted as sent.
+    pub fn partial_success(self) -> Option<ExportTracePartialSuccess> {
+        (self.rejected_spans > 0 || !self.error_message.is_empty()).then_some(
+            ExportTracePartialSuccess {
+                rejected_spans: self.rejected_spans,
+                error_message: self.error_message,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +114,11 @@ impl Ingest {
     }
 
     /// Decodes an OTLP protobuf body (gRPC message or HTTP body) and stores its spans.
-    pub async fn export_protobuf(&self, body: bytes::Bytes, protocol: Protocol) -> Result<ExportOutcome, ExportError> {
+    pub async fn export_protobuf(
+        &self,
+        body: bytes::Bytes,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let converted = tokio::task::spawn_blocking(move || {
@@ -112,12 +131,19 @@ impl Ingest {
         self.store(converted, protocol).await
     }
 
-    async fn store(&self, converted: otlp::Converted, protocol: Protocol) -> Result<ExportOutcome, ExportError> {
+    async fn store(
+        &self,
+        converted: otlp::Converted,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
         let outcome = ExportOutcome {
             rejected_spans: i64::try_from(converted.rejected.len()).unwrap_or(i64::MAX),
             error_message: converted.message(),
         };
-        Metrics::add(&self.metrics.spans_rejected_invalid, converted.rejected.len() as u64);
+        Metrics::add(
+            &self.metrics.spans_rejected_invalid,
+            converted.rejected.len() as u64,
+        );
         let spans = converted.spans;
         if spans.is_empty() {
             return Ok(outcome);
@@ -125,10 +151,19 @@ impl Ingest {
         let count = spans.len();
         let result = self.enqueue_and_wait(spans).await;
         let (accepted, refused) = match protocol {
-            Protocol::Grpc => (&self.metrics.grpc_spans_accepted, &self.metrics.grpc_spans_refused),
-            Protocol::Http => (&self.metrics.http_spans_accepted, &self.metrics.http_spans_refused),
+            Protocol::Grpc => (
+                &self.metrics.grpc_spans_accepted,
+                &self.metrics.grpc_spans_refused,
+            ),
+            Protocol::Http => (
+                &self.metrics.http_spans_accepted,
+                &self.metrics.http_spans_refused,
+            ),
         };
-        Metrics::add(if result.is_ok() { accepted } else { refused }, count as u64);
+        Metrics::add(
+            if result.is_ok() { accepted } else { refused },
+            count as u64,
+        );
         result.map(|_| outcome)
     }
 
@@ -141,7 +176,12 @@ impl Ingest {
             )));
         }
         let wanted = u32::try_from(spans.len()).unwrap_or(u32::MAX);
-        let permit = match tokio::time::timeout(self.queue_wait, Arc::clone(&self.room).acquire_many_owned(wanted)).await {
+        let permit = match tokio::time::timeout(
+            self.queue_wait,
+            Arc::clone(&self.room).acquire_many_owned(wanted),
+        )
+        .await
+        {
             Ok(Ok(permit)) => permit,
             Ok(Err(_closed)) => return Err(ExportError::ShuttingDown),
             Err(_elapsed) => {
@@ -164,7 +204,8 @@ impl Ingest {
 
     /// Spans waiting for their insert, for the gauge.
     pub fn pending_spans(&self) -> usize {
-        self.max_pending_spans.saturating_sub(self.room.available_permits())
+        self.max_pending_spans
+            .saturating_sub(self.room.available_permits())
     }
 }
 

@@ -12,16 +12,26 @@ pub struct Measured {
 
 /// Prefers the reported value; falls back to `end - start` (both in ns) when both are known
 /// and in order.
-pub fn measure(reported: Option<Reported>, derived: Option<(u64, u64)>, derivation: &str) -> Measured {
+pub fn measure(
+    reported: Option<Reported>,
+    derived: Option<(u64, u64)>,
+    derivation: &str,
+) -> Measured {
     if let Some(r) = reported {
-        return Measured { ms: Some(r.ms), source: format!("reported:{}", r.key) };
+        return Measured {
+            ms: Some(r.ms),
+            source: format!("reported:{}", r.key),
+        };
     }
     match derived {
         Some((start, end)) if end >= start => Measured {
             ms: Some((end - start) as f64 / 1e6),
             source: format!("derived:{derivation}"),
         },
-        _ => Measured { ms: None, source: String::new() },
+        _ => Measured {
+            ms: None,
+            source: String::new(),
+        },
     }
 }
 
@@ -33,7 +43,9 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.saturating_sub(1).min(sorted.len() - 1)).copied()
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len() - 1))
+        .copied()
 }
 
 #[cfg(test)]
@@ -42,10 +54,33 @@ mod tests {
 
     #[test]
     fn reported_wins_over_derived() {
-        let m = measure(Some(Reported { ms: 120.0, key: "metrics.ttfb" }), Some((0, 5_000_000)), "x");
-        assert_eq!(m, Measured { ms: Some(120.0), source: "reported:metrics.ttfb".into() });
-        let m = measure(None, Some((1_000_000, 6_000_000)), "llm_start_to_first_token");
-        assert_eq!(m, Measured { ms: Some(5.0), source: "derived:llm_start_to_first_token".into() });
+        let m = measure(
+            Some(Reported {
+                ms: 120.0,
+                key: "metrics.ttfb",
+            }),
+            Some((0, 5_000_000)),
+            "x",
+        );
+        assert_eq!(
+            m,
+            Measured {
+                ms: Some(120.0),
+                source: "reported:metrics.ttfb".into()
+            }
+        );
+        let m = measure(
+            None,
+            Some((1_000_000, 6_000_000)),
+            "llm_start_to_first_token",
+        );
+        assert_eq!(
+            m,
+            Measured {
+                ms: Some(5.0),
+                source: "derived:llm_start_to_first_token".into()
+            }
+        );
         assert_eq!(measure(None, Some((6, 1)), "x").ms, None);
     }
 

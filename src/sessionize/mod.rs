@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::conventions::{self, Framework, Role, SpanFacts};
 use crate::model::conversation::{
-    speaker, unix_seconds, DerivedSession, InterruptionRow, MessageRow, SessionRow, ToolCallRow, TurnRow,
+    speaker, unix_seconds, DerivedSession, InterruptionRow, MessageRow, SessionRow, ToolCallRow,
+    TurnRow,
 };
 use crate::model::{Span, SpanId, TraceId};
 
@@ -33,7 +34,10 @@ pub fn trace_session_key(trace: &[Span]) -> Option<String> {
     };
     let mut keyed: Vec<(usize, u64, SpanId, &str)> = trace
         .iter()
-        .filter_map(|s| conventions::session_key(&s.attributes).map(|k| (depth(s), s.start_unix_nano, s.span_id, k)))
+        .filter_map(|s| {
+            conventions::session_key(&s.attributes)
+                .map(|k| (depth(s), s.start_unix_nano, s.span_id, k))
+        })
         .collect();
     keyed.sort();
     if let Some((_, _, _, key)) = keyed.first() {
@@ -56,20 +60,30 @@ pub(crate) struct Node<'a> {
 
 /// Derives a whole session from all of its spans. Duplicate spans (same trace and span id)
 /// count once.
-pub fn sessionize(session_id: &str, spans: &[Span], revision: u64, updated_at: u32) -> DerivedSession {
+pub fn sessionize(
+    session_id: &str,
+    spans: &[Span],
+    revision: u64,
+    updated_at: u32,
+) -> DerivedSession {
     let mut unique: Vec<&Span> = spans.iter().collect();
     unique.sort_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano));
     let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
     unique.retain(|s| seen.insert((s.trace_id, s.span_id)));
 
-    let positions: HashMap<(TraceId, SpanId), usize> =
-        unique.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id), i)).collect();
+    let positions: HashMap<(TraceId, SpanId), usize> = unique
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace_id, s.span_id), i))
+        .collect();
     let nodes: Vec<Node> = unique
         .iter()
         .map(|span| Node {
             span,
             facts: conventions::read(span),
-            parent: span.parent_span_id.and_then(|p| positions.get(&(span.trace_id, p)).copied()),
+            parent: span
+                .parent_span_id
+                .and_then(|p| positions.get(&(span.trace_id, p)).copied()),
         })
         .collect();
 
@@ -105,7 +119,14 @@ pub fn sessionize(session_id: &str, spans: &[Span], revision: u64, updated_at: u
     // Messages outside any turn, e.g. a human agent writing after a handoff.
     for &i in &turn_members.outside {
         if let Some((who, text)) = &nodes[i].facts.message {
-            messages.push(turns::explicit_message(session_id, revision, 0, nodes[i].span, who, text));
+            messages.push(turns::explicit_message(
+                session_id,
+                revision,
+                0,
+                nodes[i].span,
+                who,
+                text,
+            ));
         }
     }
     messages.sort_by_key(|m| (m.time_unix_nano, speaker_order(&m.speaker)));
@@ -119,8 +140,23 @@ pub fn sessionize(session_id: &str, spans: &[Span], revision: u64, updated_at: u
         r.interruption_index = u32::try_from(i).unwrap_or(u32::MAX);
     }
 
-    let session = session_row(session_id, revision, updated_at, &nodes, &turn_rows, &messages, &tool_calls, &interruptions);
-    DerivedSession { session, turns: turn_rows, messages, tool_calls, interruptions }
+    let session = session_row(
+        session_id,
+        revision,
+        updated_at,
+        &nodes,
+        &turn_rows,
+        &messages,
+        &tool_calls,
+        &interruptions,
+    );
+    DerivedSession {
+        session,
+        turns: turn_rows,
+        messages,
+        tool_calls,
+        interruptions,
+    }
 }
 
 /// Within the same instant, the user speaks before tools run and the agent answers last.
@@ -144,13 +180,25 @@ fn session_row(
     tool_calls: &[ToolCallRow],
     interruptions: &[InterruptionRow],
 ) -> SessionRow {
-    let start = nodes.iter().map(|n| n.span.start_unix_nano).min().unwrap_or(0);
-    let end = nodes.iter().map(|n| n.span.end_unix_nano).max().unwrap_or(start);
+    let start = nodes
+        .iter()
+        .map(|n| n.span.start_unix_nano)
+        .min()
+        .unwrap_or(0);
+    let end = nodes
+        .iter()
+        .map(|n| n.span.end_unix_nano)
+        .max()
+        .unwrap_or(start);
     let mut trace_ids: Vec<String> = nodes.iter().map(|n| n.span.trace_id.to_hex()).collect();
     trace_ids.sort();
     trace_ids.dedup();
     let first_fact = |get: fn(&SpanFacts) -> Option<&String>| -> String {
-        nodes.iter().find_map(|n| get(&n.facts)).cloned().unwrap_or_default()
+        nodes
+            .iter()
+            .find_map(|n| get(&n.facts))
+            .cloned()
+            .unwrap_or_default()
     };
     let resource_value = |keys: &[&str]| -> String {
         nodes
@@ -159,16 +207,23 @@ fn session_row(
             .unwrap_or("")
             .to_owned()
     };
-    let is_voice = nodes
-        .iter()
-        .any(|n| matches!(n.facts.role, Role::Stt | Role::Tts | Role::UserSpeaking | Role::AgentSpeaking));
+    let is_voice = nodes.iter().any(|n| {
+        matches!(
+            n.facts.role,
+            Role::Stt | Role::Tts | Role::UserSpeaking | Role::AgentSpeaking
+        )
+    });
     let channel = match first_fact(|f| f.channel.as_ref()) {
         explicit if !explicit.is_empty() => explicit,
         _ if is_voice => "voice".to_owned(),
         _ if !turns.is_empty() => "chat".to_owned(),
         _ => String::new(),
     };
-    let mut models: Vec<String> = turns.iter().map(|t| t.llm_model.clone()).filter(|m| !m.is_empty()).collect();
+    let mut models: Vec<String> = turns
+        .iter()
+        .map(|t| t.llm_model.clone())
+        .filter(|m| !m.is_empty())
+        .collect();
     models.sort();
     models.dedup();
     let v2v: Vec<f64> = turns.iter().filter_map(|t| t.voice_to_voice_ms).collect();
@@ -215,7 +270,10 @@ fn session_row(
 /// The framework most of the session's spans come from.
 fn framework(nodes: &[Node]) -> Framework {
     let mut counts: HashMap<Framework, usize> = HashMap::new();
-    for node in nodes.iter().filter(|n| n.facts.framework != Framework::Unknown) {
+    for node in nodes
+        .iter()
+        .filter(|n| n.facts.framework != Framework::Unknown)
+    {
         *counts.entry(node.facts.framework).or_default() += 1;
     }
     counts

@@ -36,11 +36,16 @@ pub fn assign(nodes: &[Node]) -> Assignment {
         false
     };
     let mut anchors: Vec<usize> = (0..nodes.len())
-        .filter(|&i| is_anchor_role(nodes[i].facts.role) && !has_ancestor(i, &|n| is_anchor_role(n.facts.role)))
+        .filter(|&i| {
+            is_anchor_role(nodes[i].facts.role)
+                && !has_ancestor(i, &|n| is_anchor_role(n.facts.role))
+        })
         .collect();
     if anchors.is_empty() {
         anchors = (0..nodes.len())
-            .filter(|&i| nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm))
+            .filter(|&i| {
+                nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
+            })
             .collect();
     }
 
@@ -69,7 +74,10 @@ pub fn assign(nodes: &[Node]) -> Assignment {
             None => outside.push(i),
         }
     }
-    Assignment { turns: anchors.into_iter().zip(members).collect(), outside }
+    Assignment {
+        turns: anchors.into_iter().zip(members).collect(),
+        outside,
+    }
 }
 
 fn turn_of(nodes: &[Node], anchors: &[usize], i: usize) -> usize {
@@ -93,9 +101,14 @@ fn turn_of(nodes: &[Node], anchors: &[usize], i: usize) -> usize {
         }
     }
     let start = nodes[user_side.unwrap_or(i)].span.start_unix_nano;
-    let started_before = anchors.iter().rposition(|&a| nodes[a].span.start_unix_nano <= start);
+    let started_before = anchors
+        .iter()
+        .rposition(|&a| nodes[a].span.start_unix_nano <= start);
     if user_side.is_some() {
-        if let Some(next) = anchors.iter().position(|&a| nodes[a].span.start_unix_nano >= start) {
+        if let Some(next) = anchors
+            .iter()
+            .position(|&a| nodes[a].span.start_unix_nano >= start)
+        {
             return next;
         }
     }
@@ -125,7 +138,10 @@ pub struct Turn<'a> {
 
 impl<'a> Turn<'a> {
     pub fn new(nodes: &'a [Node<'a>], anchor: usize, members: &[usize]) -> Self {
-        Turn { anchor: &nodes[anchor], members: members.iter().map(|&i| &nodes[i]).collect() }
+        Turn {
+            anchor: &nodes[anchor],
+            members: members.iter().map(|&i| &nodes[i]).collect(),
+        }
     }
 
     fn with_role(&self, role: Role) -> impl Iterator<Item = &&'a Node<'a>> + '_ {
@@ -152,22 +168,40 @@ impl<'a> Turn<'a> {
     }
 
     pub fn user_text(&self) -> String {
-        self.text_by_roles(&[Role::UserTurn, Role::Stt, Role::Turn, Role::AgentTurn, Role::Llm], |f| f.user_text.as_ref())
+        self.text_by_roles(
+            &[
+                Role::UserTurn,
+                Role::Stt,
+                Role::Turn,
+                Role::AgentTurn,
+                Role::Llm,
+            ],
+            |f| f.user_text.as_ref(),
+        )
     }
 
     pub fn agent_text(&self) -> String {
-        self.text_by_roles(&[Role::AgentTurn, Role::Turn, Role::Llm, Role::Tts], |f| f.agent_text.as_ref())
+        self.text_by_roles(&[Role::AgentTurn, Role::Turn, Role::Llm, Role::Tts], |f| {
+            f.agent_text.as_ref()
+        })
     }
 
     pub fn interruption_signal(&self) -> Option<Signal<'a>> {
-        let flagged = self.members.iter().find(|n| n.facts.interrupted.is_some())?;
+        let flagged = self
+            .members
+            .iter()
+            .find(|n| n.facts.interrupted.is_some())?;
         let source = flagged.facts.interrupted.unwrap_or_default();
         // When did it happen: the user starting to speak over the agent, else the cut-off audio.
         let at = self
             .members
             .iter()
             .find(|n| n.facts.role == Role::UserSpeaking && n.facts.interrupted.is_some())
-            .or_else(|| self.members.iter().find(|n| n.facts.role == Role::Interruption))
+            .or_else(|| {
+                self.members
+                    .iter()
+                    .find(|n| n.facts.role == Role::Interruption)
+            })
             .map(|n| (n.span.start_unix_nano, n.span))
             .or_else(|| {
                 self.members
@@ -176,14 +210,22 @@ impl<'a> Turn<'a> {
                     .map(|n| (n.span.end_unix_nano, n.span))
             })
             .unwrap_or((self.anchor.span.end_unix_nano, self.anchor.span));
-        Some(Signal { time_unix_nano: at.0, source, span: at.1 })
+        Some(Signal {
+            time_unix_nano: at.0,
+            source,
+            span: at.1,
+        })
     }
 
     /// What the user heard of an interrupted reply: stated explicitly, or the TTS segments
     /// that finished before the cut. None when not interrupted or not known.
     fn spoken_text(&self) -> Option<String> {
         self.interruption_signal()?;
-        if let Some(explicit) = self.members.iter().find_map(|n| n.facts.spoken_text.clone()) {
+        if let Some(explicit) = self
+            .members
+            .iter()
+            .find_map(|n| n.facts.spoken_text.clone())
+        {
             return Some(explicit);
         }
         let tts: Vec<&&Node> = self.with_role(Role::Tts).collect();
@@ -213,37 +255,56 @@ impl<'a> Turn<'a> {
             .max()
             .or_else(|| {
                 let user_turn = self.with_role(Role::UserTurn).last()?;
-                Some(user_turn.span.end_unix_nano.saturating_sub(ms_to_ns(eou?.ms)))
+                Some(
+                    user_turn
+                        .span
+                        .end_unix_nano
+                        .saturating_sub(ms_to_ns(eou?.ms)),
+                )
             })
             .or_else(|| {
                 let stt_span = self.with_role(Role::Stt).last()?;
-                Some(stt_span.span.end_unix_nano.saturating_sub(ms_to_ns(stt?.ms)))
+                Some(
+                    stt_span
+                        .span
+                        .end_unix_nano
+                        .saturating_sub(ms_to_ns(stt?.ms)),
+                )
             })
     }
 
     fn first_token_time(&self) -> Option<u64> {
-        self.with_role(Role::FirstToken).map(|n| n.span.end_unix_nano).min().or_else(|| {
-            self.with_role(Role::Llm)
-                .flat_map(|n| n.span.events.iter())
-                .filter(|e| {
-                    let name = e.name.to_ascii_lowercase();
-                    name.contains("first_token") || name.contains("first token")
-                })
-                .map(|e| e.time_unix_nano)
-                .min()
-        })
+        self.with_role(Role::FirstToken)
+            .map(|n| n.span.end_unix_nano)
+            .min()
+            .or_else(|| {
+                self.with_role(Role::Llm)
+                    .flat_map(|n| n.span.events.iter())
+                    .filter(|e| {
+                        let name = e.name.to_ascii_lowercase();
+                        name.contains("first_token") || name.contains("first token")
+                    })
+                    .map(|e| e.time_unix_nano)
+                    .min()
+            })
     }
 
-    pub fn tool_calls(&self, session_id: &str, revision: u64, turn_number: u32) -> Vec<ToolCallRow> {
+    pub fn tool_calls(
+        &self,
+        session_id: &str,
+        revision: u64,
+        turn_number: u32,
+    ) -> Vec<ToolCallRow> {
         // One call may be traced twice (LiveKit `function_tool` and `execute_tool`, Pipecat
         // call and result spans): spans with the same call id are one call.
         let mut calls: Vec<(ToolFacts, &Span, u64)> = Vec::new();
         for node in self.with_role(Role::Tool) {
             let facts = node.facts.tool.clone().unwrap_or_default();
-            let same = facts
-                .call_id
-                .as_ref()
-                .and_then(|id| calls.iter_mut().find(|(c, _, _)| c.call_id.as_ref() == Some(id)));
+            let same = facts.call_id.as_ref().and_then(|id| {
+                calls
+                    .iter_mut()
+                    .find(|(c, _, _)| c.call_id.as_ref() == Some(id))
+            });
             match same {
                 Some((call, _, duration)) => {
                     merge(call, facts);
@@ -274,7 +335,13 @@ impl<'a> Turn<'a> {
             .collect()
     }
 
-    pub fn row(&self, session_id: &str, revision: u64, turn_number: u32, calls: &[ToolCallRow]) -> TurnRow {
+    pub fn row(
+        &self,
+        session_id: &str,
+        revision: u64,
+        turn_number: u32,
+        calls: &[ToolCallRow],
+    ) -> TurnRow {
         let eou_reported = self.first_reported(|f| f.end_of_utterance);
         let stt_reported = self.members.iter().rev().find_map(|n| n.facts.stt);
         let speech_end = self.user_speech_end(eou_reported, stt_reported);
@@ -286,9 +353,13 @@ impl<'a> Turn<'a> {
             tts_start.zip(agent_speaking),
             "tts_start_to_agent_speaking",
         );
-        let agent_audio_start = agent_speaking
-            .or_else(|| Some(tts_start? + (tts_ttfb.ms? * 1e6) as u64));
-        let eou = measure(eou_reported, speech_end.zip(llm_start), "speech_end_to_llm_start");
+        let agent_audio_start =
+            agent_speaking.or_else(|| Some(tts_start? + (tts_ttfb.ms? * 1e6) as u64));
+        let eou = measure(
+            eou_reported,
+            speech_end.zip(llm_start),
+            "speech_end_to_llm_start",
+        );
         let stt = measure(stt_reported, None, "");
         let ttft = measure(
             self.first_reported(|f| f.llm_ttft),
@@ -301,20 +372,42 @@ impl<'a> Turn<'a> {
             "speech_end_to_agent_audio",
         );
         let tool = if calls.is_empty() {
-            Measured { ms: None, source: String::new() }
+            Measured {
+                ms: None,
+                source: String::new(),
+            }
         } else {
-            Measured { ms: Some(calls.iter().map(|c| c.duration_ms).sum()), source: "spans".into() }
+            Measured {
+                ms: Some(calls.iter().map(|c| c.duration_ms).sum()),
+                source: "spans".into(),
+            }
         };
         let first_of = |role: Role, get: fn(&SpanFacts) -> Option<&String>| -> String {
-            self.with_role(role).find_map(|n| get(&n.facts)).cloned().unwrap_or_default()
+            self.with_role(role)
+                .find_map(|n| get(&n.facts))
+                .cloned()
+                .unwrap_or_default()
         };
         let llm = self.with_role(Role::Llm);
         let (input_tokens, output_tokens) = llm.fold((0, 0), |(i, o), n| {
-            (i + n.facts.input_tokens.unwrap_or(0), o + n.facts.output_tokens.unwrap_or(0))
+            (
+                i + n.facts.input_tokens.unwrap_or(0),
+                o + n.facts.output_tokens.unwrap_or(0),
+            )
         });
         let span = self.anchor.span;
-        let start = self.members.iter().map(|n| n.span.start_unix_nano).min().unwrap_or(span.start_unix_nano);
-        let end = self.members.iter().map(|n| n.span.end_unix_nano).max().unwrap_or(span.end_unix_nano);
+        let start = self
+            .members
+            .iter()
+            .map(|n| n.span.start_unix_nano)
+            .min()
+            .unwrap_or(span.start_unix_nano);
+        let end = self
+            .members
+            .iter()
+            .map(|n| n.span.end_unix_nano)
+            .max()
+            .unwrap_or(span.end_unix_nano);
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         TurnRow {
             session_id: session_id.to_owned(),
@@ -389,7 +482,14 @@ impl<'a> Turn<'a> {
         }
         for call in calls {
             let text = if call.is_error == 1 {
-                format!("error: {}", if call.error_message.is_empty() { &call.result } else { &call.error_message })
+                format!(
+                    "error: {}",
+                    if call.error_message.is_empty() {
+                        &call.result
+                    } else {
+                        &call.error_message
+                    }
+                )
             } else {
                 call.result.clone()
             };
@@ -402,7 +502,11 @@ impl<'a> Turn<'a> {
             let at = [Role::AgentSpeaking, Role::Tts]
                 .iter()
                 .find_map(|r| self.first_start(*r))
-                .or_else(|| self.with_role(Role::Llm).map(|n| n.span.end_unix_nano).max())
+                .or_else(|| {
+                    self.with_role(Role::Llm)
+                        .map(|n| n.span.end_unix_nano)
+                        .max()
+                })
                 .unwrap_or(row.start_time_unix_nano);
             let mut message = base(at, speaker::AGENT, &row.agent_text);
             message.interrupted = row.interrupted;
@@ -411,14 +515,28 @@ impl<'a> Turn<'a> {
         }
         for node in &self.members {
             if let Some((who, text)) = &node.facts.message {
-                out.push(explicit_message(session_id, revision, turn_number, node.span, who, text));
+                out.push(explicit_message(
+                    session_id,
+                    revision,
+                    turn_number,
+                    node.span,
+                    who,
+                    text,
+                ));
             }
         }
         out
     }
 }
 
-pub fn explicit_message(session_id: &str, revision: u64, turn_number: u32, span: &Span, who: &str, text: &str) -> MessageRow {
+pub fn explicit_message(
+    session_id: &str,
+    revision: u64,
+    turn_number: u32,
+    span: &Span,
+    who: &str,
+    text: &str,
+) -> MessageRow {
     MessageRow {
         session_id: session_id.to_owned(),
         revision,

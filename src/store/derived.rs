@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
-
 use super::spans::{placeholders, IN_CHUNK};
 use super::{Store, StoreError};
 use crate::model::conversation::{DerivedSession, SessionRow, TraceSessionRow};
@@ -27,7 +26,11 @@ struct Progress {
 }
 
 impl Store {
-    pub(super) async fn insert_all<'r, T>(&self, table: &str, rows: impl Iterator<Item = &'r T> + Send) -> Result<(), StoreError>
+    pub(super) async fn insert_all<'r, T>(
+        &self,
+        table: &str,
+        rows: impl Iterator<Item = &'r T> + Send,
+    ) -> Result<(), StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowWrite + Sync,
     {
@@ -64,10 +67,16 @@ impl Store {
     }
 
     /// Current rows of these sessions, deleted ones included.
-    pub async fn session_rows(&self, session_ids: &[String]) -> Result<Vec<SessionRow>, StoreError> {
+    pub async fn session_rows(
+        &self,
+        session_ids: &[String],
+    ) -> Result<Vec<SessionRow>, StoreError> {
         let mut out = Vec::new();
         for chunk in session_ids.chunks(IN_CHUNK) {
-            let sql = format!("SELECT ?fields FROM sessions FINAL WHERE session_id IN {}", placeholders(chunk.len()));
+            let sql = format!(
+                "SELECT ?fields FROM sessions FINAL WHERE session_id IN {}",
+                placeholders(chunk.len())
+            );
             let rows = self
                 .timed("session rows", async {
                     let mut query = self.client.query(&sql);
@@ -83,7 +92,12 @@ impl Store {
     }
 
     /// Writes one sessionizer pass: trace moves, then every child table, then the session rows.
-    pub async fn write_derived(&self, moves: &[TraceSessionRow], sessions: &[DerivedSession], tombstones: &[SessionRow]) -> Result<(), StoreError> {
+    pub async fn write_derived(
+        &self,
+        moves: &[TraceSessionRow],
+        sessions: &[DerivedSession],
+        tombstones: &[SessionRow],
+    ) -> Result<(), StoreError> {
         if !moves.is_empty() {
             self.insert_all("trace_sessions", moves.iter()).await?;
         }
@@ -99,13 +113,22 @@ impl Store {
         if !calls.is_empty() {
             self.insert_all("tool_calls", calls.into_iter()).await?;
         }
-        let interruptions: Vec<_> = sessions.iter().flat_map(|s| s.interruptions.iter()).collect();
+        let interruptions: Vec<_> = sessions
+            .iter()
+            .flat_map(|s| s.interruptions.iter())
+            .collect();
         if !interruptions.is_empty() {
-            self.insert_all("interruptions", interruptions.into_iter()).await?;
+            self.insert_all("interruptions", interruptions.into_iter())
+                .await?;
         }
-        let session_rows: Vec<&SessionRow> = sessions.iter().map(|s| &s.session).chain(tombstones.iter()).collect();
+        let session_rows: Vec<&SessionRow> = sessions
+            .iter()
+            .map(|s| &s.session)
+            .chain(tombstones.iter())
+            .collect();
         if !session_rows.is_empty() {
-            self.insert_all("sessions", session_rows.into_iter()).await?;
+            self.insert_all("sessions", session_rows.into_iter())
+                .await?;
         }
         Ok(())
     }
@@ -113,13 +136,24 @@ impl Store {
     /// Spans ingested up to this instant are reflected in the derived tables.
     pub async fn sessionizer_progress(&self) -> Result<u64, StoreError> {
         self.timed("read progress", async {
-            Ok(self.client.query("SELECT max(ingested_at_unix_nano) FROM sessionizer_progress").fetch_one::<u64>().await?)
+            Ok(self
+                .client
+                .query("SELECT max(ingested_at_unix_nano) FROM sessionizer_progress")
+                .fetch_one::<u64>()
+                .await?)
         })
         .await
     }
 
-    pub async fn record_sessionizer_progress(&self, ingested_at_unix_nano: u64) -> Result<(), StoreError> {
-        let row = Progress { id: 0, ingested_at_unix_nano };
-        self.insert_all("sessionizer_progress", std::iter::once(&row)).await
+    pub async fn record_sessionizer_progress(
+        &self,
+        ingested_at_unix_nano: u64,
+    ) -> Result<(), StoreError> {
+        let row = Progress {
+            id: 0,
+            ingested_at_unix_nano,
+        };
+        self.insert_all("sessionizer_progress", std::iter::once(&row))
+            .await
     }
 }

@@ -5,7 +5,11 @@ use super::{Store, StoreError};
 
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "spans", include_str!("../../migrations/0001_spans.sql")),
-    (2, "sessions", include_str!("../../migrations/0002_sessions.sql")),
+    (
+        2,
+        "sessions",
+        include_str!("../../migrations/0002_sessions.sql"),
+    ),
 ];
 
 /// The statements of a migration file: `--` comment lines dropped, split on `;`.
@@ -29,7 +33,13 @@ impl Store {
         // The database may not exist yet, so this one statement runs without it.
         let server = self.client.clone().with_database("default");
         self.timed("create database", async {
-            Ok(server.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)).execute().await?)
+            Ok(server
+                .query(&format!(
+                    "CREATE DATABASE IF NOT EXISTS `{}`",
+                    self.database
+                ))
+                .execute()
+                .await?)
         })
         .await?;
         self.timed("create schema_migrations", async {
@@ -42,7 +52,11 @@ impl Store {
         .await?;
         let applied: Vec<u32> = self
             .timed("read schema_migrations", async {
-                Ok(self.client.query("SELECT version FROM schema_migrations").fetch_all::<u32>().await?)
+                Ok(self
+                    .client
+                    .query("SELECT version FROM schema_migrations")
+                    .fetch_all::<u32>()
+                    .await?)
             })
             .await?;
         let mut newly = Vec::new();
@@ -51,7 +65,10 @@ impl Store {
                 continue;
             }
             for statement in statements(sql) {
-                self.timed("migration", async { Ok(self.client.query(&statement).execute().await?) }).await?;
+                self.timed("migration", async {
+                    Ok(self.client.query(&statement).execute().await?)
+                })
+                .await?;
             }
             self.timed("record migration", async {
                 Ok(self
@@ -77,7 +94,13 @@ mod tests {
     #[test]
     fn statements_skip_comments_with_semicolons() {
         let sql = "-- a; b\nCREATE TABLE x (a UInt8) ENGINE = Memory;\n\n-- trailing; note\nCREATE VIEW y AS SELECT 1;\n";
-        assert_eq!(statements(sql), ["CREATE TABLE x (a UInt8) ENGINE = Memory", "CREATE VIEW y AS SELECT 1"]);
+        assert_eq!(
+            statements(sql),
+            [
+                "CREATE TABLE x (a UInt8) ENGINE = Memory",
+                "CREATE VIEW y AS SELECT 1"
+            ]
+        );
     }
 
     #[test]

@@ -63,10 +63,14 @@ impl From<clickhouse::error::Error> for StoreError {
     fn from(err: clickhouse::error::Error) -> Self {
         use clickhouse::error::Error as E;
         match &err {
-            E::BadResponse(text) if exception_code(text).is_some_and(|c| PERMANENT_CODES.contains(&c)) => {
+            E::BadResponse(text)
+                if exception_code(text).is_some_and(|c| PERMANENT_CODES.contains(&c)) =>
+            {
                 StoreError::Rejected(err.to_string())
             }
-            E::Network(_) | E::TimedOut | E::BadResponse(_) | E::Other(_) => StoreError::Unavailable(err.to_string()),
+            E::Network(_) | E::TimedOut | E::BadResponse(_) | E::Other(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
             _ => StoreError::Rejected(err.to_string()),
         }
     }
@@ -88,7 +92,11 @@ impl Store {
             .with_database(&config.database)
             // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
             .with_validation(false);
-        Store { client, database: config.database.clone(), timeout: Duration::from_millis(config.timeout_ms) }
+        Store {
+            client,
+            database: config.database.clone(),
+            timeout: Duration::from_millis(config.timeout_ms),
+        }
     }
 
     pub fn database(&self) -> &str {
@@ -96,16 +104,27 @@ impl Store {
     }
 
     /// Every call goes through here so no query can hang past the configured timeout.
-    async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    async fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         tokio::time::timeout(self.timeout, fut)
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("{what} timed out after {:?}", self.timeout))))
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "{what} timed out after {:?}",
+                    self.timeout
+                )))
+            })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.timed("ping", async { Ok(self.client.query("SELECT 1").fetch_one::<u8>().await?) })
-            .await
-            .map(|_| ())
+        self.timed("ping", async {
+            Ok(self.client.query("SELECT 1").fetch_one::<u8>().await?)
+        })
+        .await
+        .map(|_| ())
     }
 }
 
@@ -115,9 +134,13 @@ mod tests {
 
     #[test]
     fn classifies_exceptions_by_code() {
-        let parse = clickhouse::error::Error::BadResponse("Code: 27. DB::Exception: Cannot parse input".into());
+        let parse = clickhouse::error::Error::BadResponse(
+            "Code: 27. DB::Exception: Cannot parse input".into(),
+        );
         assert!(matches!(StoreError::from(parse), StoreError::Rejected(_)));
-        let memory = clickhouse::error::Error::BadResponse("Code: 241. DB::Exception: Memory limit exceeded".into());
+        let memory = clickhouse::error::Error::BadResponse(
+            "Code: 241. DB::Exception: Memory limit exceeded".into(),
+        );
         assert!(StoreError::from(memory).is_retryable());
         assert!(StoreError::from(clickhouse::error::Error::TimedOut).is_retryable());
     }

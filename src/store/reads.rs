@@ -14,34 +14,65 @@ pub struct SessionDetail {
 
 impl Store {
     /// The session and its rows at the session's current revision; None if unknown or deleted.
-    pub async fn session_detail(&self, session_id: &str) -> Result<Option<SessionDetail>, StoreError> {
+    pub async fn session_detail(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<SessionDetail>, StoreError> {
         let session = self
             .timed("session", async {
                 Ok(self
                     .client
-                    .query("SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0")
+                    .query(
+                        "SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0",
+                    )
                     .bind(session_id)
                     .fetch_optional::<SessionRow>()
                     .await?)
             })
             .await?;
-        let Some(session) = session else { return Ok(None) };
+        let Some(session) = session else {
+            return Ok(None);
+        };
         let revision = session.revision;
         Ok(Some(SessionDetail {
-            turns: self.children("turns", "turn_number", session_id, revision).await?,
-            messages: self.children("messages", "message_index", session_id, revision).await?,
-            tool_calls: self.children("tool_calls", "call_index", session_id, revision).await?,
-            interruptions: self.children("interruptions", "interruption_index", session_id, revision).await?,
+            turns: self
+                .children("turns", "turn_number", session_id, revision)
+                .await?,
+            messages: self
+                .children("messages", "message_index", session_id, revision)
+                .await?,
+            tool_calls: self
+                .children("tool_calls", "call_index", session_id, revision)
+                .await?,
+            interruptions: self
+                .children("interruptions", "interruption_index", session_id, revision)
+                .await?,
             session,
         }))
     }
 
-    async fn children<T>(&self, table: &str, order: &str, session_id: &str, revision: u64) -> Result<Vec<T>, StoreError>
+    async fn children<T>(
+        &self,
+        table: &str,
+        order: &str,
+        session_id: &str,
+        revision: u64,
+    ) -> Result<Vec<T>, StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        let sql = format!("SELECT ?fields FROM {table} WHERE session_id = ? AND revision = ? ORDER BY {order}");
-        self.timed(table, async { Ok(self.client.query(&sql).bind(session_id).bind(revision).fetch_all::<T>().await?) })
-            .await
+        let sql = format!(
+            "SELECT ?fields FROM {table} WHERE session_id = ? AND revision = ? ORDER BY {order}"
+        );
+        self.timed(table, async {
+            Ok(self
+                .client
+                .query(&sql)
+                .bind(session_id)
+                .bind(revision)
+                .fetch_all::<T>()
+                .await?)
+        })
+        .await
     }
 }

@@ -64,8 +64,8 @@ fn to_json(attributes: &Attributes) -> String {
 }
 
 fn from_json(text: &str) -> Result<Attributes, StoreError> {
-    let map: BTreeMap<String, String> =
-        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("event or link attributes: {e}")))?;
+    let map: BTreeMap<String, String> = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("event or link attributes: {e}")))?;
     Ok(Attributes(map.into_iter().collect()))
 }
 
@@ -115,7 +115,11 @@ impl SpanRow {
             .zip(self.event_names)
             .zip(self.event_attributes.iter())
             .map(|((time, name), attributes)| {
-                Ok(SpanEvent { time_unix_nano: *time, name, attributes: from_json(attributes)? })
+                Ok(SpanEvent {
+                    time_unix_nano: *time,
+                    name,
+                    attributes: from_json(attributes)?,
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let links = self
@@ -147,8 +151,18 @@ impl SpanRow {
             end_unix_nano: self.end_time_unix_nano,
             status_code: StatusCode::parse(&self.status_code),
             status_message: self.status_message,
-            attributes: Attributes(self.attribute_keys.into_iter().zip(self.attribute_values).collect()),
-            resource: Attributes(self.resource_keys.into_iter().zip(self.resource_values).collect()),
+            attributes: Attributes(
+                self.attribute_keys
+                    .into_iter()
+                    .zip(self.attribute_values)
+                    .collect(),
+            ),
+            resource: Attributes(
+                self.resource_keys
+                    .into_iter()
+                    .zip(self.resource_values)
+                    .collect(),
+            ),
             scope_name: self.scope_name,
             scope_version: self.scope_version,
             events,
@@ -198,7 +212,11 @@ impl Store {
     }
 
     /// Traces with spans ingested in (after, until], for catching up and `rebuild`.
-    pub async fn traces_ingested_between(&self, after_unix_nano: u64, until_unix_nano: u64) -> Result<Vec<String>, StoreError> {
+    pub async fn traces_ingested_between(
+        &self,
+        after_unix_nano: u64,
+        until_unix_nano: u64,
+    ) -> Result<Vec<String>, StoreError> {
         self.timed("traces ingested", async {
             Ok(self
                 .client
@@ -212,7 +230,10 @@ impl Store {
     }
 
     /// Traces with a span starting at or after `since` (seconds), for `rebuild --since`.
-    pub async fn traces_started_since(&self, since_unix_seconds: u32) -> Result<Vec<String>, StoreError> {
+    pub async fn traces_started_since(
+        &self,
+        since_unix_seconds: u32,
+    ) -> Result<Vec<String>, StoreError> {
         self.timed("traces since", async {
             Ok(self
                 .client
@@ -232,7 +253,13 @@ mod tests {
 
     #[test]
     fn row_round_trip() {
-        let mut original = span("llm").id(3).parent(1).attr("k", "v").resource("service.name", "agent").error("boom").build();
+        let mut original = span("llm")
+            .id(3)
+            .parent(1)
+            .attr("k", "v")
+            .resource("service.name", "agent")
+            .error("boom")
+            .build();
         original.events.push(SpanEvent {
             time_unix_nano: 5,
             name: "exception".into(),

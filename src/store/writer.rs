@@ -51,7 +51,10 @@ pub async fn run(
             .collect();
         let started = Instant::now();
         let result = store.insert_spans(&rows).await;
-        Metrics::add(&metrics.insert_micros_total, started.elapsed().as_micros() as u64);
+        Metrics::add(
+            &metrics.insert_micros_total,
+            started.elapsed().as_micros() as u64,
+        );
         match &result {
             Ok(()) => {
                 Metrics::add(&metrics.batches_written, 1);
@@ -60,7 +63,10 @@ pub async fn run(
                 trace_ids.sort();
                 trace_ids.dedup();
                 // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
-                let _ = stored.send(Stored { trace_ids, ingested_at_unix_nano: ingested_at });
+                let _ = stored.send(Stored {
+                    trace_ids,
+                    ingested_at_unix_nano: ingested_at,
+                });
             }
             Err(err) => {
                 Metrics::add(&metrics.batch_failures, 1);

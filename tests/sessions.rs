@@ -1,0 +1,306 @@
+//! Sessions derived from spans stored in a real ClickHouse: the same conversation whatever
+//! the arrival order or retries, late session keys, and rebuild.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use convolog::sessionizer::Sessionizer;
+use convolog::telemetry::Metrics;
+use serde_json::Value;
+
+fn turns_done(n: usize) -> impl Fn(&Value) -> bool {
+    move |t| t["turns"].as_array().map(Vec::len) == Some(n)
+}
+
+/// The transcript without what legitimately differs between two copies of a conversation.
+fn comparable(mut transcript: Value) -> Value {
+    transcript["session_id"] = Value::Null;
+    transcript["trace_ids"] = Value::Null;
+    transcript
+}
+
+#[tokio::test]
+async fn pipecat_conversation_becomes_turns_messages_and_latencies() {
+    let t = TestApp::start("pipecat").await;
+    let specs = pipecat_conversation("pc-1", 1);
+    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
+        t.export_grpc(r).await.expect("export");
+    }
+    let transcript = t.transcript_when("pc-1", turns_done(3)).await;
+    let turns = transcript["turns"].as_array().expect("turns");
+    assert_eq!(turns[0]["user_text"], "Hello, I need help with my booking.");
+    assert_eq!(
+        turns[1]["agent_text"],
+        "Booking BK42 is confirmed for Friday."
+    );
+    assert_eq!(turns[1]["latency_ms"]["voice_to_voice"]["ms"], 1400.0);
+    assert_eq!(
+        turns[1]["latency_ms"]["voice_to_voice"]["source"],
+        "reported:turn.user_bot_latency_seconds"
+    );
+    assert_eq!(turns[0]["latency_ms"]["llm_ttft"]["ms"], 500.0);
+    assert_eq!(turns[0]["latency_ms"]["tts_ttfb"]["ms"], 250.0);
+    assert_eq!(turns[0]["latency_ms"]["stt"]["ms"], 200.0);
+    assert_eq!(turns[2]["interrupted"], true);
+    assert_eq!(transcript["tool_calls"][0]["name"], "lookup_booking");
+    assert_eq!(transcript["tool_calls"][0]["is_error"], true);
+    assert_eq!(
+        transcript["tool_calls"][0]["error_message"],
+        "booking service timed out"
+    );
+    assert_eq!(
+        transcript["interruptions"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let speakers: Vec<&str> = transcript["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["speaker"].as_str())
+        .collect();
+    assert_eq!(
+        speakers,
+        ["user", "agent", "user", "tool", "agent", "user", "agent"]
+    );
+
+    let text = reqwest::get(t.api_url("/v1/sessions/pc-1/transcript?format=text"))
+        .await
+        .expect("text")
+        .text()
+        .await
+        .expect("body");
+    assert!(text.contains("User: It is B K 4 2."), "{text}");
+    assert!(
+        text.contains("Tool lookup_booking: error: booking service timed out"),
+        "{text}"
+    );
+    assert!(text.contains("[interrupted]"), "{text}");
+    assert!(text.contains("voice-to-voice 1400 ms"), "{text}");
+
+    assert_eq!(t.status_of("/v1/sessions/nope/transcript").await, 404);
+    assert_eq!(
+        t.status_of("/v1/sessions/pc-1/transcript?format=pdf").await,
+        400
+    );
+    assert_eq!(t.count("SELECT count() FROM sessions_current").await, 1);
+    assert_eq!(t.count("SELECT count() FROM turns_current").await, 3);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn arrival_order_and_request_boundaries_do_not_matter() {
+    let t = TestApp::start("order").await;
+    let anchor = anchor();
+    let in_order = pipecat_conversation("ordered", 1);
+    for r in requests(&in_order.iter().collect::<Vec<_>>(), anchor, 100) {
+        t.export_grpc(r).await.expect("export");
+    }
+    // The same conversation, children first, spread over many small requests on both protocols.
+    let scrambled = pipecat_conversation("scrambled", 2);
+    let mut order: Vec<&SpanSpec> = scrambled.iter().collect();
+    order.reverse();
+    order.rotate_left(5);
+    for (i, r) in requests(&order, anchor, 2).into_iter().enumerate() {
+        if i % 2 == 0 {
+            t.export_grpc(r).await.expect("gRPC export");
+        } else {
+            let status = t
+                .export_http(
+                    prost::Message::encode_to_vec(&r),
+                    "application/x-protobuf",
+                    None,
+                )
+                .await
+                .status();
+            assert_eq!(status, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let a = t.transcript_when("ordered", turns_done(3)).await;
+    let b = t
+        .transcript_when("scrambled", |t| {
+            turns_done(3)(t) && t["messages"].as_array().map(Vec::len) == Some(7)
+        })
+        .await;
+    assert_eq!(comparable(a), comparable(b));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn resent_spans_change_nothing() {
+    let t = TestApp::start("retry").await;
+    let anchor = anchor();
+    let specs = pipecat_conversation("twice", 1);
+    let all: Vec<&SpanSpec> = specs.iter().collect();
+    for r in requests(&all, anchor, 100) {
+        t.export_grpc(r).await.expect("export");
+    }
+    let before = t.transcript_when("twice", turns_done(3)).await;
+    let derived_before = t.app.metrics.sessions_derived.load(Ordering::Relaxed);
+    for _ in 0..2 {
+        for r in requests(&all, anchor, 7) {
+            t.export_grpc(r).await.expect("re-export");
+        }
+    }
+    for _ in 0..100 {
+        if t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before,
+        "the resend was derived again"
+    );
+    let after = t.transcript_when("twice", turns_done(3)).await;
+    assert_eq!(before, after);
+    assert_eq!(t.count("SELECT count() FROM sessions_current").await, 1);
+    assert_eq!(t.count("SELECT count() FROM messages_current").await, 7);
+    assert_eq!(t.count("SELECT count() FROM tool_calls_current").await, 1);
+    t.stop().await;
+}
+
+/// OpenInference's Pipecat instrumentation: each turn is its own trace, `session.id` only on
+/// the turn span, which ends (and arrives) after its children.
+#[tokio::test]
+async fn late_session_key_moves_traces_into_their_session() {
+    let t = TestApp::start("late").await;
+    let anchor = anchor();
+    let oi = |kind: &str| kv("openinference.span.kind", kind.to_owned());
+    let turn = |trace: u64, start: u64, user: &'static str, agent: &'static str| {
+        (
+            vec![
+                span(
+                    trace,
+                    2,
+                    Some(1),
+                    "pipecat.stt",
+                    start,
+                    start + 800,
+                    vec![
+                        oi("CHAIN"),
+                        kv("output.value", user),
+                        kv("service.ttfb_seconds", 0.2),
+                    ],
+                ),
+                span(
+                    trace,
+                    3,
+                    Some(1),
+                    "pipecat.llm",
+                    start + 900,
+                    start + 1_500,
+                    vec![
+                        oi("LLM"),
+                        kv("output.value", agent),
+                        kv("llm.model_name", "gpt-4o"),
+                    ],
+                ),
+            ],
+            span(
+                trace,
+                1,
+                None,
+                "pipecat.conversation.turn",
+                start,
+                start + 2_000,
+                vec![
+                    oi("CHAIN"),
+                    kv("session.id", "oi-session"),
+                    kv("input.value", user),
+                    kv("output.value", agent),
+                    kv("conversation.user_to_bot_latency", 0.95),
+                ],
+            ),
+        )
+    };
+    let (children_1, root_1) = turn(11, 0, "first question", "first answer");
+    let (children_2, root_2) = turn(12, 3_000, "second question", "second answer");
+
+    for r in requests(&children_1.iter().collect::<Vec<_>>(), anchor, 10) {
+        t.export_grpc(r).await.expect("export");
+    }
+    // Until its root arrives, the trace is a session of its own.
+    let orphan = hex::encode(trace_id(11));
+    t.transcript_when(&orphan, |_| true).await;
+
+    let rest: Vec<&SpanSpec> = [&root_1]
+        .into_iter()
+        .chain(children_2.iter())
+        .chain([&root_2])
+        .collect();
+    for r in requests(&rest, anchor, 10) {
+        t.export_grpc(r).await.expect("export");
+    }
+    let transcript = t.transcript_when("oi-session", turns_done(2)).await;
+    assert_eq!(transcript["turns"][0]["user_text"], "first question");
+    assert_eq!(transcript["turns"][1]["agent_text"], "second answer");
+    assert_eq!(
+        transcript["turns"][0]["latency_ms"]["voice_to_voice"]["ms"],
+        950.0
+    );
+    assert_eq!(transcript["trace_ids"].as_array().map(Vec::len), Some(2));
+    for _ in 0..50 {
+        if t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
+            .await
+            == 404
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
+            .await,
+        404,
+        "the stand-in session is gone"
+    );
+    assert_eq!(t.count("SELECT count() FROM sessions_current").await, 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn rebuild_rederives_sessions_from_stored_spans() {
+    let t = TestApp::start("rebuild").await;
+    let specs = pipecat_conversation("rb-1", 1);
+    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
+        t.export_grpc(r).await.expect("export");
+    }
+    let before = t.transcript_when("rb-1", turns_done(3)).await;
+
+    // Lose the derived rows; the spans remain.
+    t.sql
+        .query("ALTER TABLE sessions DELETE WHERE 1")
+        .execute()
+        .await
+        .expect("delete");
+    for _ in 0..100 {
+        if t.status_of("/v1/sessions/rb-1/transcript").await == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.status_of("/v1/sessions/rb-1/transcript").await, 404);
+
+    let since =
+        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
+    let traces = t
+        .app
+        .store
+        .traces_started_since(since)
+        .await
+        .expect("traces");
+    let mut sessionizer = Sessionizer::new(
+        t.app.store.clone(),
+        Default::default(),
+        std::sync::Arc::new(Metrics::default()),
+    );
+    let summary = sessionizer.derive_traces(&traces).await.expect("rebuild");
+    assert_eq!((summary.traces, summary.sessions), (1, 1));
+    let after = t.transcript_when("rb-1", turns_done(3)).await;
+    assert_eq!(before, after);
+    t.stop().await;
+}
