@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# The project's one test command: the README gives it and CI runs it unchanged.
+#
+#   scripts/test.sh
+#
+# Works on a fresh Debian 12 machine as root (or a user with sudo): installs what is missing,
+# starts a private ClickHouse on free ports, runs every Rust test (unit, integration,
+# end-to-end), then, if tests/dashboards/ exists, loads simulated conversations through a real
+# `convolog serve` and runs the dashboard queries against them. Everything it starts is stopped
+# on exit; a failure names the stage that failed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+# Pinned so a new release upstream cannot break the suite overnight.
+python_requirements=(
+  opentelemetry-sdk==1.45.2
+  opentelemetry-exporter-otlp-proto-grpc==1.45.2
+  opentelemetry-exporter-otlp-proto-http==1.45.2
+  pytest==9.2.0
+  chdb-core==26.9.0
+)
+venv="$repo/.venv-test"
+simulated_sessions=30
+
+stage_name="setup"
+work=""             # temp dir: ClickHouse data, logs
+clickhouse_pid=""
+convolog_pid=""
+
+stage() {
+  stage_name=$1
+  printf '\n===== %s =====\n' "$1"
+}
+
+if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "$convolog_pid" ]; then
+    kill "$convolog_pid" 2>/dev/null
+    wait "$convolog_pid" 2>/dev/null
+  fi
+  if [ -n "$work" ]; then
+    scripts/clickhouse.sh stop "$work/clickhouse"
+    # Wait for the server to finish shutting down before deleting its data directory.
+    for _ in $(seq 1 100); do
+      kill -0 "$clickhouse_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ "$rc" = 0 ]; then
+      rm -rf "$work"
+    else
+      echo "logs kept in $work" >&2
+    fi
+  fi
+  if [ "$rc" = 0 ]; then
+    printf '\n===== all stages passed =====\n'
+  else
+    printf '\n===== FAILED in stage: %s (exit %s) =====\n' "$stage_name" "$rc" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+# Ctrl-C and kill still go through cleanup (via the EXIT trap).
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# apt-get install with the given packages; a fresh machine has no package lists and stale
+# ones make an install fail with 404s, so update first if there are none, and retry once.
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  echo "installing with apt: $*"
+  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+    "${sudo[@]}" apt-get update -qq
+  fi
+  if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null; then
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+
+# Prints a TCP port that is free now, together with the next COUNT-1 ports
+# (ClickHouse takes http, http+1 and http+2).
+free_port() {
+  local count=${1:-1}
+  python3 - "$count" <<'EOF'
+import socket, sys
+
+count = int(sys.argv[1])
+for _ in range(50):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+    if base + count > 65535:
+        continue
+    socks = []
+    try:
+        for port in range(base, base + count):
+            t = socket.socket()
+            socks.append(t)
+            t.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        for t in socks:
+            t.close()
+    print(base)
+    sys.exit(0)
+sys.exit("no free port range found")
+EOF
+}
+
+# Runs one SQL statement against the test ClickHouse; prints the result.
+ch() {
+  curl -sS --fail-with-body "$CONVOLOG_TEST_CLICKHOUSE_URL/" --data-binary "$1"
+}
+
+# ---------------------------------------------------------------------------------------------
+stage "install"
+
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+# Debian splits venv support (ensurepip) out of python3.
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
+apt_install "${missing[@]}"
+
+# A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.
+if [ -d "$venv" ] && ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+  rm -rf "$venv"
+fi
+[ -d "$venv" ] || python3 -m venv "$venv"
+# Reinstall only when the pinned list changes, so a warm run needs no network.
+if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "${python_requirements[*]}" ]; then
+  echo "installing python packages into $venv: ${python_requirements[*]}"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q "${python_requirements[@]}"
+  echo "${python_requirements[*]}" > "$venv/.requirements"
+fi
+echo "python venv: $venv"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  rust_tests=(cargo nextest run --all-targets --no-fail-fast)
+else
+  echo "cargo-nextest not found; using cargo test"
+  rust_tests=(cargo test --all-targets --no-fail-fast)
+fi
+
+# ---------------------------------------------------------------------------------------------
+stage "clickhouse"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/convolog-test.XXXXXX")
+ch_port=$(free_port 3)
+scripts/clickhouse.sh start "$work/clickhouse" "$ch_port"
+# No pid file means another server already answered on that port: it is not ours to use.
+if ! clickhouse_pid=$(cat "$work/clickhouse/pid" 2>/dev/null); then
+  echo "port $ch_port was taken by another server before ClickHouse could start; run again" >&2
+  exit 1
+fi
+export CONVOLOG_TEST_CLICKHOUSE_URL="http://127.0.0.1:$ch_port"
+export CONVOLOG_TEST_PYTHON="$venv/bin/python"
+echo "ClickHouse $(ch 'SELECT version()') on $CONVOLOG_TEST_CLICKHOUSE_URL (data in $work/clickhouse)"
+
+# ---------------------------------------------------------------------------------------------
+stage "rust tests: ${rust_tests[*]}"
+
+"${rust_tests[@]}"
+
+# ---------------------------------------------------------------------------------------------
+if [ -d tests/dashboards ]; then
+  stage "dashboards: load simulated conversations"
+
+  cargo build --bin convolog
+  db="dash_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  ch "CREATE DATABASE $db"
+  grpc_port=$(free_port)
+  http_port=$(free_port)
+  api_port=$(free_port)
+  CONVOLOG_CLICKHOUSE_URL="$CONVOLOG_TEST_CLICKHOUSE_URL" \
+  CONVOLOG_CLICKHOUSE_DATABASE="$db" \
+  CONVOLOG_GRPC_LISTEN="127.0.0.1:$grpc_port" \
+  CONVOLOG_HTTP_LISTEN="127.0.0.1:$http_port" \
+  CONVOLOG_API_LISTEN="127.0.0.1:$api_port" \
+    target/debug/convolog serve >"$work/convolog.log" 2>&1 &
+  convolog_pid=$!
+  echo "convolog serve (pid $convolog_pid) on database $db, log $work/convolog.log"
+
+  deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "http://127.0.0.1:$api_port/healthz" 2>/dev/null; do
+    if ! kill -0 "$convolog_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "convolog did not answer /healthz on port $api_port; its log:" >&2
+      tail -40 "$work/convolog.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+
+  target/debug/convolog simulate --endpoint "http://127.0.0.1:$grpc_port" --protocol grpc \
+    --count "$simulated_sessions" --rate 0 --seed 7
+
+  # Sessions are written asynchronously after ingest: wait for all of them, then for the
+  # totals to stop changing, so the dashboard tests see finished sessions.
+  deadline=$((SECONDS + 60))
+  last=""
+  while :; do
+    totals_sql="SELECT count(), sum(span_count), sum(turn_count) FROM $db.sessions_current"
+    now=$(ch "$totals_sql" 2>/dev/null | tr '\t' ' ') || now=""
+    count=${now%% *}
+    if [ "$count" = "$simulated_sessions" ] && [ "$now" = "$last" ]; then
+      break
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "expected $simulated_sessions sessions in $db.sessions_current within 60 s;" \
+           "last seen: ${now:-no answer} (count, spans, turns)" >&2
+    ch "$totals_sql" >&2 || true  # shows ClickHouse's error, if that was the problem
+      tail -40 "$work/convolog.log" >&2
+      exit 1
+    fi
+    last=$now
+    sleep 1
+  done
+  echo "$db.sessions_current: $now (sessions, spans, turns)"
+
+  stage "dashboards: pytest tests/dashboards"
+  pytest_rc=0
+  CONVOLOG_TEST_DATABASE="$db" "$venv/bin/python" -m pytest -q tests/dashboards || pytest_rc=$?
+  # pytest exits 5 when it collected nothing: not a failure of the code under test.
+  if [ "$pytest_rc" = 5 ]; then
+    echo "WARNING: tests/dashboards exists but pytest collected no tests"
+  elif [ "$pytest_rc" != 0 ]; then
+    exit "$pytest_rc"
+  fi
+else
+  echo
+  echo "(no tests/dashboards/: dashboard stage skipped)"
+fi
+stage_name="done"

@@ -1,0 +1,164 @@
+//! End to end: the Python OpenTelemetry SDK sends a scripted conversation, in Pipecat shape
+//! and in LiveKit shape, over gRPC and over HTTP, to convolog running on port 0; the session
+//! read back over the API must match the script. The script (tests/e2e/send_conversation.py)
+//! prints what it sent as JSON before sending.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn python() -> String {
+    std::env::var("CONVOLOG_TEST_PYTHON").expect(
+        "CONVOLOG_TEST_PYTHON is not set: it names a Python with the OpenTelemetry SDK; run scripts/test.sh",
+    )
+}
+
+/// The app runs on this test's runtime, so the sender must not block it.
+async fn send(shape: &str, protocol: &str, endpoint: &str, session_id: &str) -> Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/e2e/send_conversation.py"
+    );
+    let output = tokio::process::Command::new(python())
+        .args([
+            script,
+            "--shape",
+            shape,
+            "--protocol",
+            protocol,
+            "--endpoint",
+            endpoint,
+            "--session-id",
+            session_id,
+        ])
+        .output()
+        .await
+        .expect("the Python sender runs");
+    assert!(
+        output.status.success(),
+        "sender failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the sender prints its script as JSON")
+}
+
+fn close(actual: &Value, expected: &Value, what: &str) {
+    let (a, e) = (actual.as_f64(), expected.as_f64());
+    match (a, e) {
+        (Some(a), Some(e)) => assert!((a - e).abs() < 0.01, "{what}: {a} != {e}"),
+        _ => panic!("{what}: got {actual}, expected {expected}"),
+    }
+}
+
+async fn check(t: &TestApp, shape: &str, protocol: &str) {
+    let session_id = format!("e2e-{shape}-{protocol}");
+    let endpoint = match protocol {
+        "grpc" => t.grpc_url(),
+        _ => format!("http://{}", t.app.http_addr),
+    };
+    let script = send(shape, protocol, &endpoint, &session_id).await;
+    let expected_turns = script["turns"].as_array().expect("script turns");
+    let expected_calls: usize = expected_turns
+        .iter()
+        .map(|t| t["tool_calls"].as_array().map_or(0, Vec::len))
+        .sum();
+    let transcript = t
+        .transcript_when(&session_id, |tr| {
+            tr["turns"].as_array().map(Vec::len) == Some(expected_turns.len())
+                && tr["tool_calls"].as_array().map(Vec::len) == Some(expected_calls)
+        })
+        .await;
+    assert_eq!(transcript["framework"], shape, "{transcript}");
+    assert_eq!(transcript["channel"], "voice");
+
+    for (got, want) in transcript["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .zip(expected_turns)
+    {
+        let n = &want["turn_number"];
+        assert_eq!(got["turn_number"], *n);
+        assert_eq!(got["user_text"], want["user_text"], "turn {n} user text");
+        assert_eq!(got["agent_text"], want["agent_text"], "turn {n} agent text");
+        assert_eq!(
+            got["interrupted"], want["interrupted"],
+            "turn {n} interrupted"
+        );
+        let latency = &got["latency_ms"];
+        close(
+            &latency["voice_to_voice"]["ms"],
+            &want["voice_to_voice_ms"],
+            &format!("turn {n} voice-to-voice"),
+        );
+        close(
+            &latency["llm_ttft"]["ms"],
+            &want["llm_ttft_ms"],
+            &format!("turn {n} LLM TTFT"),
+        );
+        close(
+            &latency["tts_ttfb"]["ms"],
+            &want["tts_ttfb_ms"],
+            &format!("turn {n} TTS first audio"),
+        );
+        close(
+            &latency["stt"]["ms"],
+            &want["stt_ms"],
+            &format!("turn {n} STT"),
+        );
+        assert!(latency["voice_to_voice"]["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("reported:")));
+
+        let turn_calls: Vec<&Value> = transcript["tool_calls"]
+            .as_array()
+            .expect("tool calls")
+            .iter()
+            .filter(|c| c["turn_number"] == *n)
+            .collect();
+        let want_calls = want["tool_calls"].as_array().expect("script tool calls");
+        assert_eq!(turn_calls.len(), want_calls.len(), "turn {n} tool calls");
+        for (got_call, want_call) in turn_calls.iter().zip(want_calls) {
+            assert_eq!(got_call["name"], want_call["name"]);
+            assert_eq!(got_call["is_error"], want_call["is_error"]);
+        }
+    }
+
+    let interrupted = expected_turns
+        .iter()
+        .filter(|t| t["interrupted"] == true)
+        .count();
+    assert_eq!(
+        transcript["interruptions"].as_array().map(Vec::len),
+        Some(interrupted)
+    );
+    // Every line of the script appears in the transcript, in order.
+    let messages = transcript["messages"].as_array().expect("messages");
+    let mut texts = messages
+        .iter()
+        .filter(|m| m["speaker"] != "tool")
+        .map(|m| m["text"].as_str().unwrap_or(""));
+    for turn in expected_turns {
+        for key in ["user_text", "agent_text"] {
+            let want = turn[key].as_str().expect("script text");
+            assert!(
+                texts.any(|t| t == want),
+                "{want:?} missing or out of order in {messages:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn python_sdk_pipecat_and_livekit_over_grpc_and_http() {
+    let t = TestApp::start("e2e").await;
+    for shape in ["pipecat", "livekit"] {
+        for protocol in ["grpc", "http"] {
+            check(&t, shape, protocol).await;
+        }
+    }
+    assert_eq!(t.count("SELECT count() FROM sessions_current").await, 4);
+    t.stop().await;
+}
