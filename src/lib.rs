@@ -9,6 +9,7 @@ pub mod model;
 pub mod receiver;
 pub mod sessionize;
 pub mod sessionizer;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;

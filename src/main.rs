@@ -1,4 +1,6 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -6,6 +8,7 @@ use clap::{Parser, Subcommand};
 use convolog::app::{self, App};
 use convolog::config::Config;
 use convolog::sessionizer::Sessionizer;
+use convolog::simulate::{self, SimulateArgs};
 use convolog::store::Store;
 use convolog::telemetry::{self, Metrics};
 use convolog::timefmt;
@@ -34,51 +37,69 @@ enum Command {
         #[arg(long)]
         since: String,
     },
+    /// Send synthetic Pipecat, LiveKit and GenAI-shaped conversations over OTLP.
+    Simulate(SimulateArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
-    telemetry::init_logging(&config.log.format, &config.log.filter);
     match cli.command {
         Command::Serve => {
+            let config = load(cli.config.as_deref())?;
             let app = App::start(config).await?;
             shutdown_signal().await;
             app.shutdown().await;
         }
         Command::Migrate => {
+            let config = load(cli.config.as_deref())?;
             let store = Store::new(&config.clickhouse);
-            let applied =
-                app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
+            let applied = app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
             println!(
                 "schema of database {} is current (applied now: {applied:?})",
                 store.database()
             );
         }
         Command::Rebuild { since } => {
+            let config = load(cli.config.as_deref())?;
             let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
             let since = timefmt::parse_since(&since, now)
                 .map_err(anyhow::Error::msg)
                 .context("--since")?;
             let store = Store::new(&config.clickhouse);
-            app::migrate_with_retry(&store, std::time::Duration::from_secs(10)).await?;
+            app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
             let traces = store
                 .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
                 .await?;
-            let mut sessionizer = Sessionizer::new(
-                store,
-                config.sessionize,
-                std::sync::Arc::new(Metrics::default()),
-            );
+            let mut sessionizer =
+                Sessionizer::new(store, config.sessionize, Arc::new(Metrics::default()));
             let summary = sessionizer.derive_traces(&traces).await?;
             println!(
                 "rebuilt {} sessions from {} traces ({} sessions removed)",
                 summary.sessions, summary.traces, summary.removed_sessions
             );
         }
+        // A client of convolog, not a part of it: no server configuration needed.
+        Command::Simulate(args) => {
+            telemetry::init_logging("text", "warn");
+            let report = simulate::run(&args).await?;
+            let secs = report.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "sent {} conversations, {} spans in {secs:.2} s ({:.0} spans/s)",
+                report.conversations,
+                report.spans,
+                report.spans as f64 / secs
+            );
+        }
     }
     Ok(())
+}
+
+/// The configuration, and logging set up from it.
+fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+    let config = Config::load(file)?;
+    telemetry::init_logging(&config.log.format, &config.log.filter);
+    Ok(config)
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,359 @@
+//! `convolog simulate`: sends synthetic voice and chat agent conversations
+//! over OTLP with the real OpenTelemetry SDK, shaped like Pipecat, LiveKit
+//! Agents or GenAI-semconv instrumentation emit them.
+//!
+//! Conversations are compressed in time: spans carry the timestamps of a
+//! conversation that just ended (a few seconds per turn) but are sent at once.
+//!
+//! Layers, each testable on its own:
+//! - `script`: what is said and how long each stage takes (all randomness);
+//! - `voice`, `pipecat`, `livekit`, `genai`: pure span plans per framework;
+//! - `emit`: plan -> SDK spans; `run` exports them and reports failures.
+
+mod corpus;
+mod emit;
+mod genai;
+mod livekit;
+mod pipecat;
+mod plan;
+mod script;
+mod voice;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry_otlp::{ExporterBuildError, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::trace::SpanExporter as _;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use plan::{conversation_seed, plan_conversation};
+use script::PlanOptions;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// OTLP endpoint, e.g. http://127.0.0.1:4317 (grpc) or http://127.0.0.1:4318 (http)
+    /// [default: 127.0.0.1 on port 4317 for grpc, 4318 for http]
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// OTLP transport
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub protocol: Protocol,
+    /// Number of conversations to send
+    #[arg(long, default_value_t = 10)]
+    pub count: u32,
+    /// Conversations started per second (0 = as fast as possible)
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// Which framework's span layout to imitate
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub shape: Shape,
+    /// Seed for reproducible conversations (random when absent)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Conversations in flight at once, each with its own OTLP client
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Session ids are PREFIX-N, with N counting from 1
+    #[arg(long, default_value = "sim")]
+    pub session_prefix: String,
+    /// Turns per conversation, "MIN..MAX" (inclusive) or a single number
+    #[arg(long, default_value = "3..8", value_parser = parse_turns)]
+    pub turns: TurnRange,
+    /// Share of replies the user barges in on (voice shapes)
+    #[arg(long, default_value_t = 0.15)]
+    pub interrupt_rate: f64,
+    /// Share of tool calls that fail
+    #[arg(long, default_value_t = 0.15)]
+    pub tool_error_rate: f64,
+    /// Share of conversations that end with a transfer to a human
+    #[arg(long, default_value_t = 0.10)]
+    pub handoff_rate: f64,
+    /// Per-request export timeout in seconds (the exporter retries within it)
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Grpc,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// One trace per call: conversation -> turn -> stt / llm / tts
+    Pipecat,
+    /// LiveKit Agents 1.7+: agent_session, session.id on every span
+    Livekit,
+    /// Text chat with the GenAI semantic conventions, one trace per request
+    Genai,
+    /// A random choice of the three per conversation.
+    Mixed,
+}
+
+/// Inclusive bounds on the number of turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+fn parse_turns(s: &str) -> Result<TurnRange, String> {
+    let parse = |part: &str| {
+        part.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("invalid turn count {part:?}: {e}"))
+    };
+    let (min, max) = match s.split_once("..") {
+        Some((lo, hi)) => (parse(lo)?, parse(hi.trim_start_matches('='))?),
+        None => {
+            let n = parse(s)?;
+            (n, n)
+        }
+    };
+    if min == 0 || min > max {
+        return Err(format!("turn range {s:?} must satisfy 1 <= MIN <= MAX"));
+    }
+    Ok(TurnRange { min, max })
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulateReport {
+    /// Conversations exported.
+    pub conversations: u64,
+    /// Spans exported, over all conversations.
+    pub spans: u64,
+    /// Wall time of the run, including pacing.
+    pub elapsed: Duration,
+    /// Session ids in the order conversations were numbered.
+    pub session_ids: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("invalid simulate arguments: {0}")]
+    InvalidArgs(String),
+    #[error("cannot build the OTLP exporter")]
+    BuildExporter(#[from] ExporterBuildError),
+    #[error("exporting session {session_id} to {endpoint} failed")]
+    Export {
+        session_id: String,
+        endpoint: String,
+        #[source]
+        source: OTelSdkError,
+    },
+    #[error("shutting down the OTLP exporter failed")]
+    Shutdown(#[source] OTelSdkError),
+    #[error("a simulation worker panicked")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+/// Everything a worker needs; shared read-only except for the counters.
+struct Job {
+    count: u64,
+    shape: Shape,
+    seed: u64,
+    prefix: String,
+    options: PlanOptions,
+    /// Time between conversation starts; `None` sends as fast as possible.
+    interval: Option<Duration>,
+    started: Instant,
+    endpoint: String,
+    next: AtomicU64,
+    /// Set after the first failure so the other workers stop taking work.
+    stop: AtomicBool,
+    conversations: AtomicU64,
+    spans: AtomicU64,
+}
+
+impl Job {
+    fn session_id(&self, index: u64) -> String {
+        format!("{}-{}", self.prefix, index + 1)
+    }
+}
+
+pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
+    let options = validate(args)?;
+    let endpoint = args
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| match args.protocol {
+            Protocol::Grpc => "http://127.0.0.1:4317".to_string(),
+            Protocol::Http => "http://127.0.0.1:4318".to_string(),
+        });
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let count = u64::from(args.count);
+    tracing::info!(
+        seed,
+        count,
+        endpoint = %endpoint,
+        protocol = ?args.protocol,
+        shape = ?args.shape,
+        "simulating conversations"
+    );
+
+    let interval = if args.rate > 0.0 {
+        let interval = Duration::try_from_secs_f64(1.0 / args.rate).map_err(|_| {
+            SimulateError::InvalidArgs(format!("--rate {} is too small", args.rate))
+        })?;
+        Some(interval)
+    } else {
+        None
+    };
+
+    // Built up front, so a malformed endpoint fails before anything is sent.
+    let workers = args.concurrency.min(args.count.max(1) as usize);
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let exporters = (0..workers)
+        .map(|_| build_exporter(args.protocol, &endpoint, timeout))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let job = Arc::new(Job {
+        count,
+        shape: args.shape,
+        seed,
+        prefix: args.session_prefix.clone(),
+        options,
+        interval,
+        started: Instant::now(),
+        endpoint,
+        next: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        conversations: AtomicU64::new(0),
+        spans: AtomicU64::new(0),
+    });
+
+    let mut set = JoinSet::new();
+    for exporter in exporters {
+        set.spawn(worker(exporter, Arc::clone(&job)));
+    }
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        let result = joined.map_err(SimulateError::from).and_then(|r| r);
+        if let Err(err) = result {
+            job.stop.store(true, Ordering::Relaxed);
+            first_error.get_or_insert(err);
+        }
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+
+    Ok(SimulateReport {
+        conversations: job.conversations.load(Ordering::Relaxed),
+        spans: job.spans.load(Ordering::Relaxed),
+        elapsed: job.started.elapsed(),
+        session_ids: (0..count).map(|i| job.session_id(i)).collect(),
+    })
+}
+
+fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
+    let invalid = |msg: String| Err(SimulateError::InvalidArgs(msg));
+    if !args.rate.is_finite() || args.rate < 0.0 {
+        return invalid(format!("--rate must be >= 0, got {}", args.rate));
+    }
+    if args.concurrency == 0 {
+        return invalid("--concurrency must be at least 1".to_string());
+    }
+    if args.timeout_secs == 0 {
+        return invalid("--timeout-secs must be at least 1".to_string());
+    }
+    for (name, value) in [
+        ("--interrupt-rate", args.interrupt_rate),
+        ("--tool-error-rate", args.tool_error_rate),
+        ("--handoff-rate", args.handoff_rate),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            return invalid(format!("{name} must be within 0..1, got {value}"));
+        }
+    }
+    if args.turns.min == 0 || args.turns.min > args.turns.max {
+        return invalid(format!("invalid --turns {:?}", args.turns));
+    }
+    Ok(PlanOptions {
+        min_turns: args.turns.min,
+        max_turns: args.turns.max,
+        interrupt_rate: args.interrupt_rate,
+        tool_error_rate: args.tool_error_rate,
+        handoff_rate: args.handoff_rate,
+    })
+}
+
+fn build_exporter(
+    protocol: Protocol,
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<SpanExporter, ExporterBuildError> {
+    match protocol {
+        Protocol::Grpc => SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(timeout)
+            .build(),
+        Protocol::Http => SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(http_traces_url(endpoint))
+            .with_timeout(timeout)
+            .build(),
+    }
+}
+
+/// An endpoint set in code is used verbatim by the HTTP exporter, so a base
+/// URL like the default needs the traces path added.
+fn http_traces_url(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    let has_path = trimmed
+        .split_once("://")
+        .map_or(trimmed, |(_, rest)| rest)
+        .contains('/');
+    if has_path {
+        endpoint.to_string()
+    } else {
+        format!("{trimmed}/v1/traces")
+    }
+}
+
+async fn worker(mut exporter: SpanExporter, job: Arc<Job>) -> Result<(), SimulateError> {
+    while !job.stop.load(Ordering::Relaxed) {
+        let index = job.next.fetch_add(1, Ordering::Relaxed);
+        if index >= job.count {
+            break;
+        }
+        if let Some(interval) = job.interval {
+            // Starts are scheduled from the beginning of the run, so slow
+            // exports do not lower the overall rate while workers are free.
+            let offset = interval.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+            tokio::time::sleep_until(job.started + offset).await;
+        }
+        let session_id = job.session_id(index);
+        let plan = plan_conversation(
+            job.shape,
+            conversation_seed(job.seed, index),
+            session_id.clone(),
+            &job.options,
+        );
+        let recorded = emit::record(&plan, SystemTime::now());
+        let spans = recorded.spans.len() as u64;
+        exporter.set_resource(&recorded.resource);
+        if let Err(source) = exporter.export(recorded.spans).await {
+            tracing::warn!(%session_id, error = %source, "export failed");
+            return Err(SimulateError::Export {
+                session_id,
+                endpoint: job.endpoint.clone(),
+                source,
+            });
+        }
+        job.conversations.fetch_add(1, Ordering::Relaxed);
+        job.spans.fetch_add(spans, Ordering::Relaxed);
+    }
+    // Every export was awaited above, so nothing is buffered; this only
+    // releases the connection.
+    exporter.shutdown().map_err(SimulateError::Shutdown)
+}
