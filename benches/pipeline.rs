@@ -176,7 +176,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("sessionize_200_turns_1001_spans", |b| {
         b.iter_batched(
             || spans.clone(),
-            |spans| sessionize::sessionize("bench", &spans, 1, 0),
+            |spans| sessionize::sessionize("bench", &spans, 1, 0, &sessionize::Rules::default()),
             BatchSize::LargeInput,
         )
     });

@@ -67,6 +67,7 @@ impl App {
         let sessionizer = Sessionizer::new(
             store.clone(),
             config.sessionize.clone(),
+            config.rules.clone(),
             Arc::clone(&metrics),
         );
         let pipeline = vec![

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::sessionize::Rules;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -38,6 +40,8 @@ pub struct Config {
     pub clickhouse: ClickHouse,
     pub ingest: Ingest,
     pub sessionize: Sessionize,
+    /// Session semantics: inactivity timeouts, detected-issue thresholds, budgets, prices.
+    pub rules: Rules,
     pub log: Log,
 }
 

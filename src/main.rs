@@ -71,8 +71,12 @@ async fn main() -> anyhow::Result<()> {
             let traces = store
                 .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
                 .await?;
-            let mut sessionizer =
-                Sessionizer::new(store, config.sessionize, Arc::new(Metrics::default()));
+            let mut sessionizer = Sessionizer::new(
+                store,
+                config.sessionize,
+                config.rules,
+                Arc::new(Metrics::default()),
+            );
             let summary = sessionizer.derive_traces(&traces).await?;
             println!(
                 "rebuilt {} sessions from {} traces ({} sessions removed)",

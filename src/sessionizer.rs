@@ -15,7 +15,7 @@ use crate::config;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
 use crate::receiver::now_unix_nano;
-use crate::sessionize;
+use crate::sessionize::{self, Rules};
 use crate::store::writer::Stored;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
@@ -23,6 +23,7 @@ use crate::telemetry::Metrics;
 pub struct Sessionizer {
     store: Store,
     config: config::Sessionize,
+    rules: Rules,
     metrics: Arc<Metrics>,
     last_revision: u64,
 }
@@ -36,10 +37,16 @@ pub struct PassSummary {
 }
 
 impl Sessionizer {
-    pub fn new(store: Store, config: config::Sessionize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Store,
+        config: config::Sessionize,
+        rules: Rules,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Sessionizer {
             store,
             config,
+            rules,
             metrics,
             last_revision: 0,
         }
@@ -229,7 +236,11 @@ impl Sessionizer {
                 continue;
             }
             derived.push(sessionize::sessionize(
-                session, &spans, revision, updated_at,
+                session,
+                &spans,
+                revision,
+                updated_at,
+                &self.rules,
             ));
         }
         self.store

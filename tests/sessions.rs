@@ -296,6 +296,7 @@ async fn rebuild_rederives_sessions_from_stored_spans() {
     let mut sessionizer = Sessionizer::new(
         t.app.store.clone(),
         Default::default(),
+        Default::default(),
         std::sync::Arc::new(Metrics::default()),
     );
     let summary = sessionizer.derive_traces(&traces).await.expect("rebuild");

@@ -26,10 +26,51 @@ pub struct Transcript {
     pub interruption_count: u32,
     pub tool_call_count: u32,
     pub tool_error_count: u32,
+    pub message_count: u32,
+    pub state: String,
+    pub outcome: String,
+    pub call_status: String,
+    pub ended_reason: String,
+    pub intent: String,
+    pub skills: Vec<String>,
+    pub flow: String,
+    pub node: String,
+    pub agents: Vec<String>,
+    pub detected_issues: Vec<DetectedIssue>,
+    pub cost: Cost,
+    pub campaign: String,
+    /// Masked unless `rules.mask_contacts` is off.
+    pub contact: String,
+    /// A stable pseudonym for the end user; the raw user id is not kept.
+    pub user_name: String,
+    pub feedback: String,
+    pub confidence: Option<f64>,
+    pub sentiment: String,
+    pub topic: String,
+    pub summary: String,
+    pub extracted_data: String,
+    pub recording_url: String,
     pub turns: Vec<Turn>,
     pub messages: Vec<Message>,
     pub tool_calls: Vec<ToolCall>,
     pub interruptions: Vec<Interruption>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DetectedIssue {
+    pub issue: String,
+    /// 0 when the issue concerns the session as a whole.
+    pub turn_number: u32,
+    pub time: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cost {
+    pub total_usd: f64,
+    pub llm_usd: f64,
+    pub stt_usd: f64,
+    pub tts_usd: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +176,42 @@ impl Transcript {
             interruption_count: s.interruption_count,
             tool_call_count: s.tool_call_count,
             tool_error_count: s.tool_error_count,
+            message_count: s.message_count,
+            state: detail.status.state.clone(),
+            outcome: detail.status.outcome.clone(),
+            call_status: detail.status.call_status.clone(),
+            ended_reason: detail.status.ended_reason.clone(),
+            intent: s.intent.clone(),
+            skills: s.skills.clone(),
+            flow: s.flow.clone(),
+            node: s.node.clone(),
+            agents: s.agents.clone(),
+            detected_issues: detail
+                .issues
+                .iter()
+                .map(|i| DetectedIssue {
+                    issue: i.issue.clone(),
+                    turn_number: i.turn_number,
+                    time: rfc3339(i.time_unix_nano),
+                    detail: i.detail.clone(),
+                })
+                .collect(),
+            cost: Cost {
+                total_usd: s.cost_usd,
+                llm_usd: s.llm_cost_usd,
+                stt_usd: s.stt_cost_usd,
+                tts_usd: s.tts_cost_usd,
+            },
+            campaign: s.campaign.clone(),
+            contact: s.contact.clone(),
+            user_name: s.user_name.clone(),
+            feedback: s.feedback.clone(),
+            confidence: s.confidence,
+            sentiment: s.sentiment.clone(),
+            topic: s.topic.clone(),
+            summary: s.summary.clone(),
+            extracted_data: s.extracted_data.clone(),
+            recording_url: s.recording_url.clone(),
             turns: detail.turns.iter().map(|t| turn(t, start)).collect(),
             messages: detail.messages.iter().map(|m| message(m, start)).collect(),
             tool_calls: detail
@@ -230,8 +307,40 @@ pub fn render_text(detail: &SessionDetail) -> String {
         s.tool_call_count,
         s.tool_error_count
     );
+    let status = &detail.status;
+    let _ = writeln!(
+        out,
+        "State: {}, outcome: {}{}{}, cost ${:.4}",
+        status.state,
+        status.outcome,
+        if status.call_status.is_empty() {
+            String::new()
+        } else {
+            format!(", call {}", status.call_status)
+        },
+        if status.ended_reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", status.ended_reason)
+        },
+        s.cost_usd
+    );
     if !s.handoff_target.is_empty() {
         let _ = writeln!(out, "Handed off to: {}", s.handoff_target);
+    }
+    if !detail.issues.is_empty() {
+        let issues: Vec<String> = detail
+            .issues
+            .iter()
+            .map(|i| {
+                if i.turn_number == 0 {
+                    i.issue.clone()
+                } else {
+                    format!("{} (turn {})", i.issue, i.turn_number)
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "Detected issues: {}", issues.join(", "));
     }
     let mut current_turn = None;
     for m in &detail.messages {

@@ -1,5 +1,7 @@
-//! convolog's own small convention, for facts no framework names. All optional; any span
-//! (or the resource, for the session-wide ones) may carry them. Documented in the README.
+//! convolog's own small convention, for facts no framework names. All optional. Any span may
+//! carry them, as attributes or as attributes of a span event (so feedback can be recorded
+//! after the fact with `span.add_event`); session-wide ones may also sit on the resource.
+//! Every key is documented in the README.
 
 use super::{text, Role, SpanFacts};
 use crate::model::Span;
@@ -11,6 +13,28 @@ pub const HANDOFF_TARGET: &str = "convolog.handoff.target";
 pub const SPEAKER: &str = "convolog.message.speaker";
 pub const MESSAGE_TEXT: &str = "convolog.message.text";
 pub const SPOKEN_TEXT: &str = "convolog.spoken_text";
+pub const OUTCOME: &str = "convolog.outcome";
+pub const CALL_STATUS: &str = "convolog.call.status";
+pub const ENDED_REASON: &str = "convolog.call.ended_reason";
+pub const SESSION_ENDED: &str = "convolog.session.ended";
+pub const INTENT: &str = "convolog.intent";
+pub const FLOW: &str = "convolog.flow";
+pub const NODE: &str = "convolog.node";
+pub const CAMPAIGN: &str = "convolog.campaign";
+pub const CONTACT: &str = "convolog.contact";
+pub const USER_ID: &str = "convolog.user.id";
+pub const FEEDBACK: &str = "convolog.feedback";
+pub const CONFIDENCE: &str = "convolog.confidence";
+pub const SENTIMENT: &str = "convolog.sentiment";
+pub const TOPIC: &str = "convolog.topic";
+pub const SUMMARY: &str = "convolog.summary";
+pub const EXTRACTED_DATA: &str = "convolog.extracted_data";
+pub const RECORDING_URL: &str = "convolog.recording_url";
+pub const COST_USD: &str = "convolog.cost.usd";
+pub const TRANSCRIPT_CONFIDENCE: &str = "convolog.transcript.confidence";
+pub const FALLBACK: &str = "convolog.fallback";
+pub const BUDGET_EXCEEDED: &str = "convolog.budget.exceeded";
+pub const VERIFICATION_REQUIRED: &str = "convolog.verification.required";
 
 /// Every key of the convention, for the documentation test.
 pub const KEYS: &[&str] = &[
@@ -21,20 +45,58 @@ pub const KEYS: &[&str] = &[
     SPEAKER,
     MESSAGE_TEXT,
     SPOKEN_TEXT,
+    OUTCOME,
+    CALL_STATUS,
+    ENDED_REASON,
+    SESSION_ENDED,
+    INTENT,
+    FLOW,
+    NODE,
+    CAMPAIGN,
+    CONTACT,
+    USER_ID,
+    FEEDBACK,
+    CONFIDENCE,
+    SENTIMENT,
+    TOPIC,
+    SUMMARY,
+    EXTRACTED_DATA,
+    RECORDING_URL,
+    COST_USD,
+    TRANSCRIPT_CONFIDENCE,
+    FALLBACK,
+    BUDGET_EXCEEDED,
+    VERIFICATION_REQUIRED,
 ];
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
-    let from_span_or_resource = |key: &str| {
+    // Span attributes first, then the latest event that has the key, then the resource.
+    let lookup = |key: &str| -> Option<String> {
         span.attributes
             .first_of(&[key])
+            .or_else(|| {
+                span.events
+                    .iter()
+                    .rev()
+                    .find_map(|e| e.attributes.first_of(&[key]))
+            })
             .or_else(|| span.resource.first_of(&[key]))
             .map(str::to_owned)
     };
-    facts.channel = from_span_or_resource(CHANNEL);
-    facts.direction = from_span_or_resource(DIRECTION);
+    let flag = |key: &str| {
+        lookup(key).is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
+    };
+    let number = |key: &str| {
+        lookup(key)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+
+    facts.channel = lookup(CHANNEL);
+    facts.direction = lookup(DIRECTION);
     if let Some(target) = text(span, &[HANDOFF_TARGET]) {
         facts.handoff_target = Some(target);
-        if facts.role == Role::Other {
+        if facts.role == super::Role::Other {
             facts.role = Role::Handoff;
         }
     }
@@ -44,4 +106,39 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     if let (Some(speaker), Some(message)) = (text(span, &[SPEAKER]), text(span, &[MESSAGE_TEXT])) {
         facts.message = Some((speaker, message));
     }
+    if let Some(cost) = number(COST_USD).filter(|c| *c >= 0.0) {
+        facts.cost_usd = Some(cost);
+    }
+    if let Some(confidence) = number(TRANSCRIPT_CONFIDENCE) {
+        facts.transcript_confidence = Some(confidence);
+    }
+    facts.fallback |= flag(FALLBACK);
+
+    let session = &mut facts.session;
+    let set = |slot: &mut Option<String>, key: &str| {
+        if let Some(value) = lookup(key) {
+            *slot = Some(value);
+        }
+    };
+    set(&mut session.outcome, OUTCOME);
+    set(&mut session.call_status, CALL_STATUS);
+    set(&mut session.ended_reason, ENDED_REASON);
+    set(&mut session.intent, INTENT);
+    set(&mut session.flow, FLOW);
+    set(&mut session.node, NODE);
+    set(&mut session.campaign, CAMPAIGN);
+    set(&mut session.contact, CONTACT);
+    set(&mut session.user_id, USER_ID);
+    set(&mut session.feedback, FEEDBACK);
+    set(&mut session.sentiment, SENTIMENT);
+    set(&mut session.topic, TOPIC);
+    set(&mut session.summary, SUMMARY);
+    set(&mut session.extracted_data, EXTRACTED_DATA);
+    set(&mut session.recording_url, RECORDING_URL);
+    if let Some(confidence) = number(CONFIDENCE) {
+        session.confidence = Some(confidence);
+    }
+    session.ended |= flag(SESSION_ENDED);
+    session.budget_exceeded |= flag(BUDGET_EXCEEDED);
+    session.verification_required |= flag(VERIFICATION_REQUIRED);
 }

@@ -65,6 +65,30 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
         seconds(span, "gen_ai.response.time_to_first_chunk")
     });
     fill(&mut facts.agent_name, || text(span, &["gen_ai.agent.name"]));
+    fill(&mut facts.cost_usd, || {
+        attrs.f64("gen_ai.usage.cost").filter(|c| *c >= 0.0)
+    });
+    fill(&mut facts.error_type, || {
+        text(span, &["error.type"]).or_else(|| {
+            span.events
+                .iter()
+                .find(|e| e.name == "exception")
+                .and_then(|e| {
+                    e.attributes
+                        .first_of(&["exception.type"])
+                        .map(str::to_owned)
+                })
+        })
+    });
+    fill(&mut facts.http_status, || {
+        ["http.response.status_code", "http.status_code"]
+            .iter()
+            .find_map(|k| attrs.u64(k))
+            .and_then(|c| u16::try_from(c).ok())
+    });
+    fill(&mut facts.session.user_id, || {
+        text(span, &["user.id", "enduser.id"])
+    });
 }
 
 fn fill<T>(slot: &mut Option<T>, value: impl FnOnce() -> Option<T>) {

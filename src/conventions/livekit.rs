@@ -37,6 +37,7 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     match facts.role {
         Role::UserTurn => {
             facts.user_text = text(span, &["lk.pii.user_transcript", "lk.user_transcript"]);
+            facts.transcript_confidence = span.attributes.f64("lk.transcript_confidence");
         }
         Role::AgentTurn => {
             facts.user_text = text(span, &["lk.pii.user_input", "lk.user_input"]);

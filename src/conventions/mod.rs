@@ -114,6 +114,46 @@ pub struct SpanFacts {
     pub handoff_target: Option<String>,
     /// An explicit transcript line: (speaker, text), e.g. a human agent's message.
     pub message: Option<(String, String)>,
+    /// Facts about the whole session that this span states.
+    pub session: SessionFacts,
+    /// Speech-to-text confidence, 0..1.
+    pub transcript_confidence: Option<f64>,
+    /// A cost the span states itself, in US dollars; wins over prices times usage.
+    pub cost_usd: Option<f64>,
+    /// Audio transcribed (STT), for pricing.
+    pub audio_seconds: Option<f64>,
+    /// Characters synthesized (TTS), for pricing.
+    pub characters: Option<u64>,
+    /// `error.type`, or the type of a recorded exception.
+    pub error_type: Option<String>,
+    pub http_status: Option<u16>,
+    /// The agent's reply is a fallback ("I could not help").
+    pub fallback: bool,
+}
+
+/// Session-wide facts a span may carry; the session takes the latest span's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionFacts {
+    pub outcome: Option<String>,
+    pub call_status: Option<String>,
+    pub ended_reason: Option<String>,
+    /// The conversation says it is over.
+    pub ended: bool,
+    pub intent: Option<String>,
+    pub flow: Option<String>,
+    pub node: Option<String>,
+    pub campaign: Option<String>,
+    pub contact: Option<String>,
+    pub user_id: Option<String>,
+    pub feedback: Option<String>,
+    pub confidence: Option<f64>,
+    pub sentiment: Option<String>,
+    pub topic: Option<String>,
+    pub summary: Option<String>,
+    pub extracted_data: Option<String>,
+    pub recording_url: Option<String>,
+    pub budget_exceeded: bool,
+    pub verification_required: bool,
 }
 
 /// A framework, how to recognise its spans, and how to read them.

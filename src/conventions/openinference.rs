@@ -27,6 +27,8 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.user_text = text(span, &["input.value"]);
             facts.agent_text = text(span, &["output.value"]);
             facts.interrupted = flag(span, "conversation.was_interrupted");
+            facts.session.ended_reason = text(span, &["conversation.end_reason"]);
+            facts.session.user_id = text(span, &["user.id"]);
             facts.voice_to_voice = seconds(span, "conversation.user_to_bot_latency");
         }
         Role::Stt => {

@@ -45,6 +45,8 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         Role::Stt => {
             facts.user_text = text(span, &["transcript"]);
             facts.stt = seconds(span, "metrics.ttfb");
+            facts.audio_seconds = span.attributes.f64("metrics.audio_seconds");
+            facts.session.user_id = text(span, &["user_id"]);
         }
         Role::Llm => {
             facts.user_text = if span.name == "llm_request" {
@@ -60,6 +62,7 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.voice = text(span, &["voice_id"]);
             facts.interrupted = flag(span, "tts.interrupted");
             facts.tts_ttfb = seconds(span, "metrics.ttfb");
+            facts.characters = span.attributes.u64("metrics.character_count");
         }
         Role::Tool => {
             let status = span.attributes.get("tool.result_status").unwrap_or("");

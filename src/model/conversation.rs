@@ -13,7 +13,7 @@ pub mod speaker {
     pub const HUMAN_AGENT: &str = "human_agent";
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
 pub struct SessionRow {
     pub session_id: String,
     pub revision: u64,
@@ -45,6 +45,61 @@ pub struct SessionRow {
     pub voice_to_voice_p95_ms: Option<f64>,
     pub llm_ttft_p50_ms: Option<f64>,
     pub updated_at: u32,
+    // Session semantics (migration 3). `derived_*` are as of the last span; the
+    // `sessions_current` view turns them into state / outcome / call_status / ended_reason
+    // with the clock (expiry).
+    pub derived_state: String,
+    pub ended: u8,
+    pub last_activity_unix_nano: u64,
+    pub expires_at: u32,
+    pub ended_outcome: String,
+    pub outcome_explicit: u8,
+    pub derived_call_status: String,
+    pub derived_ended_reason: String,
+    pub intent: String,
+    pub skills: Vec<String>,
+    pub flow: String,
+    pub node: String,
+    pub agents: Vec<String>,
+    pub detected_issues: Vec<String>,
+    pub cost_usd: f64,
+    pub llm_cost_usd: f64,
+    pub stt_cost_usd: f64,
+    pub tts_cost_usd: f64,
+    pub user_message_count: u32,
+    pub campaign: String,
+    pub contact: String,
+    pub user_name: String,
+    pub user_hash: String,
+    pub feedback: String,
+    pub confidence: Option<f64>,
+    pub sentiment: String,
+    pub topic: String,
+    pub summary: String,
+    pub extracted_data: String,
+    pub recording_url: String,
+}
+
+/// What the `sessions_current` view adds to a session row: the clock-dependent semantics.
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub state: String,
+    pub outcome: String,
+    pub call_status: String,
+    pub ended_reason: String,
+}
+
+/// A detected issue, pointing at the turn where it happened (0: the session as a whole).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct IssueRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub issue_index: u32,
+    pub issue: String,
+    pub turn_number: u32,
+    pub time: u32,
+    pub time_unix_nano: u64,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
@@ -153,6 +208,7 @@ pub struct DerivedSession {
     pub messages: Vec<MessageRow>,
     pub tool_calls: Vec<ToolCallRow>,
     pub interruptions: Vec<InterruptionRow>,
+    pub issues: Vec<IssueRow>,
 }
 
 /// Seconds since the epoch, for `DateTime` columns (saturating: ClickHouse's DateTime ends in 2106).

@@ -2,7 +2,11 @@
 //! always give the same rows, which is what makes re-sent spans harmless and `rebuild` exact.
 
 mod latency;
+pub mod rules;
+pub mod semantics;
 mod turns;
+
+pub use rules::Rules;
 
 use std::collections::{HashMap, HashSet};
 
@@ -65,6 +69,7 @@ pub fn sessionize(
     spans: &[Span],
     revision: u64,
     updated_at: u32,
+    rules: &Rules,
 ) -> DerivedSession {
     let mut unique: Vec<&Span> = spans.iter().collect();
     unique.sort_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano));
@@ -88,12 +93,16 @@ pub fn sessionize(
         .collect();
 
     let turn_members = turns::assign(&nodes);
+    let mut turn_of_node = vec![0u32; nodes.len()];
     let mut turn_rows = Vec::new();
     let mut messages = Vec::new();
     let mut tool_calls = Vec::new();
     let mut interruptions = Vec::new();
     for (position, (anchor, members)) in turn_members.turns.iter().enumerate() {
         let turn_number = u32::try_from(position + 1).unwrap_or(u32::MAX);
+        for &member in members {
+            turn_of_node[member] = turn_number;
+        }
         let turn = turns::Turn::new(&nodes, *anchor, members);
         let calls = turn.tool_calls(session_id, revision, turn_number);
         let row = turn.row(session_id, revision, turn_number, &calls);
@@ -140,7 +149,7 @@ pub fn sessionize(
         r.interruption_index = u32::try_from(i).unwrap_or(u32::MAX);
     }
 
-    let session = session_row(
+    let mut session = session_row(
         session_id,
         revision,
         updated_at,
@@ -150,12 +159,25 @@ pub fn sessionize(
         &tool_calls,
         &interruptions,
     );
+    let issues = semantics::apply(
+        &mut session,
+        &semantics::Inputs {
+            nodes: &nodes,
+            turn_of_node: &turn_of_node,
+            turns: &turn_rows,
+            messages: &messages,
+            tool_calls: &tool_calls,
+            interruption_count: interruptions.len(),
+            rules,
+        },
+    );
     DerivedSession {
         session,
         turns: turn_rows,
         messages,
         tool_calls,
         interruptions,
+        issues,
     }
 }
 
@@ -264,6 +286,7 @@ fn session_row(
         voice_to_voice_p95_ms: latency::percentile(&v2v, 0.95),
         llm_ttft_p50_ms: latency::percentile(&ttft, 0.5),
         updated_at,
+        ..SessionRow::default()
     }
 }
 
@@ -285,9 +308,13 @@ fn framework(nodes: &[Node]) -> Framework {
 
 /// A session whose traces all moved to another session: written so readers stop showing it.
 pub fn tombstone(session_id: &str, revision: u64, updated_at: u32) -> SessionRow {
-    let mut row = sessionize(session_id, &[], revision, updated_at).session;
-    row.deleted = 1;
-    row
+    SessionRow {
+        session_id: session_id.to_owned(),
+        revision,
+        deleted: 1,
+        updated_at,
+        ..SessionRow::default()
+    }
 }
 
 #[cfg(test)]

@@ -193,7 +193,7 @@ fn livekit() -> Vec<Span> {
 }
 
 fn derive(spans: &[Span]) -> DerivedSession {
-    sessionize("s", spans, 1, 0)
+    sessionize("s", spans, 1, 0, &Rules::default())
 }
 
 #[test]

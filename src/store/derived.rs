@@ -121,6 +121,11 @@ impl Store {
             self.insert_all("interruptions", interruptions.into_iter())
                 .await?;
         }
+        let issues: Vec<_> = sessions.iter().flat_map(|s| s.issues.iter()).collect();
+        if !issues.is_empty() {
+            self.insert_all("session_issues", issues.into_iter())
+                .await?;
+        }
         let session_rows: Vec<&SessionRow> = sessions
             .iter()
             .map(|s| &s.session)

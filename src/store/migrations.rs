@@ -1,5 +1,6 @@
 //! Versioned schema files, applied in order and recorded in `schema_migrations`. Every
-//! statement is idempotent (IF NOT EXISTS), so a half-applied migration is simply re-run.
+//! statement is idempotent (IF NOT EXISTS, or an ADD COLUMN skipped when the column exists),
+//! so a half-applied migration is simply re-run.
 
 use super::{Store, StoreError};
 
@@ -10,7 +11,22 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions",
         include_str!("../../migrations/0002_sessions.sql"),
     ),
+    (
+        3,
+        "session semantics",
+        include_str!("../../migrations/0003_session_semantics.sql"),
+    ),
 ];
+
+/// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16
+/// has no `ADD COLUMN IF NOT EXISTS`, so the runner checks before adding.
+fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let words: Vec<&str> = statement.split_whitespace().take(6).collect();
+    let keyword = |i: usize, k: &str| words.get(i).is_some_and(|w| w.eq_ignore_ascii_case(k));
+    let is_add =
+        keyword(0, "ALTER") && keyword(1, "TABLE") && keyword(3, "ADD") && keyword(4, "COLUMN");
+    is_add.then(|| (words[2], words[5]))
+}
 
 /// The statements of a migration file: `--` comment lines dropped, split on `;`.
 pub fn statements(sql: &str) -> Vec<String> {
@@ -28,6 +44,23 @@ pub fn statements(sql: &str) -> Vec<String> {
 }
 
 impl Store {
+    async fn column_exists(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        let sql =
+            "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?";
+        self.timed("read system.columns", async {
+            let count = self
+                .client
+                .query(sql)
+                .bind(&self.database)
+                .bind(table)
+                .bind(column)
+                .fetch_one::<u64>()
+                .await?;
+            Ok(count > 0)
+        })
+        .await
+    }
+
     /// Creates the database if needed and applies what is missing. Returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
         // The database may not exist yet, so this one statement runs without it.
@@ -65,6 +98,11 @@ impl Store {
                 continue;
             }
             for statement in statements(sql) {
+                if let Some((table, column)) = added_column(&statement) {
+                    if self.column_exists(table, column).await? {
+                        continue;
+                    }
+                }
                 self.timed("migration", async {
                     Ok(self.client.query(&statement).execute().await?)
                 })
@@ -101,6 +139,19 @@ mod tests {
                 "CREATE VIEW y AS SELECT 1"
             ]
         );
+    }
+
+    #[test]
+    fn recognises_added_columns() {
+        assert_eq!(
+            added_column("ALTER TABLE sessions ADD COLUMN intent String"),
+            Some(("sessions", "intent"))
+        );
+        assert_eq!(
+            added_column("ALTER TABLE sessions DROP COLUMN intent"),
+            None
+        );
+        assert_eq!(added_column("CREATE TABLE x (a UInt8)"), None);
     }
 
     #[test]

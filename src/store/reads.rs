@@ -1,11 +1,15 @@
 //! Reads for the API: one session at its current revision, with its children.
 
 use super::{Store, StoreError};
-use crate::model::conversation::{InterruptionRow, MessageRow, SessionRow, ToolCallRow, TurnRow};
+use crate::model::conversation::{
+    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionStatus, ToolCallRow, TurnRow,
+};
 
 #[derive(Debug, Clone)]
 pub struct SessionDetail {
     pub session: SessionRow,
+    pub status: SessionStatus,
+    pub issues: Vec<IssueRow>,
     pub turns: Vec<TurnRow>,
     pub messages: Vec<MessageRow>,
     pub tool_calls: Vec<ToolCallRow>,
@@ -22,9 +26,7 @@ impl Store {
             .timed("session", async {
                 Ok(self
                     .client
-                    .query(
-                        "SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0",
-                    )
+                    .query("SELECT ?fields FROM sessions_current WHERE session_id = ?")
                     .bind(session_id)
                     .fetch_optional::<SessionRow>()
                     .await?)
@@ -33,8 +35,24 @@ impl Store {
         let Some(session) = session else {
             return Ok(None);
         };
+        // State and outcome come from the view, the one place they are defined.
+        let status = self
+            .timed("session status", async {
+                Ok(self
+                    .client
+                    .query("SELECT ?fields FROM sessions_current WHERE session_id = ?")
+                    .bind(session_id)
+                    .fetch_optional::<SessionStatus>()
+                    .await?)
+            })
+            .await?
+            .unwrap_or_default();
         let revision = session.revision;
         Ok(Some(SessionDetail {
+            status,
+            issues: self
+                .children("session_issues", "issue_index", session_id, revision)
+                .await?,
             turns: self
                 .children("turns", "turn_number", session_id, revision)
                 .await?,
