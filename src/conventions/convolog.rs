@@ -92,8 +92,12 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             .filter(|v| v.is_finite())
     };
 
-    facts.channel = lookup(CHANNEL);
-    facts.direction = lookup(DIRECTION);
+    if let Some(channel) = lookup(CHANNEL) {
+        facts.channel = Some(channel);
+    }
+    if let Some(direction) = lookup(DIRECTION) {
+        facts.direction = Some(direction);
+    }
     if let Some(target) = text(span, &[HANDOFF_TARGET]) {
         facts.handoff_target = Some(target);
         if facts.role == super::Role::Other {

@@ -38,6 +38,7 @@ fn role(span: &Span) -> Option<Role> {
 pub fn read(span: &Span, facts: &mut SpanFacts) {
     facts.role = role(span).unwrap_or_default();
     match facts.role {
+        Role::Conversation => facts.channel = text(span, &["conversation.type"]),
         Role::Turn => {
             facts.interrupted = flag(span, "turn.was_interrupted");
             facts.voice_to_voice = seconds(span, "turn.user_bot_latency_seconds");

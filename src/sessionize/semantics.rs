@@ -353,7 +353,8 @@ fn classify(
             .nodes
             .iter()
             .filter(|n| n.facts.handoff_target.is_some())
-            .map(|n| n.span.start_unix_nano)
+            // The end: a span that carries the handoff may be the whole conversation.
+            .map(|n| n.span.end_unix_nano)
             .min()
             .unwrap_or(u64::MAX);
         let skill_first = input

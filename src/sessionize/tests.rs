@@ -354,3 +354,625 @@ fn unknown_spans_are_counted_and_empty_sessions_are_tombstones() {
     assert_eq!((d.session.span_count, d.turns.len()), (1, 0));
     assert_eq!(tombstone("gone", 9, 0).deleted, 1);
 }
+
+// ---- session semantics, table-driven ----
+
+use super::semantics::issue;
+use crate::model::conversation::SessionRow;
+
+/// One turn of a scripted Pipecat voice conversation, 5 s apart.
+#[derive(Clone, Default)]
+struct T {
+    user: &'static str,
+    agent: &'static str,
+    v2v: f64,
+    stt: f64,
+    interrupted: bool,
+    tool: Option<(&'static str, bool)>,
+    llm_error: Option<&'static str>,
+}
+
+fn t(user: &'static str, agent: &'static str) -> T {
+    T {
+        user,
+        agent,
+        v2v: 0.9,
+        stt: 0.2,
+        ..T::default()
+    }
+}
+
+/// Builds a Pipecat conversation; `ended` adds the `conversation` span (exported at the end),
+/// `root` attributes go on it (or on the first turn when not ended).
+fn voice(turns: Vec<T>, ended: bool, root: &[(&str, &str)]) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut id = 10u8;
+    for (i, turn) in turns.iter().enumerate() {
+        let at = i as u64 * 5000;
+        let turn_id = id;
+        let mut turn_span = span("turn")
+            .id(turn_id)
+            .parent(1)
+            .at(at, at + 4000)
+            .attr("conversation.id", "c")
+            .attr("turn.user_bot_latency_seconds", &turn.v2v.to_string())
+            .attr(
+                "turn.was_interrupted",
+                if turn.interrupted { "true" } else { "false" },
+            );
+        if !ended && i == 0 {
+            for (k, v) in root {
+                turn_span = turn_span.attr(k, v);
+            }
+        }
+        spans.push(turn_span.build());
+        spans.push(
+            span("stt")
+                .id(id + 1)
+                .parent(turn_id)
+                .at(at, at + 1000)
+                .attr("gen_ai.operation.name", "stt")
+                .attr("transcript", turn.user)
+                .attr("metrics.ttfb", &turn.stt.to_string())
+                .build(),
+        );
+        let mut llm = span("llm")
+            .id(id + 2)
+            .parent(turn_id)
+            .at(at + 1100, at + 1800)
+            .attr("gen_ai.operation.name", "chat")
+            .attr("output", turn.agent);
+        if let Some(kind) = turn.llm_error {
+            llm = llm.attr("error.type", kind).error(kind);
+        }
+        spans.push(llm.build());
+        if let Some((name, ok)) = turn.tool {
+            let mut tool = span("llm_tool_call")
+                .id(id + 3)
+                .parent(turn_id)
+                .at(at + 1800, at + 2000)
+                .attr("tool.function_name", name)
+                .attr("tool.result_status", if ok { "success" } else { "error" });
+            if !ok {
+                // "gone" stands for a skill that no longer exists.
+                tool = tool.error(if name == "gone" {
+                    "tool_not_found"
+                } else {
+                    "timeout"
+                });
+            }
+            spans.push(tool.build());
+        }
+        if !turn.agent.is_empty() {
+            spans.push(
+                span("tts")
+                    .id(id + 4)
+                    .parent(turn_id)
+                    .at(at + 2000, at + 4000)
+                    .attr("gen_ai.operation.name", "tts")
+                    .attr("text", turn.agent)
+                    .attr(
+                        "tts.interrupted",
+                        if turn.interrupted { "true" } else { "false" },
+                    )
+                    .build(),
+            );
+        }
+        id += 5;
+    }
+    if ended {
+        let end = turns.len() as u64 * 5000;
+        let mut root_span = span("conversation")
+            .scope("pipecat.turn")
+            .id(1)
+            .at(0, end.max(1000))
+            .attr("conversation.id", "c")
+            .attr("conversation.type", "voice");
+        for (k, v) in root {
+            root_span = root_span.attr(k, v);
+        }
+        spans.push(root_span.build());
+    }
+    spans
+}
+
+fn semantics_of(spans: &[Span]) -> (SessionRow, Vec<String>) {
+    let d = derive(spans);
+    let issues = d
+        .issues
+        .iter()
+        .map(|i| format!("{}@{}", i.issue, i.turn_number))
+        .collect();
+    (d.session, issues)
+}
+
+#[test]
+fn states() {
+    let answered = [t("hi", "hello")];
+    let cases: Vec<(&str, Vec<Span>, &str)> = vec![
+        (
+            "no turn yet",
+            vec![span("conversation")
+                .id(1)
+                .attr("conversation.id", "c")
+                .attr("conversation.type", "voice")
+                .build()]
+            .into_iter()
+            .filter(|_| false)
+            .chain([span("stt")
+                .id(3)
+                .attr("gen_ai.operation.name", "stt")
+                .build()])
+            .collect(),
+            "OPEN",
+        ),
+        (
+            "user spoke, no reply yet",
+            voice(vec![t("hi", "")], false, &[]),
+            "ACTIVE",
+        ),
+        (
+            "agent replied",
+            voice(answered.to_vec(), false, &[]),
+            "AWAITING_USER",
+        ),
+        (
+            "tool running",
+            voice(
+                vec![T {
+                    tool: Some(("lookup", true)),
+                    ..t("hi", "")
+                }],
+                false,
+                &[],
+            ),
+            "PROCESSING",
+        ),
+        (
+            "handed to a human",
+            voice(
+                answered.to_vec(),
+                false,
+                &[("convolog.handoff.target", "human")],
+            ),
+            "WITH_AGENT",
+        ),
+        (
+            "conversation over",
+            voice(answered.to_vec(), true, &[]),
+            "RESOLVED",
+        ),
+        (
+            "chat says it ended",
+            voice(
+                answered.to_vec(),
+                false,
+                &[("convolog.session.ended", "true")],
+            ),
+            "RESOLVED",
+        ),
+    ];
+    for (name, spans, want) in cases {
+        assert_eq!(semantics_of(&spans).0.derived_state, want, "{name}");
+    }
+}
+
+#[test]
+fn outcomes() {
+    let ok = t("hi", "hello");
+    let cases: Vec<(&str, Vec<Span>, &str)> = vec![
+        ("answered", voice(vec![ok.clone()], true, &[]), "Success"),
+        (
+            "explicit wins",
+            voice(
+                vec![ok.clone()],
+                true,
+                &[("convolog.outcome", "verification_required")],
+            ),
+            "Verification Required",
+        ),
+        (
+            "tool failed, never retried",
+            voice(
+                vec![T {
+                    tool: Some(("lookup", false)),
+                    ..ok.clone()
+                }],
+                true,
+                &[],
+            ),
+            "Skill Error",
+        ),
+        (
+            "tool failed, then worked",
+            voice(
+                vec![
+                    T {
+                        tool: Some(("lookup", false)),
+                        ..ok.clone()
+                    },
+                    T {
+                        tool: Some(("lookup", true)),
+                        ..ok.clone()
+                    },
+                ],
+                true,
+                &[],
+            ),
+            "Success",
+        ),
+        (
+            "retired tool",
+            voice(
+                vec![T {
+                    tool: Some(("gone", false)),
+                    ..ok.clone()
+                }],
+                true,
+                &[],
+            ),
+            "Skill Retired",
+        ),
+        (
+            "handoff after a tool",
+            voice(
+                vec![T {
+                    tool: Some(("lookup", true)),
+                    ..ok.clone()
+                }],
+                true,
+                &[("convolog.handoff.target", "human")],
+            ),
+            "Handoff",
+        ),
+        (
+            "handoff straight away",
+            voice(
+                vec![ok.clone()],
+                true,
+                &[("convolog.handoff.target", "human")],
+            ),
+            "To Agent",
+        ),
+        (
+            "rate limited",
+            voice(
+                vec![T {
+                    llm_error: Some("rate_limit_exceeded"),
+                    ..ok.clone()
+                }],
+                true,
+                &[],
+            ),
+            "Rate Limited",
+        ),
+        (
+            "budget",
+            voice(
+                vec![ok.clone()],
+                true,
+                &[("convolog.budget.exceeded", "true")],
+            ),
+            "Budget Exceeded",
+        ),
+        (
+            "busy",
+            voice(
+                vec![T {
+                    llm_error: Some("session_busy"),
+                    ..ok.clone()
+                }],
+                true,
+                &[],
+            ),
+            "Session Busy",
+        ),
+        (
+            "verification",
+            voice(
+                vec![ok.clone()],
+                true,
+                &[("convolog.verification.required", "true")],
+            ),
+            "Verification Required",
+        ),
+        (
+            "stage failed mid-flow",
+            voice(
+                vec![
+                    T {
+                        llm_error: Some("server_error"),
+                        ..ok.clone()
+                    },
+                    ok.clone(),
+                ],
+                true,
+                &[],
+            ),
+            "Partial Flow Failure",
+        ),
+        (
+            "dispatched, nobody came",
+            voice(vec![], true, &[]),
+            "Dispatch Orphaned",
+        ),
+        (
+            "never answered",
+            voice(vec![t("hello?", "")], true, &[]),
+            "None",
+        ),
+    ];
+    for (name, spans, want) in cases {
+        assert_eq!(semantics_of(&spans).0.ended_outcome, want, "{name}");
+    }
+}
+
+#[test]
+fn detected_issues_point_at_their_turn() {
+    let ok = t("hi", "hello");
+    let cases: Vec<(&str, Vec<Span>, &str)> = vec![
+        (
+            "slow turn",
+            voice(
+                vec![
+                    ok.clone(),
+                    T {
+                        v2v: 2.5,
+                        ..ok.clone()
+                    },
+                ],
+                true,
+                &[],
+            ),
+            "slow_turn@2",
+        ),
+        (
+            "slow stt",
+            voice(
+                vec![T {
+                    stt: 0.9,
+                    ..ok.clone()
+                }],
+                true,
+                &[],
+            ),
+            "slow_stt@1",
+        ),
+        (
+            "tool error",
+            voice(
+                vec![
+                    ok.clone(),
+                    T {
+                        tool: Some(("lookup", false)),
+                        ..ok.clone()
+                    },
+                ],
+                true,
+                &[],
+            ),
+            "tool_error@2",
+        ),
+        (
+            "llm error",
+            voice(
+                vec![T {
+                    llm_error: Some("server_error"),
+                    ..ok.clone()
+                }],
+                true,
+                &[],
+            ),
+            "llm_error@1",
+        ),
+        (
+            "user repeats",
+            voice(
+                vec![
+                    t("where is my order", "sorry?"),
+                    t("Where is my order?", "It ships today."),
+                ],
+                true,
+                &[],
+            ),
+            "repeated_user_utterance@2",
+        ),
+        (
+            "interrupted thrice",
+            voice(
+                vec![
+                    T {
+                        interrupted: true,
+                        ..ok.clone()
+                    },
+                    T {
+                        interrupted: true,
+                        ..ok.clone()
+                    },
+                    T {
+                        interrupted: true,
+                        ..ok.clone()
+                    },
+                    ok.clone(),
+                ],
+                true,
+                &[],
+            ),
+            "frequent_interruptions@3",
+        ),
+        (
+            "no user speech",
+            voice(vec![], true, &[]),
+            "no_user_speech@0",
+        ),
+        (
+            "fallback reply",
+            voice(
+                vec![t("blorp", "I'm sorry, I didn't understand that.")],
+                true,
+                &[],
+            ),
+            "agent_did_not_answer@1",
+        ),
+        (
+            "unanswered",
+            voice(vec![t("hello?", "")], true, &[]),
+            "agent_did_not_answer@1",
+        ),
+        (
+            "dropped mid-reply",
+            voice(
+                vec![
+                    ok.clone(),
+                    T {
+                        interrupted: true,
+                        ..ok.clone()
+                    },
+                ],
+                true,
+                &[],
+            ),
+            "dropped_call@2",
+        ),
+    ];
+    for (name, spans, want) in cases {
+        let (_, issues) = semantics_of(&spans);
+        assert!(issues.iter().any(|i| i == want), "{name}: {issues:?}");
+    }
+    let (row, issues) = semantics_of(&voice(
+        vec![ok.clone(), t("thanks, bye", "Goodbye!")],
+        true,
+        &[],
+    ));
+    assert!(issues.is_empty(), "a clean call has no issues: {issues:?}");
+    assert!(row.detected_issues.is_empty());
+}
+
+#[test]
+fn long_silence_and_low_confidence() {
+    let mut spans = voice(vec![t("hi", "hello"), t("still there", "yes")], true, &[]);
+    // Push the second turn 20 s later.
+    for s in spans
+        .iter_mut()
+        .filter(|s| s.start_unix_nano >= T0 + 5_000_000_000 && s.name != "conversation")
+    {
+        s.start_unix_nano += 20_000_000_000;
+        s.end_unix_nano += 20_000_000_000;
+    }
+    spans.push(
+        span("user_turn")
+            .scope("livekit-agents")
+            .id(200)
+            .at(0, 900)
+            .attr("lk.transcript_confidence", "0.4")
+            .build(),
+    );
+    let (_, issues) = semantics_of(&spans);
+    assert!(issues.iter().any(|i| i == "long_silence@2"), "{issues:?}");
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.starts_with(issue::LOW_TRANSCRIPTION_CONFIDENCE)),
+        "{issues:?}"
+    );
+}
+
+#[test]
+fn call_status_ended_reason_and_descriptive_fields() {
+    let spans = voice(
+        vec![t("hi", "hello")],
+        true,
+        &[
+            ("convolog.call.ended_reason", "User Hangup"),
+            ("convolog.contact", "+15551234567"),
+            ("convolog.user.id", "user-42"),
+            ("convolog.intent", "order_status"),
+            ("convolog.feedback", "thumbs_down"),
+            ("convolog.direction", "inbound"),
+        ],
+    );
+    let (row, _) = semantics_of(&spans);
+    assert_eq!(row.derived_call_status, "Completed");
+    assert_eq!(row.derived_ended_reason, "user_hangup");
+    assert_eq!(row.contact, "********4567");
+    assert!(
+        !row.user_name.is_empty() && !row.user_name.contains("42"),
+        "{}",
+        row.user_name
+    );
+    assert_eq!(
+        (
+            row.intent.as_str(),
+            row.feedback.as_str(),
+            row.direction.as_str()
+        ),
+        ("order_status", "down", "inbound")
+    );
+    let missed = semantics_of(&voice(vec![], true, &[])).0;
+    assert_eq!(missed.derived_call_status, "Missed");
+    let live = semantics_of(&voice(vec![t("hi", "hello")], false, &[])).0;
+    assert_eq!(live.derived_call_status, "Active");
+}
+
+#[test]
+fn cost_from_prices_unless_stated() {
+    let mut rules = Rules::default();
+    rules.pricing.llm.insert(
+        "gpt-4o".into(),
+        super::rules::LlmPrice {
+            input_per_million_tokens: 2.0,
+            output_per_million_tokens: 8.0,
+        },
+    );
+    rules.pricing.tts.insert(
+        "sonic".into(),
+        super::rules::TtsPrice {
+            per_million_characters: 100.0,
+        },
+    );
+    let spans = vec![
+        span("llm")
+            .id(2)
+            .attr("gen_ai.operation.name", "chat")
+            .attr("gen_ai.request.model", "gpt-4o-2024-08-06")
+            .attr("gen_ai.usage.input_tokens", "1000")
+            .attr("gen_ai.usage.output_tokens", "100")
+            .build(),
+        span("llm")
+            .id(3)
+            .at(10, 20)
+            .attr("gen_ai.operation.name", "chat")
+            .attr("gen_ai.request.model", "gpt-4o")
+            .attr("gen_ai.usage.input_tokens", "1000")
+            .attr("convolog.cost.usd", "0.5")
+            .build(),
+        span("tts")
+            .id(4)
+            .at(20, 30)
+            .attr("gen_ai.operation.name", "tts")
+            .attr("voice_id", "sonic")
+            .attr("text", "0123456789")
+            .build(),
+    ];
+    let row = sessionize("s", &spans, 1, 0, &rules).session;
+    let expected_llm = 1000.0 * 2.0 / 1e6 + 100.0 * 8.0 / 1e6 + 0.5;
+    assert!(
+        (row.llm_cost_usd - expected_llm).abs() < 1e-12,
+        "{}",
+        row.llm_cost_usd
+    );
+    assert!((row.tts_cost_usd - 10.0 * 100.0 / 1e6).abs() < 1e-12);
+    assert!((row.cost_usd - row.llm_cost_usd - row.tts_cost_usd).abs() < 1e-12);
+}
+
+#[test]
+fn expiry_deadline_follows_the_channel_timeout() {
+    let mut rules = Rules::default();
+    rules.inactivity_timeout_seconds.insert("voice".into(), 60);
+    let spans = voice(vec![t("hi", "hello")], false, &[]);
+    let row = sessionize("s", &spans, 1, 0, &rules).session;
+    assert_eq!(
+        row.expires_at,
+        unix_seconds(row.last_activity_unix_nano) + 60
+    );
+}
