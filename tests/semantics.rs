@@ -504,40 +504,22 @@ async fn every_state_outcome_and_detected_issue() {
         }
     }
     // The stage-error scenario also carries failing STT and TTS spans.
-    let extra = vec![
-        {
-            let mut s = span(
-                200,
-                2,
-                None,
-                "stt",
-                0,
-                100,
-                vec![
-                    kv("gen_ai.operation.name", "stt"),
-                    kv("conversation.id", "is-stage-errors"),
-                ],
-            );
-            s.error = Some("stt down");
-            s
-        },
-        {
-            let mut s = span(
-                200,
-                3,
-                None,
-                "tts",
-                0,
-                100,
-                vec![
-                    kv("gen_ai.operation.name", "tts"),
-                    kv("conversation.id", "is-stage-errors"),
-                ],
-            );
-            s.error = Some("tts down");
-            s
-        },
-    ];
+    let failing = |id, name: &'static str| SpanSpec {
+        error: Some("stage down"),
+        ..span(
+            200,
+            id,
+            None,
+            name,
+            0,
+            100,
+            vec![
+                kv("gen_ai.operation.name", name),
+                kv("conversation.id", "is-stage-errors"),
+            ],
+        )
+    };
+    let extra = [failing(2, "stt"), failing(3, "tts")];
     t.export_grpc(request(
         "agent",
         "pipecat",
