@@ -327,6 +327,7 @@ mod tests {
             parsed.ingest.batch_max_spans,
             Config::default().ingest.batch_max_spans
         );
+        assert_eq!(parsed.rules, Config::default().rules);
     }
 
     #[test]

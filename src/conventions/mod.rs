@@ -13,8 +13,6 @@ mod videosdk;
 
 use crate::model::{Attributes, Span};
 
-pub use convolog::KEYS as CONVOLOG_KEYS;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Framework {
     #[default]
@@ -341,6 +339,18 @@ mod tests {
         );
         assert_eq!(facts.user_text.as_deref(), Some("where is my order"));
         assert_eq!(facts.agent_text.as_deref(), Some("On its way."));
+    }
+
+    #[test]
+    fn every_convolog_key_is_documented() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README exists");
+        for key in convolog::KEYS {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "{key} is not in the README"
+            );
+        }
     }
 
     #[test]
