@@ -37,6 +37,7 @@ pub const BUDGET_EXCEEDED: &str = "convolog.budget.exceeded";
 pub const VERIFICATION_REQUIRED: &str = "convolog.verification.required";
 
 /// Every key of the convention, for the documentation test.
+#[cfg(test)]
 pub const KEYS: &[&str] = &[
     SESSION_ID,
     CHANNEL,
