@@ -313,28 +313,20 @@ fn span(
         end = start;
     }
 
-    let mut dropped_attributes_count = wire.dropped_attributes_count;
-    if wire.attributes.len() > limits.max_attributes {
-        notes.push(format!(
-            "{} attributes over the limit of {} dropped",
-            wire.attributes.len() - limits.max_attributes,
-            limits.max_attributes
-        ));
-        dropped_attributes_count = dropped_attributes_count.saturating_add(
-            u32::try_from(wire.attributes.len() - limits.max_attributes).unwrap_or(u32::MAX),
-        );
-    }
-    let mut dropped_events_count = wire.dropped_events_count;
-    if wire.events.len() > limits.max_events {
-        notes.push(format!(
-            "{} events over the limit of {} dropped",
-            wire.events.len() - limits.max_events,
-            limits.max_events
-        ));
-        dropped_events_count = dropped_events_count.saturating_add(
-            u32::try_from(wire.events.len() - limits.max_events).unwrap_or(u32::MAX),
-        );
-    }
+    let dropped_attributes_count = over_limit(
+        "attributes",
+        wire.attributes.len(),
+        limits.max_attributes,
+        wire.dropped_attributes_count,
+        notes,
+    );
+    let dropped_events_count = over_limit(
+        "events",
+        wire.events.len(),
+        limits.max_events,
+        wire.dropped_events_count,
+        notes,
+    );
     let attrs = attributes(
         wire.attributes
             .into_iter()
@@ -390,6 +382,18 @@ fn span(
         dropped_events_count,
         dropped_links_count: wire.dropped_links_count,
     })
+}
+
+/// The dropped count after cutting `len` items to `limit`, noting the cut for the client.
+fn over_limit(what: &str, len: usize, limit: usize, dropped: u32, notes: &mut Vec<String>) -> u32 {
+    if len <= limit {
+        return dropped;
+    }
+    notes.push(format!(
+        "{} {what} over the limit of {limit} dropped",
+        len - limit
+    ));
+    dropped.saturating_add(u32::try_from(len - limit).unwrap_or(u32::MAX))
 }
 
 fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>) -> Attributes {
@@ -603,6 +607,31 @@ mod tests {
         assert_eq!(span.resource.get("service.name"), Some("agent"));
         assert_eq!(converted.repaired.len(), 1);
         assert!(converted.message().contains("invalid UTF-8 replaced"));
+    }
+
+    #[test]
+    fn attributes_and_events_over_the_limit_are_cut_and_counted() {
+        let mut span = wire_span("llm");
+        span.attributes = (0..5)
+            .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
+            .collect();
+        span.events = (0..4).map(|_| WireEvent::default()).collect();
+        span.dropped_attributes_count = 1;
+        let limits = SpanLimits {
+            max_attributes: 3,
+            max_events: 2,
+            ..SpanLimits::default()
+        };
+        let converted = convert(request(vec![span]), &limits, NOW);
+        let span = &converted.spans[0];
+        assert_eq!(
+            (span.attributes.len(), span.dropped_attributes_count),
+            (3, 3)
+        );
+        assert_eq!((span.events.len(), span.dropped_events_count), (2, 2));
+        assert!(converted
+            .message()
+            .contains("2 attributes over the limit of 3 dropped"));
     }
 
     #[test]
