@@ -227,8 +227,25 @@ if [ -d tests/dashboards ]; then
   echo "$db.sessions_current: $now (sessions, spans, turns)"
 
   stage "dashboards: pytest tests/dashboards"
+  # The agreement test asks this same `convolog serve` (still running: cleanup stops it on
+  # exit) for every session's transcript and compares with the dashboards' counts.
+  convolog_alive() {
+    kill -0 "$convolog_pid" 2>/dev/null \
+      && curl -fsS -o /dev/null "http://127.0.0.1:$api_port/healthz" 2>/dev/null
+  }
+  if ! convolog_alive; then
+    echo "convolog serve (pid $convolog_pid) is gone before the dashboard tests; its log:" >&2
+    tail -40 "$work/convolog.log" >&2
+    exit 1
+  fi
   pytest_rc=0
-  CONVOLOG_TEST_DATABASE="$db" "$venv/bin/python" -m pytest -q tests/dashboards || pytest_rc=$?
+  CONVOLOG_TEST_DATABASE="$db" CONVOLOG_TEST_API_URL="http://127.0.0.1:$api_port" \
+    "$venv/bin/python" -m pytest -q tests/dashboards || pytest_rc=$?
+  if ! convolog_alive; then
+    echo "convolog serve (pid $convolog_pid) stopped while the dashboard tests ran; its log:" >&2
+    tail -40 "$work/convolog.log" >&2
+    exit 1
+  fi
   # pytest exits 5 when it collected nothing: not a failure of the code under test.
   if [ "$pytest_rc" = 5 ]; then
     echo "WARNING: tests/dashboards exists but pytest collected no tests"

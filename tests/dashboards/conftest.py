@@ -100,6 +100,7 @@ def data(server):
     chosen = server.query(
         """
         SELECT session_id, environment, channel, agent_name, service_name, trace_ids,
+               outcome, state, detected_issues, agents,
                toUInt32(start_time) AS start_s,
                greatest(toUInt32(intDiv(end_time_unix_nano, 1000000000)), toUInt32(start_time)) AS end_s
         FROM sessions_current
@@ -118,6 +119,17 @@ def data(server):
     for column in ("environment", "channel", "agent_name", "service_name"):
         rows = server.query(f"SELECT DISTINCT {column} FROM sessions_current WHERE {column} != '' ORDER BY {column}")
         distinct[column] = [row[0] for row in rows.rows]
+    for column in ("outcome", "state"):
+        rows = server.query(f"SELECT DISTINCT {column} FROM sessions_current WHERE {column} != '' ORDER BY {column}")
+        distinct[column] = [row[0] for row in rows.rows]
+    # Arrays the filters look into: every detected issue, and every agent (the session's own
+    # and those that took part).
+    rows = server.query("SELECT DISTINCT arrayJoin(detected_issues) AS issue FROM sessions_current ORDER BY issue")
+    distinct["issue"] = [row[0] for row in rows.rows]
+    rows = server.query(
+        "SELECT DISTINCT agent FROM (SELECT arrayJoin(arrayPushFront(agents, agent_name)) AS agent "
+        "FROM sessions_current) WHERE agent != '' ORDER BY agent")
+    distinct["any_agent"] = [row[0] for row in rows.rows]
     return Data(
         first_start_s=int(summary[0]),
         last_end_s=int(summary[1]),

@@ -256,7 +256,41 @@ def _session(writer, rng, index, start_s):
         "voice_to_voice_p50_ms": v2vs[len(v2vs) // 2], "voice_to_voice_p95_ms": v2vs[-1],
         "llm_ttft_p50_ms": ttfts[len(ttfts) // 2] if ttfts else None, "updated_at": now_ns // 1_000_000_000 + 5,
     }
+    session.update(_semantics(rng, index, session, tools, now_ns))
     return session, turns, messages, tools, interruptions
+
+
+OUTCOMES = ["Success", "Success", "Success", "Handoff", "To Agent", "Skill Error", "Rate Limited", "None"]
+ISSUES = ["slow_turn", "tool_error", "frequent_interruptions", "long_silence"]
+INTENTS = ["order_status", "booking", "billing", ""]
+
+
+def _semantics(rng, index, session, tools, end_ns):
+    """The session-semantics columns (migration 0003), as the sessionizer stores them: the
+    sessions_current view finishes state and outcome from them. Every fourth session is still
+    going (ACTIVE, expiring an hour after its last span), the others have ended."""
+    ended = index % 4 != 0
+    voice = session["channel"] == "voice"
+    outcome = OUTCOMES[index % len(OUTCOMES)]
+    handed_off = outcome in ("Handoff", "To Agent")
+    llm, stt, tts = round(rng.uniform(0.001, 0.02), 6), round(rng.uniform(0, 0.01), 6), round(rng.uniform(0, 0.01), 6)
+    return {
+        "derived_state": "RESOLVED" if ended else "ACTIVE",
+        "ended": int(ended),
+        "last_activity_unix_nano": end_ns,
+        "expires_at": end_ns // 1_000_000_000 + 3600,
+        "ended_outcome": outcome,
+        "outcome_explicit": 0,
+        "derived_call_status": ("Completed" if ended else "Active") if voice else "",
+        "derived_ended_reason": ("transfer" if handed_off else "user_hangup") if voice and ended else "",
+        "intent": INTENTS[index % len(INTENTS)],
+        "skills": sorted({t["name"] for t in tools}),
+        "agents": [session["agent_name"]] + (["human-desk"] if handed_off else []),
+        "detected_issues": sorted({ISSUES[index % len(ISSUES)], ISSUES[index % 3]}) if index % 2 else [],
+        "cost_usd": llm + stt + tts, "llm_cost_usd": llm, "stt_cost_usd": stt, "tts_cost_usd": tts,
+        "user_name": f"user-{index % 7}",
+        "feedback": ["", "positive", "negative"][index % 3],
+    }
 
 
 def seed(server, sessions=30, seed=7, end_s=None):

@@ -46,7 +46,7 @@ NOT_ON_18_16 = [
     r"\bILIKE\b", r"\bOVER\s*\(", r"LowCardinality", r"\bMap\(", r"\bmap\(", r"toJSONString", r"\bWITH\b.*\bAS\s*\(",
 ]
 
-MULTI_VALUE_FILTERS = {"environment", "channel", "agent", "service", "search", "trace_id"}
+MULTI_VALUE_FILTERS = {"environment", "channel", "agent", "service", "outcome", "state", "issue", "search", "trace_id"}
 
 VARIABLE_REFERENCE = re.compile(r"\$(\w+)|\[\[(\w+)(?::\w+)?\]\]|\$\{(\w+)(?:\.[^:}]+)?(?::[^}]+)?\}")
 
@@ -276,3 +276,34 @@ def test_readme_section_names_every_dashboard():
     for file, board in DASHBOARDS.items():
         assert f"dashboards/{file}" in text and board["title"] in text, file
     assert "config/grafana/provisioning" in text
+
+
+# The sessions_current view is the one definition of state, outcome, call status and ended
+# reason; the columns it derives them from are not for the dashboards to read.
+VIEW_INPUTS = ["derived_state", "ended_outcome", "outcome_explicit", "derived_call_status", "derived_ended_reason",
+               "expires_at", "last_activity_unix_nano"]
+
+
+def semantics_names():
+    """Outcomes and states as src/sessionize/semantics.rs names them."""
+    from clickhouse_http import REPO
+
+    source = (REPO / "src" / "sessionize" / "semantics.rs").read_text()
+    outcomes = re.search(r"pub const OUTCOMES: &\[&str\] = &\[(.*?)\];", source, re.S).group(1)
+    states = re.search(r"pub mod state \{(.*?)\}", source, re.S).group(1)
+    return set(re.findall(r'"([^"]*)"', outcomes)), set(re.findall(r'&str = "([^"]*)"', states))
+
+
+def test_state_and_outcome_come_from_the_view(board):
+    outcomes, states = semantics_names()
+    assert "Success" in outcomes and "RESOLVED" in states
+    for where, text in texts(board):
+        if not where.endswith("query") and not where.startswith("variable"):
+            continue
+        for column in VIEW_INPUTS:
+            assert not re.search(rf"\b{column}\b", text), f"{where} reads {column}: use the view's columns"
+        # Every value compared with outcome or state is one convolog produces.
+        for column, known in (("outcome", outcomes), ("state", states)):
+            for operator, operand in re.findall(rf"\b{column}\s*(NOT\s+IN|IN|!=|=)\s*(\([^)]*\)|'[^']*')", text):
+                for value in re.findall(r"'([^']*)'", operand):
+                    assert value == "" or value in known, f"{where}: {column} {operator} {value!r} is not a {column}"

@@ -22,6 +22,9 @@ from expand import QueryContext, Variable, apply_conditional_all, expand, replac
 SESSIONS = "SELECT count() FROM sessions_current"
 TURNS = "SELECT count() FROM turns_current"
 TOOL_CALLS = "SELECT count() FROM tool_calls_current"
+# Sessions with an outcome (the rates' denominator), and with a detected issue.
+DECIDED = "SELECT count() FROM sessions_current WHERE outcome != 'In Progress'"
+WITH_ISSUES = "SELECT count() FROM sessions_current WHERE notEmpty(detected_issues)"
 ERROR_SPANS = ("SELECT count() FROM spans FINAL WHERE status_code = 'ERROR' "
                "AND trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions_current)")
 
@@ -40,19 +43,37 @@ STAGE_PERCENTILES = ["time", "p50", "p90", "p95", "p99"]
 
 EXPECTED = {
     ("convolog-overview", "Sessions"): Expect(["sessions"]),
+    ("convolog-overview", "Success rate"): Expect(["success_rate"], DECIDED),
+    ("convolog-overview", "Handoff rate"): Expect(["handoff_rate"], DECIDED),
+    ("convolog-overview", "Error rate"): Expect(["error_rate"], DECIDED),
+    ("convolog-overview", "Active sessions"): Expect(["active_sessions"], SESSIONS),
+    ("convolog-overview", "Cost"): Expect(["total_usd", "llm_usd", "stt_usd", "tts_usd"], SESSIONS),
     ("convolog-overview", "Turns"): Expect(["turns"]),
     ("convolog-overview", "Median session duration"): Expect(["median_duration_s"], SESSIONS),
-    ("convolog-overview", "Sessions with errors"): Expect(["sessions_with_errors"], SESSIONS),
+    ("convolog-overview", "Cost per session"): Expect(["total_usd", "llm_usd", "stt_usd", "tts_usd"], SESSIONS),
+    ("convolog-overview", "Sessions with error spans"): Expect(["sessions_with_errors"], SESSIONS),
     ("convolog-overview", "Tool error rate"): Expect(["tool_error_rate"], TOOL_CALLS),
     ("convolog-overview", "Voice-to-voice p95"): Expect(["voice_to_voice_p95_ms"], measured("voice_to_voice_ms")),
+    ("convolog-overview", "Sessions by outcome"): Expect(["time", "outcome_name", "sessions"], SESSIONS),
+    ("convolog-overview", "Sessions by state"): Expect(["state_name", "sessions"], SESSIONS),
+    ("convolog-overview", "Outcome rates"): Expect(["time", "success_rate", "handoff_rate", "error_rate"], SESSIONS),
+    ("convolog-overview", "Cost over time"): Expect(["time", "llm_usd", "stt_usd", "tts_usd"], SESSIONS),
     ("convolog-overview", "Sessions by channel"): Expect(["time", "channel_name", "sessions"], SESSIONS),
     ("convolog-overview", "Sessions by agent"): Expect(["time", "agent", "sessions"], SESSIONS),
-    ("convolog-overview", "Active sessions"): Expect(["time", "active_sessions"], SESSIONS),
-    ("convolog-overview", "Error share over time"): Expect(["time", "with_error_spans", "with_tool_errors"], SESSIONS),
+    ("convolog-overview", "Detected issues"): Expect(["time", "issue", "sessions"], WITH_ISSUES),
+    ("convolog-overview", "Top detected issues"): Expect(["issue", "sessions"], WITH_ISSUES),
+    ("convolog-overview", "Top intents"): Expect(["intent", "sessions"], "SELECT count() FROM sessions_current WHERE intent != ''"),
+    ("convolog-overview", "Top skills"): Expect(["skill", "sessions"], "SELECT count() FROM sessions_current WHERE notEmpty(skills)"),
+    ("convolog-overview", "Top tools"): Expect(["tool", "calls"], TOOL_CALLS),
+    ("convolog-overview", "Call status (voice)"): Expect(
+        ["call_status", "sessions"], "SELECT count() FROM sessions_current WHERE channel = 'voice' AND call_status != ''"),
+    ("convolog-overview", "Ended reason (voice)"): Expect(
+        ["ended_reason", "sessions"], "SELECT count() FROM sessions_current WHERE channel = 'voice' AND ended_reason != ''"),
+    ("convolog-overview", "Sessions by framework"): Expect(["framework_name", "sessions"], SESSIONS),
+    ("convolog-overview", "Concurrent sessions"): Expect(["time", "concurrent_sessions"], SESSIONS),
+    ("convolog-overview", "Error spans over time"): Expect(["time", "with_error_spans", "with_tool_errors"], SESSIONS),
     ("convolog-overview", "Session duration"): Expect(["time", "p50", "p95"], SESSIONS),
     ("convolog-overview", "Tokens"): Expect(["time", "input_tokens", "output_tokens"], SESSIONS),
-    ("convolog-overview", "Top tools"): Expect(["tool", "calls"], TOOL_CALLS),
-    ("convolog-overview", "Sessions by framework"): Expect(["framework_name", "sessions"], SESSIONS),
 
     ("convolog-latency", "End of utterance"): Expect(STAGE_PERCENTILES, measured("end_of_utterance_ms")),
     ("convolog-latency", "Speech to text"): Expect(STAGE_PERCENTILES, measured("stt_ms")),
@@ -106,12 +127,14 @@ EXPECTED = {
         "SELECT count() FROM interruptions_current"),
 
     ("convolog-conversations", "Turns"): Expect(["turns"]),
-    ("convolog-conversations", "With errors"): Expect(["conversations_with_errors"]),
+    ("convolog-conversations", "With error spans"): Expect(["conversations_with_errors"]),
     ("convolog-conversations", "With interruptions"): Expect(["conversations_with_interruptions"]),
 
     ("convolog-session", "Session"): Expect(
         ["agent", "channel", "environment", "service", "framework", "direction", "duration_s", "turns",
          "interruptions", "tool_calls", "error_spans", "tokens", "models"], None),
+    ("convolog-session", "Status"): Expect(
+        ["state", "outcome", "call_status", "ended_reason", "intent", "cost_usd", "issues", "user", "feedback"], None),
     ("convolog-session", "Transcript"): Expect(
         ["time", "turn", "speaker", "text", "spoken_text", "interrupted", "tool_name"], None),
     ("convolog-session", "Latency per turn"): Expect(
@@ -140,7 +163,8 @@ EXPECTED = {
 EXPECTED_BY_TYPE = {
     ("convolog-conversations", "Conversations", "stat"): Expect(["conversations"]),
     ("convolog-conversations", "Conversations", "table"): Expect(
-        ["time", "session_id", "agent", "channel", "environment", "service", "framework", "direction", "duration_s",
+        ["time", "session_id", "agent", "channel", "state", "outcome", "intent", "user_name", "cost_usd",
+         "issues", "feedback", "environment", "service", "framework", "direction", "duration_s",
          "turns", "interruptions", "tool_calls", "tool_errors", "error_spans", "voice_to_voice_p50_ms",
          "voice_to_voice_p95_ms", "preview"], SESSIONS),
 }
@@ -177,6 +201,14 @@ DATASOURCE_UID = "convolog-clickhouse"
 CONVOLOG_URL = "http://localhost:8080"
 
 
+def variable_column(board, name):
+    """The key of `Data.distinct` a filter variable offers: a column of sessions_current, or
+    for the Conversations dashboard's agent, every agent that took part (`agents` too)."""
+    if name == "agent" and board["uid"] == "convolog-conversations":
+        return "any_agent"
+    return {"agent": "agent_name", "service": "service_name"}.get(name, name)
+
+
 def scenario_variables(board, scenario, data):
     session = data.session
     values = {}
@@ -186,10 +218,23 @@ def scenario_variables(board, scenario, data):
         elif name in ("environment", "channel", "agent", "service"):
             column = {"agent": "agent_name", "service": "service_name"}.get(name, name)
             chosen = session[column]
+            options = data.distinct[variable_column(board, name)]
             if scenario == "all" or chosen == "":
-                values[name] = Variable(all=True, options=data.distinct[column])
+                values[name] = Variable(all=True, options=options)
             else:
-                values[name] = Variable([chosen], options=data.distinct[column])
+                values[name] = Variable([chosen], options=options)
+        elif name in ("outcome", "state"):
+            chosen = session[name]
+            if scenario == "all" or chosen == "":
+                values[name] = Variable(all=True, options=data.distinct[name])
+            else:
+                values[name] = Variable([chosen], options=data.distinct[name])
+        elif name == "issue":
+            issues = list(session["detected_issues"])
+            if scenario == "all" or not issues:
+                values[name] = Variable(all=True, options=data.distinct["issue"])
+            else:
+                values[name] = Variable(issues[:1], options=data.distinct["issue"])
         elif name == "search":
             values[name] = Variable("" if scenario == "all" else data.search_text)
         elif name == "convolog_url":
@@ -343,9 +388,7 @@ def test_variable_query(query, engine, data):
     if query.variable["name"] == "trace_id":
         assert sorted(values) == sorted(data.session["trace_ids"])
     else:
-        column = {"agent": "agent_name", "service": "service_name"}[query.variable["name"]] \
-            if query.variable["name"] in ("agent", "service") else query.variable["name"]
-        assert values == data.distinct[column]
+        assert values == data.distinct[variable_column(board, query.variable["name"])]
 
 
 def test_all_matches_every_value(server, data):
@@ -355,7 +398,8 @@ def test_all_matches_every_value(server, data):
     query = next(q for q in PANEL_QUERIES if q.key == ("convolog-overview", "Sessions"))
     ctx = scenario_context("all", data)
     everything = scenario_variables(board, "all", data)
-    columns = {"environment": "environment", "channel": "channel", "agent": "agent_name", "service": "service_name"}
+    columns = {"environment": "environment", "channel": "channel", "agent": "agent_name", "service": "service_name",
+               "outcome": "outcome"}
     selectable = [name for name in columns if everything[name].options]
     by_hand = dict(everything)
     for name in selectable:
@@ -417,6 +461,9 @@ def check_url(url, session_id):
 def same_value(a, b):
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    # Equal first: some hex ids read as huge floats ("328898998e725026" is inf).
+    if a == b:
+        return True
     try:
         x, y = float(a), float(b)
     except (TypeError, ValueError):
