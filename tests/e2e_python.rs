@@ -87,6 +87,12 @@ async fn check(t: &TestApp, shape: &str, protocol: &str) {
             got["interrupted"], want["interrupted"],
             "turn {n} interrupted"
         );
+        if !want["agent_spoken_text"].is_null() {
+            assert_eq!(
+                got["agent_spoken_text"], want["agent_spoken_text"],
+                "turn {n} part heard"
+            );
+        }
         let latency = &got["latency_ms"];
         close(
             &latency["voice_to_voice"]["ms"],

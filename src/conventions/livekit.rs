@@ -11,10 +11,14 @@ const SPANS: &[(&str, Role)] = &[
     ("agent_turn", Role::AgentTurn),
     ("user_speaking", Role::UserSpeaking),
     ("agent_speaking", Role::AgentSpeaking),
+    // The stage span carries the generated text and TTFT; the request span the usage.
+    ("llm_node", Role::Llm),
     ("llm_request", Role::Llm),
     ("tts_request", Role::Tts),
     ("function_tool", Role::Tool),
 ];
+
+const RESPONSE_TEXT: [&str; 2] = ["lk.pii.response.text", "lk.response.text"];
 
 pub fn recognises(span: &Span) -> bool {
     span.scope_name.contains("livekit") || span.attributes.iter().any(|(k, _)| k.starts_with("lk."))
@@ -27,8 +31,9 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         .map(|(_, role)| *role)
         .unwrap_or_default();
     // Measurements can sit on the stage, the request or the attempt span; any of them counts.
-    facts.end_of_utterance =
-        seconds(span, "lk.end_of_turn_delay").or_else(|| seconds(span, "lk.eou.endpointing_delay"));
+    facts.end_of_utterance = seconds(span, "lk.end_of_turn_delay")
+        .or_else(|| seconds(span, "lk.end_of_utterance_delay"))
+        .or_else(|| seconds(span, "lk.eou.endpointing_delay"));
     facts.stt = seconds(span, "lk.transcription_delay");
     facts.llm_ttft = seconds(span, "lk.response.ttft");
     facts.tts_ttfb = seconds(span, "lk.response.ttfb");
@@ -41,8 +46,18 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         }
         Role::AgentTurn => {
             facts.user_text = text(span, &["lk.pii.user_input", "lk.user_input"]);
-            facts.agent_text = text(span, &["lk.pii.response.text", "lk.response.text"]);
             facts.interrupted = flag(span, "lk.interrupted");
+            // On the turn, the response text is what actually played: for an interrupted
+            // reply that is the part heard, and the generated text is on `llm_node`.
+            let played = text(span, &RESPONSE_TEXT);
+            if facts.interrupted.is_some() {
+                facts.spoken_text = played;
+            } else {
+                facts.agent_text = played;
+            }
+        }
+        Role::Llm => {
+            facts.agent_text = text(span, &RESPONSE_TEXT);
         }
         Role::UserSpeaking => {
             facts.interrupted = flag(span, "lk.is_interruption");

@@ -302,7 +302,8 @@ mod tests {
             (Framework::LiveKit, Role::AgentTurn)
         );
         assert_eq!(facts.interrupted, Some("lk.interrupted"));
-        assert_eq!(facts.agent_text.as_deref(), Some("Sure"));
+        // On an interrupted turn the response text is the part that played.
+        assert_eq!(facts.spoken_text.as_deref(), Some("Sure"));
         assert_eq!(facts.voice_to_voice.map(|r| r.ms), Some(900.0));
 
         let new = span("agent_turn")

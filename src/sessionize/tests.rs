@@ -183,6 +183,12 @@ fn livekit() -> Vec<Span> {
             .attr("lk.pii.response.text", "Anything else?")
             .attr("lk.interrupted", "true")
             .build(),
+        s("llm_node")
+            .id(13)
+            .parent(11)
+            .at(5000, 5300)
+            .attr("lk.pii.response.text", "Anything else? I can also check your order.")
+            .build(),
         s("user_speaking")
             .id(12)
             .parent(1)
@@ -268,6 +274,8 @@ fn livekit_sibling_turns() {
     assert_eq!(t1.tool_call_count, 1);
     let t2 = &d.turns[1];
     assert_eq!(t2.interrupted, 1);
+    assert_eq!(t2.agent_text, "Anything else? I can also check your order.");
+    assert_eq!(t2.agent_spoken_text.as_deref(), Some("Anything else?"));
     assert_eq!(d.interruptions[0].time_unix_nano, T0 + 5_600_000_000);
     assert_eq!(d.interruptions[0].signal, "lk.interrupted");
     assert_eq!(d.session.agent_name, "support");

@@ -180,10 +180,17 @@ impl<'a> Turn<'a> {
         )
     }
 
+    /// What the agent meant to say; when only the part heard is known, that part.
     pub fn agent_text(&self) -> String {
-        self.text_by_roles(&[Role::AgentTurn, Role::Turn, Role::Llm, Role::Tts], |f| {
-            f.agent_text.as_ref()
-        })
+        let generated = self
+            .text_by_roles(&[Role::AgentTurn, Role::Turn, Role::Llm, Role::Tts], |f| {
+                f.agent_text.as_ref()
+            });
+        if generated.is_empty() {
+            self.text_by_roles(&[Role::AgentTurn, Role::Turn], |f| f.spoken_text.as_ref())
+        } else {
+            generated
+        }
     }
 
     pub fn interruption_signal(&self) -> Option<Signal<'a>> {

@@ -67,6 +67,15 @@ class Turn:
     def interrupted(self) -> bool:
         return self.interrupted_after_ms is not None
 
+    @property
+    def spoken_text(self) -> str:
+        """What played before the barge-in: the reply's words in proportion to the time heard."""
+        if self.interrupted_after_ms is None:
+            return self.agent_text
+        words = self.agent_text.split()
+        heard = len(words) * self.interrupted_after_ms // self.agent_speech_ms
+        return " ".join(words[:max(1, heard)])
+
 
 TURNS = [
     Turn(
@@ -113,7 +122,7 @@ GAP_MS = 700
 PIPECAT_TURN_TIMEOUT_MS = 2500
 
 
-def expected(session_id: str) -> dict:
+def expected(session_id: str, shape: str) -> dict:
     """The conversation convolog should build from the spans."""
     turns = []
     for number, turn in enumerate(TURNS, start=1):
@@ -127,6 +136,8 @@ def expected(session_id: str) -> dict:
             "tts_ttfb_ms": float(turn.tts_ttfb_ms),
             "stt_ms": float(turn.stt_ms),
             "tool_calls": [{"name": t.name, "is_error": t.is_error} for t in turn.tools],
+            # LiveKit records what actually played of an interrupted reply; Pipecat does not.
+            "agent_spoken_text": turn.spoken_text if shape == "livekit" and turn.interrupted else None,
         })
     return {"session_id": session_id, "turns": turns}
 
@@ -298,11 +309,15 @@ def livekit(rec: Recorder, session_id: str, anchor_ns: int) -> None:
             "lk.pii.user_input": turn.user_text,
             "lk.interrupted": "true" if turn.interrupted else "false",
             "lk.e2e_latency": seconds(turn.voice_to_voice_ms),
-            "lk.pii.response.text": turn.agent_text,
+            # LiveKit puts what actually played on the turn, the generated text on llm_node.
+            "lk.pii.response.text": turn.spoken_text,
         })
         tts_start = tl.bot_start - turn.tts_ttfb_ms * ms
         llm_end = tts_start + 600 * ms
-        llm_node = rec.span("livekit-agents", "llm_node", agent_turn, eot, llm_end, sid)
+        llm_node = rec.span("livekit-agents", "llm_node", agent_turn, eot, llm_end, {
+            **sid,
+            "lk.pii.response.text": turn.agent_text,
+        })
         rec.span("livekit-agents", "llm_request", llm_node, eot + 2 * ms, llm_end - 2 * ms, {
             **sid,
             "gen_ai.request.model": "gpt-4o-mini",
@@ -384,7 +399,7 @@ def main() -> int:
     parser.add_argument("--session-id", required=True)
     args = parser.parse_args()
 
-    print(json.dumps(expected(args.session_id)), flush=True)
+    print(json.dumps(expected(args.session_id, args.shape)), flush=True)
 
     service = {"pipecat": "e2e-pipecat-bot", "livekit": "e2e-livekit-agent"}[args.shape]
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
