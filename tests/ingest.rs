@@ -346,3 +346,46 @@ async fn full_buffer_refuses_with_a_retryable_status() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn grpc_accepts_gzip_and_refuses_oversized_messages() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tonic::codec::CompressionEncoding;
+    let t = TestApp::start_with("grpcgzip", |c| c.ingest.max_request_bytes = 64 * 1024).await;
+    let mut client = TraceServiceClient::connect(t.grpc_url())
+        .await
+        .expect("connects")
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    let small = request(
+        "agent",
+        "pipecat",
+        two_spans(1).iter().map(|s| build(anchor(), s)).collect(),
+    );
+    client.export(small).await.expect("gzip export succeeds");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+
+    // Compresses to almost nothing, but is over the limit once inflated.
+    let huge = span(
+        2,
+        1,
+        None,
+        "llm",
+        0,
+        10,
+        vec![kv("output", "a".repeat(200 * 1024))],
+    );
+    let status = client
+        .export(request("agent", "pipecat", vec![build(anchor(), &huge)]))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // Uncompressed, too: a status OTLP clients do not retry, since it would never fit.
+    let status = t
+        .export_grpc(request("agent", "pipecat", vec![build(anchor(), &huge)]))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    t.stop().await;
+}

@@ -99,8 +99,24 @@ where
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(limit);
-            Ok(grpc.unary(Export(ingest), request).await)
+            let response = grpc.unary(Export(ingest), request).await;
+            Ok(refuse_oversized_for_good(response, limit))
         })
+    }
+}
+
+/// tonic answers a message over the size limit with OUT_OF_RANGE (or RESOURCE_EXHAUSTED when
+/// it grew while inflating). OTLP clients retry OUT_OF_RANGE, and the same request will never
+/// fit, so it becomes INVALID_ARGUMENT. Export itself never answers either code.
+fn refuse_oversized_for_good(
+    response: http::Response<tonic::body::Body>,
+    limit: usize,
+) -> http::Response<tonic::body::Body> {
+    match Status::from_header_map(response.headers()) {
+        Some(status) if matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted) => {
+            Status::from(ExportError::TooLarge(limit)).into_http()
+        }
+        _ => response,
     }
 }
 

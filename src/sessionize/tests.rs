@@ -187,7 +187,10 @@ fn livekit() -> Vec<Span> {
             .id(13)
             .parent(11)
             .at(5000, 5300)
-            .attr("lk.pii.response.text", "Anything else? I can also check your order.")
+            .attr(
+                "lk.pii.response.text",
+                "Anything else? I can also check your order.",
+            )
             .build(),
         s("user_speaking")
             .id(12)
