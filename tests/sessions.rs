@@ -305,3 +305,82 @@ async fn rebuild_rederives_sessions_from_stored_spans() {
     assert_eq!(before, after);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_stores_and_derives_what_was_acknowledged() {
+    let t = TestApp::start_with("shutdown", |c| {
+        // Long waits, so the work is still pending when shutdown begins.
+        c.ingest.batch_max_wait_ms = 1_000;
+        c.sessionize.debounce_ms = 10_000;
+    })
+    .await;
+    let specs = pipecat_conversation("bye-1", 1);
+    let grpc_url = t.grpc_url();
+    let send = tokio::spawn(async move {
+        let mut client =
+            opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(grpc_url)
+                .await
+                .expect("connects");
+        for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
+            client.export(r).await.expect("acknowledged");
+        }
+    });
+    send.await.expect("sent");
+    let (sql, database) = (t.sql.clone(), t.database.clone());
+    t.app.shutdown().await;
+    let sessions: u64 = sql
+        .query("SELECT count() FROM sessions_current")
+        .fetch_one()
+        .await
+        .expect("count");
+    assert_eq!(
+        sessions, 1,
+        "the session was derived before the process stopped"
+    );
+    let _ = sql
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await;
+}
+
+#[tokio::test]
+async fn a_restart_derives_spans_stored_before_a_crash() {
+    // Spans stored by a process that died before deriving them: written straight to the table.
+    let database = fresh_database("catchup");
+    let config = test_config(&database, &clickhouse_url());
+    let store = convolog::store::Store::new(&config.clickhouse);
+    store.migrate().await.expect("schema");
+    let anchor = anchor();
+    let rows: Vec<convolog::store::SpanRow> = requests(
+        &pipecat_conversation("orphan-1", 1)
+            .iter()
+            .collect::<Vec<_>>(),
+        anchor,
+        100,
+    )
+    .into_iter()
+    .flat_map(|r| {
+        let bytes = prost::Message::encode_to_vec(&r);
+        let decoded = <convolog::model::otlp::ExportTraceServiceRequest as prost::Message>::decode(
+            bytes.as_slice(),
+        )
+        .expect("decodes");
+        convolog::model::otlp::convert(
+            decoded,
+            &Default::default(),
+            convolog::receiver::now_unix_nano(),
+        )
+        .spans
+    })
+    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::receiver::now_unix_nano()))
+    .collect();
+    store.insert_spans(&rows).await.expect("stored");
+
+    let t = TestApp::start_with("catchup", |c| c.clickhouse.database = database.clone()).await;
+    let transcript = t.transcript_when("orphan-1", turns_done(3)).await;
+    assert_eq!(
+        transcript["turns"][0]["user_text"],
+        "Hello, I need help with my booking."
+    );
+    t.stop().await;
+}

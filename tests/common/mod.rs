@@ -65,9 +65,9 @@ impl TestApp {
     }
 
     pub async fn start_with(prefix: &str, customize: impl FnOnce(&mut Config)) -> TestApp {
-        let database = fresh_database(prefix);
-        let mut config = test_config(&database, &clickhouse_url());
+        let mut config = test_config(&fresh_database(prefix), &clickhouse_url());
         customize(&mut config);
+        let database = config.clickhouse.database.clone();
         let app = App::start(config).await.expect("app starts");
         let sql = clickhouse::Client::default()
             .with_url(clickhouse_url())
