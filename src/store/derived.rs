@@ -91,16 +91,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes one sessionizer pass: trace moves, then every child table, then the session rows.
+    /// Writes one sessionizer pass: every child table, then the session rows, then the trace
+    /// moves. Moves go last so that a pass that fails part-way is redone whole: until the
+    /// moves are recorded, the next pass still sees the old session of each moved trace.
     pub async fn write_derived(
         &self,
         moves: &[TraceSessionRow],
         sessions: &[DerivedSession],
         tombstones: &[SessionRow],
     ) -> Result<(), StoreError> {
-        if !moves.is_empty() {
-            self.insert_all("trace_sessions", moves.iter()).await?;
-        }
         let turns: Vec<_> = sessions.iter().flat_map(|s| s.turns.iter()).collect();
         if !turns.is_empty() {
             self.insert_all("turns", turns.into_iter()).await?;
@@ -134,6 +133,9 @@ impl Store {
         if !session_rows.is_empty() {
             self.insert_all("sessions", session_rows.into_iter())
                 .await?;
+        }
+        if !moves.is_empty() {
+            self.insert_all("trace_sessions", moves.iter()).await?;
         }
         Ok(())
     }
