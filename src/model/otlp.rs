@@ -635,6 +635,30 @@ mod tests {
     }
 
     #[test]
+    fn corrupted_requests_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut span = wire_span("llm");
+        span.attributes = vec![kv("k", any_value::Value::StringValue(b"value".to_vec()))];
+        span.events = vec![WireEvent {
+            name: b"e".to_vec(),
+            ..Default::default()
+        }];
+        let valid = request(vec![span.clone(), span]).encode_to_vec();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..5000 {
+            let mut bytes = valid.clone();
+            for _ in 0..rng.random_range(1..8) {
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] = rng.random();
+            }
+            bytes.truncate(rng.random_range(0..=bytes.len()));
+            if let Ok(decoded) = ExportTraceServiceRequest::decode(bytes.as_slice()) {
+                let _ = convert(decoded, &SpanLimits::default(), NOW);
+            }
+        }
+    }
+
+    #[test]
     fn renders_structured_values_as_json() {
         let mut span = wire_span("llm");
         span.attributes = vec![kv(
