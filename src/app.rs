@@ -27,9 +27,10 @@ pub struct App {
     pub api_addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    stop_receivers: watch::Sender<bool>,
+    /// Stops the receivers and the housekeeping tasks (gauge, retention).
+    stop_intake: watch::Sender<bool>,
     stop_api: watch::Sender<bool>,
-    receivers: Vec<JoinHandle<()>>,
+    intake: Vec<JoinHandle<()>>,
     pipeline: Vec<JoinHandle<()>>,
     api: JoinHandle<()>,
 }
@@ -81,7 +82,7 @@ impl App {
             tokio::spawn(sessionizer.run(stored_rx)),
         ];
 
-        let (stop_receivers, stopping) = watch::channel(false);
+        let (stop_intake, stopping) = watch::channel(false);
         let grpc = {
             let service = receiver::grpc::TraceService::new(ingest.clone());
             let mut stopping = stopping.clone();
@@ -115,6 +116,11 @@ impl App {
                 }
             })
         };
+        let retention = tokio::spawn(crate::retention::run(
+            store.clone(),
+            config.retention.clone(),
+            stopping.clone(),
+        ));
         let http = serve(
             http_listener,
             receiver::http::router(ingest_for_http),
@@ -139,9 +145,9 @@ impl App {
             api_addr,
             store,
             metrics,
-            stop_receivers,
+            stop_intake,
             stop_api,
-            receivers: vec![grpc, http, gauge],
+            intake: vec![grpc, http, gauge, retention],
             pipeline,
             api,
         })
@@ -149,8 +155,8 @@ impl App {
 
     pub async fn shutdown(self) {
         tracing::info!("shutting down: receivers");
-        let _ = self.stop_receivers.send(true);
-        for task in self.receivers {
+        let _ = self.stop_intake.send(true);
+        for task in self.intake {
             wait(task, "receiver").await;
         }
         tracing::info!("shutting down: storing and deriving what was received");

@@ -42,7 +42,19 @@ pub struct Config {
     pub sessionize: Sessionize,
     /// Session semantics: inactivity timeouts, detected-issue thresholds, budgets, prices.
     pub rules: Rules,
+    pub retention: Retention,
     pub log: Log,
+}
+
+/// How long data is kept, in days; 0 keeps it forever. Removal drops whole partitions
+/// (spans by day, transcripts by month), checked hourly.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Spans and the transcript (turns, messages, tool calls, interruptions, issues).
+    pub transcript_days: u32,
+    /// Session summaries; at least `transcript_days` when both are set.
+    pub sessions_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +279,14 @@ impl Config {
             "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
             self.sessionize.debounce_ms
         );
+        env!(
+            "CONVOLOG_RETENTION_TRANSCRIPT_DAYS",
+            self.retention.transcript_days
+        );
+        env!(
+            "CONVOLOG_RETENTION_SESSIONS_DAYS",
+            self.retention.sessions_days
+        );
         env!("CONVOLOG_LOG_FORMAT", self.log.format, string);
         env!("CONVOLOG_LOG_FILTER", self.log.filter, string);
         Ok(())
@@ -304,6 +324,13 @@ impl Config {
                 "log.format {:?} must be \"text\" or \"json\"",
                 self.log.format
             ));
+        }
+        let r = &self.retention;
+        if r.sessions_days > 0 && r.sessions_days < r.transcript_days {
+            return invalid(
+                "retention.sessions_days must be 0 (forever) or at least retention.transcript_days"
+                    .into(),
+            );
         }
         if self.sessionize.max_traces_per_pass == 0 {
             return invalid("sessionize.max_traces_per_pass must be at least 1".into());

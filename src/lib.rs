@@ -7,6 +7,7 @@ pub mod config;
 pub mod conventions;
 pub mod model;
 pub mod receiver;
+pub mod retention;
 pub mod sessionize;
 pub mod sessionizer;
 pub mod simulate;

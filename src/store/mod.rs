@@ -4,6 +4,7 @@
 mod derived;
 mod migrations;
 mod reads;
+pub mod retention;
 mod spans;
 pub mod writer;
 

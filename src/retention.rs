@@ -1,0 +1,115 @@
+//! The retention task: once an hour (and at start), removes what is past its window.
+//! Transcript and spans go after `transcript_days`; the session summary stays until
+//! `sessions_days`, so a session can still be listed after its transcript is gone.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config;
+use crate::receiver::now_unix_nano;
+use crate::store::retention::TRANSCRIPT_TABLES;
+use crate::store::{Store, StoreError};
+use crate::timefmt::civil_date;
+
+const INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Partition keys and times below which data is removed; None keeps everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// YYYYMMDD: spans partitions before this day go.
+    pub span_day: Option<u32>,
+    /// YYYYMM: transcript partitions of months before this one go (a month goes once all of it is past).
+    pub transcript_month: Option<u32>,
+    /// Unix seconds: sessions that ended before this go.
+    pub sessions_before: Option<u32>,
+}
+
+pub fn cutoffs(now_unix_seconds: u64, retention: &config::Retention) -> Cutoffs {
+    let before = |days: u32| now_unix_seconds.saturating_sub(u64::from(days) * 86_400);
+    let day_key = |secs: u64| {
+        let (y, m, d) = civil_date(secs);
+        u32::try_from(y).unwrap_or(0) * 10_000 + m * 100 + d
+    };
+    let transcript = (retention.transcript_days > 0).then(|| before(retention.transcript_days));
+    Cutoffs {
+        span_day: transcript.map(day_key),
+        transcript_month: transcript.map(|secs| day_key(secs) / 100),
+        sessions_before: (retention.sessions_days > 0)
+            .then(|| u32::try_from(before(retention.sessions_days)).unwrap_or(u32::MAX)),
+    }
+}
+
+/// One retention run.
+pub async fn apply(
+    store: &Store,
+    retention: &config::Retention,
+) -> Result<Vec<String>, StoreError> {
+    let cut = cutoffs(now_unix_nano() / 1_000_000_000, retention);
+    let mut removed = Vec::new();
+    if let Some(day) = cut.span_day {
+        removed.extend(store.drop_partitions_before("spans", day).await?);
+    }
+    if let Some(month) = cut.transcript_month {
+        for table in TRANSCRIPT_TABLES {
+            removed.extend(store.drop_partitions_before(table, month).await?);
+        }
+    }
+    if let Some(before) = cut.sessions_before {
+        if store.delete_sessions_before(before).await? {
+            removed.push("sessions (ended before the window)".to_owned());
+        }
+    }
+    Ok(removed)
+}
+
+pub async fn run(store: Store, retention: config::Retention, mut stopping: watch::Receiver<bool>) {
+    if retention.transcript_days == 0 && retention.sessions_days == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            // The only change ever sent is "stop".
+            _ = stopping.changed() => break,
+        }
+        if let Err(err) = apply(&store, &retention).await {
+            tracing::warn!(error = %err, "retention run failed; retrying in an hour");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_follow_the_windows() {
+        // 2026-11-22T00:00:00Z
+        let now = 1_795_305_600;
+        let retention = config::Retention {
+            transcript_days: 30,
+            sessions_days: 365,
+        };
+        let cut = cutoffs(now, &retention);
+        assert_eq!(cut.span_day, Some(20261023));
+        assert_eq!(cut.transcript_month, Some(202610));
+        assert_eq!(cut.sessions_before, Some(now as u32 - 365 * 86_400));
+        let keep_all = cutoffs(
+            now,
+            &config::Retention {
+                transcript_days: 0,
+                sessions_days: 0,
+            },
+        );
+        assert_eq!(
+            keep_all,
+            Cutoffs {
+                span_day: None,
+                transcript_month: None,
+                sessions_before: None
+            }
+        );
+    }
+}

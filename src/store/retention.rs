@@ -1,0 +1,88 @@
+//! Retention by dropping whole partitions: cheap, immediate, no mutation. Spans are
+//! partitioned by day, transcript tables by month; a partition goes once all of it is older
+//! than its window. Session summaries (an unpartitioned, one-row-per-session table) are
+//! removed with a lightweight delete of the rows past their own window.
+
+use super::{Store, StoreError};
+
+/// Tables holding a session's transcript and details, partitioned by month.
+pub const TRANSCRIPT_TABLES: &[&str] = &[
+    "turns",
+    "messages",
+    "tool_calls",
+    "interruptions",
+    "session_issues",
+];
+
+impl Store {
+    async fn partitions(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        self.timed("list partitions", async {
+            Ok(self
+                .client
+                .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active")
+                .bind(&self.database)
+                .bind(table)
+                .fetch_all::<String>()
+                .await?)
+        })
+        .await
+    }
+
+    /// Drops the partitions of `table` whose key (YYYYMMDD or YYYYMM) is below `cutoff`.
+    pub async fn drop_partitions_before(
+        &self,
+        table: &str,
+        cutoff: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut dropped = Vec::new();
+        for partition in self.partitions(table).await? {
+            // Partition keys here are numbers; anything else is not ours to drop.
+            let Ok(key) = partition.parse::<u32>() else {
+                continue;
+            };
+            if key >= cutoff {
+                continue;
+            }
+            let sql = format!("ALTER TABLE {table} DROP PARTITION {key}");
+            self.timed("drop partition", async {
+                Ok(self.client.query(&sql).execute().await?)
+            })
+            .await?;
+            tracing::info!(table, partition = key, "retention dropped a partition");
+            dropped.push(format!("{table}/{key}"));
+        }
+        Ok(dropped)
+    }
+
+    /// Removes session summaries that ended before `cutoff_unix_seconds`; true if any did.
+    /// A delete rewrites the table's parts, so it only runs when something is due.
+    pub async fn delete_sessions_before(
+        &self,
+        cutoff_unix_seconds: u32,
+    ) -> Result<bool, StoreError> {
+        let cutoff = u64::from(cutoff_unix_seconds) * 1_000_000_000;
+        let due = self
+            .timed("count old sessions", async {
+                Ok(self
+                    .client
+                    .query("SELECT count() FROM sessions WHERE end_time_unix_nano < ?")
+                    .bind(cutoff)
+                    .fetch_one::<u64>()
+                    .await?)
+            })
+            .await?;
+        if due == 0 {
+            return Ok(false);
+        }
+        self.timed("delete old sessions", async {
+            Ok(self
+                .client
+                .query("ALTER TABLE sessions DELETE WHERE end_time_unix_nano < ?")
+                .bind(cutoff)
+                .execute()
+                .await?)
+        })
+        .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,79 @@
+//! Retention against a real ClickHouse: past the transcript window, spans and transcript go
+//! (by dropping partitions) while the session summary stays; past the session window, the
+//! summary goes too.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use convolog::config::Retention;
+
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+#[tokio::test]
+async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
+    let t = TestApp::start("retention").await;
+    let now = convolog::receiver::now_unix_nano();
+    let conversations = [
+        ("recent", 1, now - 120_000_000_000),
+        ("old", 2, now - 70 * DAY_NS),
+        ("ancient", 3, now - 120 * DAY_NS),
+    ];
+    for (id, trace, anchor) in conversations {
+        for r in requests(
+            &pipecat_conversation(id, trace).iter().collect::<Vec<_>>(),
+            anchor,
+            100,
+        ) {
+            t.export_grpc(r).await.expect("export");
+        }
+        t.transcript_when(id, |tr| tr["turns"].as_array().map(Vec::len) == Some(3))
+            .await;
+    }
+
+    let removed = convolog::retention::apply(
+        &t.app.store,
+        &Retention {
+            transcript_days: 30,
+            sessions_days: 90,
+        },
+    )
+    .await
+    .expect("retention runs");
+    assert!(
+        removed.iter().any(|r| r.starts_with("spans/")),
+        "{removed:?}"
+    );
+    assert!(
+        removed.iter().any(|r| r.starts_with("messages/")),
+        "{removed:?}"
+    );
+
+    let spans_of = |trace: u64| {
+        format!(
+            "SELECT count() FROM spans WHERE trace_id = '{}'",
+            hex::encode(trace_id(trace))
+        )
+    };
+    assert!(t.count(&spans_of(1)).await > 0, "recent spans kept");
+    assert_eq!(t.count(&spans_of(2)).await, 0, "old spans removed");
+
+    // The old session is still listed, without its transcript.
+    let old = t.transcript_when("old", |_| true).await;
+    assert_eq!(old["turn_count"], 3);
+    assert_eq!(old["messages"].as_array().map(Vec::len), Some(0));
+    let recent = t.transcript_when("recent", |_| true).await;
+    assert_eq!(recent["messages"].as_array().map(Vec::len), Some(7));
+
+    // The summary past its own window goes (a delete mutation: applied in the background).
+    for _ in 0..100 {
+        if t.status_of("/v1/sessions/ancient/transcript").await == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.status_of("/v1/sessions/ancient/transcript").await, 404);
+    assert_eq!(t.status_of("/v1/sessions/old/transcript").await, 200);
+    t.stop().await;
+}
