@@ -26,6 +26,9 @@ pub(crate) struct ToolSpec {
 pub(crate) struct Scenario {
     /// What an outbound call is about ("your delivery").
     pub topic: &'static str,
+    /// `convolog.intent`, and the `convolog.flow` the agent runs for it.
+    pub intent: &'static str,
+    pub flow: &'static str,
     /// Inbound first turn: the user states the problem, the agent asks for an identifier.
     pub opening: Exchange,
     /// Played in order after the opening; the first one answers the agent's question.
@@ -53,6 +56,8 @@ const SYSTEM_DOWN: &str = "I'm sorry, I can't reach that system right now. Let m
 pub(crate) const SCENARIOS: &[Scenario] = &[
     Scenario {
         topic: "your delivery",
+        intent: "order_status",
+        flow: "order_support",
         opening: line(
             "Hi, I'm calling about my order, it still hasn't arrived.",
             "I'm sorry to hear that. Could you give me your order number?",
@@ -86,6 +91,8 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         topic: "your appointment",
+        intent: "reschedule_appointment",
+        flow: "bookings",
         opening: line(
             "Hello, I need to move my appointment to another day.",
             "Happy to help with that. What's the booking reference?",
@@ -119,6 +126,8 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         topic: "your refund request",
+        intent: "refund",
+        flow: "order_support",
         opening: line(
             "Hi, I returned a jacket two weeks ago and haven't seen my refund.",
             "Let me look into that. Can you tell me the order number?",
@@ -152,6 +161,8 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         topic: "your bill",
+        intent: "billing_dispute",
+        flow: "billing",
         opening: line(
             "Hi, there's a charge on my bill I don't recognise.",
             "I can check that for you. What's the invoice number?",
@@ -238,6 +249,31 @@ pub(crate) const HANDOFF_ON_REQUEST: Exchange = line(
 pub(crate) const HANDOFF_BY_AGENT: Exchange = line(
     "Is there anything else you can do?",
     "I'll pass you to a specialist who can sort this out. Transferring you now.",
+);
+
+/// The agent's reply when it could not make out what the user said.
+pub(crate) const FALLBACK_REPLY: &str =
+    "I'm sorry, I didn't understand that. Could you say it again?";
+
+pub(crate) const VERIFICATION_CLOSING: Exchange = line(
+    "Can you just change it for me now?",
+    "Before I can change anything I need to verify your identity. I've sent a one-time code to the number on your account, please call back once you have it.",
+);
+
+pub(crate) const BUDGET_CLOSING: Exchange = line(
+    "Sorry, one more thing about that.",
+    "We've reached the time limit for this conversation. I've saved everything and a colleague will follow up by email.",
+);
+
+/// What the agent says first when nobody speaks: a voicemail greeting on
+/// outbound calls, a prompt on inbound ones.
+pub(crate) const SILENT_OUTBOUND: Exchange = line(
+    "",
+    "Hi {name}, this is Acme support calling about {topic}. Please call us back when it suits you.",
+);
+pub(crate) const SILENT_INBOUND: Exchange = line(
+    "",
+    "Thanks for calling Acme. Hello? I can't hear anything, I'll end the call now.",
 );
 
 pub(crate) const NAMES: &[&str] = &[

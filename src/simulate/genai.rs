@@ -8,7 +8,7 @@ use opentelemetry::KeyValue;
 use serde_json::json;
 
 use super::plan::PlannedSpan;
-use super::script::{Script, Usage};
+use super::script::{Script, Stage, Usage};
 
 /// A generic application tracer: these spans come from no framework.
 const SCOPE: &str = "support-chat-agent";
@@ -28,7 +28,7 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
 
         if let (Some(call), Some(usage)) = (&turn.tool, turn.tool_usage) {
             let end = cursor + tm.llm_ttft + tm.tool_call_stream;
-            children.push(chat(cursor, end, tm.llm_ttft, usage));
+            children.push(chat(cursor, end, tm.llm_ttft, usage, script.priced));
             let tool_start = end + HOP;
             let tool_end = tool_start + tm.tool;
             let mut tool = PlannedSpan::new(
@@ -44,7 +44,12 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
             .attr("gen_ai.tool.call.arguments", call.arguments.clone())
             .attr("gen_ai.tool.call.result", call.result.clone());
             if call.failed {
-                tool = tool.attr("error.type", "tool_error").failed(
+                let error_type = if call.retired {
+                    "tool_not_found"
+                } else {
+                    "tool_error"
+                };
+                tool = tool.attr("error.type", error_type).failed(
                     "ToolError",
                     &format!("{} failed: {}", call.name, call.result),
                 );
@@ -59,7 +64,13 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
             tm.llm_ttft
         };
         let reply_end = cursor + ttft + turn.reply_usage.output_tokens as f64 * tm.token_interval;
-        children.push(chat(cursor, reply_end, ttft, turn.reply_usage));
+        let failure = turn.failure_at(Stage::Llm);
+        // An unanswered request has a reply call only if that call failed.
+        if !turn.unanswered || failure.is_some() {
+            children.push(
+                chat(cursor, reply_end, ttft, turn.reply_usage, script.priced).fail_with(failure),
+            );
+        }
         let mut end = reply_end + HOP;
 
         if let (true, Some(handoff)) = (i + 1 == count, &script.handoff) {
@@ -84,12 +95,24 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
             .attr("gen_ai.provider.name", PROVIDER)
             .attr("gen_ai.request.model", MODEL)
             .attr("gen_ai.conversation.id", session_id.to_string())
-            .attr("gen_ai.input.messages", input.to_string())
-            .attr("gen_ai.output.messages", output.to_string());
+            .attr("gen_ai.input.messages", input.to_string());
+        if !turn.unanswered {
+            root = root.attr("gen_ai.output.messages", output.to_string());
+        }
         root.children = children;
         traces.push(root);
 
         start = end + tm.think;
+    }
+
+    if traces.is_empty() {
+        // Opening the chat creates the agent; nothing has been asked yet.
+        traces.push(
+            PlannedSpan::new(format!("create_agent {AGENT_NAME}"), SCOPE, 0.0, 0.05)
+                .attr("gen_ai.operation.name", "create_agent")
+                .attr("gen_ai.agent.name", AGENT_NAME)
+                .attr("gen_ai.conversation.id", session_id.to_string()),
+        );
     }
 
     let resource = vec![
@@ -99,13 +122,24 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
     (resource, traces)
 }
 
-fn chat(start: f64, end: f64, ttft: f64, usage: Usage) -> PlannedSpan {
-    PlannedSpan::new(format!("chat {MODEL}"), SCOPE, start, end)
+/// gpt-4o-mini list prices, US dollars per token, for applications that state their cost.
+const INPUT_PRICE: f64 = 0.15 / 1e6;
+const OUTPUT_PRICE: f64 = 0.60 / 1e6;
+
+fn chat(start: f64, end: f64, ttft: f64, usage: Usage, priced: bool) -> PlannedSpan {
+    let span = PlannedSpan::new(format!("chat {MODEL}"), SCOPE, start, end)
         .kind(SpanKind::Client)
         .attr("gen_ai.operation.name", "chat")
         .attr("gen_ai.provider.name", PROVIDER)
         .attr("gen_ai.request.model", MODEL)
         .attr("gen_ai.usage.input_tokens", usage.input_tokens)
         .attr("gen_ai.usage.output_tokens", usage.output_tokens)
-        .attr("gen_ai.response.time_to_first_chunk", ttft)
+        .attr("gen_ai.response.time_to_first_chunk", ttft);
+    if priced {
+        let cost =
+            usage.input_tokens as f64 * INPUT_PRICE + usage.output_tokens as f64 * OUTPUT_PRICE;
+        span.attr("convolog.cost.usd", cost)
+    } else {
+        span
+    }
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::json;
 
 use super::plan::PlannedSpan;
-use super::script::{alnum, spoken_prefix, Script, Turn, Usage};
+use super::script::{alnum, spoken_prefix, Failure, Script, Stage, Turn, Usage};
 use super::voice::{self, Inference};
 
 const SCOPE: &str = "livekit-agents";
@@ -50,30 +50,32 @@ pub(crate) fn build(
         let tm = &turn.timing;
         // A barge-in shows up as user speech that starts while the agent is
         // still speaking the previous reply.
-        root = root.child(
-            PlannedSpan::new("user_speaking", SCOPE, t.user_start, t.user_end)
-                .attr("lk.participant_id", participant.clone())
-                .attr("lk.is_interruption", flag(previous_interrupted)),
-        );
-        previous_interrupted = turn.interrupted;
-
-        root = root.child(
-            PlannedSpan::new("user_turn", SCOPE, t.user_start, t.eot)
-                .attr("lk.pii.user_transcript", turn.user.clone())
-                .attr("lk.transcript_confidence", rng.random_range(0.86..0.99))
-                .attr("lk.transcription_delay", tm.stt_ttfb)
-                .attr("lk.end_of_turn_delay", t.eot - t.user_end)
+        if !turn.user.is_empty() {
+            root = root
                 .child(
-                    PlannedSpan::new(
-                        "eou_detection",
-                        SCOPE,
-                        t.stt_final,
-                        t.stt_final + tm.eou_inference,
-                    )
-                    .attr("lk.eou.probability", rng.random_range(0.6..0.99))
-                    .attr("lk.eou.endpointing_delay", tm.endpointing),
-                ),
-        );
+                    PlannedSpan::new("user_speaking", SCOPE, t.user_start, t.user_end)
+                        .attr("lk.participant_id", participant.clone())
+                        .attr("lk.is_interruption", flag(previous_interrupted)),
+                )
+                .child(
+                    PlannedSpan::new("user_turn", SCOPE, t.user_start, t.eot)
+                        .attr("lk.pii.user_transcript", turn.user.clone())
+                        .attr("lk.transcript_confidence", turn.confidence)
+                        .attr("lk.transcription_delay", tm.stt_ttfb)
+                        .attr("lk.end_of_turn_delay", t.eot - t.user_end)
+                        .child(
+                            PlannedSpan::new(
+                                "eou_detection",
+                                SCOPE,
+                                t.stt_final,
+                                t.stt_final + tm.eou_inference,
+                            )
+                            .attr("lk.eou.probability", rng.random_range(0.6..0.99))
+                            .attr("lk.eou.endpointing_delay", tm.endpointing),
+                        ),
+                );
+        }
+        previous_interrupted = turn.interrupted;
 
         let speech_id = format!("speech_{}", alnum(rng, 12).to_lowercase());
         let spoken = spoken_prefix(&turn.agent, t.spoken_fraction);
@@ -82,9 +84,13 @@ pub(crate) fn build(
             .attr("lk.speech_id", speech_id.clone())
             .attr("lk.generation_id", format!("{speech_id}_0"))
             .attr("lk.pii.user_input", turn.user.clone())
-            .attr("lk.interrupted", flag(turn.interrupted))
-            .attr("lk.e2e_latency", t.bot_start - t.user_end)
-            .attr("lk.pii.response.text", spoken);
+            .attr("lk.interrupted", flag(turn.interrupted));
+        if !turn.unanswered {
+            agent_turn = agent_turn.attr("lk.pii.response.text", spoken);
+            if !turn.user.is_empty() {
+                agent_turn = agent_turn.attr("lk.e2e_latency", t.bot_start - t.user_end);
+            }
+        }
 
         if let (Some(round), Some((tool_start, tool_end)), Some(call), Some(usage)) =
             (t.tool_round, t.tool, &turn.tool, turn.tool_usage)
@@ -96,7 +102,7 @@ pub(crate) fn build(
             }])
             .to_string();
             agent_turn = agent_turn.child(
-                llm_node(round, usage, stop)
+                llm_node(round, usage, stop, None)
                     .attr("lk.pii.response.text", "")
                     .attr("lk.pii.response.function_calls", calls),
             );
@@ -115,11 +121,13 @@ pub(crate) fn build(
             agent_turn = agent_turn.child(tool);
         }
 
+        let reply = llm_node(t.reply, turn.reply_usage, stop, turn.failure_at(Stage::Llm));
+        if turn.unanswered {
+            root = root.child(agent_turn.child(reply));
+            continue;
+        }
         agent_turn = agent_turn
-            .child(
-                llm_node(t.reply, turn.reply_usage, stop)
-                    .attr("lk.pii.response.text", turn.agent.clone()),
-            )
+            .child(reply.attr("lk.pii.response.text", turn.agent.clone()))
             .child(tts_node(turn, t.tts_start, t.tts_end.min(stop)));
         root = root.child(agent_turn);
 
@@ -143,7 +151,8 @@ pub(crate) fn build(
 }
 
 /// `llm_node` -> `llm_request` -> `llm_request_run`, ending no later than `limit`.
-fn llm_node(round: Inference, usage: Usage, limit: f64) -> PlannedSpan {
+/// A failure is recorded on the attempt and propagates to the request.
+fn llm_node(round: Inference, usage: Usage, limit: f64, failure: Option<&Failure>) -> PlannedSpan {
     let (start, end) = (round.start, round.end.min(limit));
     let ttft = round.first_token - round.start;
     let metrics = json!({
@@ -164,15 +173,18 @@ fn llm_node(round: Inference, usage: Usage, limit: f64) -> PlannedSpan {
                 .attr("gen_ai.usage.input_tokens", usage.input_tokens)
                 .attr("gen_ai.usage.output_tokens", usage.output_tokens)
                 .attr("lk.llm_metrics", metrics)
+                .fail_with(failure)
                 .child(
                     PlannedSpan::new("llm_request_run", SCOPE, start + 0.002, end)
-                        .attr("lk.retry_count", 0_i64),
+                        .attr("lk.retry_count", 0_i64)
+                        .fail_with(failure),
                 ),
         )
 }
 
 /// `tts_node` -> `tts_request` -> `tts_request_run`.
 fn tts_node(turn: &Turn, start: f64, end: f64) -> PlannedSpan {
+    let failure = turn.failure_at(Stage::Tts);
     let ttfb = turn.timing.tts_ttfb;
     let characters = i64::try_from(turn.agent.chars().count()).unwrap_or(i64::MAX);
     let metrics = json!({
@@ -190,9 +202,11 @@ fn tts_node(turn: &Turn, start: f64, end: f64) -> PlannedSpan {
                 .attr("gen_ai.provider.name", "cartesia")
                 .attr("gen_ai.request.model", "sonic-2")
                 .attr("lk.tts_metrics", metrics)
+                .fail_with(failure)
                 .child(
                     PlannedSpan::new("tts_request_run", SCOPE, start + 0.002, end)
-                        .attr("lk.retry_count", 0_i64),
+                        .attr("lk.retry_count", 0_i64)
+                        .fail_with(failure),
                 ),
         )
 }

@@ -74,6 +74,19 @@ pub struct SimulateArgs {
     /// Share of conversations that end with a transfer to a human
     #[arg(long, default_value_t = 0.10)]
     pub handoff_rate: f64,
+    /// Share of conversations that end abnormally: rate limited, over budget,
+    /// verification required, unanswered, hung up, no speech, busy, orphaned
+    #[arg(long, default_value_t = 0.25)]
+    pub incident_rate: f64,
+    /// Share of STT, LLM and TTS calls that fail once and are retried
+    #[arg(long, default_value_t = 0.02)]
+    pub stage_error_rate: f64,
+    /// Share of user lines the agent misunderstands and the user repeats
+    #[arg(long, default_value_t = 0.04)]
+    pub misheard_rate: f64,
+    /// Share of chats the application marks as ended (the rest stay open)
+    #[arg(long, default_value_t = 0.5)]
+    pub chat_end_rate: f64,
     /// Per-request export timeout in seconds (the exporter retries within it)
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
@@ -268,6 +281,10 @@ fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
         ("--interrupt-rate", args.interrupt_rate),
         ("--tool-error-rate", args.tool_error_rate),
         ("--handoff-rate", args.handoff_rate),
+        ("--incident-rate", args.incident_rate),
+        ("--stage-error-rate", args.stage_error_rate),
+        ("--misheard-rate", args.misheard_rate),
+        ("--chat-end-rate", args.chat_end_rate),
     ] {
         if !(0.0..=1.0).contains(&value) {
             return invalid(format!("{name} must be within 0..1, got {value}"));
@@ -282,6 +299,10 @@ fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
         interrupt_rate: args.interrupt_rate,
         tool_error_rate: args.tool_error_rate,
         handoff_rate: args.handoff_rate,
+        incident_rate: args.incident_rate,
+        stage_error_rate: args.stage_error_rate,
+        misheard_rate: args.misheard_rate,
+        chat_end_rate: args.chat_end_rate,
     })
 }
 

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::corpus::SYSTEM_PROMPT;
 use super::plan::PlannedSpan;
-use super::script::Script;
+use super::script::{Script, Stage};
 use super::voice;
 
 /// Pipecat's turn tracker tracer, which owns `conversation` and `turn`.
@@ -38,22 +38,29 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
             .attr("conversation.id", session_id.to_string())
             .attr("turn.duration_seconds", t.turn_end - t.user_start)
             .attr("turn.was_interrupted", turn.interrupted)
-            .attr("turn.ended_by_conversation_end", i + 1 == count)
-            .attr("turn.user_bot_latency_seconds", t.bot_start - t.user_end);
+            .attr("turn.ended_by_conversation_end", i + 1 == count);
+        if !turn.unanswered && !turn.user.is_empty() {
+            span = span.attr("turn.user_bot_latency_seconds", t.bot_start - t.user_end);
+        }
 
         // Pipecat moves the STT span's start back to the VAD speech start.
-        span = span.child(
-            PlannedSpan::new("stt", SCOPE, t.user_start, t.stt_final)
-                .attr("gen_ai.operation.name", "stt")
-                .attr("gen_ai.provider.name", "deepgram")
-                .attr("gen_ai.request.model", "nova-3")
-                .attr("transcript", turn.user.clone())
-                .attr("is_final", true)
-                .attr("language", "en")
-                .attr("vad_enabled", true)
-                .attr("metrics.ttfb", tm.stt_ttfb),
-        );
-        messages.push(json!({"role": "user", "content": turn.user}));
+        if !turn.user.is_empty() {
+            span = span.child(
+                PlannedSpan::new("stt", SCOPE, t.user_start, t.stt_final)
+                    .attr("gen_ai.operation.name", "stt")
+                    .attr("gen_ai.provider.name", "deepgram")
+                    .attr("gen_ai.request.model", "nova-3")
+                    .attr("transcript", turn.user.clone())
+                    .attr("is_final", true)
+                    .attr("language", "en")
+                    .attr("vad_enabled", true)
+                    .attr("metrics.ttfb", tm.stt_ttfb)
+                    .attr("metrics.audio_seconds", t.user_end - t.user_start)
+                    .attr("convolog.transcript.confidence", turn.confidence)
+                    .fail_with(turn.failure_at(Stage::Stt)),
+            );
+            messages.push(json!({"role": "user", "content": turn.user}));
+        }
 
         if let (Some(round), Some((tool_start, tool_end)), Some(call), Some(usage)) =
             (t.tool_round, t.tool, &turn.tool, turn.tool_usage)
@@ -95,13 +102,19 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
         }
 
         // Children end no later than their turn, which ends at a barge-in.
-        span = span.child(
-            llm_span(t.reply.start, t.reply.end.min(t.turn_end), &messages)
-                .attr("output", turn.agent.clone())
-                .attr("gen_ai.usage.input_tokens", turn.reply_usage.input_tokens)
-                .attr("gen_ai.usage.output_tokens", turn.reply_usage.output_tokens)
-                .attr("metrics.ttfb", t.reply.first_token - t.reply.start),
-        );
+        let mut reply = llm_span(t.reply.start, t.reply.end.min(t.turn_end), &messages)
+            .attr("gen_ai.usage.input_tokens", turn.reply_usage.input_tokens)
+            .attr("gen_ai.usage.output_tokens", turn.reply_usage.output_tokens)
+            .fail_with(turn.failure_at(Stage::Llm));
+        if turn.unanswered {
+            // No token arrived: no output, no speech.
+            root = root.child(span.child(reply));
+            continue;
+        }
+        reply = reply
+            .attr("output", turn.agent.clone())
+            .attr("metrics.ttfb", t.reply.first_token - t.reply.start);
+        span = span.child(reply);
         messages.push(json!({"role": "assistant", "content": turn.agent}));
 
         span = span.child(
@@ -116,7 +129,8 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                     i64::try_from(turn.agent.chars().count()).unwrap_or(i64::MAX),
                 )
                 .attr("metrics.ttfb", tm.tts_ttfb)
-                .attr("tts.interrupted", turn.interrupted),
+                .attr("tts.interrupted", turn.interrupted)
+                .fail_with(turn.failure_at(Stage::Tts)),
         );
         root = root.child(span);
     }

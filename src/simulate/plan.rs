@@ -8,7 +8,7 @@ use opentelemetry::{KeyValue, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::script::{self, PlanOptions};
+use super::script::{self, Ending, Failure, Medium, PlanOptions, Script, SESSION_BUSY};
 use super::{genai, livekit, pipecat, Shape};
 
 /// One conversation, ready to be emitted.
@@ -85,6 +85,11 @@ impl PlannedSpan {
     /// Marks the span failed the way the OTel SDKs record an exception:
     /// status ERROR plus an `exception` event at the end of the span.
     pub(crate) fn failed(mut self, exception_type: &'static str, message: &str) -> Self {
+        self.record_exception(exception_type, message);
+        self
+    }
+
+    fn record_exception(&mut self, exception_type: &'static str, message: &str) {
         self.error = Some(message.to_string());
         self.events.push(PlannedEvent {
             name: "exception",
@@ -94,7 +99,26 @@ impl PlannedSpan {
                 KeyValue::new("exception.message", message.to_string()),
             ],
         });
+    }
+
+    /// Marks the span failed with `failure`, if there is one.
+    pub(crate) fn fail_with(mut self, failure: Option<&Failure>) -> Self {
+        if let Some(failure) = failure {
+            self.record_failure(failure);
+        }
         self
+    }
+
+    pub(crate) fn record_failure(&mut self, failure: &Failure) {
+        if let Some(error_type) = failure.error_type {
+            self.attributes
+                .push(KeyValue::new("error.type", error_type));
+        }
+        if let Some(status) = failure.http_status {
+            self.attributes
+                .push(KeyValue::new("http.response.status_code", status));
+        }
+        self.record_exception(failure.exception, failure.message);
     }
 
     /// Adds an attribute to this span and all its descendants.
@@ -171,12 +195,25 @@ pub fn plan_conversation(
         },
         concrete => concrete,
     };
-    let script = script::build(&mut rng, options);
-    let (resource, traces) = match shape {
+    let medium = match shape {
+        Shape::Genai | Shape::Mixed => Medium::Chat,
+        Shape::Pipecat | Shape::Livekit => Medium::Voice,
+    };
+    let script = script::build(&mut rng, options, medium);
+    let (resource, mut traces) = match shape {
         Shape::Pipecat => pipecat::build(&script, &session_id),
         Shape::Livekit => livekit::build(&mut rng, &script, &session_id),
         Shape::Genai | Shape::Mixed => genai::build(&script, &session_id),
     };
+    // Voice states session facts on the conversation span; chat on the last
+    // request, the latest word on the session.
+    let carrier = match medium {
+        Medium::Voice => traces.first_mut(),
+        Medium::Chat => traces.last_mut(),
+    };
+    if let Some(span) = carrier {
+        state_session_facts(span, &script, &session_id);
+    }
     let mut resource_attrs = vec![KeyValue::new("deployment.environment.name", "demo")];
     resource_attrs.extend(resource);
     ConversationPlan {
@@ -184,6 +221,64 @@ pub fn plan_conversation(
         shape,
         resource: resource_attrs,
         traces,
+    }
+}
+
+/// The `convolog.*` facts an application states about the whole session.
+fn state_session_facts(span: &mut PlannedSpan, script: &Script, session_id: &str) {
+    let facts = &script.facts;
+    let mut attrs = vec![
+        KeyValue::new("convolog.intent", facts.intent),
+        KeyValue::new("convolog.flow", facts.flow),
+        KeyValue::new("convolog.node", facts.node),
+        KeyValue::new("convolog.topic", facts.topic),
+        KeyValue::new("convolog.user.id", facts.user_id.clone()),
+        KeyValue::new("convolog.sentiment", facts.sentiment),
+        KeyValue::new("convolog.summary", facts.summary.clone()),
+        KeyValue::new("convolog.extracted_data", facts.extracted_data.clone()),
+    ];
+    if let Some(campaign) = facts.campaign {
+        attrs.push(KeyValue::new("convolog.campaign", campaign));
+    }
+    if let Some(outcome) = facts.outcome {
+        attrs.push(KeyValue::new("convolog.outcome", outcome));
+    }
+    match script.medium {
+        Medium::Voice => {
+            let (status, reason) = script.call_result();
+            attrs.extend([
+                KeyValue::new("convolog.contact", facts.contact.clone()),
+                KeyValue::new("convolog.call.status", status),
+                KeyValue::new("convolog.call.ended_reason", reason),
+                KeyValue::new(
+                    "convolog.recording_url",
+                    format!("https://recordings.example.com/{session_id}.wav"),
+                ),
+            ]);
+        }
+        Medium::Chat if script.chat_ended => {
+            attrs.push(KeyValue::new("convolog.session.ended", true));
+        }
+        Medium::Chat => {}
+    }
+    match script.ending {
+        Ending::BudgetExceeded => attrs.push(KeyValue::new("convolog.budget.exceeded", true)),
+        Ending::VerificationRequired => {
+            attrs.push(KeyValue::new("convolog.verification.required", true));
+        }
+        _ => {}
+    }
+    span.attributes.extend(attrs);
+    if let Some(feedback) = facts.feedback {
+        // Feedback arrives after the fact, as an event on the session span.
+        span.events.push(PlannedEvent {
+            name: "convolog.feedback",
+            at: span.end,
+            attributes: vec![KeyValue::new("convolog.feedback", feedback)],
+        });
+    }
+    if script.ending == Ending::SessionBusy {
+        span.record_failure(&SESSION_BUSY);
     }
 }
 

@@ -20,6 +20,15 @@ pub struct PlanOptions {
     pub tool_error_rate: f64,
     /// Probability that the conversation ends with a transfer to a human.
     pub handoff_rate: f64,
+    /// Probability that a conversation ends abnormally (one of [`ENDINGS`]).
+    pub incident_rate: f64,
+    /// Probability that an STT, LLM or TTS call fails and is retried within a turn.
+    pub stage_error_rate: f64,
+    /// Probability that the agent misunderstands a user line, answers with a
+    /// fallback, and the user repeats it.
+    pub misheard_rate: f64,
+    /// Probability that a chat application marks a finished chat as ended.
+    pub chat_end_rate: f64,
 }
 
 impl Default for PlanOptions {
@@ -30,9 +39,134 @@ impl Default for PlanOptions {
             interrupt_rate: 0.15,
             tool_error_rate: 0.15,
             handoff_rate: 0.10,
+            incident_rate: 0.25,
+            stage_error_rate: 0.02,
+            misheard_rate: 0.04,
+            chat_end_rate: 0.5,
         }
     }
 }
+
+/// Voice call or text chat: decides which endings and signals apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Medium {
+    Voice,
+    Chat,
+}
+
+/// How a conversation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// A closing exchange, or a transfer when the script has a handoff.
+    Normal,
+    /// The LLM provider answers 429 on the last reply; the agent gives up.
+    RateLimited,
+    /// The agent stops at its turn or cost limit (`convolog.budget.exceeded`).
+    BudgetExceeded,
+    /// The agent needs an identity check first (`convolog.verification.required`).
+    VerificationRequired,
+    /// The user leaves before the agent answers the last line.
+    Unanswered,
+    /// Voice: the caller hangs up while the agent is still speaking.
+    HungUp,
+    /// Voice: the agent speaks, nobody answers (voicemail or silence).
+    NoUserSpeech,
+    /// The worker refuses the session with an error: no turns in voice, the
+    /// first chat request gets no reply.
+    SessionBusy,
+    /// Voice: the agent joined, nobody else did; no turns at all.
+    Orphaned,
+    /// Chat: the last request called a tool and has not replied yet.
+    ToolPending,
+    /// Chat: the widget was opened, nothing has been typed yet.
+    Opened,
+}
+
+/// Abnormal endings, their relative weights, and where they can happen.
+pub(crate) const ENDINGS: &[(Ending, u32, &[Medium])] = &[
+    (Ending::RateLimited, 3, &[Medium::Voice, Medium::Chat]),
+    (Ending::BudgetExceeded, 2, &[Medium::Voice, Medium::Chat]),
+    (
+        Ending::VerificationRequired,
+        2,
+        &[Medium::Voice, Medium::Chat],
+    ),
+    (Ending::Unanswered, 3, &[Medium::Voice, Medium::Chat]),
+    (Ending::HungUp, 3, &[Medium::Voice]),
+    (Ending::NoUserSpeech, 3, &[Medium::Voice]),
+    (Ending::SessionBusy, 2, &[Medium::Voice, Medium::Chat]),
+    (Ending::Orphaned, 2, &[Medium::Voice]),
+    (Ending::ToolPending, 4, &[Medium::Chat]),
+    (Ending::Opened, 2, &[Medium::Chat]),
+];
+
+/// A failure recorded on a span: status ERROR, an `exception` event, and the
+/// attributes instrumentations set alongside.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Failure {
+    pub exception: &'static str,
+    pub message: &'static str,
+    pub error_type: Option<&'static str>,
+    pub http_status: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Stt,
+    Llm,
+    Tts,
+}
+
+/// Transient stage failures a turn recovers from (Partial Flow Failure).
+pub(crate) const STAGE_FAILURES: &[(Stage, Failure)] = &[
+    (
+        Stage::Stt,
+        Failure {
+            exception: "WebSocketException",
+            message: "deepgram: connection closed (1011), reconnected",
+            error_type: None,
+            http_status: None,
+        },
+    ),
+    (
+        Stage::Llm,
+        Failure {
+            exception: "APITimeoutError",
+            message: "openai: request timed out, retried",
+            error_type: None,
+            http_status: None,
+        },
+    ),
+    (
+        Stage::Tts,
+        Failure {
+            exception: "TTSError",
+            message: "cartesia: audio stream interrupted, resent",
+            error_type: None,
+            http_status: None,
+        },
+    ),
+];
+
+pub(crate) const RATE_LIMITED: Failure = Failure {
+    exception: "RateLimitError",
+    message: "Error code: 429 - Rate limit reached for gpt-4o-mini",
+    error_type: Some("rate_limit_exceeded"),
+    http_status: Some(429),
+};
+
+pub(crate) const SESSION_BUSY: Failure = Failure {
+    exception: "SessionBusyError",
+    message: "agent worker at capacity, session refused",
+    error_type: Some("session_busy"),
+    http_status: None,
+};
+
+/// Result of a tool that no longer exists on the server (Skill Retired).
+const TOOL_NOT_FOUND: &str =
+    r#"{"error":"tool_not_found","message":"this function has been removed from the server"}"#;
+const TOOL_UNAVAILABLE: &str =
+    r#"{"error":"upstream_unavailable","message":"backend did not answer within 1500 ms"}"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -51,6 +185,14 @@ impl Direction {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Script {
+    pub medium: Medium,
+    pub ending: Ending,
+    /// Chat: the application says the chat is over (`convolog.session.ended`).
+    pub chat_ended: bool,
+    /// LLM spans carry `convolog.cost.usd` computed by the application.
+    pub priced: bool,
+    /// Session-wide descriptive facts.
+    pub facts: Facts,
     pub direction: Direction,
     /// Seconds from the start of the session to the user's first words.
     pub connect: f64,
@@ -92,6 +234,12 @@ pub(crate) struct Turn {
     pub tool: Option<ToolCall>,
     /// The user barged in while this reply was being spoken.
     pub interrupted: bool,
+    /// No reply was produced (the user left, the LLM failed, a tool is still running).
+    pub unanswered: bool,
+    /// A stage call that failed: retried if the turn is answered, fatal if not.
+    pub failure: Option<(Stage, &'static Failure)>,
+    /// Speech-to-text confidence of the user's line.
+    pub confidence: f64,
     /// Token usage of the LLM round that asked for the tool, if any.
     pub tool_usage: Option<Usage>,
     /// Token usage of the LLM round that produced `agent`.
@@ -107,6 +255,55 @@ pub(crate) struct ToolCall {
     /// JSON result, or the error payload when `failed`.
     pub result: String,
     pub failed: bool,
+    /// The error payload says the tool no longer exists.
+    pub retired: bool,
+}
+
+/// Descriptive `convolog.*` facts about the whole session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    pub intent: &'static str,
+    pub flow: &'static str,
+    /// Where the flow stopped.
+    pub node: &'static str,
+    pub topic: &'static str,
+    pub user_id: String,
+    pub contact: String,
+    pub campaign: Option<&'static str>,
+    pub feedback: Option<&'static str>,
+    pub sentiment: &'static str,
+    pub summary: String,
+    pub extracted_data: String,
+    /// Stated by the application when it knows better than the rules.
+    pub outcome: Option<&'static str>,
+}
+
+impl Script {
+    /// `convolog.call.status` and `convolog.call.ended_reason` of a voice call.
+    pub fn call_result(&self) -> (&'static str, &'static str) {
+        let outbound = self.direction == Direction::Outbound;
+        match self.ending {
+            Ending::Normal if self.handoff.is_some() => ("Completed", "transfer"),
+            Ending::Normal if outbound => ("Completed", "agent_hangup"),
+            Ending::Normal
+            | Ending::Unanswered
+            | Ending::HungUp
+            | Ending::ToolPending
+            | Ending::Opened => ("Completed", "user_hangup"),
+            Ending::BudgetExceeded => ("Completed", "max_duration"),
+            Ending::VerificationRequired => ("Completed", "agent_hangup"),
+            Ending::RateLimited | Ending::SessionBusy => ("Failed", "error"),
+            Ending::NoUserSpeech if outbound => ("Missed", "voicemail"),
+            Ending::NoUserSpeech | Ending::Orphaned => ("Missed", "inactivity"),
+        }
+    }
+}
+
+impl Turn {
+    /// The failure recorded on this turn's `stage` span, if any.
+    pub fn failure_at(&self, stage: Stage) -> Option<&'static Failure> {
+        self.failure.filter(|(s, _)| *s == stage).map(|(_, f)| f)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,10 +359,23 @@ fn ttft(rng: &mut impl Rng) -> f64 {
     }
 }
 
+/// `usual` most of the time, a value from `spike` with probability `p`.
+fn spiky(rng: &mut impl Rng, p: f64, usual: f64, spike: std::ops::Range<f64>) -> f64 {
+    if rng.random_bool(p) {
+        rng.random_range(spike)
+    } else {
+        usual
+    }
+}
+
 fn sample_timing(rng: &mut impl Rng) -> Timing {
+    let stt_ttfb = lognormal(rng, 0.15, 0.4);
+    let tts_ttfb = lognormal(rng, 0.15, 0.4);
+    let gap = lognormal(rng, 0.4, 3.0);
     Timing {
         user_words_per_sec: rng.random_range(2.2..3.4),
-        stt_ttfb: lognormal(rng, 0.15, 0.4),
+        // A slow transcription, a cold TTS voice, a caller who puts the phone down.
+        stt_ttfb: spiky(rng, 0.03, stt_ttfb, 0.9..1.6),
         endpointing: lognormal(rng, 0.2, 0.6),
         eou_inference: rng.random_range(0.015..0.03),
         llm_ttft: ttft(rng),
@@ -174,11 +384,11 @@ fn sample_timing(rng: &mut impl Rng) -> Timing {
         tool: lognormal(rng, 0.1, 1.5),
         token_interval: rng.random_range(0.01..0.02),
         tts_lead: rng.random_range(0.05..0.15),
-        tts_ttfb: lognormal(rng, 0.15, 0.4),
+        tts_ttfb: spiky(rng, 0.03, tts_ttfb, 0.9..1.8),
         bot_chars_per_sec: rng.random_range(13.0..17.0),
         barge_in_fraction: rng.random_range(0.25..0.7),
         interruption_detect: lognormal(rng, 0.15, 0.45),
-        gap: lognormal(rng, 0.4, 3.0),
+        gap: spiky(rng, 0.02, gap, 18.0..40.0),
         think: lognormal(rng, 4.0, 40.0),
     }
 }
@@ -249,13 +459,17 @@ fn probability(p: f64) -> f64 {
     }
 }
 
-pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions) -> Script {
+pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions, medium: Medium) -> Script {
     let options = &PlanOptions {
         min_turns: options.min_turns.max(1),
         max_turns: options.max_turns.max(options.min_turns.max(1)),
         interrupt_rate: probability(options.interrupt_rate),
         tool_error_rate: probability(options.tool_error_rate),
         handoff_rate: probability(options.handoff_rate),
+        incident_rate: probability(options.incident_rate),
+        stage_error_rate: probability(options.stage_error_rate),
+        misheard_rate: probability(options.misheard_rate),
+        chat_end_rate: probability(options.chat_end_rate),
     };
     let scenario = &corpus::SCENARIOS[rng.random_range(0..corpus::SCENARIOS.len())];
     let fill = Fill::new(rng, scenario);
@@ -265,7 +479,22 @@ pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions) -> Script {
         Direction::Inbound
     };
     let n = rng.random_range(options.min_turns..=options.max_turns) as usize;
-    let handoff_wanted = rng.random_bool(options.handoff_rate);
+    let mut ending = pick_ending(rng, options.incident_rate, medium);
+    // Outbound calls reach a voicemail box more often than incidents happen
+    // (15% of them at the default incident rate).
+    let voicemail = (0.6 * options.incident_rate).min(1.0);
+    if medium == Medium::Voice && direction == Direction::Outbound && rng.random_bool(voicemail) {
+        ending = Ending::NoUserSpeech;
+    }
+    let handoff_wanted = rng.random_bool(options.handoff_rate) && ending == Ending::Normal;
+    // Some callers ask for a person straight after the opening.
+    let early_handoff = handoff_wanted && n >= 2 && rng.random_bool(0.3);
+    // Some callers barge in all the time.
+    let interrupt_rate = if rng.random_bool(options.interrupt_rate / 2.0) {
+        0.6
+    } else {
+        options.interrupt_rate
+    };
 
     // Opening, then the scenario's story in order, then shuffled filler.
     let mut generic: Vec<&Exchange> = corpus::GENERIC.iter().collect();
@@ -279,9 +508,34 @@ pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions) -> Script {
         .iter()
         .chain(generic)
         .cycle()
-        .take(n.saturating_sub(2));
-    let mut turns: Vec<Turn> = Vec::with_capacity(n);
-    for exchange in std::iter::once(opening).chain(middle) {
+        .take(if early_handoff {
+            0
+        } else {
+            n.saturating_sub(2)
+        });
+    let silent = match direction {
+        Direction::Outbound => &corpus::SILENT_OUTBOUND,
+        Direction::Inbound => &corpus::SILENT_INBOUND,
+    };
+    let exchanges: Vec<&Exchange> = match (ending, medium) {
+        (Ending::Orphaned | Ending::Opened, _) | (Ending::SessionBusy, Medium::Voice) => Vec::new(),
+        (Ending::SessionBusy, Medium::Chat) => vec![opening],
+        (Ending::NoUserSpeech, _) => vec![silent],
+        _ => std::iter::once(opening).chain(middle).collect(),
+    };
+    let mut turns: Vec<Turn> = Vec::with_capacity(n + 2);
+    for exchange in exchanges {
+        // Misheard: the agent answers with a fallback and the user says it again.
+        if !exchange.user.is_empty() && rng.random_bool(options.misheard_rate) {
+            let misheard = Exchange {
+                user: exchange.user,
+                agent: corpus::FALLBACK_REPLY,
+                tool: None,
+            };
+            let mut turn = make_turn(rng, options, &fill, &misheard, context_tokens(&turns));
+            turn.confidence = rng.random_range(0.3..0.58);
+            turns.push(turn);
+        }
         let turn = make_turn(rng, options, &fill, exchange, context_tokens(&turns));
         turns.push(turn);
     }
@@ -304,29 +558,164 @@ pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions) -> Script {
             duration: rng.random_range(0.2..0.8),
         }
     });
-    if n >= 2 {
-        let closing = match handoff.as_ref().map(|h| h.reason) {
+    let closing = match ending {
+        Ending::Normal if n >= 2 => Some(match handoff.as_ref().map(|h| h.reason) {
             Some(HandoffReason::CustomerRequest) => &corpus::HANDOFF_ON_REQUEST,
             Some(_) => &corpus::HANDOFF_BY_AGENT,
             None => &corpus::CLOSINGS[rng.random_range(0..corpus::CLOSINGS.len())],
-        };
+        }),
+        Ending::VerificationRequired => Some(&corpus::VERIFICATION_CLOSING),
+        Ending::BudgetExceeded => Some(&corpus::BUDGET_CLOSING),
+        _ => None,
+    };
+    if let Some(closing) = closing {
         let turn = make_turn(rng, options, &fill, closing, context_tokens(&turns));
         turns.push(turn);
     }
 
-    // A barge-in needs a next turn for the user's words, so the last reply is
-    // never interrupted.
-    let last = turns.len().saturating_sub(1);
-    for turn in &mut turns[..last] {
-        turn.interrupted = rng.random_bool(options.interrupt_rate);
+    if ending == Ending::ToolPending {
+        // The chat stops at the last request that called a tool; without one
+        // there is nothing to wait on.
+        match turns.iter().rposition(|t| t.tool.is_some()) {
+            Some(i) => turns.truncate(i + 1),
+            None => ending = Ending::Normal,
+        }
+    }
+    let fatal = match ending {
+        Ending::RateLimited => Some((Stage::Llm, &RATE_LIMITED)),
+        _ => None,
+    };
+    let unanswered = matches!(
+        ending,
+        Ending::RateLimited | Ending::Unanswered | Ending::SessionBusy | Ending::ToolPending
+    );
+    if let (true, Some(last)) = (unanswered, turns.last_mut()) {
+        last.unanswered = true;
+        last.failure = fatal;
+        last.reply_usage.output_tokens = 0;
+        if ending != Ending::ToolPending {
+            last.tool = None;
+            last.tool_usage = None;
+        }
     }
 
+    // A barge-in needs a next turn for the user's words, so the last reply is
+    // only interrupted by a caller who hangs up; a transient stage failure is
+    // kept away from the end so it does not look like what ended the call.
+    let count = turns.len();
+    for (i, turn) in turns.iter_mut().enumerate() {
+        let last = i + 1 == count;
+        turn.interrupted = if last {
+            ending == Ending::HungUp
+        } else {
+            rng.random_bool(interrupt_rate)
+        };
+        if i + 2 < count && rng.random_bool(options.stage_error_rate) {
+            let (stage, failure) = match medium {
+                Medium::Voice => &STAGE_FAILURES[rng.random_range(0..STAGE_FAILURES.len())],
+                Medium::Chat => &STAGE_FAILURES[1],
+            };
+            turn.failure = Some((*stage, failure));
+        }
+    }
+
+    let chat_ended = medium == Medium::Chat
+        && match ending {
+            Ending::RateLimited
+            | Ending::SessionBusy
+            | Ending::BudgetExceeded
+            | Ending::VerificationRequired => true,
+            Ending::ToolPending | Ending::Opened => false,
+            _ => rng.random_bool(options.chat_end_rate),
+        };
+    let facts = facts(rng, scenario, &fill, ending, &handoff, &turns, direction);
     Script {
+        medium,
+        ending,
+        chat_ended,
+        priced: rng.random_bool(0.1),
+        facts,
         direction,
         connect: rng.random_range(0.6..2.0),
         hangup: rng.random_range(0.3..1.2),
         turns,
         handoff,
+    }
+}
+
+/// Normal with probability `1 - incident_rate`, else an ending for `medium` by weight.
+fn pick_ending(rng: &mut impl Rng, incident_rate: f64, medium: Medium) -> Ending {
+    if !rng.random_bool(incident_rate) {
+        return Ending::Normal;
+    }
+    let fitting: Vec<&(Ending, u32, &[Medium])> = ENDINGS
+        .iter()
+        .filter(|(_, _, media)| media.contains(&medium))
+        .collect();
+    fitting
+        .choose_weighted(rng, |(_, weight, _)| *weight)
+        .map_or(Ending::Normal, |(ending, _, _)| *ending)
+}
+
+const CAMPAIGNS: &[&str] = &["delivery_followup", "renewal_q4", "appointment_reminders"];
+
+fn facts(
+    rng: &mut impl Rng,
+    scenario: &Scenario,
+    fill: &Fill,
+    ending: Ending,
+    handoff: &Option<Handoff>,
+    turns: &[Turn],
+    direction: Direction,
+) -> Facts {
+    let tool_failed = turns
+        .iter()
+        .any(|t| t.tool.as_ref().is_some_and(|c| c.failed));
+    let went_well = ending == Ending::Normal && handoff.is_none() && !tool_failed;
+    let (node, how) = match ending {
+        Ending::Normal if handoff.is_some() => ("transfer", "transferred to a human agent"),
+        Ending::Normal if tool_failed => ("wrap_up", "a tool failed, follow-up promised"),
+        Ending::Normal => ("wrap_up", "resolved"),
+        Ending::VerificationRequired => ("verify_identity", "identity check required"),
+        Ending::BudgetExceeded => ("wrap_up", "stopped at the conversation limit"),
+        Ending::ToolPending => ("lookup", "waiting on a lookup"),
+        Ending::NoUserSpeech | Ending::Orphaned => ("greeting", "nobody answered"),
+        Ending::Opened => ("greeting", "chat opened, no message yet"),
+        Ending::SessionBusy => ("greeting", "session refused, agent busy"),
+        Ending::RateLimited => ("collect_details", "agent failed, rate limited"),
+        Ending::Unanswered | Ending::HungUp => ("collect_details", "caller left early"),
+    };
+    let feedback = rng.random_bool(0.3).then(|| {
+        let up = if went_well { 0.8 } else { 0.25 };
+        if rng.random_bool(up) {
+            "up"
+        } else {
+            "down"
+        }
+    });
+    let sentiment = match (went_well, rng.random_bool(0.6)) {
+        (true, true) => "positive",
+        (false, true) => "negative",
+        _ => "neutral",
+    };
+    Facts {
+        intent: scenario.intent,
+        flow: scenario.flow,
+        node,
+        topic: scenario.topic.trim_start_matches("your "),
+        user_id: format!("user-{}", rng.random_range(1000..10_000)),
+        contact: format!("+1555{:07}", rng.random_range(0..10_000_000)),
+        campaign: (direction == Direction::Outbound).then(|| pick(rng, CAMPAIGNS)),
+        feedback,
+        sentiment,
+        summary: format!("{} for {}: {how}.", scenario.intent, fill.name),
+        extracted_data: serde_json::json!({
+            "reference": fill.order,
+            "name": fill.name,
+            "date": fill.date,
+        })
+        .to_string(),
+        outcome: (went_well && rng.random_bool(0.15)).then_some("Success"),
     }
 }
 
@@ -349,9 +738,12 @@ fn make_turn(
     let prompt_tokens = history_tokens + tokens(&user) + 4;
     let tool = exchange.tool.as_ref().map(|spec| {
         let failed = rng.random_bool(options.tool_error_rate);
-        let result = if failed {
-            r#"{"error":"upstream_unavailable","message":"backend did not answer within 1500 ms"}"#
-                .to_string()
+        // Some failures are a tool the server no longer has.
+        let retired = failed && rng.random_bool(0.25);
+        let result = if retired {
+            TOOL_NOT_FOUND.to_string()
+        } else if failed {
+            TOOL_UNAVAILABLE.to_string()
         } else {
             fill.apply(spec.result)
         };
@@ -361,6 +753,7 @@ fn make_turn(
             arguments: fill.apply(spec.arguments),
             result,
             failed,
+            retired,
         }
     });
     let agent = match (&tool, &exchange.tool) {
@@ -386,6 +779,9 @@ fn make_turn(
         agent,
         tool,
         interrupted: false,
+        unanswered: false,
+        failure: None,
+        confidence: rng.random_range(0.82..0.99),
         tool_usage,
         timing: sample_timing(rng),
     }
@@ -419,21 +815,100 @@ mod tests {
         let options = PlanOptions {
             min_turns: 2,
             max_turns: 4,
+            incident_rate: 0.0,
+            misheard_rate: 0.0,
             ..PlanOptions::default()
         };
         let mut rng = StdRng::seed_from_u64(2);
-        for _ in 0..200 {
-            let script = build(&mut rng, &options);
-            assert!((2..=4).contains(&script.turns.len()));
-            assert!(!script.turns.last().is_some_and(|t| t.interrupted));
+        for medium in [Medium::Voice, Medium::Chat] {
+            for _ in 0..200 {
+                let script = build(&mut rng, &options, medium);
+                assert!((2..=4).contains(&script.turns.len()));
+                assert!(!script.turns.last().is_some_and(|t| t.interrupted));
+                assert!(script.turns.iter().all(|t| !t.unanswered));
+            }
         }
+    }
+
+    #[test]
+    fn every_ending_happens_where_it_fits() {
+        let mut rng = StdRng::seed_from_u64(4);
+        for medium in [Medium::Voice, Medium::Chat] {
+            let mut seen = Vec::new();
+            for _ in 0..500 {
+                let script = build(&mut rng, &PlanOptions::default(), medium);
+                let last = script.turns.last();
+                match script.ending {
+                    Ending::RateLimited => {
+                        let last = last.expect("a turn");
+                        assert!(last.unanswered);
+                        assert_eq!(last.failure_at(Stage::Llm), Some(&RATE_LIMITED));
+                    }
+                    Ending::Unanswered | Ending::ToolPending | Ending::SessionBusy
+                        if !script.turns.is_empty() =>
+                    {
+                        assert!(last.expect("a turn").unanswered);
+                    }
+                    Ending::HungUp => assert!(last.expect("a turn").interrupted),
+                    Ending::NoUserSpeech => {
+                        assert!(script.turns.iter().all(|t| t.user.is_empty()));
+                    }
+                    Ending::Orphaned | Ending::SessionBusy | Ending::Opened => {
+                        assert!(script.turns.is_empty());
+                    }
+                    _ => assert!(!last.is_some_and(|t| t.unanswered)),
+                }
+                // Transient failures never hit the last two turns.
+                let n = script.turns.len();
+                assert!(script.turns[n.saturating_sub(2)..]
+                    .iter()
+                    .all(|t| t.failure.is_none() || script.ending == Ending::RateLimited));
+                if !seen.contains(&script.ending) {
+                    seen.push(script.ending);
+                }
+            }
+            let fitting = ENDINGS
+                .iter()
+                .filter(|(_, _, media)| media.contains(&medium))
+                .count();
+            assert_eq!(seen.len(), fitting + 1, "{medium:?}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn misheard_lines_are_repeated_after_a_fallback() {
+        let options = PlanOptions {
+            misheard_rate: 0.3,
+            ..PlanOptions::default()
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut misheard = 0;
+        for _ in 0..100 {
+            let script = build(&mut rng, &options, Medium::Voice);
+            for pair in script.turns.windows(2) {
+                if pair[0].agent == corpus::FALLBACK_REPLY {
+                    misheard += 1;
+                    assert_eq!(pair[0].user, pair[1].user);
+                    assert!(pair[0].confidence < 0.6 && pair[1].confidence > 0.8);
+                }
+            }
+        }
+        assert!(misheard > 20);
     }
 
     #[test]
     fn placeholders_are_filled() {
         let mut rng = StdRng::seed_from_u64(3);
-        for _ in 0..200 {
-            let script = build(&mut rng, &PlanOptions::default());
+        for i in 0..200 {
+            let medium = if i % 2 == 0 {
+                Medium::Voice
+            } else {
+                Medium::Chat
+            };
+            let script = build(&mut rng, &PlanOptions::default(), medium);
+            assert!(!script.facts.summary.contains('{'));
+            serde_json::from_str::<serde_json::Value>(&script.facts.extracted_data)
+                .expect("extracted data is JSON");
             for turn in &script.turns {
                 assert!(!turn.user.contains('{'), "{}", turn.user);
                 assert!(!turn.agent.contains('{'), "{}", turn.agent);

@@ -57,12 +57,17 @@ pub(crate) fn layout(script: &Script) -> VoiceTimeline {
     let mut user_start = script.connect;
     for (i, turn) in script.turns.iter().enumerate() {
         let tm = &turn.timing;
-        let words = turn.user.split_whitespace().count().max(1) as f64;
-        let user_end = user_start + (words / tm.user_words_per_sec).max(0.4);
-        let stt_final = user_end + tm.stt_ttfb;
-        // The turn detector waits at least its endpointing delay and never
-        // decides before the final transcript has been scored.
-        let eot = user_end + tm.endpointing.max(tm.stt_ttfb + tm.eou_inference);
+        // With nothing said (a greeting nobody answers) the agent starts at once.
+        let (user_end, stt_final, eot) = if turn.user.is_empty() {
+            (user_start, user_start, user_start)
+        } else {
+            let words = turn.user.split_whitespace().count().max(1) as f64;
+            let user_end = user_start + (words / tm.user_words_per_sec).max(0.4);
+            // The turn detector waits at least its endpointing delay and never
+            // decides before the final transcript has been scored.
+            let eot = user_end + tm.endpointing.max(tm.stt_ttfb + tm.eou_inference);
+            (user_end, user_end + tm.stt_ttfb, eot)
+        };
 
         let mut cursor = eot + 2.0 * HOP;
         let tool_round = turn.tool.as_ref().map(|_| {
@@ -85,11 +90,36 @@ pub(crate) fn layout(script: &Script) -> VoiceTimeline {
             None => tm.llm_ttft,
         };
         let first_token = cursor + reply_ttft;
+        // An unanswered turn stops where the first token would have come:
+        // the request failed or the caller was gone.
         let reply = Inference {
             start: cursor,
             first_token,
-            end: first_token + turn.reply_usage.output_tokens as f64 * tm.token_interval,
+            end: if turn.unanswered {
+                first_token
+            } else {
+                first_token + turn.reply_usage.output_tokens as f64 * tm.token_interval
+            },
         };
+        if turn.unanswered {
+            turns.push(VoiceTurn {
+                user_start,
+                user_end,
+                stt_final,
+                eot,
+                tool_round,
+                tool,
+                reply,
+                tts_start: reply.end,
+                tts_end: reply.end,
+                bot_start: reply.end,
+                bot_stop: reply.end,
+                spoken_fraction: 0.0,
+                turn_end: reply.end + script.hangup,
+            });
+            // Nothing follows an unanswered turn.
+            break;
+        }
 
         let tts_start = first_token + tm.tts_lead;
         let bot_start = tts_start + tm.tts_ttfb;
@@ -111,6 +141,8 @@ pub(crate) fn layout(script: &Script) -> VoiceTimeline {
         };
         let last = i + 1 == script.turns.len();
         let turn_end = match barge_in {
+            // The caller hung up mid-reply: the call ends when the audio stops.
+            Some(_) if last => bot_stop,
             Some(barge) => barge,
             None if last => bot_stop + script.hangup,
             None => (bot_stop + TURN_END_SILENCE).min(next_user_start),
@@ -153,7 +185,7 @@ pub(crate) fn layout(script: &Script) -> VoiceTimeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::script::{build, PlanOptions};
+    use crate::simulate::script::{build, Medium, PlanOptions};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
@@ -161,20 +193,30 @@ mod tests {
     fn events_happen_in_pipeline_order() {
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..300 {
-            let script = build(&mut rng, &PlanOptions::default());
+            let script = build(&mut rng, &PlanOptions::default(), Medium::Voice);
             let timeline = layout(&script);
+            assert_eq!(timeline.turns.len(), script.turns.len());
             let mut previous_end = 0.0;
             for (i, (turn, t)) in script.turns.iter().zip(&timeline.turns).enumerate() {
+                let last = i + 1 == script.turns.len();
                 assert!(t.user_start >= previous_end - 1e-9);
-                assert!(t.user_start < t.user_end && t.user_end < t.stt_final);
-                assert!(t.stt_final < t.eot && t.eot < t.reply.start);
+                if !turn.user.is_empty() {
+                    assert!(t.user_start < t.user_end && t.user_end < t.stt_final);
+                    assert!(t.stt_final < t.eot);
+                }
+                assert!(t.eot < t.reply.start);
                 assert!(t.reply.start < t.reply.first_token && t.reply.first_token <= t.reply.end);
+                if turn.unanswered {
+                    assert!(last, "only the last turn goes unanswered");
+                    previous_end = t.turn_end;
+                    continue;
+                }
                 assert!(t.reply.first_token < t.tts_start && t.tts_start < t.bot_start);
                 assert!(t.bot_start < t.bot_stop);
                 assert!(t.turn_end > t.bot_start);
                 let latency = t.bot_start - t.user_end;
-                assert!(latency > 0.5 && latency < 12.0, "voice-to-voice {latency}");
-                if turn.interrupted {
+                assert!(latency > 0.2 && latency < 12.0, "voice-to-voice {latency}");
+                if turn.interrupted && !last {
                     // The user's next words start while the agent is still speaking.
                     let barge = timeline.turns[i + 1].user_start;
                     assert!(t.bot_start < barge && barge < t.bot_stop);
