@@ -391,28 +391,52 @@ fn classify(
     if unrecovered {
         return "Skill Error";
     }
-    let stage_failed = input.nodes.iter().any(|n| {
-        n.span.is_error()
-            && matches!(
-                n.facts.role,
-                Role::Stt | Role::Llm | Role::Tts | Role::FirstToken
-            )
-    });
-    if stage_failed {
+    if failed_stages(input.nodes).next().is_some() {
         return "Partial Flow Failure";
     }
     if input.turns.is_empty() && row.user_message_count == 0 {
         return "Dispatch Orphaned";
     }
+    // Success needs a conversation: the user spoke, and the last turn got a real reply.
     let answered = input
         .turns
         .last()
         .is_some_and(|t| !t.agent_text.is_empty() && !is_fallback(&t.agent_text, input.rules));
-    if answered {
+    if answered && row.user_message_count > 0 {
         "Success"
     } else {
         "None"
     }
+}
+
+/// The stage (STT, LLM or TTS) a span works for: its own role, else the nearest stage
+/// span above it, since frameworks record failures on attempt spans below the stage
+/// (LiveKit's `llm_request_run`, `tts_request_run`). A tool call is not part of a stage.
+fn stage_of(nodes: &[Node], mut i: usize) -> Option<Role> {
+    for _ in 0..=nodes.len() {
+        match nodes[i].facts.role {
+            Role::Stt | Role::Llm | Role::Tts => return Some(nodes[i].facts.role),
+            Role::FirstToken => return Some(Role::Llm),
+            Role::Tool => return None,
+            _ => i = nodes[i].parent?,
+        }
+    }
+    None
+}
+
+/// Failed stage spans, each failure once: a failed span whose parent failed in the same
+/// stage is the same failure seen twice.
+fn failed_stages<'n>(nodes: &'n [Node<'n>]) -> impl Iterator<Item = (usize, Role)> + 'n {
+    (0..nodes.len()).filter_map(move |i| {
+        if !nodes[i].span.is_error() {
+            return None;
+        }
+        let stage = stage_of(nodes, i)?;
+        let parent_failed = nodes[i]
+            .parent
+            .is_some_and(|p| nodes[p].span.is_error() && stage_of(nodes, p) == Some(stage));
+        (!parent_failed).then_some((i, stage))
+    })
 }
 
 fn is_fallback(text: &str, rules: &Rules) -> bool {
@@ -592,22 +616,23 @@ fn detect_issues(row: &SessionRow, ended: bool, voice: bool, input: &Inputs) -> 
             format!("{}: {}", call.name, call.error_message),
         ));
     }
+    for (i, stage) in failed_stages(input.nodes) {
+        let node = &input.nodes[i];
+        let tag = match stage {
+            Role::Stt => issue::STT_ERROR,
+            Role::Tts => issue::TTS_ERROR,
+            _ => issue::LLM_ERROR,
+        };
+        let turn = input.turn_of_node.get(i).copied().unwrap_or(0);
+        issues.push((
+            tag,
+            turn,
+            node.span.start_unix_nano,
+            node.span.status_message.clone(),
+        ));
+    }
     for (i, node) in input.nodes.iter().enumerate() {
         let turn = input.turn_of_node.get(i).copied().unwrap_or(0);
-        let tag = match node.facts.role {
-            Role::Stt => Some(issue::STT_ERROR),
-            Role::Llm | Role::FirstToken => Some(issue::LLM_ERROR),
-            Role::Tts => Some(issue::TTS_ERROR),
-            _ => None,
-        };
-        if let (Some(tag), true) = (tag, node.span.is_error()) {
-            issues.push((
-                tag,
-                turn,
-                node.span.start_unix_nano,
-                node.span.status_message.clone(),
-            ));
-        }
         if let Some(confidence) = node
             .facts
             .transcript_confidence

@@ -987,3 +987,70 @@ fn expiry_deadline_follows_the_channel_timeout() {
         unix_seconds(row.last_activity_unix_nano) + 60
     );
 }
+
+#[test]
+fn a_greeting_nobody_answered_is_not_a_success() {
+    let (row, _) = semantics_of(&voice(
+        vec![t("", "Hello, this is Acme calling.")],
+        true,
+        &[],
+    ));
+    assert_eq!(row.ended_outcome, "None");
+    assert_eq!(row.derived_call_status, "Missed");
+}
+
+#[test]
+fn failures_on_attempt_spans_count_once_for_their_stage() {
+    let s = |name: &str| {
+        span(name)
+            .scope("livekit-agents")
+            .attr("session.id", "room")
+    };
+    let spans = vec![
+        s("agent_session").id(1).at(0, 9000).build(),
+        s("user_turn")
+            .id(2)
+            .parent(1)
+            .at(0, 1000)
+            .attr("lk.pii.user_transcript", "hi")
+            .build(),
+        s("agent_turn")
+            .id(3)
+            .parent(1)
+            .at(1000, 4000)
+            .attr("lk.pii.response.text", "hello")
+            .build(),
+        s("llm_node").id(4).parent(3).at(1000, 2000).build(),
+        s("llm_request")
+            .id(5)
+            .parent(4)
+            .at(1000, 2000)
+            .error("provider error")
+            .build(),
+        s("llm_request_run")
+            .id(6)
+            .parent(5)
+            .at(1000, 1500)
+            .error("provider error")
+            .build(),
+        s("user_turn")
+            .id(7)
+            .parent(1)
+            .at(5000, 6000)
+            .attr("lk.pii.user_transcript", "are you there")
+            .build(),
+        s("agent_turn")
+            .id(8)
+            .parent(1)
+            .at(6000, 8000)
+            .attr("lk.pii.response.text", "yes")
+            .build(),
+    ];
+    let (row, issues) = semantics_of(&spans);
+    assert_eq!(
+        issues.iter().filter(|i| i.starts_with("llm_error")).count(),
+        1,
+        "{issues:?}"
+    );
+    assert_eq!(row.ended_outcome, "Partial Flow Failure");
+}
