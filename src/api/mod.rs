@@ -1,20 +1,24 @@
-//! The read side: `GET /v1/sessions/{id}/transcript`, `/healthz`, `/readyz`, `/metrics`.
+//! The read side: the conversation list, one session's summary and transcript, labels and
+//! flags, and `/healthz`, `/readyz`, `/metrics`. Handlers parse and answer; SQL is in store.
 
 mod error;
+pub mod params;
+pub mod sessions;
 mod transcript;
 
 use std::sync::Arc;
 
+use axum::extract::RawQuery;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 pub use error::ApiError;
 
-use crate::store::Store;
+use crate::store::{Change, Store};
 use crate::telemetry::Metrics;
 
 #[derive(Clone)]
@@ -28,7 +32,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/sessions/{id}", get(get_summary))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
+        .route(
+            "/v1/sessions/{id}/labels/{label}",
+            put(add_label).delete(remove_label),
+        )
+        .route("/v1/sessions/{id}/flag", put(flag).delete(unflag))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -56,16 +67,13 @@ async fn get_transcript(
     Path(id): Path<String>,
     query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadParameter {
-        name: "query",
-        why: e.body_text(),
-    })?;
+    let Query(query) = query.map_err(|e| ApiError::bad("query", e.body_text()))?;
     let format = query.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "text") {
-        return Err(ApiError::BadParameter {
-            name: "format",
-            why: format!("{format:?} is not one of json, text"),
-        });
+        return Err(ApiError::bad(
+            "format",
+            format!("{format:?} is not one of json, text"),
+        ));
     }
     let detail = state
         .store
@@ -81,4 +89,127 @@ async fn get_transcript(
             .into_response(),
         _ => Json(transcript::Transcript::from_detail(&detail)).into_response(),
     })
+}
+
+fn now_unix_seconds() -> u64 {
+    crate::receiver::now_unix_nano() / 1_000_000_000
+}
+
+async fn list_sessions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<sessions::SessionList>, ApiError> {
+    let mut p = params::Params::parse(raw.as_deref())?;
+    let filter = params::session_filter(&mut p, now_unix_seconds())?;
+    let sort = params::sort(&mut p)?;
+    let after = params::cursor(&mut p, &sort)?;
+    let limit = params::limit(&mut p)?;
+    p.finish()?;
+    let page = state
+        .store
+        .list_sessions(&filter, &sort, after.as_ref(), limit)
+        .await?;
+    Ok(Json(sessions::SessionList {
+        next_cursor: page.next.map(|a| params::encode_cursor(&sort, &a)),
+        sessions: page.rows.into_iter().map(Into::into).collect(),
+    }))
+}
+
+fn no_session(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no session {id:?}"))
+}
+
+fn no_parameters(raw: Option<String>) -> Result<(), ApiError> {
+    params::Params::parse(raw.as_deref())?.finish()
+}
+
+async fn get_summary(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<sessions::SessionSummary>, ApiError> {
+    no_parameters(raw)?;
+    let detail = state
+        .store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    let annotations = state.store.annotations(&id).await?;
+    Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
+}
+
+/// Labels are short words people filter by: no commas (the list takes `label=a,b`).
+fn valid_label(label: &str) -> Result<String, ApiError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 64 {
+        return Err(ApiError::bad("label", "must be 1 to 64 characters"));
+    }
+    if label.chars().any(|c| c.is_control() || c == ',') {
+        return Err(ApiError::bad(
+            "label",
+            "must not contain commas or control characters",
+        ));
+    }
+    Ok(label.to_owned())
+}
+
+async fn annotate(
+    state: &ApiState,
+    id: &str,
+    change: Change,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    if !state.store.session_exists(id).await? {
+        return Err(no_session(id));
+    }
+    state.store.annotate(id, change).await?;
+    let now = state.store.annotations(id).await?;
+    Ok(Json(sessions::AnnotationsView::new(id, now)))
+}
+
+async fn add_label(
+    State(state): State<ApiState>,
+    Path((id, label)): Path<(String, String)>,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let label = valid_label(&label)?;
+    annotate(&state, &id, Change::AddLabel(label)).await
+}
+
+async fn remove_label(
+    State(state): State<ApiState>,
+    Path((id, label)): Path<(String, String)>,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let label = valid_label(&label)?;
+    annotate(&state, &id, Change::RemoveLabel(label)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn flag(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        serde_json::from_slice::<FlagBody>(&body)
+            .map_err(|e| ApiError::bad("body", format!("expected {{\"reason\": \"...\"}}: {e}")))?
+            .reason
+    };
+    if reason.chars().count() > 1000 {
+        return Err(ApiError::bad("reason", "longer than 1000 characters"));
+    }
+    annotate(&state, &id, Change::Flag { reason }).await
+}
+
+async fn unflag(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    annotate(&state, &id, Change::Unflag).await
 }

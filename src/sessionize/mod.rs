@@ -2,6 +2,7 @@
 //! always give the same rows, which is what makes re-sent spans harmless and `rebuild` exact.
 
 mod latency;
+pub use latency::percentile;
 mod turns;
 
 use std::collections::{HashMap, HashSet};

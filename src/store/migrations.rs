@@ -10,6 +10,12 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions",
         include_str!("../../migrations/0002_sessions.sql"),
     ),
+    // 3 is taken by the session-semantics change.
+    (
+        4,
+        "annotations",
+        include_str!("../../migrations/0004_annotations.sql"),
+    ),
 ];
 
 /// The statements of a migration file: `--` comment lines dropped, split on `;`.
