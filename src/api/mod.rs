@@ -4,7 +4,8 @@
 mod error;
 pub mod params;
 pub mod sessions;
-mod transcript;
+mod timeline;
+pub mod transcript;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{id}", get(get_summary))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
+        .route("/v1/sessions/{id}/timeline", get(get_timeline))
         .route(
             "/v1/sessions/{id}/labels/{label}",
             put(add_label).delete(remove_label),
@@ -69,10 +71,10 @@ async fn get_transcript(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad("query", e.body_text()))?;
     let format = query.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "text") {
+    if !matches!(format, "json" | "text" | "vtt") {
         return Err(ApiError::bad(
             "format",
-            format!("{format:?} is not one of json, text"),
+            format!("{format:?} is not one of json, text, vtt"),
         ));
     }
     let detail = state
@@ -87,8 +89,29 @@ async fn get_transcript(
             transcript::render_text(&detail),
         )
             .into_response(),
+        "vtt" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/vtt; charset=utf-8")],
+            transcript::render_vtt(&detail),
+        )
+            .into_response(),
         _ => Json(transcript::Transcript::from_detail(&detail)).into_response(),
     })
+}
+
+async fn get_timeline(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<timeline::Timeline>, ApiError> {
+    no_parameters(raw)?;
+    let detail = state
+        .store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    let spans = state.store.load_spans(&detail.session.trace_ids).await?;
+    Ok(Json(timeline::build(&detail, &spans)))
 }
 
 fn now_unix_seconds() -> u64 {
