@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use convolog::app::{self, App};
 use convolog::config::Config;
+use convolog::export_cli;
 use convolog::sessionizer::Sessionizer;
 use convolog::store::Store;
 use convolog::telemetry::{self, Metrics};
@@ -33,6 +34,28 @@ enum Command {
         /// Spans that started since then: a duration ago (24h, 7d) or a UTC date (2026-11-01).
         #[arg(long)]
         since: String,
+    },
+    /// Export sessions (CSV, JSON Lines or JSON) with the filters of GET /v1/sessions.
+    Export {
+        /// csv, jsonl or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Start a CSV with a UTF-8 byte order mark (for older spreadsheet programs).
+        #[arg(long)]
+        bom: bool,
+        /// File to write; `-` is standard output.
+        #[arg(long, short, default_value = "-")]
+        output: String,
+        /// A filter as a query parameter of GET /v1/sessions, e.g. channel=voice, from=24h,
+        /// voice_to_voice_p95_ms_min=800. Repeat to combine.
+        #[arg(long = "filter", value_name = "NAME=VALUE")]
+        filters: Vec<String>,
+        /// start_time, duration, latency, voice_to_voice_p95, voice_to_voice_p50, llm_ttft_p50, turns.
+        #[arg(long)]
+        sort: Option<String>,
+        /// desc (default) or asc.
+        #[arg(long)]
+        order: Option<String>,
     },
 }
 
@@ -76,6 +99,25 @@ async fn main() -> anyhow::Result<()> {
                 "rebuilt {} sessions from {} traces ({} sessions removed)",
                 summary.sessions, summary.traces, summary.removed_sessions
             );
+        }
+        Command::Export {
+            format,
+            bom,
+            output,
+            filters,
+            sort,
+            order,
+        } => {
+            let store = Store::new(&config.clickhouse);
+            let args = export_cli::ExportArgs {
+                format,
+                bom,
+                output,
+                filters,
+                sort,
+                order,
+            };
+            export_cli::run(&store, args).await?;
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! flags, and `/healthz`, `/readyz`, `/metrics`. Handlers parse and answer; SQL is in store.
 
 mod error;
+pub mod export;
 pub mod params;
 pub mod sessions;
 mod timeline;
@@ -34,6 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/sessions", get(list_sessions))
+        .route("/v1/export", get(export_sessions))
         .route("/v1/sessions/{id}", get(get_summary))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/timeline", get(get_timeline))
@@ -235,4 +237,29 @@ async fn unflag(
     Path(id): Path<String>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
     annotate(&state, &id, Change::Unflag).await
+}
+
+async fn export_sessions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut p = params::Params::parse(raw.as_deref())?;
+    let filter = params::session_filter(&mut p, now_unix_seconds())?;
+    let sort = params::sort(&mut p)?;
+    let bom = p.bool("bom")?.unwrap_or(false);
+    let format = export::Format::parse(p.one("format")?.as_deref().unwrap_or("csv"), bom)?;
+    p.finish()?;
+    let mut stream = state.store.stream_sessions(&filter, &sort)?;
+    // The first row is read before answering, so a store that is down gets a 503, not a
+    // 200 with an empty body.
+    let first = stream.next().await?;
+    let disposition = format!("attachment; filename=\"sessions.{}\"", format.extension());
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        export::body(first, stream, format),
+    )
+        .into_response())
 }

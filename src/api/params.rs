@@ -33,6 +33,11 @@ impl Params {
         Ok(Params { pairs })
     }
 
+    /// Pairs given some other way, e.g. `--filter name=value` on the command line.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        Params { pairs }
+    }
+
     fn take(&mut self, name: &str) -> Vec<String> {
         let (taken, rest) = std::mem::take(&mut self.pairs)
             .into_iter()
