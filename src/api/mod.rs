@@ -3,6 +3,7 @@
 
 mod error;
 pub mod export;
+mod page;
 pub mod params;
 pub mod sessions;
 mod timeline;
@@ -34,6 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/sessions/{id}", get(session_page))
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/export", get(export_sessions))
         .route("/v1/sessions/{id}", get(get_summary))
@@ -262,4 +264,19 @@ async fn export_sessions(
         export::body(first, stream, format),
     )
         .into_response())
+}
+
+async fn session_page(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(detail) = state.store.session_detail(&id).await? else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            axum::response::Html(page::not_found(&id)),
+        )
+            .into_response());
+    };
+    let annotations = state.store.annotations(&id).await?;
+    Ok(axum::response::Html(page::render(&detail, &annotations)).into_response())
 }
