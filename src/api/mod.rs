@@ -35,6 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/sessions/{id}", get(session_page))
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/export", get(export_sessions))
@@ -53,6 +54,13 @@ pub fn router(state: ApiState) -> Router {
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
     state.store.ping().await?;
     Ok("ready")
+}
+
+/// The OpenAPI document, written by hand next to the routes; a test keeps the two in step.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
@@ -280,3 +288,6 @@ async fn session_page(
     let annotations = state.store.annotations(&id).await?;
     Ok(axum::response::Html(page::render(&detail, &annotations)).into_response())
 }
+
+#[cfg(test)]
+mod openapi_tests;
