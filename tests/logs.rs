@@ -830,3 +830,63 @@ async fn export_formats_filters_and_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn old_revisions_neither_show_nor_hide_sessions() {
+    let t = TestApp::start("list_churn").await;
+    let t0 = (anchor() / S - 3600) * S;
+    load_fixtures(&t, t0).await;
+    // A session re-derived 450 times: every old revision would top the duration sort and
+    // match channel=fax; the current one is short and on voice.
+    let mut revisions: Vec<DerivedSession> = (1..=450)
+        .map(|revision| {
+            let f = session("churn", t0 + 5 * S, |r| {
+                r.revision = revision;
+                r.duration_ms = 10_000_000.0 + revision as f64;
+                r.channel = "fax".into();
+            });
+            derived(&f)
+        })
+        .collect();
+    let current = session("churn", t0 + 5 * S, |r| {
+        r.revision = 451;
+        r.duration_ms = 1.0;
+        r.channel = "voice".into();
+    });
+    revisions.push(derived(&current));
+    t.app
+        .store
+        .write_derived(&[], &revisions, &[])
+        .await
+        .expect("revisions");
+
+    assert_eq!(ids(&t, "sort=duration&limit=2").await, ["s4", "s1"]);
+    assert_eq!(
+        ids(&t, "sort=duration&order=asc&limit=2").await,
+        ["churn", "s3"]
+    );
+    assert_eq!(id_set(&t, "channel=fax").await, set(&[]));
+    assert_eq!(
+        id_set(&t, "channel=voice").await,
+        set(&["s1", "s2", "s5", "churn"])
+    );
+    // Page by page, every session once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, body) = get_json(&t, &format!("/v1/sessions?sort=duration&limit=2{cursor}")).await;
+        seen.extend(
+            body["sessions"]
+                .as_array()
+                .expect("sessions")
+                .iter()
+                .map(|s| s["session_id"].as_str().expect("id").to_owned()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["s4", "s1", "s5", "s2", "s3", "churn"]);
+    t.stop().await;
+}

@@ -420,12 +420,15 @@ fn conditions(filter: &SessionFilter) -> Sql {
     sql
 }
 
-/// The list query: filtered and sorted sessions joined with their labels and flag.
+/// The list query: filtered and sorted sessions joined with their labels and flag. With
+/// `candidates`, the first `candidates` matching rows are chosen without FINAL (old revisions
+/// included) and only those whose row is the session's current one are kept.
 fn list_sql(
     filter: &SessionFilter,
     sort: &Sort,
     after: Option<&After>,
     limit: Option<u64>,
+    candidates: Option<u64>,
 ) -> (String, Sql) {
     let mut sql = conditions(filter);
     let expression = sort_expression(sort);
@@ -442,12 +445,24 @@ fn list_sql(
         );
     }
     let order = format!("{expression} {dir}, session_id {dir}");
-    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let conditions = sql.conditions.join(" AND ");
+    let sessions = match (limit, candidates) {
+        // FINAL over the whole table is what costs; the candidates are picked without it,
+        // then only their rows are merged (see `list_sessions`).
+        (Some(n), Some(k)) => format!(
+            "SELECT * FROM sessions FINAL WHERE (session_id, revision) IN \
+             (SELECT session_id, revision FROM sessions WHERE {conditions} ORDER BY {order} LIMIT {k}) \
+             ORDER BY {order} LIMIT {n}"
+        ),
+        (Some(n), None) => {
+            format!("SELECT * FROM sessions FINAL WHERE {conditions} ORDER BY {order} LIMIT {n}")
+        }
+        (None, _) => format!("SELECT * FROM sessions FINAL WHERE {conditions} ORDER BY {order}"),
+    };
     let text = format!(
-        "SELECT ?fields FROM (SELECT * FROM sessions FINAL WHERE {} ORDER BY {order}{limit}) AS s \
+        "SELECT ?fields FROM ({sessions}) AS s \
          ANY LEFT JOIN (SELECT * FROM session_annotations_by_session) AS a USING session_id \
-         ORDER BY {order}",
-        sql.conditions.join(" AND ")
+         ORDER BY {order}"
     );
     (text, sql)
 }
@@ -480,15 +495,27 @@ impl Store {
         after: Option<&After>,
         limit: u32,
     ) -> Result<SessionPage, StoreError> {
-        let (text, sql) = list_sql(filter, sort, after, Some(u64::from(limit) + 1));
+        let wanted = u64::from(limit) + 1;
+        // Fast path: the first `candidates` rows in sort order, old revisions included, and of
+        // those the rows that are their session's current one. They are the true first rows
+        // of the answer (a current row ranks where it ranks whether or not stale rows precede
+        // it), so a full page from them is exact. Short of a full page, either the list ends
+        // here or stale rows crowded the candidates out: ask again with FINAL over everything.
+        let candidates = (wanted * 8).max(400);
         let mut rows = self
-            .timed("list sessions", async {
-                Ok(sql
-                    .apply(self.client.query(&text))
-                    .fetch_all::<SessionListRow>()
-                    .await?)
-            })
+            .fetch_list(list_sql(
+                filter,
+                sort,
+                after,
+                Some(wanted),
+                Some(candidates),
+            ))
             .await?;
+        if (rows.len() as u64) < wanted {
+            rows = self
+                .fetch_list(list_sql(filter, sort, after, Some(wanted), None))
+                .await?;
+        }
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = match rows.last() {
@@ -499,6 +526,19 @@ impl Store {
             _ => None,
         };
         Ok(SessionPage { rows, next })
+    }
+
+    async fn fetch_list(
+        &self,
+        (text, sql): (String, Sql),
+    ) -> Result<Vec<SessionListRow>, StoreError> {
+        self.timed("list sessions", async {
+            Ok(sql
+                .apply(self.client.query(&text))
+                .fetch_all::<SessionListRow>()
+                .await?)
+        })
+        .await
     }
 
     /// How many sessions match.
@@ -526,8 +566,9 @@ impl Store {
         sort: &Sort,
         after: Option<&After>,
         limit: Option<u64>,
+        candidates: Option<u64>,
     ) -> String {
-        let (text, sql) = list_sql(filter, sort, after, limit);
+        let (text, sql) = list_sql(filter, sort, after, limit, candidates);
         let fields: Vec<String> = <SessionListRow as Row>::COLUMN_NAMES
             .iter()
             .map(|c| format!("`{c}`"))
@@ -544,7 +585,7 @@ impl Store {
         filter: &SessionFilter,
         sort: &Sort,
     ) -> Result<SessionStream, StoreError> {
-        let (text, sql) = list_sql(filter, sort, None, None);
+        let (text, sql) = list_sql(filter, sort, None, None, None);
         let cursor = sql
             .apply(self.client.query(&text))
             .fetch::<SessionListRow>()?;
@@ -603,7 +644,7 @@ mod tests {
             value: SortValue::Float(None),
             session_id: "s9".into(),
         };
-        let (text, sql) = list_sql(&filter, &sort, Some(&after), Some(51));
+        let (text, sql) = list_sql(&filter, &sort, Some(&after), Some(51), Some(400));
         assert_eq!(text.matches('?').count() - 1, sql.binds.len(), "{text}");
         assert!(text.contains("ifNull(voice_to_voice_p95_ms, -1e300) DESC, session_id DESC"));
         assert_eq!(
