@@ -58,7 +58,7 @@ async fn load(client: &clickhouse::Client, sessions: u64, base: u64, step_ms: u6
     client
         .query(
             "INSERT INTO session_annotations (session_id, kind, value, present, note, version, updated_at) \
-             SELECT concat('syn-', toString(number * 997)), 'label', 'vip', 1, '', 1, now() FROM numbers(1000)",
+             SELECT session_id, 'label', 'vip', 1, '', 1, now() FROM sessions WHERE cityHash64(session_id) % 1000 = 0",
         )
         .execute()
         .await
@@ -141,7 +141,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let keep = env("CONVOLOG_BENCH_KEEP").is_some();
-    let database = format!("convolog_bench_{sessions}");
+    let database = format!("convolog_bench_{sessions}_v2");
     let mut config = Config::default();
     config.clickhouse.url = url.clone();
     config.clickhouse.database = database.clone();
@@ -191,9 +191,12 @@ async fn main() {
             .expect("a next page")
             .to_owned()
     };
-    let some_ids: Vec<String> = (0..RUNS as u64)
-        .map(|i| format!("syn-{}", (i * 7_919_993) % sessions))
-        .collect();
+    let some_ids: Vec<String> = client
+        .query("SELECT session_id FROM sessions ORDER BY cityHash64(session_id, 7) LIMIT ?")
+        .bind(RUNS as u64)
+        .fetch_all()
+        .await
+        .expect("some ids");
     let per = |path: &str| -> Vec<String> {
         some_ids.iter().map(|id| path.replace("{id}", id)).collect()
     };

@@ -80,15 +80,8 @@ fn schema_and_list_queries_run_on_current_clickhouse() {
                     value,
                     session_id: "s".into(),
                 };
-                queries.push(store.rendered_list_sql(&filter, &sort, None, Some(51), None));
-                queries.push(store.rendered_list_sql(
-                    &filter,
-                    &sort,
-                    Some(&after),
-                    Some(51),
-                    Some(400),
-                ));
-                queries.push(store.rendered_list_sql(&filter, &sort, Some(&after), None, None));
+                queries.extend(store.rendered_list_sql(&filter, &sort, None));
+                queries.extend(store.rendered_list_sql(&filter, &sort, Some(&after)));
             }
         }
     }

@@ -299,6 +299,7 @@ enum Bind {
     Strs(Vec<String>),
     F64(f64),
     U64(u64),
+    Pair(String, u64),
 }
 
 /// SQL text with its bind values in order.
@@ -321,6 +322,7 @@ impl Sql {
                 Bind::Strs(v) => query.bind(v),
                 Bind::F64(v) => query.bind(v),
                 Bind::U64(v) => query.bind(v),
+                Bind::Pair(id, revision) => query.bind((id, revision)),
             };
         }
         query
@@ -420,17 +422,8 @@ fn conditions(filter: &SessionFilter) -> Sql {
     sql
 }
 
-/// The list query: filtered and sorted sessions joined with their labels and flag. With
-/// `candidates`, the first `candidates` matching rows are chosen without FINAL (old revisions
-/// included) and only those whose row is the session's current one are kept.
-fn list_sql(
-    filter: &SessionFilter,
-    sort: &Sort,
-    after: Option<&After>,
-    limit: Option<u64>,
-    candidates: Option<u64>,
-) -> (String, Sql) {
-    let mut sql = conditions(filter);
+/// `ORDER BY` of a sort, and the keyset condition that starts after `after`.
+fn order_and_after(sort: &Sort, after: Option<&After>, sql: &mut Sql) -> String {
     let expression = sort_expression(sort);
     let (cmp, dir) = if sort.descending {
         ("<", "DESC")
@@ -444,28 +437,88 @@ fn list_sql(
             [value.clone(), value, Bind::Str(after.session_id.clone())],
         );
     }
-    let order = format!("{expression} {dir}, session_id {dir}");
-    let conditions = sql.conditions.join(" AND ");
-    let sessions = match (limit, candidates) {
-        // FINAL over the whole table is what costs; the candidates are picked without it,
-        // then only their rows are merged (see `list_sessions`).
-        (Some(n), Some(k)) => format!(
-            "SELECT * FROM sessions FINAL WHERE (session_id, revision) IN \
-             (SELECT session_id, revision FROM sessions WHERE {conditions} ORDER BY {order} LIMIT {k}) \
-             ORDER BY {order} LIMIT {n}"
-        ),
-        (Some(n), None) => {
-            format!("SELECT * FROM sessions FINAL WHERE {conditions} ORDER BY {order} LIMIT {n}")
-        }
-        (None, _) => format!("SELECT * FROM sessions FINAL WHERE {conditions} ORDER BY {order}"),
-    };
-    let text = format!(
+    format!("{expression} {dir}, session_id {dir}")
+}
+
+/// Sessions (a subquery yielding `sessions` rows) joined with their labels and flag.
+fn with_annotations(sessions: &str, order: &str) -> String {
+    format!(
         "SELECT ?fields FROM ({sessions}) AS s \
          ANY LEFT JOIN (SELECT * FROM session_annotations_by_session) AS a USING session_id \
          ORDER BY {order}"
+    )
+}
+
+/// The whole answer with FINAL: every current row merged, then filtered and sorted. Exact
+/// and simple, but FINAL over the whole table is what costs; the export streams this.
+fn full_sql(
+    filter: &SessionFilter,
+    sort: &Sort,
+    after: Option<&After>,
+    limit: Option<u64>,
+) -> (String, Sql) {
+    let mut sql = conditions(filter);
+    let order = order_and_after(sort, after, &mut sql);
+    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let sessions = format!(
+        "SELECT * FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
+        sql.conditions.join(" AND ")
+    );
+    (with_annotations(&sessions, &order), sql)
+}
+
+/// Step 1 of a page: the first `k` matching rows in sort order, without FINAL, so old
+/// revisions are among them.
+fn candidates_sql(
+    filter: &SessionFilter,
+    sort: &Sort,
+    after: Option<&After>,
+    k: u64,
+) -> (String, Sql) {
+    let mut sql = conditions(filter);
+    let order = order_and_after(sort, after, &mut sql);
+    let text = format!(
+        "SELECT session_id, revision FROM sessions WHERE {} ORDER BY {order} LIMIT {k}",
+        sql.conditions.join(" AND ")
     );
     (text, sql)
 }
+
+/// Step 2: of the candidate rows, those that are their session's latest revision (a
+/// tombstone being latest drops the session), in sort order. No FINAL: the latest revision
+/// of the candidates' ids is a small aggregation.
+fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
+    let mut sql = Sql::default();
+    let order = order_and_after(sort, None, &mut sql);
+    sql.binds.extend(
+        candidates
+            .iter()
+            .map(|c| Bind::Pair(c.session_id.clone(), c.revision)),
+    );
+    sql.binds
+        .extend(candidates.iter().map(|c| Bind::Str(c.session_id.clone())));
+    let marks = |n: usize| vec!["?"; n.max(1)].join(", ");
+    let sessions = format!(
+        "SELECT * FROM sessions WHERE (session_id, revision) IN ({}) \
+         AND (session_id, revision) IN (SELECT session_id, max(revision) FROM sessions \
+         WHERE session_id IN ({}) GROUP BY session_id) \
+         ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}",
+        marks(candidates.len()),
+        marks(candidates.len())
+    );
+    (with_annotations(&sessions, &order), sql)
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+struct Candidate {
+    session_id: String,
+    revision: u64,
+}
+
+/// Candidates per page row at first; more if old revisions crowd them out.
+const CANDIDATES_PER_ROW: u64 = 4;
+const MIN_CANDIDATES: u64 = 200;
+const MAX_CANDIDATES: u64 = 8192;
 
 /// Rows of an export, read one at a time from ClickHouse's response.
 pub struct SessionStream {
@@ -496,26 +549,39 @@ impl Store {
         limit: u32,
     ) -> Result<SessionPage, StoreError> {
         let wanted = u64::from(limit) + 1;
-        // Fast path: the first `candidates` rows in sort order, old revisions included, and of
-        // those the rows that are their session's current one. They are the true first rows
-        // of the answer (a current row ranks where it ranks whether or not stale rows precede
-        // it), so a full page from them is exact. Short of a full page, either the list ends
-        // here or stale rows crowded the candidates out: ask again with FINAL over everything.
-        let candidates = (wanted * 8).max(400);
-        let mut rows = self
-            .fetch_list(list_sql(
-                filter,
-                sort,
-                after,
-                Some(wanted),
-                Some(candidates),
-            ))
-            .await?;
-        if (rows.len() as u64) < wanted {
-            rows = self
-                .fetch_list(list_sql(filter, sort, after, Some(wanted), None))
+        // A page in two steps, because FINAL over the whole table is slow: the first k rows
+        // in sort order without FINAL, then those of them that are their session's current
+        // row. A current row ranks where it ranks whether or not old revisions precede it, so
+        // the kept rows are exactly the first rows of the answer: a full page from them is
+        // exact, and so is a short one when fewer than k rows matched at all. Otherwise old
+        // revisions crowded the candidates out: take more, and in the end use FINAL.
+        let mut k = (wanted * CANDIDATES_PER_ROW).max(MIN_CANDIDATES);
+        let rows = loop {
+            let (text, sql) = candidates_sql(filter, sort, after, k);
+            let candidates = self
+                .timed("list candidates", async {
+                    Ok(sql
+                        .apply(self.client.query(&text))
+                        .fetch_all::<Candidate>()
+                        .await?)
+                })
                 .await?;
-        }
+            if candidates.is_empty() {
+                break Vec::new();
+            }
+            let complete = (candidates.len() as u64) < k;
+            let rows = self.fetch_list(page_sql(sort, &candidates, wanted)).await?;
+            if complete || rows.len() as u64 == wanted {
+                break rows;
+            }
+            if k >= MAX_CANDIDATES {
+                break self
+                    .fetch_list(full_sql(filter, sort, after, Some(wanted)))
+                    .await?;
+            }
+            k = (k * 8).min(MAX_CANDIDATES);
+        };
+        let mut rows = rows;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = match rows.last() {
@@ -535,6 +601,8 @@ impl Store {
         self.timed("list sessions", async {
             Ok(sql
                 .apply(self.client.query(&text))
+                // Candidate ids are sent in the query text.
+                .with_setting("max_query_size", "67108864")
                 .fetch_all::<SessionListRow>()
                 .await?)
         })
@@ -557,26 +625,44 @@ impl Store {
         .await
     }
 
-    /// The list SQL with its values bound, as ClickHouse receives it; for checking the SQL on
-    /// other ClickHouse releases.
+    /// The list's SQL with values bound, as ClickHouse receives it (the candidates step,
+    /// the page step for two made-up candidates, and the FINAL query): for checking the SQL
+    /// on other ClickHouse releases.
     #[doc(hidden)]
     pub fn rendered_list_sql(
         &self,
         filter: &SessionFilter,
         sort: &Sort,
         after: Option<&After>,
-        limit: Option<u64>,
-        candidates: Option<u64>,
-    ) -> String {
-        let (text, sql) = list_sql(filter, sort, after, limit, candidates);
+    ) -> Vec<String> {
         let fields: Vec<String> = <SessionListRow as Row>::COLUMN_NAMES
             .iter()
             .map(|c| format!("`{c}`"))
             .collect();
-        sql.apply(self.client.query(&text))
-            .sql_display()
-            .to_string()
-            .replace("?fields", &fields.join(", "))
+        let candidates = [
+            Candidate {
+                session_id: "a'b".into(),
+                revision: 3,
+            },
+            Candidate {
+                session_id: "c".into(),
+                revision: 1,
+            },
+        ];
+        [
+            candidates_sql(filter, sort, after, 200),
+            page_sql(sort, &candidates, 51),
+            full_sql(filter, sort, after, Some(51)),
+            full_sql(filter, sort, after, None),
+        ]
+        .into_iter()
+        .map(|(text, sql)| {
+            sql.apply(self.client.query(&text))
+                .sql_display()
+                .to_string()
+                .replace("?fields", &fields.join(", "))
+        })
+        .collect()
     }
 
     /// Every matching session in `sort` order, streamed: memory stays flat however many match.
@@ -585,7 +671,7 @@ impl Store {
         filter: &SessionFilter,
         sort: &Sort,
     ) -> Result<SessionStream, StoreError> {
-        let (text, sql) = list_sql(filter, sort, None, None, None);
+        let (text, sql) = full_sql(filter, sort, None, None);
         let cursor = sql
             .apply(self.client.query(&text))
             .fetch::<SessionListRow>()?;
@@ -644,8 +730,10 @@ mod tests {
             value: SortValue::Float(None),
             session_id: "s9".into(),
         };
-        let (text, sql) = list_sql(&filter, &sort, Some(&after), Some(51), Some(400));
+        let (text, sql) = full_sql(&filter, &sort, Some(&after), Some(51));
         assert_eq!(text.matches('?').count() - 1, sql.binds.len(), "{text}");
+        let (candidates, _) = candidates_sql(&filter, &sort, Some(&after), 200);
+        assert!(candidates.ends_with("LIMIT 200"), "{candidates}");
         assert!(text.contains("ifNull(voice_to_voice_p95_ms, -1e300) DESC, session_id DESC"));
         assert_eq!(
             sql.binds,

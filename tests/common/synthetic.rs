@@ -3,7 +3,13 @@
 //! on ClickHouse 18.16 and current releases.
 #![allow(dead_code)]
 
-/// `count` sessions `syn-<first>` .. starting every `step_ms` from `base_unix_nano`, with
+/// The id of synthetic session `n`: a hash first, so ids scatter over the table's primary key
+/// the way real ones (UUIDs, room names) do, then the number.
+fn id(n: &str) -> String {
+    format!("concat(lower(hex(cityHash64({n}))), '-', toString({n}))")
+}
+
+/// `count` sessions numbered from `first`, starting every `step_ms` from `base_unix_nano`, with
 /// channels, environments, latencies, counts and previews that vary with the number.
 pub fn sessions_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -> String {
     format!(
@@ -13,7 +19,7 @@ pub fn sessions_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -
          interruption_count, tool_call_count, tool_error_count, span_count, error_span_count, \
          input_tokens, output_tokens, models, voice_to_voice_p50_ms, voice_to_voice_p95_ms, \
          llm_ttft_p50_ms, updated_at) \
-         SELECT concat('syn-', toString(n)) AS session_id, toUInt64(1), toUInt8(0), \
+         SELECT {id} AS session_id, toUInt64(1), toUInt8(0), \
            toDateTime(intDiv(start_ns, 1000000000)), start_ns, start_ns + toUInt64(dur) * 1000000, \
            toFloat64(dur), [concat('trace-', toString(n))], \
            ['pipecat', 'livekit', 'genai'][n % 3 + 1], 'synthetic-agent', \
@@ -28,7 +34,8 @@ pub fn sessions_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -
            if(n % 10 = 0, CAST(NULL AS Nullable(Float64)), toNullable(toFloat64(1000 + (n * 104729) % 2000))), \
            toNullable(toFloat64(200 + (n * 31) % 600)), now() \
          FROM (SELECT number + {first} AS n, toUInt64({base_unix_nano}) + (number + {first}) * {step_ms} * 1000000 AS start_ns, \
-           30000 + (n % 600) * 100 AS dur, 2 + n % 10 AS turns FROM numbers({count}))"
+           30000 + (n % 600) * 100 AS dur, 2 + n % 10 AS turns FROM numbers({count}))",
+        id = id("n")
     )
 }
 
@@ -37,13 +44,14 @@ pub fn messages_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -
     format!(
         "INSERT INTO messages (session_id, revision, message_index, turn_number, time, \
          time_unix_nano, speaker, text, interrupted, spoken_text, tool_name, trace_id, span_id) \
-         SELECT concat('syn-', toString(n)), toUInt64(1), toUInt32(i), toUInt32(intDiv(i, 2) + 1), \
+         SELECT {id}, toUInt64(1), toUInt32(i), toUInt32(intDiv(i, 2) + 1), \
            toDateTime(intDiv(t, 1000000000)), t, ['user', 'agent'][i % 2 + 1], \
            if(i % 2 = 0, concat('Where is order ', toString(n), ', it was due ', toString(n % 28 + 1), ' days ago.'), \
               'Let me check the status of that order for you.'), \
            toUInt8(0), CAST(NULL AS Nullable(String)), '', concat('trace-', toString(n)), '' \
          FROM (SELECT intDiv(number, 4) + {first} AS n, number % 4 AS i, \
-           toUInt64({base_unix_nano}) + n * {step_ms} * 1000000 + i * 3000000000 AS t FROM numbers({count} * 4))"
+           toUInt64({base_unix_nano}) + n * {step_ms} * 1000000 + i * 3000000000 AS t FROM numbers({count} * 4))",
+        id = id("n")
     )
 }
 
@@ -52,12 +60,13 @@ pub fn turns_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -> S
         "INSERT INTO turns (session_id, revision, turn_number, start_time, start_time_unix_nano, \
          end_time_unix_nano, user_text, agent_text, voice_to_voice_ms, voice_to_voice_source, \
          llm_ttft_ms, llm_ttft_source) \
-         SELECT concat('syn-', toString(n)), toUInt64(1), toUInt32(i + 1), \
+         SELECT {id}, toUInt64(1), toUInt32(i + 1), \
            toDateTime(intDiv(t, 1000000000)), t, t + 5000000000, 'Where is my order', \
            'Let me check the status of that order for you.', \
            toNullable(toFloat64(600 + (n * 7919 + i) % 1000)), 'synthetic', \
            toNullable(toFloat64(200 + (n * 31) % 600)), 'synthetic' \
          FROM (SELECT intDiv(number, 2) + {first} AS n, number % 2 AS i, \
-           toUInt64({base_unix_nano}) + n * {step_ms} * 1000000 + i * 6000000000 AS t FROM numbers({count} * 2))"
+           toUInt64({base_unix_nano}) + n * {step_ms} * 1000000 + i * 6000000000 AS t FROM numbers({count} * 2))",
+        id = id("n")
     )
 }
