@@ -34,20 +34,19 @@ impl Store {
             return Ok(None);
         };
         let revision = session.revision;
+        // The four child tables are independent: read them at once.
+        let (turns, messages, tool_calls, interruptions) = futures::try_join!(
+            self.children("turns", "turn_number", session_id, revision),
+            self.children("messages", "message_index", session_id, revision),
+            self.children("tool_calls", "call_index", session_id, revision),
+            self.children("interruptions", "interruption_index", session_id, revision),
+        )?;
         Ok(Some(SessionDetail {
-            turns: self
-                .children("turns", "turn_number", session_id, revision)
-                .await?,
-            messages: self
-                .children("messages", "message_index", session_id, revision)
-                .await?,
-            tool_calls: self
-                .children("tool_calls", "call_index", session_id, revision)
-                .await?,
-            interruptions: self
-                .children("interruptions", "interruption_index", session_id, revision)
-                .await?,
             session,
+            turns,
+            messages,
+            tool_calls,
+            interruptions,
         }))
     }
 
