@@ -148,6 +148,47 @@ async fn session_page_reads_well_in_a_browser() {
     );
     eprintln!("screenshot: {}", shot.display());
 
+    // The list page links here, and keeps its filters on the next page.
+    let list = t.api_url("/sessions?channel=voice&q=booking&sort=duration&limit=1&environment=");
+    let out = run_chromium(&browser, &["--dump-dom".into(), list.clone()]).await;
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "<title>Conversations · convolog</title>",
+        "<a href=\"/sessions/page-1\">Hello, I need help with my booking.</a>",
+        "<span class=\"label\">vip</span>",
+        "1 interrupted",
+        "1 tool errors",
+        "value=\"booking\"",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "list page lacks {expected:?}:\n{dom}"
+        );
+    }
+    assert!(
+        !dom.contains("<script"),
+        "an injected tag became markup:\n{dom}"
+    );
+    let status = reqwest::get(t.api_url("/sessions?limit=0"))
+        .await
+        .expect("400")
+        .status();
+    assert_eq!(status, 400);
+    let list_shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("session-list.png");
+    let out = run_chromium(
+        &browser,
+        &[
+            format!("--screenshot={}", list_shot.display()),
+            "--window-size=1366,900".into(),
+            list,
+        ],
+    )
+    .await;
+    assert!(out.status.success());
+    assert!(std::fs::read(&list_shot)
+        .expect("list screenshot")
+        .starts_with(b"\x89PNG"));
+
     // Unknown sessions get a page too.
     let response = reqwest::get(t.api_url("/sessions/nope"))
         .await

@@ -36,6 +36,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/sessions", get(list_page))
         .route("/sessions/{id}", get(session_page))
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/export", get(export_sessions))
@@ -164,12 +165,11 @@ async fn get_summary(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<sessions::SessionSummary>, ApiError> {
     no_parameters(raw)?;
-    let detail = state
-        .store
-        .session_detail(&id)
-        .await?
-        .ok_or_else(|| no_session(&id))?;
-    let annotations = state.store.annotations(&id).await?;
+    let (detail, annotations) = futures::try_join!(
+        state.store.session_detail(&id),
+        state.store.annotations(&id)
+    )?;
+    let detail = detail.ok_or_else(|| no_session(&id))?;
     Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
 }
 
@@ -278,16 +278,68 @@ async fn session_page(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(detail) = state.store.session_detail(&id).await? else {
+    let (detail, annotations) = futures::try_join!(
+        state.store.session_detail(&id),
+        state.store.annotations(&id)
+    )?;
+    let Some(detail) = detail else {
         return Ok((
             StatusCode::NOT_FOUND,
             axum::response::Html(page::not_found(&id)),
         )
             .into_response());
     };
-    let annotations = state.store.annotations(&id).await?;
     Ok(axum::response::Html(page::render(&detail, &annotations)).into_response())
 }
 
 #[cfg(test)]
 mod openapi_tests;
+
+async fn list_page(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    // Empty form fields arrive as `name=`: they mean "no filter".
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad("query string", e.to_string()))?;
+    let pairs: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let form = page::ListForm {
+        q: value("q"),
+        channel: value("channel"),
+        environment: value("environment"),
+        from: value("from"),
+        label: value("label"),
+        sort: value("sort"),
+        order: value("order"),
+    };
+    let mut p = params::Params::from_pairs(pairs.clone());
+    let filter = params::session_filter(&mut p, now_unix_seconds())?;
+    let sort = params::sort(&mut p)?;
+    let after = params::cursor(&mut p, &sort)?;
+    let limit = params::limit(&mut p)?;
+    p.finish()?;
+    let page = state
+        .store
+        .list_sessions(&filter, &sort, after.as_ref(), limit)
+        .await?;
+    let next_query = page.next.map(|next| {
+        let mut next_pairs: Vec<(String, String)> =
+            pairs.into_iter().filter(|(n, _)| n != "cursor").collect();
+        next_pairs.push(("cursor".into(), params::encode_cursor(&sort, &next)));
+        serde_urlencoded::to_string(&next_pairs).unwrap_or_default()
+    });
+    Ok(
+        axum::response::Html(page::render_list(&page.rows, &form, next_query.as_deref()))
+            .into_response(),
+    )
+}

@@ -376,3 +376,143 @@ mod tests {
         );
     }
 }
+
+/// Values the list form shows back.
+#[derive(Debug, Default)]
+pub struct ListForm {
+    pub q: String,
+    pub channel: String,
+    pub environment: String,
+    pub from: String,
+    pub label: String,
+    pub sort: String,
+    pub order: String,
+}
+
+/// `/sessions`: the conversation list for people, with the filters of `GET /v1/sessions`
+/// (a small form for the common ones) and a link to the next page.
+pub fn render_list(
+    rows: &[crate::store::SessionListRow],
+    form: &ListForm,
+    next_query: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Conversations · convolog</title><style>{STYLE}{LIST_STYLE}</style></head><body>\n\
+         <header><h1>Conversations</h1></header><form class=\"filters\" method=\"get\" action=\"/sessions\">"
+    );
+    for (name, label, value, hint) in [
+        ("q", "Search", &form.q, "words in the transcript"),
+        ("channel", "Channel", &form.channel, "voice, web_chat, ..."),
+        ("environment", "Environment", &form.environment, "prod"),
+        ("from", "Since", &form.from, "24h, 7d, 2026-11-01"),
+        ("label", "Label", &form.label, "vip"),
+    ] {
+        let _ = write!(
+            out,
+            "<label>{label} <input name=\"{name}\" value=\"{}\" placeholder=\"{}\"></label>",
+            escape(value),
+            escape(hint)
+        );
+    }
+    out.push_str("<label>Sort <select name=\"sort\">");
+    for (value, text) in [
+        ("start_time", "start time"),
+        ("duration", "duration"),
+        ("latency", "p95 voice-to-voice"),
+        ("turns", "turns"),
+    ] {
+        let selected = if form.sort == value { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{value}\"{selected}>{text}</option>");
+    }
+    out.push_str("</select></label><label>Order <select name=\"order\">");
+    for (value, text) in [("desc", "descending"), ("asc", "ascending")] {
+        let selected = if form.order == value { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{value}\"{selected}>{text}</option>");
+    }
+    out.push_str(
+        "</select></label><button type=\"submit\">Show</button></form>\n<table><thead><tr>\
+         <th>Started</th><th>First words</th><th>Channel</th><th>Agent</th><th>Duration</th>\
+         <th>Turns</th><th>Voice-to-voice p95</th><th>Marks</th></tr></thead><tbody>",
+    );
+    for r in rows {
+        let path = percent_encode(&r.session_id);
+        let preview = if r.preview.is_empty() {
+            r.session_id.as_str()
+        } else {
+            r.preview.as_str()
+        };
+        let mut marks = String::new();
+        for label in &r.labels {
+            let _ = write!(marks, "<span class=\"label\">{}</span>", escape(label));
+        }
+        if r.flagged == 1 {
+            marks.push_str("<span class=\"flag\">⚑</span>");
+        }
+        if r.interruption_count > 0 {
+            let _ = write!(
+                marks,
+                "<span class=\"badge\">{} interrupted</span>",
+                r.interruption_count
+            );
+        }
+        if r.tool_error_count > 0 {
+            let _ = write!(
+                marks,
+                "<span class=\"badge\">{} tool errors</span>",
+                r.tool_error_count
+            );
+        }
+        let _ = write!(
+            out,
+            "<tr><td class=\"time\">{}</td><td><a href=\"/sessions/{path}\">{}</a></td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{marks}</td></tr>",
+            escape(&short_time(r.start_time_unix_nano)),
+            escape(preview),
+            escape(&r.channel),
+            escape(&r.agent_name),
+            escape(&seconds(r.duration_ms)),
+            r.turn_count,
+            escape(&ms(r.voice_to_voice_p95_ms))
+        );
+    }
+    out.push_str("</tbody></table>");
+    if rows.is_empty() {
+        out.push_str("<p class=\"meta\">No conversations match.</p>");
+    }
+    if let Some(query) = next_query {
+        let _ = write!(
+            out,
+            "<p><a class=\"next\" href=\"/sessions?{}\">Next page →</a></p>",
+            escape(query)
+        );
+    }
+    out.push_str("<footer>convolog · the same filters work on /v1/sessions and /v1/export</footer></body></html>\n");
+    out
+}
+
+/// `2026-11-22 10:04:05 UTC`.
+fn short_time(unix_nano: u64) -> String {
+    let full = rfc3339(unix_nano);
+    match full.get(..19) {
+        Some(head) => format!("{} UTC", head.replace('T', " ")),
+        None => full,
+    }
+}
+
+const LIST_STYLE: &str = r#"
+td.time { white-space: nowrap; }
+.filters { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: end; margin: 8px 0 16px; }
+.filters label { font-size: 13px; color: var(--muted); display: flex; flex-direction: column; gap: 2px; }
+.filters input, .filters select { font: inherit; padding: 3px 6px; border: 1px solid var(--line);
+  border-radius: 4px; min-width: 120px; }
+.filters button { font: inherit; padding: 4px 14px; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; }
+th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 1px solid var(--line);
+  padding: 6px 8px; }
+td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; }
+td a { color: #2456b3; }
+"#;
