@@ -105,7 +105,7 @@ async fn session_page_reads_well_in_a_browser() {
         "arguments: {\"ref\":\"BK42\"}",
         ">interrupted<",
         "Channel: <b>voice</b>",
-        "Outcome: <b>handled by the agent</b>",
+        "Handoff: <b>none</b>",
         "<span class=\"label\">vip</span>",
         "Flagged: tool failed &lt;twice&gt;",
         "<span class=\"label\">&lt;script&gt;alert(1)</span>",

@@ -1,6 +1,7 @@
-//! The page a person reads at `/sessions/{id}`: the transcript with speakers and times,
-//! per-turn latency bars, tool calls, interruptions, outcome, labels. Server-rendered HTML with
-//! inline CSS and no script; every value from the store is escaped.
+//! The pages a person reads. `/sessions/{id}`: the transcript with speakers and times,
+//! per-turn latency bars, tool calls, interruptions, handoff, labels and flag. `/sessions`: the
+//! conversation list. Server-rendered HTML with inline CSS and no script; every value from the
+//! store is escaped.
 
 use std::fmt::Write;
 
@@ -136,12 +137,13 @@ pub fn render(detail: &SessionDetail, annotations: &Annotations) -> String {
             facts.push(format!("<li>{name}: <b>{}</b></li>", escape(value)));
         }
     }
-    let outcome = if s.handoff_target.is_empty() {
-        "handled by the agent".to_owned()
+    // What is known of how it ended until sessions carry an outcome of their own.
+    let handoff = if s.handoff_target.is_empty() {
+        "none".to_owned()
     } else {
-        format!("handed off to {}", escape(&s.handoff_target))
+        format!("to {}", escape(&s.handoff_target))
     };
-    facts.push(format!("<li>Outcome: <b>{outcome}</b></li>"));
+    facts.push(format!("<li>Handoff: <b>{handoff}</b></li>"));
     facts.push(format!(
         "<li>{} turns · {} messages · {} interruptions · {} tool calls ({} failed)</li>",
         s.turn_count, s.message_count, s.interruption_count, s.tool_call_count, s.tool_error_count
