@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use convolog::app::{self, App};
 use convolog::config::Config;
+use convolog::export_cli;
 use convolog::sessionizer::Sessionizer;
 use convolog::simulate::{self, SimulateArgs};
 use convolog::store::Store;
@@ -39,6 +40,28 @@ enum Command {
     },
     /// Send synthetic Pipecat, LiveKit and GenAI-shaped conversations over OTLP.
     Simulate(SimulateArgs),
+    /// Export sessions (CSV, JSON Lines or JSON) with the filters of GET /v1/sessions.
+    Export {
+        /// csv, jsonl or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Start a CSV with a UTF-8 byte order mark (for older spreadsheet programs).
+        #[arg(long)]
+        bom: bool,
+        /// File to write; `-` is standard output.
+        #[arg(long, short, default_value = "-")]
+        output: String,
+        /// A filter as a query parameter of GET /v1/sessions, e.g. channel=voice, from=24h,
+        /// voice_to_voice_p95_ms_min=800. Repeat to combine.
+        #[arg(long = "filter", value_name = "NAME=VALUE")]
+        filters: Vec<String>,
+        /// start_time, duration, latency, voice_to_voice_p95, voice_to_voice_p50, llm_ttft_p50, turns.
+        #[arg(long)]
+        sort: Option<String>,
+        /// desc (default) or asc.
+        #[arg(long)]
+        order: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -94,6 +117,26 @@ async fn main() -> anyhow::Result<()> {
                 report.spans,
                 report.spans as f64 / secs
             );
+        }
+        Command::Export {
+            format,
+            bom,
+            output,
+            filters,
+            sort,
+            order,
+        } => {
+            let config = load(cli.config.as_deref())?;
+            let store = Store::new(&config.clickhouse);
+            let args = export_cli::ExportArgs {
+                format,
+                bom,
+                output,
+                filters,
+                sort,
+                order,
+            };
+            export_cli::run(&store, args).await?;
         }
     }
     Ok(())

@@ -52,6 +52,8 @@ pub fn parse_since(text: &str, now_unix_seconds: u64) -> Result<u64, String> {
         .trim_end_matches('Z')
         .split_once('T')
         .unwrap_or((text, "00:00:00"));
+    // Fractions of a second are accepted and dropped.
+    let time = time.split_once('.').map_or(time, |(whole, _)| whole);
     let numbers = |s: &str, sep: char| -> Option<Vec<u64>> {
         s.split(sep).map(|p| p.parse::<u64>().ok()).collect()
     };
@@ -117,6 +119,10 @@ mod tests {
         assert_eq!(parse_since("24h", 100_000), Ok(100_000 - 86_400));
         assert_eq!(parse_since("2023-11-14T22:13:20Z", 0), Ok(1_700_000_000));
         assert_eq!(parse_since("2000-02-29", 0), Ok(951_782_400));
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20.999Z", 0),
+            Ok(1_700_000_000)
+        );
         assert!(parse_since("yesterday", 0).is_err());
         assert!(parse_since("2026-13-01", 0).is_err());
     }

@@ -12,9 +12,19 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("invalid parameter {name}: {why}")]
-    BadParameter { name: &'static str, why: String },
+    BadParameter { name: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// A 400 naming the parameter and saying what is wrong with it.
+    pub fn bad(name: impl Into<String>, why: impl Into<String>) -> ApiError {
+        ApiError::BadParameter {
+            name: name.into(),
+            why: why.into(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -1,20 +1,27 @@
-//! The read side: `GET /v1/sessions/{id}/transcript`, `/healthz`, `/readyz`, `/metrics`.
+//! The read side: the conversation list, one session's summary and transcript, labels and
+//! flags, and `/healthz`, `/readyz`, `/metrics`. Handlers parse and answer; SQL is in store.
 
 mod error;
-mod transcript;
+pub mod export;
+mod page;
+pub mod params;
+pub mod sessions;
+mod timeline;
+pub mod transcript;
 
 use std::sync::Arc;
 
+use axum::extract::RawQuery;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 pub use error::ApiError;
 
-use crate::store::Store;
+use crate::store::{Change, Store};
 use crate::telemetry::Metrics;
 
 #[derive(Clone)]
@@ -28,7 +35,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/sessions", get(list_page))
+        .route("/sessions/{id}", get(session_page))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/export", get(export_sessions))
+        .route("/v1/sessions/{id}", get(get_summary))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
+        .route("/v1/sessions/{id}/timeline", get(get_timeline))
+        .route(
+            "/v1/sessions/{id}/labels/{label}",
+            put(add_label).delete(remove_label),
+        )
+        .route("/v1/sessions/{id}/flag", put(flag).delete(unflag))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -36,6 +55,13 @@ pub fn router(state: ApiState) -> Router {
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
     state.store.ping().await?;
     Ok("ready")
+}
+
+/// The OpenAPI document, written by hand next to the routes; a test keeps the two in step.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
@@ -56,16 +82,13 @@ async fn get_transcript(
     Path(id): Path<String>,
     query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadParameter {
-        name: "query",
-        why: e.body_text(),
-    })?;
+    let Query(query) = query.map_err(|e| ApiError::bad("query", e.body_text()))?;
     let format = query.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "text") {
-        return Err(ApiError::BadParameter {
-            name: "format",
-            why: format!("{format:?} is not one of json, text"),
-        });
+    if !matches!(format, "json" | "text" | "vtt") {
+        return Err(ApiError::bad(
+            "format",
+            format!("{format:?} is not one of json, text, vtt"),
+        ));
     }
     let detail = state
         .store
@@ -79,6 +102,244 @@ async fn get_transcript(
             transcript::render_text(&detail),
         )
             .into_response(),
+        "vtt" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/vtt; charset=utf-8")],
+            transcript::render_vtt(&detail),
+        )
+            .into_response(),
         _ => Json(transcript::Transcript::from_detail(&detail)).into_response(),
     })
+}
+
+async fn get_timeline(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<timeline::Timeline>, ApiError> {
+    no_parameters(raw)?;
+    let detail = state
+        .store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    let spans = state.store.load_spans(&detail.session.trace_ids).await?;
+    Ok(Json(timeline::build(&detail, &spans)))
+}
+
+fn now_unix_seconds() -> u64 {
+    crate::receiver::now_unix_nano() / 1_000_000_000
+}
+
+async fn list_sessions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<sessions::SessionList>, ApiError> {
+    let mut p = params::Params::parse(raw.as_deref())?;
+    let filter = params::session_filter(&mut p, now_unix_seconds())?;
+    let sort = params::sort(&mut p)?;
+    let after = params::cursor(&mut p, &sort)?;
+    let limit = params::limit(&mut p)?;
+    p.finish()?;
+    let page = state
+        .store
+        .list_sessions(&filter, &sort, after.as_ref(), limit)
+        .await?;
+    Ok(Json(sessions::SessionList {
+        next_cursor: page.next.map(|a| params::encode_cursor(&sort, &a)),
+        sessions: page.rows.into_iter().map(Into::into).collect(),
+    }))
+}
+
+fn no_session(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no session {id:?}"))
+}
+
+fn no_parameters(raw: Option<String>) -> Result<(), ApiError> {
+    params::Params::parse(raw.as_deref())?.finish()
+}
+
+async fn get_summary(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<sessions::SessionSummary>, ApiError> {
+    no_parameters(raw)?;
+    let (detail, annotations) = futures::try_join!(
+        state.store.session_detail(&id),
+        state.store.annotations(&id)
+    )?;
+    let detail = detail.ok_or_else(|| no_session(&id))?;
+    Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
+}
+
+/// Labels are short words people filter by: no commas (the list takes `label=a,b`).
+fn valid_label(label: &str) -> Result<String, ApiError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 64 {
+        return Err(ApiError::bad("label", "must be 1 to 64 characters"));
+    }
+    if label.chars().any(|c| c.is_control() || c == ',') {
+        return Err(ApiError::bad(
+            "label",
+            "must not contain commas or control characters",
+        ));
+    }
+    Ok(label.to_owned())
+}
+
+async fn annotate(
+    state: &ApiState,
+    id: &str,
+    change: Change,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    if !state.store.session_exists(id).await? {
+        return Err(no_session(id));
+    }
+    state.store.annotate(id, change).await?;
+    let now = state.store.annotations(id).await?;
+    Ok(Json(sessions::AnnotationsView::new(id, now)))
+}
+
+async fn add_label(
+    State(state): State<ApiState>,
+    Path((id, label)): Path<(String, String)>,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let label = valid_label(&label)?;
+    annotate(&state, &id, Change::AddLabel(label)).await
+}
+
+async fn remove_label(
+    State(state): State<ApiState>,
+    Path((id, label)): Path<(String, String)>,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let label = valid_label(&label)?;
+    annotate(&state, &id, Change::RemoveLabel(label)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn flag(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        serde_json::from_slice::<FlagBody>(&body)
+            .map_err(|e| ApiError::bad("body", format!("expected {{\"reason\": \"...\"}}: {e}")))?
+            .reason
+    };
+    if reason.chars().count() > 1000 {
+        return Err(ApiError::bad("reason", "longer than 1000 characters"));
+    }
+    annotate(&state, &id, Change::Flag { reason }).await
+}
+
+async fn unflag(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    annotate(&state, &id, Change::Unflag).await
+}
+
+async fn export_sessions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut p = params::Params::parse(raw.as_deref())?;
+    let filter = params::session_filter(&mut p, now_unix_seconds())?;
+    let sort = params::sort(&mut p)?;
+    let bom = p.bool("bom")?.unwrap_or(false);
+    let format = export::Format::parse(p.one("format")?.as_deref().unwrap_or("csv"), bom)?;
+    p.finish()?;
+    let mut stream = state.store.stream_sessions(&filter, &sort)?;
+    // The first row is read before answering, so a store that is down gets a 503, not a
+    // 200 with an empty body.
+    let first = stream.next().await?;
+    let disposition = format!("attachment; filename=\"sessions.{}\"", format.extension());
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        export::body(first, stream, format),
+    )
+        .into_response())
+}
+
+async fn session_page(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (detail, annotations) = futures::try_join!(
+        state.store.session_detail(&id),
+        state.store.annotations(&id)
+    )?;
+    let Some(detail) = detail else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            axum::response::Html(page::not_found(&id)),
+        )
+            .into_response());
+    };
+    Ok(axum::response::Html(page::render(&detail, &annotations)).into_response())
+}
+
+#[cfg(test)]
+mod openapi_tests;
+
+async fn list_page(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    // Empty form fields arrive as `name=`: they mean "no filter".
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad("query string", e.to_string()))?;
+    let pairs: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let form = page::ListForm {
+        q: value("q"),
+        channel: value("channel"),
+        environment: value("environment"),
+        from: value("from"),
+        label: value("label"),
+        sort: value("sort"),
+        order: value("order"),
+    };
+    let mut p = params::Params::from_pairs(pairs.clone());
+    let filter = params::session_filter(&mut p, now_unix_seconds())?;
+    let sort = params::sort(&mut p)?;
+    let after = params::cursor(&mut p, &sort)?;
+    let limit = params::limit(&mut p)?;
+    p.finish()?;
+    let page = state
+        .store
+        .list_sessions(&filter, &sort, after.as_ref(), limit)
+        .await?;
+    let next_query = page.next.map(|next| {
+        let mut next_pairs: Vec<(String, String)> =
+            pairs.into_iter().filter(|(n, _)| n != "cursor").collect();
+        next_pairs.push(("cursor".into(), params::encode_cursor(&sort, &next)));
+        serde_urlencoded::to_string(&next_pairs).unwrap_or_default()
+    });
+    Ok(
+        axum::response::Html(page::render_list(&page.rows, &form, next_query.as_deref()))
+            .into_response(),
+    )
 }

@@ -1,4 +1,4 @@
-//! Transcript rendering: JSON for programs, plain text for people.
+//! Transcript rendering: JSON for programs, plain text for people, WebVTT for players.
 
 use std::fmt::Write;
 
@@ -263,14 +263,19 @@ fn turn(t: &TurnRow, session_start: u64) -> Turn {
         output_tokens: t.output_tokens,
         tool_call_count: t.tool_call_count,
         tool_error_count: t.tool_error_count,
-        latency_ms: Latencies {
-            end_of_utterance: latency(t.end_of_utterance_ms, &t.end_of_utterance_source),
-            stt: latency(t.stt_ms, &t.stt_source),
-            llm_ttft: latency(t.llm_ttft_ms, &t.llm_ttft_source),
-            tts_ttfb: latency(t.tts_ttfb_ms, &t.tts_ttfb_source),
-            tool: latency(t.tool_ms, &t.tool_source),
-            voice_to_voice: latency(t.voice_to_voice_ms, &t.voice_to_voice_source),
-        },
+        latency_ms: latencies(t),
+    }
+}
+
+/// Each stage's latency of a turn, with where it came from.
+pub fn latencies(t: &TurnRow) -> Latencies {
+    Latencies {
+        end_of_utterance: latency(t.end_of_utterance_ms, &t.end_of_utterance_source),
+        stt: latency(t.stt_ms, &t.stt_source),
+        llm_ttft: latency(t.llm_ttft_ms, &t.llm_ttft_source),
+        tts_ttfb: latency(t.tts_ttfb_ms, &t.tts_ttfb_source),
+        tool: latency(t.tool_ms, &t.tool_source),
+        voice_to_voice: latency(t.voice_to_voice_ms, &t.voice_to_voice_source),
     }
 }
 
@@ -350,13 +355,7 @@ pub fn render_text(detail: &SessionDetail) -> String {
                 let _ = writeln!(out, "\n-- Turn {}{}", t.turn_number, latency_line(t));
             }
         }
-        let who = match m.speaker.as_str() {
-            speaker::USER => "User".to_owned(),
-            speaker::AGENT => "Agent".to_owned(),
-            speaker::HUMAN_AGENT => "Human agent".to_owned(),
-            speaker::TOOL => format!("Tool {}", m.tool_name),
-            other => other.to_owned(),
-        };
+        let who = speaker_name(&m.speaker, &m.tool_name, "");
         let mut line = format!(
             "[{}] {who}: {}",
             offset(s.start_time_unix_nano, m.time_unix_nano),
@@ -389,5 +388,114 @@ fn latency_line(t: &TurnRow) -> String {
         String::new()
     } else {
         format!(" ({})", parts.join(", "))
+    }
+}
+
+/// The name a person sees for a speaker.
+pub fn speaker_name(speaker: &str, tool_name: &str, agent_name: &str) -> String {
+    match speaker {
+        speaker::USER => "User".to_owned(),
+        speaker::AGENT if !agent_name.is_empty() => format!("Agent ({agent_name})"),
+        speaker::AGENT => "Agent".to_owned(),
+        speaker::HUMAN_AGENT => "Human agent".to_owned(),
+        speaker::TOOL => format!("Tool {tool_name}"),
+        other => other.to_owned(),
+    }
+}
+
+/// `hh:mm:ss.mmm`, as WebVTT wants it.
+fn vtt_time(ms: u64) -> String {
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000
+    )
+}
+
+/// Cue text: markup characters escaped, one line.
+fn vtt_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\r', '\n'], " ")
+}
+
+/// NOTE blocks end at a blank line and must not contain `-->`.
+fn vtt_note(text: &str) -> String {
+    text.replace("-->", "->").replace(['\r', '\n'], " ")
+}
+
+/// Shortest cue: shorter ones flash by.
+const MIN_CUE_MS: u64 = 1000;
+
+/// A WebVTT caption track timed from the session start, so it lines up with a recording of
+/// the call: one cue per spoken message with the speaker as its voice; an interrupted reply
+/// shows what was actually heard; tool calls are NOTE blocks in their place.
+pub fn render_vtt(detail: &SessionDetail) -> String {
+    let s = &detail.session;
+    let start = s.start_time_unix_nano;
+    let since_start = |t: u64| t.saturating_sub(start) / 1_000_000;
+    let session_end = since_start(s.end_time_unix_nano);
+    let mut out = String::from("WEBVTT\n\n");
+    let _ = writeln!(
+        out,
+        "NOTE session {} started {}\n",
+        vtt_note(&s.session_id),
+        rfc3339(start)
+    );
+    let spoken: Vec<&MessageRow> = detail
+        .messages
+        .iter()
+        .filter(|m| m.speaker != speaker::TOOL)
+        .collect();
+    let mut cue = 0;
+    for m in &detail.messages {
+        let at = since_start(m.time_unix_nano);
+        if m.speaker == speaker::TOOL {
+            let _ = writeln!(
+                out,
+                "NOTE {} {}: {}\n",
+                vtt_time(at),
+                vtt_note(&speaker_name(&m.speaker, &m.tool_name, "")),
+                vtt_note(&m.text)
+            );
+            continue;
+        }
+        let next = spoken
+            .iter()
+            .map(|n| since_start(n.time_unix_nano))
+            .find(|t| *t > at)
+            .unwrap_or(session_end);
+        let end = next.max(at + MIN_CUE_MS);
+        let mut text = match (&m.spoken_text, m.interrupted == 1) {
+            (Some(heard), true) => vtt_text(heard),
+            _ => vtt_text(&m.text),
+        };
+        if m.interrupted == 1 {
+            text.push_str(" [interrupted]");
+        }
+        cue += 1;
+        let _ = writeln!(
+            out,
+            "{cue}\n{} --> {}\n<v {}>{text}\n",
+            vtt_time(at),
+            vtt_time(end),
+            vtt_text(&speaker_name(&m.speaker, &m.tool_name, &s.agent_name))
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vtt_escapes_markup_and_keeps_cues_on_one_line() {
+        assert_eq!(vtt_text("a < b & c >\nd"), "a &lt; b &amp; c &gt; d");
+        assert_eq!(vtt_note("x --> y\n\nz"), "x -> y  z");
+        assert_eq!(vtt_time(3_723_004), "01:02:03.004");
     }
 }

@@ -6,6 +6,7 @@ pub mod rules;
 pub mod semantics;
 mod turns;
 
+pub use latency::percentile;
 pub use rules::Rules;
 
 use std::collections::{HashMap, HashSet};

@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "session semantics",
         include_str!("../../migrations/0003_session_semantics.sql"),
     ),
+    (
+        4,
+        "annotations",
+        include_str!("../../migrations/0004_annotations.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

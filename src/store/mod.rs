@@ -1,7 +1,9 @@
 //! ClickHouse: the schema, span and derived-row writes, and the reads the API needs.
 //! SQL here runs on ClickHouse 18.16 (Debian's) and on current releases.
 
+mod annotations;
 mod derived;
+mod list;
 mod migrations;
 mod reads;
 pub mod retention;
@@ -12,8 +14,13 @@ use std::time::Duration;
 
 use crate::config;
 
+pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
-pub use migrations::MIGRATIONS;
+pub use list::{
+    After, FilterKind, FilterSpec, FilterValue, SessionFilter, SessionListRow, SessionPage,
+    SessionStream, Sort, SortSpec, SortValue, FILTERS, SORTS,
+};
+pub use migrations::{statements, MIGRATIONS};
 pub use reads::SessionDetail;
 pub use spans::SpanRow;
 

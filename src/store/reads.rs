@@ -48,24 +48,22 @@ impl Store {
             .await?
             .unwrap_or_default();
         let revision = session.revision;
+        // The child tables are independent: read them at once.
+        let (turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
+            self.children("turns", "turn_number", session_id, revision),
+            self.children("messages", "message_index", session_id, revision),
+            self.children("tool_calls", "call_index", session_id, revision),
+            self.children("interruptions", "interruption_index", session_id, revision),
+            self.children("session_issues", "issue_index", session_id, revision),
+        )?;
         Ok(Some(SessionDetail {
             status,
-            issues: self
-                .children("session_issues", "issue_index", session_id, revision)
-                .await?,
-            turns: self
-                .children("turns", "turn_number", session_id, revision)
-                .await?,
-            messages: self
-                .children("messages", "message_index", session_id, revision)
-                .await?,
-            tool_calls: self
-                .children("tool_calls", "call_index", session_id, revision)
-                .await?,
-            interruptions: self
-                .children("interruptions", "interruption_index", session_id, revision)
-                .await?,
+            issues,
             session,
+            turns,
+            messages,
+            tool_calls,
+            interruptions,
         }))
     }
 

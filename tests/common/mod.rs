@@ -3,6 +3,8 @@
 //! on the official protobuf types, and a TCP proxy that can fail on demand.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,356 @@
+//! Export of the conversation list as CSV, JSON Lines or one JSON array, written row by row
+//! from ClickHouse's response: memory stays flat however many sessions match.
+
+use axum::body::Body;
+use bytes::Bytes;
+
+use crate::store::{SessionListRow, SessionStream, StoreError};
+use crate::timefmt::rfc3339;
+
+use super::sessions::{Links, SessionItem};
+use super::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// RFC 4180, CRLF line ends; with `bom`, a UTF-8 byte order mark first (old Excel needs it).
+    Csv { bom: bool },
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON array.
+    Json,
+}
+
+impl Format {
+    pub fn parse(name: &str, bom: bool) -> Result<Format, ApiError> {
+        match name {
+            "csv" => Ok(Format::Csv { bom }),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            "json" => Ok(Format::Json),
+            other => Err(ApiError::bad(
+                "format",
+                format!("{other:?} is not one of csv, jsonl, json"),
+            )),
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Format::Csv { .. } => "text/csv; charset=utf-8",
+            Format::Jsonl => "application/x-ndjson",
+            Format::Json => "application/json",
+        }
+    }
+
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Format::Csv { .. } => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// The CSV columns, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "session_id",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "channel",
+    "direction",
+    "environment",
+    "framework",
+    "service_name",
+    "agent_name",
+    "handoff_target",
+    "preview",
+    "turn_count",
+    "message_count",
+    "interruption_count",
+    "tool_call_count",
+    "tool_error_count",
+    "error_span_count",
+    "input_tokens",
+    "output_tokens",
+    "models",
+    "voice_to_voice_p50_ms",
+    "voice_to_voice_p95_ms",
+    "llm_ttft_p50_ms",
+    "labels",
+    "flagged",
+    "flag_reason",
+    "page",
+];
+
+/// Turns rows into bytes of one format: a header, rows, a footer.
+pub struct Encoder {
+    format: Format,
+    rows: u64,
+}
+
+/// A text cell: a spreadsheet must not run it as a formula, and quotes, commas and line
+/// breaks stay inside the cell.
+fn csv_text(out: &mut Vec<u8>, value: &str) {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quote = formula || value.contains([',', '"', '\n', '\r']) || value.trim() != value;
+    if quote {
+        out.push(b'"');
+    }
+    if formula {
+        out.push(b'\'');
+    }
+    for b in value.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    if quote {
+        out.push(b'"');
+    }
+}
+
+fn csv_number(out: &mut Vec<u8>, value: Option<f64>) {
+    if let Some(v) = value.filter(|v| v.is_finite()) {
+        out.extend_from_slice(v.to_string().as_bytes());
+    }
+}
+
+impl Encoder {
+    pub fn new(format: Format) -> Encoder {
+        Encoder { format, rows: 0 }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn header(&self, out: &mut Vec<u8>) {
+        match self.format {
+            Format::Csv { bom } => {
+                if bom {
+                    out.extend_from_slice("\u{feff}".as_bytes());
+                }
+                out.extend_from_slice(CSV_COLUMNS.join(",").as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Format::Jsonl => {}
+            Format::Json => out.push(b'['),
+        }
+    }
+
+    pub fn row(&mut self, row: SessionListRow, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        match self.format {
+            Format::Csv { .. } => csv_row(&row, out),
+            Format::Jsonl | Format::Json => {
+                if self.format == Format::Json {
+                    out.extend_from_slice(if self.rows == 0 { b"\n" } else { b",\n" });
+                }
+                serde_json::to_writer(&mut *out, &SessionItem::from(row))
+                    .map_err(|e| StoreError::Corrupt(format!("encoding a session: {e}")))?;
+                if self.format == Format::Jsonl {
+                    out.push(b'\n');
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn footer(&self, out: &mut Vec<u8>) {
+        if self.format == Format::Json {
+            out.extend_from_slice(b"\n]\n");
+        }
+    }
+}
+
+fn csv_row(r: &SessionListRow, out: &mut Vec<u8>) {
+    let texts = |out: &mut Vec<u8>, values: &[&str]| {
+        for v in values {
+            csv_text(out, v);
+            out.push(b',');
+        }
+    };
+    let counts = |out: &mut Vec<u8>, values: &[u64]| {
+        for v in values {
+            out.extend_from_slice(v.to_string().as_bytes());
+            out.push(b',');
+        }
+    };
+    texts(
+        out,
+        &[
+            &r.session_id,
+            &rfc3339(r.start_time_unix_nano),
+            &rfc3339(r.end_time_unix_nano),
+        ],
+    );
+    csv_number(out, Some(r.duration_ms));
+    out.push(b',');
+    texts(
+        out,
+        &[
+            &r.channel,
+            &r.direction,
+            &r.environment,
+            &r.framework,
+            &r.service_name,
+            &r.agent_name,
+            &r.handoff_target,
+            &r.preview,
+        ],
+    );
+    counts(
+        out,
+        &[
+            u64::from(r.turn_count),
+            u64::from(r.message_count),
+            u64::from(r.interruption_count),
+            u64::from(r.tool_call_count),
+            u64::from(r.tool_error_count),
+            u64::from(r.error_span_count),
+            r.input_tokens,
+            r.output_tokens,
+        ],
+    );
+    texts(out, &[&r.models.join("; ")]);
+    for v in [
+        r.voice_to_voice_p50_ms,
+        r.voice_to_voice_p95_ms,
+        r.llm_ttft_p50_ms,
+    ] {
+        csv_number(out, v);
+        out.push(b',');
+    }
+    texts(
+        out,
+        &[
+            &r.labels.join("; "),
+            if r.flagged == 1 { "true" } else { "false" },
+            &r.flag_reason,
+        ],
+    );
+    csv_text(out, &Links::of(&r.session_id).page);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Bytes per chunk handed to the connection.
+const CHUNK: usize = 64 * 1024;
+
+enum Phase {
+    Rows,
+    Done,
+}
+
+/// The response body: `first` (already read, so a store failure before any byte became a
+/// proper error answer), then the rest of the stream. A failure later cuts the response short.
+pub fn body(first: Option<SessionListRow>, stream: SessionStream, format: Format) -> Body {
+    let mut encoder = Encoder::new(format);
+    let mut head = Vec::new();
+    encoder.header(&mut head);
+    let first_failed = first
+        .map(|row| encoder.row(row, &mut head))
+        .transpose()
+        .err();
+    let state = (stream, encoder, Phase::Rows, Some(head), first_failed);
+    let chunks = futures::stream::unfold(
+        state,
+        |(mut stream, mut encoder, phase, head, failed)| async move {
+            if let Some(err) = failed {
+                return Some((Err(err), (stream, encoder, Phase::Done, None, None)));
+            }
+            if let Some(head) = head {
+                return Some((Ok(Bytes::from(head)), (stream, encoder, phase, None, None)));
+            }
+            if let Phase::Done = phase {
+                return None;
+            }
+            let mut out = Vec::with_capacity(CHUNK + 4096);
+            while out.len() < CHUNK {
+                match stream.next().await {
+                    Ok(Some(row)) => {
+                        if let Err(err) = encoder.row(row, &mut out) {
+                            return Some((Err(err), (stream, encoder, Phase::Done, None, None)));
+                        }
+                    }
+                    Ok(None) => {
+                        encoder.footer(&mut out);
+                        return Some((
+                            Ok(Bytes::from(out)),
+                            (stream, encoder, Phase::Done, None, None),
+                        ));
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, rows = encoder.rows(), "export cut short");
+                        return Some((Err(err), (stream, encoder, Phase::Done, None, None)));
+                    }
+                }
+            }
+            Some((
+                Ok(Bytes::from(out)),
+                (stream, encoder, Phase::Rows, None, None),
+            ))
+        },
+    );
+    Body::from_stream(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(value: &str) -> String {
+        let mut out = Vec::new();
+        csv_text(&mut out, value);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(cell("plain"), "plain");
+        assert_eq!(cell("a,b"), "\"a,b\"");
+        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(cell("two\nlines"), "\"two\nlines\"");
+        assert_eq!(cell("=SUM(A1)"), "\"'=SUM(A1)\"");
+        assert_eq!(cell("-1"), "\"'-1\"");
+        assert_eq!(cell("Grüße"), "Grüße");
+    }
+
+    #[test]
+    fn every_format_frames_its_rows() {
+        for (format, expect_start, expect_end) in [
+            (
+                Format::Csv { bom: true },
+                "\u{feff}session_id,",
+                "/sessions/b\r\n",
+            ),
+            (Format::Jsonl, "{\"session_id\":\"a\"", "}\n"),
+            (Format::Json, "[\n{\"session_id\":\"a\"", "}\n]\n"),
+        ] {
+            let mut encoder = Encoder::new(format);
+            let mut out = Vec::new();
+            encoder.header(&mut out);
+            for id in ["a", "b"] {
+                let row = SessionListRow {
+                    session_id: id.into(),
+                    ..Default::default()
+                };
+                encoder.row(row, &mut out).expect("encodes");
+            }
+            encoder.footer(&mut out);
+            let text = String::from_utf8(out).expect("utf-8");
+            assert!(text.starts_with(expect_start), "{text}");
+            assert!(text.ends_with(expect_end), "{text}");
+            if format == Format::Json {
+                let parsed: serde_json::Value = serde_json::from_str(&text).expect("json");
+                assert_eq!(parsed.as_array().map(Vec::len), Some(2));
+            }
+            if let Format::Csv { .. } = format {
+                let header = text.lines().next().expect("header");
+                assert_eq!(header.matches(',').count(), CSV_COLUMNS.len() - 1);
+                let row = text.lines().nth(1).expect("row");
+                assert_eq!(row.matches(',').count(), CSV_COLUMNS.len() - 1, "{row}");
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The OpenAPI document and the router agree: every route and method is documented, nothing
+//! documented is missing, and every list filter and sort is a documented parameter.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+use crate::store::{FilterKind, FILTERS, SORTS};
+
+const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+fn document() -> Value {
+    serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
+}
+
+/// (path, method) of every `.route(...)` in the router's source.
+fn routed() -> BTreeSet<(String, String)> {
+    let source = include_str!("mod.rs");
+    let router = &source[source.find("pub fn router").expect("router")..];
+    let router = &router[..router.find(".fallback(").expect("fallback")];
+    let mut out = BTreeSet::new();
+    for call in router.split(".route(").skip(1) {
+        let path = call.split('"').nth(1).expect("a quoted path");
+        for method in METHODS {
+            let used = [
+                format!(" {method}("),
+                format!("({method}("),
+                format!(".{method}("),
+            ]
+            .iter()
+            .any(|p| call.contains(p.as_str()));
+            if used {
+                out.insert((path.to_owned(), method.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn documented() -> BTreeSet<(String, String)> {
+    let doc = document();
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            if item.get(method).is_some() {
+                out.insert((path.clone(), method.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_exists() {
+    let routed = routed();
+    assert!(routed.len() >= 12, "{routed:?}");
+    assert_eq!(routed, documented());
+}
+
+fn parameter_names(doc: &Value, path: &str) -> BTreeSet<String> {
+    doc["paths"][path]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .map(|p| match p["$ref"].as_str() {
+            Some(r) => {
+                let name = r.rsplit('/').next().expect("ref name");
+                doc["components"]["parameters"][name]["name"]
+                    .as_str()
+                    .expect("parameter name")
+                    .to_owned()
+            }
+            None => p["name"].as_str().expect("name").to_owned(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_filter_and_sort_is_documented() {
+    let doc = document();
+    for path in ["/v1/sessions", "/v1/export"] {
+        let names = parameter_names(&doc, path);
+        for spec in FILTERS {
+            let expected = match spec.kind {
+                FilterKind::Range => {
+                    vec![format!("{}_min", spec.param), format!("{}_max", spec.param)]
+                }
+                _ => vec![spec.param.to_owned()],
+            };
+            for name in expected {
+                assert!(names.contains(&name), "{path} does not document {name}");
+            }
+        }
+        for name in [
+            "from",
+            "to",
+            "q",
+            "span_name",
+            "label",
+            "flagged",
+            "sort",
+            "order",
+        ] {
+            assert!(names.contains(name), "{path} does not document {name}");
+        }
+    }
+    let sorts: BTreeSet<&str> = doc["components"]["parameters"]["sort"]["schema"]["enum"]
+        .as_array()
+        .expect("sort enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(sorts, SORTS.iter().map(|s| s.param).collect());
+}
+
+fn unreachable_store() -> ApiState {
+    let mut config = crate::config::Config::default();
+    // Nothing listens on the discard port: store calls fail fast with 503.
+    config.clickhouse.url = "http://127.0.0.1:9".into();
+    ApiState {
+        store: Store::new(&config.clickhouse),
+        metrics: Arc::new(crate::telemetry::Metrics::default()),
+    }
+}
+
+#[tokio::test]
+async fn documented_methods_are_served_and_others_refused() {
+    let app = router(unreachable_store());
+    let documented = documented();
+    let paths: BTreeSet<&String> = documented.iter().map(|(p, _)| p).collect();
+    for path in paths {
+        let uri = path.replace("{id}", "s1").replace("{label}", "vip");
+        for method in METHODS {
+            let request = Request::builder()
+                .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
+                .uri(&uri)
+                .body(Body::empty())
+                .expect("request");
+            let status = app.clone().oneshot(request).await.expect("answer").status();
+            if documented.contains(&(path.clone(), method.to_owned())) {
+                assert!(
+                    status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {uri}: {status}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            }
+        }
+    }
+    let request = Request::builder()
+        .uri("/openapi.json")
+        .body(Body::empty())
+        .expect("request");
+    let response = app.oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_parameters_answer_400_before_touching_the_store() {
+    let app = router(unreachable_store());
+    for uri in [
+        "/v1/sessions?limit=0",
+        "/v1/sessions?voice_to_voice_p95_ms_min=fast",
+        "/v1/export?format=xml",
+        "/v1/sessions/s1/transcript?format=pdf",
+        "/v1/sessions/s1?unknown=1",
+    ] {
+        let request = Request::builder()
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+    }
+}

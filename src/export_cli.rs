@@ -1,0 +1,152 @@
+//! `convolog export`: the export of `GET /v1/export`, straight from ClickHouse to a file or
+//! standard output, with a progress bar on standard error.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+
+use crate::api::export::{Encoder, Format};
+use crate::api::params::{self, Params};
+use crate::api::ApiError;
+use crate::store::Store;
+
+pub struct ExportArgs {
+    pub format: String,
+    pub bom: bool,
+    /// `-` for standard output.
+    pub output: String,
+    /// `name=value`, as the query parameters of GET /v1/sessions.
+    pub filters: Vec<String>,
+    pub sort: Option<String>,
+    pub order: Option<String>,
+}
+
+fn describe(err: ApiError) -> anyhow::Error {
+    match err {
+        ApiError::BadParameter { name, why } => anyhow::anyhow!("--filter {name}: {why}"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Writes every matching session; returns how many.
+pub async fn run(store: &Store, args: ExportArgs) -> anyhow::Result<u64> {
+    let mut pairs = Vec::new();
+    for filter in &args.filters {
+        let (name, value) = filter
+            .split_once('=')
+            .with_context(|| format!("--filter {filter:?} is not NAME=VALUE"))?;
+        pairs.push((name.trim().to_owned(), value.to_owned()));
+    }
+    for (name, value) in [("sort", &args.sort), ("order", &args.order)] {
+        if let Some(value) = value {
+            pairs.push((name.to_owned(), value.clone()));
+        }
+    }
+    let mut p = Params::from_pairs(pairs);
+    let now = crate::receiver::now_unix_nano() / 1_000_000_000;
+    let filter = params::session_filter(&mut p, now).map_err(describe)?;
+    let sort = params::sort(&mut p).map_err(describe)?;
+    p.finish().map_err(describe)?;
+    let format = Format::parse(&args.format, args.bom).map_err(describe)?;
+
+    let total = store.count_sessions(&filter).await?;
+    let mut stream = store.stream_sessions(&filter, &sort)?;
+    let to_stdout = args.output == "-";
+    let mut out: BufWriter<Box<dyn AsyncWrite + Unpin + Send>> = BufWriter::new(if to_stdout {
+        Box::new(tokio::io::stdout())
+    } else {
+        Box::new(
+            tokio::fs::File::create(Path::new(&args.output))
+                .await
+                .with_context(|| format!("creating {}", args.output))?,
+        )
+    });
+    let mut progress = Progress::new(total);
+    let mut encoder = Encoder::new(format);
+    let mut buffer = Vec::with_capacity(64 * 1024);
+    encoder.header(&mut buffer);
+    while let Some(row) = stream.next().await? {
+        encoder.row(row, &mut buffer)?;
+        if buffer.len() >= 64 * 1024 {
+            out.write_all(&buffer).await.context("writing the export")?;
+            buffer.clear();
+        }
+        progress.update(encoder.rows());
+    }
+    encoder.footer(&mut buffer);
+    out.write_all(&buffer).await.context("writing the export")?;
+    out.flush().await.context("writing the export")?;
+    progress.finish(
+        encoder.rows(),
+        if to_stdout {
+            "standard output"
+        } else {
+            &args.output
+        },
+    );
+    Ok(encoder.rows())
+}
+
+/// `[#########...........]  45%  45000/100000 sessions` redrawn in place on a terminal.
+struct Progress {
+    total: u64,
+    terminal: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        Progress {
+            total,
+            terminal: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        if !self.terminal || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        eprint!("\r{}", bar(done, self.total));
+    }
+
+    fn finish(&self, done: u64, to: &str) {
+        if self.terminal {
+            eprintln!("\r{}", bar(done, self.total.max(done)));
+        }
+        eprintln!("exported {done} sessions to {to}");
+    }
+}
+
+fn bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let done = done.min(total);
+    let filled = done
+        .saturating_mul(WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
+    let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+    format!(
+        "[{}{}] {percent:>3}% {done}/{total} sessions",
+        "#".repeat(filled as usize),
+        ".".repeat((WIDTH - filled) as usize)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_bar() {
+        assert_eq!(
+            bar(45, 100),
+            "[#############.................]  45% 45/100 sessions"
+        );
+        assert!(bar(0, 0).contains("100%"));
+    }
+}

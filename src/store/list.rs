@@ -1,0 +1,751 @@
+//! The conversation list: filters that combine freely, a few sort orders, and keyset
+//! pagination. The same query, without a limit, streams every matching session for export.
+//!
+//! A filter on one more `sessions` column is one entry in [`FILTERS`]; a sort order is one
+//! entry in [`SORTS`]. The API reads both tables to parse parameters and to document them.
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `param=a,b` (or the parameter repeated): the column equals any of the values.
+    EqualsAny,
+    /// `param=a,b`: the array column holds any of the values.
+    HasAny,
+    /// `param_min=`, `param_max=`: inclusive bounds; a session without a value never matches.
+    Range,
+    /// `param=true|false`: the column is non-zero (or zero).
+    NonZero,
+    /// `param=text`: the column contains the text, ignoring case.
+    Contains,
+}
+
+/// One filter on a column (or a fixed expression over columns) of `sessions`.
+#[derive(Debug, PartialEq)]
+pub struct FilterSpec {
+    pub param: &'static str,
+    /// SQL over `sessions` columns; a constant of this file, never built from input.
+    pub column: &'static str,
+    pub kind: FilterKind,
+    pub doc: &'static str,
+}
+
+const fn filter(
+    param: &'static str,
+    column: &'static str,
+    kind: FilterKind,
+    doc: &'static str,
+) -> FilterSpec {
+    FilterSpec {
+        param,
+        column,
+        kind,
+        doc,
+    }
+}
+
+use FilterKind::*;
+
+pub const FILTERS: &[FilterSpec] = &[
+    filter(
+        "environment",
+        "environment",
+        EqualsAny,
+        "deployment environment",
+    ),
+    filter(
+        "channel",
+        "channel",
+        EqualsAny,
+        "voice, chat, web_chat, whatsapp, sms, ...",
+    ),
+    filter(
+        "direction",
+        "direction",
+        EqualsAny,
+        "inbound, outbound, web",
+    ),
+    filter("agent", "agent_name", EqualsAny, "agent name"),
+    filter(
+        "service",
+        "service_name",
+        EqualsAny,
+        "service.name of the agent process",
+    ),
+    filter(
+        "framework",
+        "framework",
+        EqualsAny,
+        "pipecat, livekit, genai, openinference, ten, videosdk",
+    ),
+    filter(
+        "handoff_target",
+        "handoff_target",
+        EqualsAny,
+        "who the conversation was handed to",
+    ),
+    filter(
+        "model",
+        "models",
+        HasAny,
+        "an LLM model used in the session",
+    ),
+    filter("session", "session_id", Contains, "part of the session id"),
+    filter("duration_ms", "duration_ms", Range, "session duration"),
+    filter("turns", "turn_count", Range, "number of turns"),
+    filter(
+        "messages",
+        "message_count",
+        Range,
+        "number of transcript messages",
+    ),
+    filter(
+        "interruptions",
+        "interruption_count",
+        Range,
+        "number of interruptions",
+    ),
+    filter(
+        "tool_errors",
+        "tool_error_count",
+        Range,
+        "number of failed tool calls",
+    ),
+    filter(
+        "voice_to_voice_p50_ms",
+        "voice_to_voice_p50_ms",
+        Range,
+        "median voice-to-voice latency",
+    ),
+    filter(
+        "voice_to_voice_p95_ms",
+        "voice_to_voice_p95_ms",
+        Range,
+        "95th percentile voice-to-voice latency",
+    ),
+    filter(
+        "llm_ttft_p50_ms",
+        "llm_ttft_p50_ms",
+        Range,
+        "median LLM time to first token",
+    ),
+    filter(
+        "has_interruptions",
+        "interruption_count",
+        NonZero,
+        "the user interrupted the agent",
+    ),
+    filter(
+        "has_tool_errors",
+        "tool_error_count",
+        NonZero,
+        "a tool call failed",
+    ),
+    filter("has_errors", "error_span_count", NonZero, "a span failed"),
+    filter(
+        "has_handoff",
+        "length(handoff_target)",
+        NonZero,
+        "the conversation was handed off",
+    ),
+];
+
+/// The value a request gave for one filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValue {
+    Any(Vec<String>),
+    Range { min: Option<f64>, max: Option<f64> },
+    Bool(bool),
+    Text(String),
+}
+
+/// Which sessions: every set field must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionFilter {
+    /// Sessions that started at or after this instant.
+    pub from_unix_nano: Option<u64>,
+    /// Sessions that started before this instant.
+    pub to_unix_nano: Option<u64>,
+    pub columns: Vec<(&'static FilterSpec, FilterValue)>,
+    /// A span with any of these names is part of the session.
+    pub span_names: Vec<String>,
+    /// Some transcript message contains this text, ignoring case.
+    pub text: Option<String>,
+    /// Carries any of these labels.
+    pub labels: Vec<String>,
+    pub flagged: Option<bool>,
+}
+
+/// A sort order: one column, and how to read a row's value for the next page's cursor.
+#[derive(Debug)]
+pub struct SortSpec {
+    pub param: &'static str,
+    pub column: &'static str,
+    pub value: fn(&SessionListRow) -> SortValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SortValue {
+    Int(u64),
+    /// None for a session without a value: those sort last either way.
+    Float(Option<f64>),
+}
+
+pub const SORTS: &[SortSpec] = &[
+    SortSpec {
+        param: "start_time",
+        column: "start_time_unix_nano",
+        value: |r| SortValue::Int(r.start_time_unix_nano),
+    },
+    SortSpec {
+        param: "duration",
+        column: "duration_ms",
+        value: |r| SortValue::Float(Some(r.duration_ms)),
+    },
+    SortSpec {
+        param: "latency",
+        column: "voice_to_voice_p95_ms",
+        value: |r| SortValue::Float(r.voice_to_voice_p95_ms),
+    },
+    SortSpec {
+        param: "voice_to_voice_p95",
+        column: "voice_to_voice_p95_ms",
+        value: |r| SortValue::Float(r.voice_to_voice_p95_ms),
+    },
+    SortSpec {
+        param: "voice_to_voice_p50",
+        column: "voice_to_voice_p50_ms",
+        value: |r| SortValue::Float(r.voice_to_voice_p50_ms),
+    },
+    SortSpec {
+        param: "llm_ttft_p50",
+        column: "llm_ttft_p50_ms",
+        value: |r| SortValue::Float(r.llm_ttft_p50_ms),
+    },
+    SortSpec {
+        param: "turns",
+        column: "turn_count",
+        value: |r| SortValue::Int(u64::from(r.turn_count)),
+    },
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Sort {
+    pub spec: &'static SortSpec,
+    pub descending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Sort {
+            spec: &SORTS[0],
+            descending: true,
+        }
+    }
+}
+
+/// Where the previous page ended: its last row's sort value and session id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct After {
+    pub value: SortValue,
+    pub session_id: String,
+}
+
+/// One row of the list (and of an export): the session and what readers marked on it.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
+pub struct SessionListRow {
+    pub session_id: String,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub duration_ms: f64,
+    pub framework: String,
+    pub service_name: String,
+    pub agent_name: String,
+    pub environment: String,
+    pub channel: String,
+    pub direction: String,
+    pub handoff_target: String,
+    pub preview: String,
+    pub turn_count: u32,
+    pub message_count: u32,
+    pub interruption_count: u32,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    pub error_span_count: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub models: Vec<String>,
+    pub voice_to_voice_p50_ms: Option<f64>,
+    pub voice_to_voice_p95_ms: Option<f64>,
+    pub llm_ttft_p50_ms: Option<f64>,
+    pub labels: Vec<String>,
+    pub flagged: u8,
+    pub flag_reason: String,
+}
+
+pub struct SessionPage {
+    pub rows: Vec<SessionListRow>,
+    /// Set when more rows follow.
+    pub next: Option<After>,
+}
+
+/// A value to bind to the next `?` of a query.
+#[derive(Debug, Clone, PartialEq)]
+enum Bind {
+    Str(String),
+    Strs(Vec<String>),
+    F64(f64),
+    U64(u64),
+    Pair(String, u64),
+}
+
+/// SQL text with its bind values in order.
+#[derive(Debug, Default, PartialEq)]
+struct Sql {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn push(&mut self, condition: impl Into<String>, binds: impl IntoIterator<Item = Bind>) {
+        self.conditions.push(condition.into());
+        self.binds.extend(binds);
+    }
+
+    fn apply(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+        for bind in &self.binds {
+            query = match bind {
+                Bind::Str(v) => query.bind(v),
+                Bind::Strs(v) => query.bind(v),
+                Bind::F64(v) => query.bind(v),
+                Bind::U64(v) => query.bind(v),
+                Bind::Pair(id, revision) => query.bind((id, revision)),
+            };
+        }
+        query
+    }
+}
+
+/// Null sorts last: below every value when descending, above every value when ascending.
+const NULL_LOW: &str = "-1e300";
+const NULL_HIGH: &str = "1e300";
+
+fn sort_expression(sort: &Sort) -> String {
+    match (sort.spec.value)(&SessionListRow::default()) {
+        SortValue::Int(_) => sort.spec.column.to_owned(),
+        SortValue::Float(_) => format!(
+            "ifNull({}, {})",
+            sort.spec.column,
+            if sort.descending { NULL_LOW } else { NULL_HIGH }
+        ),
+    }
+}
+
+fn sort_bind(sort: &Sort, value: SortValue) -> Bind {
+    match value {
+        SortValue::Int(v) => Bind::U64(v),
+        SortValue::Float(Some(v)) => Bind::F64(v),
+        SortValue::Float(None) => Bind::F64(if sort.descending { -1e300 } else { 1e300 }),
+    }
+}
+
+/// The WHERE conditions of a filter, over `sessions` columns.
+fn conditions(filter: &SessionFilter) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("deleted = 0", []);
+    if let Some(from) = filter.from_unix_nano {
+        sql.push("start_time_unix_nano >= ?", [Bind::U64(from)]);
+    }
+    if let Some(to) = filter.to_unix_nano {
+        sql.push("start_time_unix_nano < ?", [Bind::U64(to)]);
+    }
+    for (spec, value) in &filter.columns {
+        let column = spec.column;
+        match value {
+            FilterValue::Any(values) if spec.kind == HasAny => {
+                sql.push(format!("hasAny({column}, ?)"), [Bind::Strs(values.clone())]);
+            }
+            FilterValue::Any(values) => {
+                sql.push(format!("has(?, {column})"), [Bind::Strs(values.clone())]);
+            }
+            FilterValue::Range { min, max } => {
+                if let Some(min) = min {
+                    sql.push(format!("{column} >= ?"), [Bind::F64(*min)]);
+                }
+                if let Some(max) = max {
+                    sql.push(format!("{column} <= ?"), [Bind::F64(*max)]);
+                }
+            }
+            FilterValue::Bool(true) => sql.push(format!("{column} != 0"), []),
+            FilterValue::Bool(false) => sql.push(format!("{column} = 0"), []),
+            FilterValue::Text(text) => sql.push(
+                format!("positionCaseInsensitiveUTF8({column}, ?) > 0"),
+                [Bind::Str(text.clone())],
+            ),
+        }
+    }
+    if !filter.span_names.is_empty() {
+        // Each trace's session as last resolved; the session must hold the trace now too.
+        sql.push(
+            "session_id IN (SELECT argMax(session_id, revision) FROM trace_sessions \
+             WHERE trace_id IN (SELECT trace_id FROM spans WHERE has(?, name)) GROUP BY trace_id)",
+            [Bind::Strs(filter.span_names.clone())],
+        );
+    }
+    if let Some(text) = &filter.text {
+        // Messages of the session's current revision only.
+        sql.push(
+            "(session_id, revision) IN (SELECT session_id, revision FROM messages \
+             WHERE positionCaseInsensitiveUTF8(text, ?) > 0)",
+            [Bind::Str(text.clone())],
+        );
+    }
+    if !filter.labels.is_empty() {
+        sql.push(
+            "session_id IN (SELECT session_id FROM session_annotations_current \
+             WHERE kind = 'label' AND has(?, value))",
+            [Bind::Strs(filter.labels.clone())],
+        );
+    }
+    if let Some(flagged) = filter.flagged {
+        sql.push(
+            format!(
+                "session_id {} (SELECT session_id FROM session_annotations_current WHERE kind = 'flag')",
+                if flagged { "IN" } else { "NOT IN" }
+            ),
+            [],
+        );
+    }
+    sql
+}
+
+/// `ORDER BY` of a sort, and the keyset condition that starts after `after`.
+fn order_and_after(sort: &Sort, after: Option<&After>, sql: &mut Sql) -> String {
+    let expression = sort_expression(sort);
+    let (cmp, dir) = if sort.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(after) = after {
+        let value = sort_bind(sort, after.value);
+        sql.push(
+            format!("({expression} {cmp} ? OR ({expression} = ? AND session_id {cmp} ?))"),
+            [value.clone(), value, Bind::Str(after.session_id.clone())],
+        );
+    }
+    format!("{expression} {dir}, session_id {dir}")
+}
+
+/// Sessions (a subquery yielding `sessions` rows) joined with their labels and flag.
+fn with_annotations(sessions: &str, order: &str) -> String {
+    format!(
+        "SELECT ?fields FROM ({sessions}) AS s \
+         ANY LEFT JOIN (SELECT * FROM session_annotations_by_session) AS a USING session_id \
+         ORDER BY {order}"
+    )
+}
+
+/// The whole answer with FINAL: every current row merged, then filtered and sorted. Exact
+/// and simple, but FINAL over the whole table is what costs; the export streams this.
+fn full_sql(
+    filter: &SessionFilter,
+    sort: &Sort,
+    after: Option<&After>,
+    limit: Option<u64>,
+) -> (String, Sql) {
+    let mut sql = conditions(filter);
+    let order = order_and_after(sort, after, &mut sql);
+    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let sessions = format!(
+        "SELECT * FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
+        sql.conditions.join(" AND ")
+    );
+    (with_annotations(&sessions, &order), sql)
+}
+
+/// Step 1 of a page: the first `k` matching rows in sort order, without FINAL, so old
+/// revisions are among them.
+fn candidates_sql(
+    filter: &SessionFilter,
+    sort: &Sort,
+    after: Option<&After>,
+    k: u64,
+) -> (String, Sql) {
+    let mut sql = conditions(filter);
+    let order = order_and_after(sort, after, &mut sql);
+    let text = format!(
+        "SELECT session_id, revision FROM sessions WHERE {} ORDER BY {order} LIMIT {k}",
+        sql.conditions.join(" AND ")
+    );
+    (text, sql)
+}
+
+/// Step 2: of the candidate rows, those that are their session's latest revision (a
+/// tombstone being latest drops the session), in sort order. No FINAL: the latest revision
+/// of the candidates' ids is a small aggregation.
+fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
+    let mut sql = Sql::default();
+    let order = order_and_after(sort, None, &mut sql);
+    sql.binds.extend(
+        candidates
+            .iter()
+            .map(|c| Bind::Pair(c.session_id.clone(), c.revision)),
+    );
+    sql.binds
+        .extend(candidates.iter().map(|c| Bind::Str(c.session_id.clone())));
+    let marks = |n: usize| vec!["?"; n.max(1)].join(", ");
+    let sessions = format!(
+        "SELECT * FROM sessions WHERE (session_id, revision) IN ({}) \
+         AND (session_id, revision) IN (SELECT session_id, max(revision) FROM sessions \
+         WHERE session_id IN ({}) GROUP BY session_id) \
+         ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}",
+        marks(candidates.len()),
+        marks(candidates.len())
+    );
+    (with_annotations(&sessions, &order), sql)
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+struct Candidate {
+    session_id: String,
+    revision: u64,
+}
+
+/// Candidates per page row at first; more if old revisions crowd them out.
+const CANDIDATES_PER_ROW: u64 = 4;
+const MIN_CANDIDATES: u64 = 200;
+const MAX_CANDIDATES: u64 = 8192;
+
+/// Rows of an export, read one at a time from ClickHouse's response.
+pub struct SessionStream {
+    cursor: clickhouse::query::RowCursor<SessionListRow>,
+    timeout: std::time::Duration,
+}
+
+impl SessionStream {
+    /// The next row; each wait for ClickHouse is bounded by the configured timeout.
+    pub async fn next(&mut self) -> Result<Option<SessionListRow>, StoreError> {
+        match tokio::time::timeout(self.timeout, self.cursor.next()).await {
+            Ok(row) => Ok(row?),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "export stalled for {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+impl Store {
+    /// One page of sessions, `limit` rows at most, after `after` in `sort` order.
+    pub async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        sort: &Sort,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<SessionPage, StoreError> {
+        let wanted = u64::from(limit) + 1;
+        // A page in two steps, because FINAL over the whole table is slow: the first k rows
+        // in sort order without FINAL, then those of them that are their session's current
+        // row. A current row ranks where it ranks whether or not old revisions precede it, so
+        // the kept rows are exactly the first rows of the answer: a full page from them is
+        // exact, and so is a short one when fewer than k rows matched at all. Otherwise old
+        // revisions crowded the candidates out: take more, and in the end use FINAL.
+        let mut k = (wanted * CANDIDATES_PER_ROW).max(MIN_CANDIDATES);
+        let rows = loop {
+            let (text, sql) = candidates_sql(filter, sort, after, k);
+            let candidates = self
+                .timed("list candidates", async {
+                    Ok(sql
+                        .apply(self.client.query(&text))
+                        .fetch_all::<Candidate>()
+                        .await?)
+                })
+                .await?;
+            if candidates.is_empty() {
+                break Vec::new();
+            }
+            let complete = (candidates.len() as u64) < k;
+            let rows = self.fetch_list(page_sql(sort, &candidates, wanted)).await?;
+            if complete || rows.len() as u64 == wanted {
+                break rows;
+            }
+            if k >= MAX_CANDIDATES {
+                break self
+                    .fetch_list(full_sql(filter, sort, after, Some(wanted)))
+                    .await?;
+            }
+            k = (k * 8).min(MAX_CANDIDATES);
+        };
+        let mut rows = rows;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = match rows.last() {
+            Some(last) if more => Some(After {
+                value: (sort.spec.value)(last),
+                session_id: last.session_id.clone(),
+            }),
+            _ => None,
+        };
+        Ok(SessionPage { rows, next })
+    }
+
+    async fn fetch_list(
+        &self,
+        (text, sql): (String, Sql),
+    ) -> Result<Vec<SessionListRow>, StoreError> {
+        self.timed("list sessions", async {
+            Ok(sql
+                .apply(self.client.query(&text))
+                // Candidate ids are sent in the query text.
+                .with_setting("max_query_size", "67108864")
+                .fetch_all::<SessionListRow>()
+                .await?)
+        })
+        .await
+    }
+
+    /// How many sessions match.
+    pub async fn count_sessions(&self, filter: &SessionFilter) -> Result<u64, StoreError> {
+        let sql = conditions(filter);
+        let text = format!(
+            "SELECT count() FROM sessions FINAL WHERE {}",
+            sql.conditions.join(" AND ")
+        );
+        self.timed("count sessions", async {
+            Ok(sql
+                .apply(self.client.query(&text))
+                .fetch_one::<u64>()
+                .await?)
+        })
+        .await
+    }
+
+    /// The list's SQL with values bound, as ClickHouse receives it (the candidates step,
+    /// the page step for two made-up candidates, and the FINAL query): for checking the SQL
+    /// on other ClickHouse releases.
+    #[doc(hidden)]
+    pub fn rendered_list_sql(
+        &self,
+        filter: &SessionFilter,
+        sort: &Sort,
+        after: Option<&After>,
+    ) -> Vec<String> {
+        let fields: Vec<String> = <SessionListRow as Row>::COLUMN_NAMES
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect();
+        let candidates = [
+            Candidate {
+                session_id: "a'b".into(),
+                revision: 3,
+            },
+            Candidate {
+                session_id: "c".into(),
+                revision: 1,
+            },
+        ];
+        [
+            candidates_sql(filter, sort, after, 200),
+            page_sql(sort, &candidates, 51),
+            full_sql(filter, sort, after, Some(51)),
+            full_sql(filter, sort, after, None),
+        ]
+        .into_iter()
+        .map(|(text, sql)| {
+            sql.apply(self.client.query(&text))
+                .sql_display()
+                .to_string()
+                .replace("?fields", &fields.join(", "))
+        })
+        .collect()
+    }
+
+    /// Every matching session in `sort` order, streamed: memory stays flat however many match.
+    pub fn stream_sessions(
+        &self,
+        filter: &SessionFilter,
+        sort: &Sort,
+    ) -> Result<SessionStream, StoreError> {
+        let (text, sql) = full_sql(filter, sort, None, None);
+        let cursor = sql
+            .apply(self.client.query(&text))
+            .fetch::<SessionListRow>()?;
+        Ok(SessionStream {
+            cursor,
+            timeout: self.timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_params_are_unique_and_columns_fixed() {
+        let mut params: Vec<&str> = FILTERS.iter().map(|f| f.param).collect();
+        params.sort_unstable();
+        params.dedup();
+        assert_eq!(params.len(), FILTERS.len());
+        assert!(FILTERS
+            .iter()
+            .all(|f| !f.column.contains('?') && !f.column.contains(';')));
+    }
+
+    #[test]
+    fn binds_follow_placeholders_in_order() {
+        let channel = FILTERS
+            .iter()
+            .find(|f| f.param == "channel")
+            .expect("channel");
+        let p95 = FILTERS
+            .iter()
+            .find(|f| f.param == "voice_to_voice_p95_ms")
+            .expect("p95");
+        let filter = SessionFilter {
+            from_unix_nano: Some(5),
+            columns: vec![
+                (channel, FilterValue::Any(vec!["voice".into()])),
+                (
+                    p95,
+                    FilterValue::Range {
+                        min: Some(800.0),
+                        max: None,
+                    },
+                ),
+            ],
+            text: Some("refund".into()),
+            ..Default::default()
+        };
+        let sort = Sort {
+            spec: &SORTS[2],
+            descending: true,
+        };
+        let after = After {
+            value: SortValue::Float(None),
+            session_id: "s9".into(),
+        };
+        let (text, sql) = full_sql(&filter, &sort, Some(&after), Some(51));
+        assert_eq!(text.matches('?').count() - 1, sql.binds.len(), "{text}");
+        let (candidates, _) = candidates_sql(&filter, &sort, Some(&after), 200);
+        assert!(candidates.ends_with("LIMIT 200"), "{candidates}");
+        assert!(text.contains("ifNull(voice_to_voice_p95_ms, -1e300) DESC, session_id DESC"));
+        assert_eq!(
+            sql.binds,
+            [
+                Bind::U64(5),
+                Bind::Strs(vec!["voice".into()]),
+                Bind::F64(800.0),
+                Bind::Str("refund".into()),
+                Bind::F64(-1e300),
+                Bind::F64(-1e300),
+                Bind::Str("s9".into()),
+            ]
+        );
+    }
+}
