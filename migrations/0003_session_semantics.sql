@@ -32,6 +32,19 @@ ALTER TABLE sessions ADD COLUMN summary String;
 ALTER TABLE sessions ADD COLUMN extracted_data String;
 ALTER TABLE sessions ADD COLUMN recording_url String;
 
+-- The one definition of state, outcome, call status and ended reason: ALIAS columns,
+-- computed whenever they are read, so every reader (the API, exports, the list filters,
+-- Grafana) gets the same answer. Stored values are as of the session's last span and the
+-- clock finishes them here, so a session expires without a new span: ACTIVE or
+-- AWAITING_USER past `expires_at` is EXPIRED (ended by inactivity), and a session that has
+-- not ended is "In Progress" unless its outcome was stated explicitly.
+ALTER TABLE sessions ADD COLUMN state String ALIAS if(derived_state IN ('ACTIVE', 'AWAITING_USER') AND now() >= expires_at, 'EXPIRED', derived_state);
+-- Each spells out "expired" itself: on 18.16 an ALIAS that reads another ALIAS fails unless
+-- the query selects that one too.
+ALTER TABLE sessions ADD COLUMN outcome String ALIAS if(outcome_explicit = 1 OR derived_state IN ('RESOLVED', 'WITH_AGENT') OR (derived_state IN ('ACTIVE', 'AWAITING_USER') AND now() >= expires_at), ended_outcome, 'In Progress');
+ALTER TABLE sessions ADD COLUMN call_status String ALIAS if(derived_call_status = 'Active' AND derived_state IN ('ACTIVE', 'AWAITING_USER') AND now() >= expires_at, 'Completed', derived_call_status);
+ALTER TABLE sessions ADD COLUMN ended_reason String ALIAS if(derived_ended_reason = '' AND derived_state IN ('ACTIVE', 'AWAITING_USER') AND now() >= expires_at, 'inactivity', derived_ended_reason);
+
 CREATE TABLE IF NOT EXISTS session_issues (
     session_id String,
     revision UInt64,
@@ -52,17 +65,9 @@ DROP TABLE IF EXISTS tool_calls_current;
 DROP TABLE IF EXISTS interruptions_current;
 DROP TABLE IF EXISTS sessions_current;
 
--- The one definition of state, outcome, call status and ended reason. Stored values are as
--- of the session's last span; the clock finishes them here, so a session expires without a
--- new span: ACTIVE or AWAITING_USER past `expires_at` is EXPIRED (ended by inactivity), and a
--- session that has not ended is "In Progress" unless its outcome was stated explicitly.
+-- Each session's current row, with the ALIAS columns (`*` leaves those out).
 CREATE VIEW IF NOT EXISTS sessions_current AS
-    SELECT
-        *,
-        if(derived_state IN ('ACTIVE', 'AWAITING_USER') AND now() >= expires_at, 'EXPIRED', derived_state) AS state,
-        if(outcome_explicit = 1 OR state IN ('RESOLVED', 'EXPIRED', 'WITH_AGENT'), ended_outcome, 'In Progress') AS outcome,
-        if(state = 'EXPIRED' AND derived_call_status = 'Active', 'Completed', derived_call_status) AS call_status,
-        if(state = 'EXPIRED' AND derived_ended_reason = '', 'inactivity', derived_ended_reason) AS ended_reason
+    SELECT *, state, outcome, call_status, ended_reason
     FROM sessions FINAL
     WHERE deleted = 0;
 

@@ -128,6 +128,8 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
+# The session page's browser test (Debian's package; the test finds /usr/bin/chromium).
+command -v chromium >/dev/null || missing+=(chromium)
 apt_install "${missing[@]}"
 
 # A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.

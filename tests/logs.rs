@@ -88,6 +88,16 @@ fn fixtures(t0: u64) -> Vec<Fixture> {
         r.voice_to_voice_p95_ms = Some(1500.0);
         r.llm_ttft_p50_ms = Some(400.0);
         r.preview = "I want a refund".into();
+        r.derived_state = "RESOLVED".into();
+        r.ended_outcome = "Success".into();
+        r.derived_call_status = "Completed".into();
+        r.intent = "refund".into();
+        r.skills = vec!["lookup_order".into(), "create_refund".into()];
+        r.flow = "support".into();
+        r.detected_issues = vec!["slow_turn".into()];
+        r.cost_usd = 0.05;
+        r.topic = "billing".into();
+        r.contact = "********4567".into();
     });
     s1.messages = vec!["I want a REFUND please", "thanks"];
     let s2 = session("s2", t0 + 10 * S, |r| {
@@ -105,6 +115,13 @@ fn fixtures(t0: u64) -> Vec<Fixture> {
         r.voice_to_voice_p95_ms = Some(800.0);
         r.llm_ttft_p50_ms = Some(300.0);
         r.handoff_target = "human".into();
+        r.derived_state = "WITH_AGENT".into();
+        r.ended_outcome = "To Agent".into();
+        r.derived_ended_reason = "transfer".into();
+        r.skills = vec!["lookup_order".into()];
+        r.node = "greeting".into();
+        r.feedback = "down".into();
+        r.campaign = "spring".into();
     });
     let mut s3 = session("s3", t0 + 20 * S, |r| {
         r.channel = "web_chat".into();
@@ -118,6 +135,9 @@ fn fixtures(t0: u64) -> Vec<Fixture> {
         r.turn_count = 2;
         r.message_count = 4;
         r.preview = TRICKY_PREVIEW.into();
+        r.derived_state = "AWAITING_USER".into();
+        r.expires_at = u32::MAX;
+        r.user_name = "Calm Otter 42".into();
     });
     s3.messages = vec!["Grüße aus München"];
     let s4 = session("s4", t0 + 30 * S, |r| {
@@ -135,6 +155,13 @@ fn fixtures(t0: u64) -> Vec<Fixture> {
         r.voice_to_voice_p50_ms = Some(1200.0);
         r.voice_to_voice_p95_ms = Some(2500.0);
         r.llm_ttft_p50_ms = Some(800.0);
+        // Past its inactivity deadline: the ALIAS columns make it EXPIRED.
+        r.derived_state = "AWAITING_USER".into();
+        r.ended_outcome = "Skill Error".into();
+        r.derived_call_status = "Active".into();
+        r.detected_issues = vec!["slow_turn".into(), "tool_error".into()];
+        r.cost_usd = 0.02;
+        r.sentiment = "negative".into();
     });
     let s5 = session("s5", t0 + 40 * S, |r| {
         r.channel = "voice".into();
@@ -149,6 +176,10 @@ fn fixtures(t0: u64) -> Vec<Fixture> {
         r.voice_to_voice_p50_ms = Some(1000.0);
         r.voice_to_voice_p95_ms = Some(1500.0);
         r.llm_ttft_p50_ms = Some(500.0);
+        r.derived_state = "RESOLVED".into();
+        r.ended_outcome = "Budget Exceeded".into();
+        r.outcome_explicit = 1;
+        r.confidence = Some(0.9);
     });
     let mut gone = session("gone", t0 + 50 * S, |r| {
         r.channel = "voice".into();
@@ -259,6 +290,33 @@ async fn every_filter_selects_the_right_sessions() {
         ("has_tool_errors=true".into(), set(&["s1"])),
         ("has_errors=1".into(), set(&["s1"])),
         ("has_handoff=true".into(), set(&["s2"])),
+        ("state=RESOLVED".into(), set(&["s1", "s5"])),
+        ("state=EXPIRED".into(), set(&["s4"])),
+        ("state=AWAITING_USER,WITH_AGENT".into(), set(&["s2", "s3"])),
+        ("outcome=In%20Progress".into(), set(&["s3"])),
+        (
+            "outcome=Skill%20Error,Budget%20Exceeded".into(),
+            set(&["s4", "s5"]),
+        ),
+        ("outcome=To%20Agent".into(), set(&["s2"])),
+        ("call_status=Completed".into(), set(&["s1", "s4"])),
+        ("ended_reason=inactivity".into(), set(&["s4"])),
+        ("ended_reason=transfer".into(), set(&["s2"])),
+        ("intent=refund".into(), set(&["s1"])),
+        ("skill=lookup_order".into(), set(&["s1", "s2"])),
+        ("flow=support".into(), set(&["s1"])),
+        ("node=greeting".into(), set(&["s2"])),
+        ("detected_issue=slow_turn".into(), set(&["s1", "s4"])),
+        ("detected_issue=tool_error".into(), set(&["s4"])),
+        ("cost_usd_min=0.01".into(), set(&["s1", "s4"])),
+        ("cost_usd_max=0.001".into(), set(&["s2", "s3", "s5"])),
+        ("feedback=down".into(), set(&["s2"])),
+        ("sentiment=negative".into(), set(&["s4"])),
+        ("topic=billing".into(), set(&["s1"])),
+        ("campaign=spring".into(), set(&["s2"])),
+        ("contact=4567".into(), set(&["s1"])),
+        ("user=Calm%20Otter%2042".into(), set(&["s3"])),
+        ("confidence_min=0.8".into(), set(&["s5"])),
         (
             format!("from={}", instant(t0 + 15 * S)),
             set(&["s3", "s4", "s5"]),
@@ -341,6 +399,7 @@ async fn sorts_and_cursor_pagination() {
             vec!["s2", "s1", "s5", "s4", "s3"],
         ),
         ("sort=turns", vec!["s4", "s1", "s5", "s2", "s3"]),
+        ("sort=cost", vec!["s1", "s4", "s5", "s3", "s2"]),
     ];
     for (query, expected) in &cases {
         assert_eq!(&ids(&t, query).await, expected, "query: {query}");

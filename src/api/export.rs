@@ -76,6 +76,18 @@ pub const CSV_COLUMNS: &[&str] = &[
     "voice_to_voice_p50_ms",
     "voice_to_voice_p95_ms",
     "llm_ttft_p50_ms",
+    "state",
+    "outcome",
+    "call_status",
+    "ended_reason",
+    "intent",
+    "skills",
+    "detected_issues",
+    "cost_usd",
+    "feedback",
+    "sentiment",
+    "topic",
+    "user_name",
     "labels",
     "flagged",
     "flag_reason",
@@ -222,6 +234,21 @@ fn csv_row(r: &SessionListRow, out: &mut Vec<u8>) {
         csv_number(out, v);
         out.push(b',');
     }
+    texts(
+        out,
+        &[
+            &r.state,
+            &r.outcome,
+            &r.call_status,
+            &r.ended_reason,
+            &r.intent,
+            &r.skills.join("; "),
+            &r.detected_issues.join("; "),
+        ],
+    );
+    csv_number(out, Some(r.cost_usd));
+    out.push(b',');
+    texts(out, &[&r.feedback, &r.sentiment, &r.topic, &r.user_name]);
     texts(
         out,
         &[

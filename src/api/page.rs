@@ -1,5 +1,5 @@
 //! The pages a person reads. `/sessions/{id}`: the transcript with speakers and times,
-//! per-turn latency bars, tool calls, interruptions, handoff, labels and flag. `/sessions`: the
+//! per-turn latency bars, tool calls, interruptions, outcome and state, labels and flag. `/sessions`: the
 //! conversation list. Server-rendered HTML with inline CSS and no script; every value from the
 //! store is escaped.
 
@@ -137,13 +137,39 @@ pub fn render(detail: &SessionDetail, annotations: &Annotations) -> String {
             facts.push(format!("<li>{name}: <b>{}</b></li>", escape(value)));
         }
     }
-    // What is known of how it ended until sessions carry an outcome of their own.
-    let handoff = if s.handoff_target.is_empty() {
-        "none".to_owned()
-    } else {
-        format!("to {}", escape(&s.handoff_target))
-    };
-    facts.push(format!("<li>Handoff: <b>{handoff}</b></li>"));
+    let status = &detail.status;
+    for (name, value) in [
+        ("Outcome", &status.outcome),
+        ("State", &status.state),
+        ("Call", &status.call_status),
+        ("Ended", &status.ended_reason),
+        ("Intent", &s.intent),
+    ] {
+        if !value.is_empty() {
+            facts.push(format!("<li>{name}: <b>{}</b></li>", escape(value)));
+        }
+    }
+    if !s.handoff_target.is_empty() {
+        facts.push(format!(
+            "<li>Handed off to <b>{}</b></li>",
+            escape(&s.handoff_target)
+        ));
+    }
+    facts.push(format!("<li>Cost: <b>${:.4}</b></li>", s.cost_usd));
+    if !detail.issues.is_empty() {
+        let issues: Vec<String> = detail
+            .issues
+            .iter()
+            .map(|i| match i.turn_number {
+                0 => escape(&i.issue),
+                n => format!("{} (turn {n})", escape(&i.issue)),
+            })
+            .collect();
+        facts.push(format!(
+            "<li>Detected issues: <b>{}</b></li>",
+            issues.join(", ")
+        ));
+    }
     facts.push(format!(
         "<li>{} turns · {} messages · {} interruptions · {} tool calls ({} failed)</li>",
         s.turn_count, s.message_count, s.interruption_count, s.tool_call_count, s.tool_error_count

@@ -332,7 +332,7 @@ mod tests {
             "limit"
         );
         assert_eq!(
-            bad_name(sort(&mut params("sort=cost")).expect_err("cost")),
+            bad_name(sort(&mut params("sort=price")).expect_err("price")),
             "sort"
         );
     }

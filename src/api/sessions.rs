@@ -50,6 +50,77 @@ pub struct LatencySummary {
 }
 
 /// One row of the list and of an export.
+/// Where a session stands and how it went (README, "Session semantics").
+#[derive(Debug, Serialize)]
+pub struct Semantics {
+    pub state: String,
+    pub outcome: String,
+    pub call_status: String,
+    pub ended_reason: String,
+    pub intent: String,
+    pub skills: Vec<String>,
+    pub flow: String,
+    pub node: String,
+    pub detected_issues: Vec<String>,
+    pub cost_usd: f64,
+    pub feedback: String,
+    pub sentiment: String,
+    pub topic: String,
+    pub campaign: String,
+    /// Masked unless `rules.mask_contacts` is off.
+    pub contact: String,
+    /// The end user's stable pseudonym.
+    pub user_name: String,
+    pub confidence: Option<f64>,
+}
+
+impl Semantics {
+    fn of_row(r: &SessionListRow) -> Semantics {
+        Semantics {
+            state: r.state.clone(),
+            outcome: r.outcome.clone(),
+            call_status: r.call_status.clone(),
+            ended_reason: r.ended_reason.clone(),
+            intent: r.intent.clone(),
+            skills: r.skills.clone(),
+            flow: r.flow.clone(),
+            node: r.node.clone(),
+            detected_issues: r.detected_issues.clone(),
+            cost_usd: r.cost_usd,
+            feedback: r.feedback.clone(),
+            sentiment: r.sentiment.clone(),
+            topic: r.topic.clone(),
+            campaign: r.campaign.clone(),
+            contact: r.contact.clone(),
+            user_name: r.user_name.clone(),
+            confidence: r.confidence,
+        }
+    }
+
+    fn of_detail(d: &SessionDetail) -> Semantics {
+        let (s, status) = (&d.session, &d.status);
+        Semantics {
+            state: status.state.clone(),
+            outcome: status.outcome.clone(),
+            call_status: status.call_status.clone(),
+            ended_reason: status.ended_reason.clone(),
+            intent: s.intent.clone(),
+            skills: s.skills.clone(),
+            flow: s.flow.clone(),
+            node: s.node.clone(),
+            detected_issues: s.detected_issues.clone(),
+            cost_usd: s.cost_usd,
+            feedback: s.feedback.clone(),
+            sentiment: s.sentiment.clone(),
+            topic: s.topic.clone(),
+            campaign: s.campaign.clone(),
+            contact: s.contact.clone(),
+            user_name: s.user_name.clone(),
+            confidence: s.confidence,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct SessionItem {
     pub session_id: String,
@@ -75,6 +146,8 @@ pub struct SessionItem {
     pub output_tokens: u64,
     pub models: Vec<String>,
     pub latency: LatencySummary,
+    #[serde(flatten)]
+    pub semantics: Semantics,
     pub labels: Vec<String>,
     pub flagged: bool,
     pub flag_reason: Option<String>,
@@ -84,6 +157,7 @@ pub struct SessionItem {
 impl From<SessionListRow> for SessionItem {
     fn from(r: SessionListRow) -> SessionItem {
         SessionItem {
+            semantics: Semantics::of_row(&r),
             links: Links::of(&r.session_id),
             start_time: rfc3339(r.start_time_unix_nano),
             end_time: rfc3339(r.end_time_unix_nano),
@@ -201,6 +275,10 @@ pub struct SessionSummary {
     pub models: Vec<String>,
     /// Per stage, over the session's turns.
     pub latency_ms: StageLatencies,
+    #[serde(flatten)]
+    pub semantics: Semantics,
+    /// Each detected issue with the turn it points at (0: the whole session).
+    pub issues: Vec<IssueItem>,
     pub labels: Vec<String>,
     pub flagged: bool,
     pub flag_reason: Option<String>,
@@ -235,6 +313,16 @@ impl SessionSummary {
             output_tokens: s.output_tokens,
             models: s.models.clone(),
             latency_ms: StageLatencies::of(&detail.turns),
+            semantics: Semantics::of_detail(detail),
+            issues: detail
+                .issues
+                .iter()
+                .map(|i| IssueItem {
+                    issue: i.issue.clone(),
+                    turn_number: i.turn_number,
+                    detail: i.detail.clone(),
+                })
+                .collect(),
             labels: annotations.labels,
             flagged: annotations.flagged == 1,
             flag_reason: (annotations.flagged == 1 && !annotations.flag_reason.is_empty())
@@ -242,6 +330,13 @@ impl SessionSummary {
             links: Links::of(&s.session_id),
         }
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct IssueItem {
+    pub issue: String,
+    pub turn_number: u32,
+    pub detail: String,
 }
 
 /// What a label or flag change answers: the session's marks now.

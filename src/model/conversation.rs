@@ -45,9 +45,9 @@ pub struct SessionRow {
     pub voice_to_voice_p95_ms: Option<f64>,
     pub llm_ttft_p50_ms: Option<f64>,
     pub updated_at: u32,
-    // Session semantics (migration 3). `derived_*` are as of the last span; the
-    // `sessions_current` view turns them into state / outcome / call_status / ended_reason
-    // with the clock (expiry).
+    // Session semantics (migration 3). `derived_*` are as of the last span; ALIAS columns
+    // of the table turn them into state / outcome / call_status / ended_reason with the
+    // clock (expiry).
     pub derived_state: String,
     pub ended: u8,
     pub last_activity_unix_nano: u64,
@@ -80,7 +80,7 @@ pub struct SessionRow {
     pub recording_url: String,
 }
 
-/// What the `sessions_current` view adds to a session row: the clock-dependent semantics.
+/// The ALIAS columns of a session row: the clock-dependent semantics, defined in the schema.
 #[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
 pub struct SessionStatus {
     pub state: String,

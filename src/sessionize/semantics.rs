@@ -1,7 +1,7 @@
 //! Where a session stands and how it went: state, call status, ended reason, outcome,
 //! detected issues, cost, and the descriptive fields. Every rule is here and in the README;
-//! the parts that depend on the clock (expiry, "In Progress") are finished by the
-//! `sessions_current` view, so they need no new span to change.
+//! the parts that depend on the clock (expiry, "In Progress") are finished by ALIAS columns
+//! of the `sessions` table (migration 3), so they need no new span to change.
 
 use std::collections::BTreeSet;
 

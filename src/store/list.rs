@@ -151,6 +151,53 @@ pub const FILTERS: &[FilterSpec] = &[
         NonZero,
         "the conversation was handed off",
     ),
+    filter(
+        "state",
+        "state",
+        EqualsAny,
+        "OPEN, ACTIVE, AWAITING_USER, PROCESSING, WITH_AGENT, RESOLVED, EXPIRED",
+    ),
+    filter(
+        "outcome",
+        "outcome",
+        EqualsAny,
+        "In Progress, Success, Skill Error, Handoff, ... (README, Session semantics)",
+    ),
+    filter(
+        "call_status",
+        "call_status",
+        EqualsAny,
+        "Queued, Ringing, Active, Completed, Failed, Declined, Missed",
+    ),
+    filter(
+        "ended_reason",
+        "ended_reason",
+        EqualsAny,
+        "user_hangup, agent_hangup, transfer, inactivity, max_duration, error, voicemail",
+    ),
+    filter("intent", "intent", EqualsAny, "classified intent"),
+    filter("skill", "skills", HasAny, "a skill (tool) invoked"),
+    filter("flow", "flow", EqualsAny, "flow name"),
+    filter("node", "node", EqualsAny, "current flow node"),
+    filter(
+        "detected_issue",
+        "detected_issues",
+        HasAny,
+        "a detected-issue tag, e.g. slow_turn, tool_error",
+    ),
+    filter("cost_usd", "cost_usd", Range, "session cost in US dollars"),
+    filter("feedback", "feedback", EqualsAny, "up or down"),
+    filter("sentiment", "sentiment", EqualsAny, "post-call sentiment"),
+    filter("topic", "topic", EqualsAny, "post-call topic"),
+    filter("campaign", "campaign", EqualsAny, "outbound campaign"),
+    filter(
+        "contact",
+        "contact",
+        Contains,
+        "part of the (masked) contact, e.g. its last digits",
+    ),
+    filter("user", "user_name", EqualsAny, "the end user's pseudonym"),
+    filter("confidence", "confidence", Range, "answer confidence, 0..1"),
 ];
 
 /// The value a request gave for one filter.
@@ -230,6 +277,11 @@ pub const SORTS: &[SortSpec] = &[
         column: "turn_count",
         value: |r| SortValue::Int(u64::from(r.turn_count)),
     },
+    SortSpec {
+        param: "cost",
+        column: "cost_usd",
+        value: |r| SortValue::Float(Some(r.cost_usd)),
+    },
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -281,6 +333,23 @@ pub struct SessionListRow {
     pub voice_to_voice_p50_ms: Option<f64>,
     pub voice_to_voice_p95_ms: Option<f64>,
     pub llm_ttft_p50_ms: Option<f64>,
+    pub state: String,
+    pub outcome: String,
+    pub call_status: String,
+    pub ended_reason: String,
+    pub intent: String,
+    pub skills: Vec<String>,
+    pub flow: String,
+    pub node: String,
+    pub detected_issues: Vec<String>,
+    pub cost_usd: f64,
+    pub feedback: String,
+    pub sentiment: String,
+    pub topic: String,
+    pub campaign: String,
+    pub contact: String,
+    pub user_name: String,
+    pub confidence: Option<f64>,
     pub labels: Vec<String>,
     pub flagged: u8,
     pub flag_reason: String,
@@ -440,6 +509,9 @@ fn order_and_after(sort: &Sort, after: Option<&After>, sql: &mut Sql) -> String 
     format!("{expression} {dir}, session_id {dir}")
 }
 
+/// The ALIAS columns of `sessions` (the one definition of these), which `*` leaves out.
+const SEMANTICS: &str = "state, outcome, call_status, ended_reason";
+
 /// Sessions (a subquery yielding `sessions` rows) joined with their labels and flag.
 fn with_annotations(sessions: &str, order: &str) -> String {
     format!(
@@ -461,7 +533,7 @@ fn full_sql(
     let order = order_and_after(sort, after, &mut sql);
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let sessions = format!(
-        "SELECT * FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
+        "SELECT *, {SEMANTICS} FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
         sql.conditions.join(" AND ")
     );
     (with_annotations(&sessions, &order), sql)
@@ -499,7 +571,7 @@ fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
         .extend(candidates.iter().map(|c| Bind::Str(c.session_id.clone())));
     let marks = |n: usize| vec!["?"; n.max(1)].join(", ");
     let sessions = format!(
-        "SELECT * FROM sessions WHERE (session_id, revision) IN ({}) \
+        "SELECT *, {SEMANTICS} FROM sessions WHERE (session_id, revision) IN ({}) \
          AND (session_id, revision) IN (SELECT session_id, max(revision) FROM sessions \
          WHERE session_id IN ({}) GROUP BY session_id) \
          ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}",

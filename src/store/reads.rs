@@ -35,7 +35,7 @@ impl Store {
         let Some(session) = session else {
             return Ok(None);
         };
-        // State and outcome come from the view, the one place they are defined.
+        // State and outcome are ALIAS columns, the one place they are defined.
         let status = self
             .timed("session status", async {
                 Ok(self
