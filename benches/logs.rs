@@ -179,10 +179,7 @@ async fn main() {
     }
     let messages = count(&client, "SELECT count() FROM messages").await;
 
-    let app = api::router(ApiState {
-        store,
-        metrics: Arc::new(Metrics::default()),
-    });
+    let app = api::router(ApiState::single(store, Arc::new(Metrics::default())));
     let cursor = {
         let (_, body) = get(&app, "/v1/sessions?limit=50").await;
         let page: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

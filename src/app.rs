@@ -13,11 +13,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::receiver::{self, Ingest};
 use crate::sessionizer::Sessionizer;
 use crate::store::{writer, Store};
 use crate::telemetry::Metrics;
+use crate::tenants::{key_map, Tenants};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,8 +53,35 @@ pub async fn migrate_with_retry(store: &Store, patience: Duration) -> anyhow::Re
 
 impl App {
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        let store = Store::new(&config.clickhouse);
-        migrate_with_retry(&store, Duration::from_secs(60)).await?;
+        // One store and one pipeline (queue, writer, sessionizer) per tenant, each in its
+        // own database; with no tenants configured, one for `clickhouse.database`.
+        let tenant_configs = if config.tenants.is_empty() {
+            vec![(config.clickhouse.database.clone(), Vec::new())]
+        } else {
+            config
+                .tenants
+                .iter()
+                .map(|t| {
+                    let keys = t.keys.iter().map(|k| (k.sha256.clone(), k.scope)).collect();
+                    (t.database(&config.clickhouse.database), keys)
+                })
+                .collect()
+        };
+        let mut stores = Vec::new();
+        for (database, _) in &tenant_configs {
+            let store = Store::new(&config::ClickHouse {
+                database: database.clone(),
+                ..config.clickhouse.clone()
+            });
+            migrate_with_retry(&store, Duration::from_secs(60)).await?;
+            stores.push(store);
+        }
+        let keys = key_map(tenant_configs.into_iter().map(|(_, keys)| keys).collect());
+        if keys.is_empty() {
+            tracing::warn!(
+                "no API keys configured: serving clients on this machine only, without keys"
+            );
+        }
 
         let grpc_listener = bind(config.listen.grpc, "OTLP/gRPC").await?;
         let http_listener = bind(config.listen.http, "OTLP/HTTP").await?;
@@ -63,28 +91,36 @@ impl App {
         let api_addr = api_listener.local_addr()?;
 
         let metrics = Arc::new(Metrics::default());
-        let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(&metrics));
-        let (stored_tx, stored_rx) = mpsc::unbounded_channel();
-        let sessionizer = Sessionizer::new(
-            store.clone(),
-            config.sessionize.clone(),
-            config.rules.clone(),
-            Arc::clone(&metrics),
-        );
-        let pipeline = vec![
-            tokio::spawn(writer::run(
+        let mut ingests = Vec::new();
+        let mut pipeline = Vec::new();
+        for store in &stores {
+            let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(&metrics));
+            let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+            let sessionizer = Sessionizer::new(
+                store.clone(),
+                config.sessionize.clone(),
+                config.rules.clone(),
+                Arc::clone(&metrics),
+            );
+            pipeline.push(tokio::spawn(writer::run(
                 store.clone(),
                 config.ingest.clone(),
                 batches,
                 stored_tx,
                 Arc::clone(&metrics),
-            )),
-            tokio::spawn(sessionizer.run(stored_rx)),
-        ];
+            )));
+            pipeline.push(tokio::spawn(sessionizer.run(stored_rx)));
+            ingests.push(ingest);
+        }
+        let receivers = Arc::new(Tenants::new(ingests, Arc::clone(&keys)));
 
         let (stop_intake, stopping) = watch::channel(false);
-        let grpc = {
-            let service = receiver::grpc::TraceService::new(ingest.clone());
+        let mut intake = Vec::new();
+        intake.push({
+            let service = receiver::grpc::TraceService::new(
+                Arc::clone(&receivers),
+                config.ingest.max_request_bytes,
+            );
             let mut stopping = stopping.clone();
             tokio::spawn(async move {
                 let result = tonic::transport::Server::builder()
@@ -100,45 +136,52 @@ impl App {
                     tracing::error!(error = %err, "OTLP/gRPC server failed");
                 }
             })
-        };
-        let ingest_for_http = ingest.clone();
-        let gauge = {
+        });
+        intake.push({
             let metrics = Arc::clone(&metrics);
+            let receivers = Arc::clone(&receivers);
             let mut stopping = stopping.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => metrics.pending_spans.store(ingest.pending_spans() as u64, Ordering::Relaxed),
-                        // Dropping `ingest` here lets the writer see its input close.
+                        _ = tick.tick() => {
+                            let pending: usize = receivers.all().iter().map(Ingest::pending_spans).sum();
+                            metrics.pending_spans.store(pending as u64, Ordering::Relaxed);
+                        }
+                        // Dropping the queues' senders here lets the writers see their input close.
                         _ = stopping.wait_for(|s| *s) => break,
                     }
                 }
             })
-        };
-        let retention = tokio::spawn(crate::retention::run(
-            store.clone(),
-            config.retention.clone(),
-            stopping.clone(),
-        ));
-        let http = serve(
+        });
+        for store in &stores {
+            intake.push(tokio::spawn(crate::retention::run(
+                store.clone(),
+                config.retention.clone(),
+                stopping.clone(),
+            )));
+        }
+        intake.push(serve(
             http_listener,
-            receiver::http::router(ingest_for_http),
+            receiver::http::router(receivers, config.ingest.max_request_bytes),
             stopping,
             "OTLP/HTTP",
-        );
+        ));
 
         let (stop_api, api_stopping) = watch::channel(false);
         let api = serve(
             api_listener,
             api::router(ApiState {
-                store: store.clone(),
+                tenants: Arc::new(Tenants::new(stores.clone(), keys)),
                 metrics: Arc::clone(&metrics),
             }),
             api_stopping,
             "API",
         );
-        tracing::info!(%grpc_addr, %http_addr, %api_addr, database = store.database(), "convolog serving");
+        tracing::info!(%grpc_addr, %http_addr, %api_addr, tenants = stores.len(), "convolog serving");
+        // The first tenant's store: the only one without tenants configured.
+        let store = stores.swap_remove(0);
         Ok(App {
             grpc_addr,
             http_addr,
@@ -147,7 +190,7 @@ impl App {
             metrics,
             stop_intake,
             stop_api,
-            intake: vec![grpc, http, gauge, retention],
+            intake,
             pipeline,
             api,
         })
@@ -190,11 +233,15 @@ fn serve(
     what: &'static str,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            })
-            .await;
+        // The peer address decides who may come in when no keys are configured.
+        let result = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await;
         if let Err(err) = result {
             tracing::error!(error = %err, "{what} server failed");
         }

@@ -43,7 +43,39 @@ pub struct Config {
     /// Session semantics: inactivity timeouts, detected-issue thresholds, budgets, prices.
     pub rules: Rules,
     pub retention: Retention,
+    /// Tenants and their API keys. None: one tenant (database `clickhouse.database`) serving
+    /// loopback clients only, without keys.
+    pub tenants: Vec<TenantConfig>,
     pub log: Log,
+}
+
+/// One tenant: its own database, and the hashes of its keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Letters, digits and underscores.
+    pub name: String,
+    /// Defaults to `<clickhouse.database>_<name>`.
+    #[serde(default)]
+    pub database: Option<String>,
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Hex SHA-256 of the key (`convolog hash-key`): the key itself is never stored.
+    pub sha256: String,
+    /// `ingest` (send spans), `read` (read, label, flag) or `admin` (read and delete).
+    pub scope: crate::tenants::Scope,
+}
+
+impl TenantConfig {
+    pub fn database(&self, base: &str) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("{base}_{}", self.name))
+    }
 }
 
 /// How long data is kept, in days; 0 keeps it forever. Removal drops whole partitions
@@ -324,6 +356,37 @@ impl Config {
                 "log.format {:?} must be \"text\" or \"json\"",
                 self.log.format
             ));
+        }
+        let identifier =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let mut names = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for tenant in &self.tenants {
+            if !identifier(&tenant.name) || !names.insert(tenant.name.as_str()) {
+                return invalid(format!(
+                    "tenant name {:?} must be unique letters, digits and underscores",
+                    tenant.name
+                ));
+            }
+            if !identifier(&tenant.database(db)) {
+                return invalid(format!(
+                    "tenant {}: database must be letters, digits and underscores",
+                    tenant.name
+                ));
+            }
+            if tenant.keys.is_empty() {
+                return invalid(format!("tenant {} has no keys", tenant.name));
+            }
+            for key in &tenant.keys {
+                let hex =
+                    key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());
+                if !hex || !hashes.insert(key.sha256.to_ascii_lowercase()) {
+                    return invalid(format!(
+                        "tenant {}: each key's sha256 must be 64 hex digits and appear once (convolog hash-key makes one)",
+                        tenant.name
+                    ));
+                }
+            }
         }
         let r = &self.retention;
         if r.sessions_days > 0 && r.sessions_days < r.transcript_days {

@@ -14,4 +14,5 @@ pub mod sessionizer;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod timefmt;

@@ -38,6 +38,9 @@ enum Command {
         #[arg(long)]
         since: String,
     },
+    /// Print the SHA-256 of an API key, as `[[tenants.keys]] sha256` wants it. Reads the key
+    /// from standard input, so it stays out of the shell history.
+    HashKey,
     /// Send synthetic Pipecat, LiveKit and GenAI-shaped conversations over OTLP.
     Simulate(SimulateArgs),
     /// Export sessions (CSV, JSON Lines or JSON) with the filters of GET /v1/sessions.
@@ -105,6 +108,15 @@ async fn main() -> anyhow::Result<()> {
                 "rebuilt {} sessions from {} traces ({} sessions removed)",
                 summary.sessions, summary.traces, summary.removed_sessions
             );
+        }
+        Command::HashKey => {
+            let mut key = String::new();
+            std::io::stdin()
+                .read_line(&mut key)
+                .context("reading the key from standard input")?;
+            let key = key.trim();
+            anyhow::ensure!(!key.is_empty(), "no key on standard input");
+            println!("{}", convolog::tenants::hash_key(key));
         }
         // A client of convolog, not a part of it: no server configuration needed.
         Command::Simulate(args) => {

@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::store::StoreError;
+use crate::tenants::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -15,6 +16,8 @@ pub enum ApiError {
     BadParameter { name: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
 }
 
 impl ApiError {
@@ -32,6 +35,10 @@ impl IntoResponse for ApiError {
         let (status, message) = match &self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, self.to_string()),
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, self.to_string()),
+            ApiError::Unauthorized(AuthError::MissingKey | AuthError::UnknownKey) => {
+                (StatusCode::UNAUTHORIZED, self.to_string())
+            }
+            ApiError::Unauthorized(_) => (StatusCode::FORBIDDEN, self.to_string()),
             ApiError::Store(err) if err.is_retryable() => {
                 tracing::warn!(error = %err, "storage unavailable");
                 (

@@ -9,10 +9,12 @@ pub mod sessions;
 mod timeline;
 pub mod transcript;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::RawQuery;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -23,11 +25,57 @@ pub use error::ApiError;
 
 use crate::store::{Change, Store};
 use crate::telemetry::Metrics;
+use crate::tenants::{key_map, presented_key, Scope, Tenants};
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Store,
+    /// Each tenant's store, found by the caller's key.
+    pub tenants: Arc<Tenants<Store>>,
     pub metrics: Arc<Metrics>,
+}
+
+impl ApiState {
+    /// One tenant and no keys: loopback clients only (also what in-process callers get).
+    pub fn single(store: Store, metrics: Arc<Metrics>) -> ApiState {
+        ApiState {
+            tenants: Arc::new(Tenants::new(vec![store], key_map(vec![vec![]]))),
+            metrics,
+        }
+    }
+}
+
+/// The store of the caller's tenant, for a key with the read (or admin) scope.
+pub struct Reader(pub Store);
+
+/// The store of the caller's tenant, for a key with the admin scope.
+pub struct Admin(pub Store);
+
+fn tenant_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    state
+        .tenants
+        .authorize(presented_key(&parts.headers), peer, wanted)
+        .cloned()
+        .map_err(ApiError::from)
+}
+
+impl FromRequestParts<ApiState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        tenant_store(parts, state, Scope::Read).map(Reader)
+    }
+}
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        tenant_store(parts, state, Scope::Admin).map(Admin)
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -38,9 +86,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/sessions", get(list_page))
         .route("/sessions/{id}", get(session_page))
-        .route("/v1/sessions", get(list_sessions))
+        .route(
+            "/v1/sessions",
+            get(list_sessions).delete(delete_all_sessions),
+        )
         .route("/v1/export", get(export_sessions))
-        .route("/v1/sessions/{id}", get(get_summary))
+        .route("/v1/sessions/{id}", get(get_summary).delete(delete_session))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/timeline", get(get_timeline))
         .route(
@@ -53,7 +104,9 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
-    state.store.ping().await?;
+    for store in state.tenants.all() {
+        store.ping().await?;
+    }
     Ok("ready")
 }
 
@@ -78,7 +131,7 @@ struct TranscriptQuery {
 }
 
 async fn get_transcript(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path(id): Path<String>,
     query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -90,8 +143,7 @@ async fn get_transcript(
             format!("{format:?} is not one of json, text, vtt"),
         ));
     }
-    let detail = state
-        .store
+    let detail = store
         .session_detail(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
@@ -113,17 +165,16 @@ async fn get_transcript(
 }
 
 async fn get_timeline(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<timeline::Timeline>, ApiError> {
     no_parameters(raw)?;
-    let detail = state
-        .store
+    let detail = store
         .session_detail(&id)
         .await?
         .ok_or_else(|| no_session(&id))?;
-    let spans = state.store.load_spans(&detail.session.trace_ids).await?;
+    let spans = store.load_spans(&detail.session.trace_ids).await?;
     Ok(Json(timeline::build(&detail, &spans)))
 }
 
@@ -132,7 +183,7 @@ fn now_unix_seconds() -> u64 {
 }
 
 async fn list_sessions(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<sessions::SessionList>, ApiError> {
     let mut p = params::Params::parse(raw.as_deref())?;
@@ -141,8 +192,7 @@ async fn list_sessions(
     let after = params::cursor(&mut p, &sort)?;
     let limit = params::limit(&mut p)?;
     p.finish()?;
-    let page = state
-        .store
+    let page = store
         .list_sessions(&filter, &sort, after.as_ref(), limit)
         .await?;
     Ok(Json(sessions::SessionList {
@@ -160,15 +210,13 @@ fn no_parameters(raw: Option<String>) -> Result<(), ApiError> {
 }
 
 async fn get_summary(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<sessions::SessionSummary>, ApiError> {
     no_parameters(raw)?;
-    let (detail, annotations) = futures::try_join!(
-        state.store.session_detail(&id),
-        state.store.annotations(&id)
-    )?;
+    let (detail, annotations) =
+        futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
     let detail = detail.ok_or_else(|| no_session(&id))?;
     Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
 }
@@ -189,32 +237,50 @@ fn valid_label(label: &str) -> Result<String, ApiError> {
 }
 
 async fn annotate(
-    state: &ApiState,
+    store: &Store,
     id: &str,
     change: Change,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
-    if !state.store.session_exists(id).await? {
+    if !store.session_exists(id).await? {
         return Err(no_session(id));
     }
-    state.store.annotate(id, change).await?;
-    let now = state.store.annotations(id).await?;
+    store.annotate(id, change).await?;
+    let now = store.annotations(id).await?;
     Ok(Json(sessions::AnnotationsView::new(id, now)))
 }
 
+/// `DELETE /v1/sessions/{id}` (admin): gone from the API, exports and dashboards for good.
+async fn delete_session(
+    Admin(store): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if store.delete_session(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_session(&id))
+    }
+}
+
+/// `DELETE /v1/sessions` (admin): every conversation of the caller's tenant.
+async fn delete_all_sessions(Admin(store): Admin) -> Result<StatusCode, ApiError> {
+    store.delete_everything().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn add_label(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
     let label = valid_label(&label)?;
-    annotate(&state, &id, Change::AddLabel(label)).await
+    annotate(&store, &id, Change::AddLabel(label)).await
 }
 
 async fn remove_label(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
     let label = valid_label(&label)?;
-    annotate(&state, &id, Change::RemoveLabel(label)).await
+    annotate(&store, &id, Change::RemoveLabel(label)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,7 +291,7 @@ struct FlagBody {
 }
 
 async fn flag(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
@@ -239,18 +305,18 @@ async fn flag(
     if reason.chars().count() > 1000 {
         return Err(ApiError::bad("reason", "longer than 1000 characters"));
     }
-    annotate(&state, &id, Change::Flag { reason }).await
+    annotate(&store, &id, Change::Flag { reason }).await
 }
 
 async fn unflag(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
-    annotate(&state, &id, Change::Unflag).await
+    annotate(&store, &id, Change::Unflag).await
 }
 
 async fn export_sessions(
-    State(state): State<ApiState>,
+    Reader(store): Reader,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut p = params::Params::parse(raw.as_deref())?;
@@ -259,7 +325,7 @@ async fn export_sessions(
     let bom = p.bool("bom")?.unwrap_or(false);
     let format = export::Format::parse(p.one("format")?.as_deref().unwrap_or("csv"), bom)?;
     p.finish()?;
-    let mut stream = state.store.stream_sessions(&filter, &sort)?;
+    let mut stream = store.stream_sessions(&filter, &sort)?;
     // The first row is read before answering, so a store that is down gets a 503, not a
     // 200 with an empty body.
     let first = stream.next().await?;
@@ -274,14 +340,9 @@ async fn export_sessions(
         .into_response())
 }
 
-async fn session_page(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (detail, annotations) = futures::try_join!(
-        state.store.session_detail(&id),
-        state.store.annotations(&id)
-    )?;
+async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (detail, annotations) =
+        futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
     let Some(detail) = detail else {
         return Ok((
             StatusCode::NOT_FOUND,
@@ -295,10 +356,7 @@ async fn session_page(
 #[cfg(test)]
 mod openapi_tests;
 
-async fn list_page(
-    State(state): State<ApiState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     // Empty form fields arrive as `name=`: they mean "no filter".
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad("query string", e.to_string()))?;
@@ -328,8 +386,7 @@ async fn list_page(
     let after = params::cursor(&mut p, &sort)?;
     let limit = params::limit(&mut p)?;
     p.finish()?;
-    let page = state
-        .store
+    let page = store
         .list_sessions(&filter, &sort, after.as_ref(), limit)
         .await?;
     let next_query = page.next.map(|next| {

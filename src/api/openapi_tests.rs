@@ -122,10 +122,10 @@ fn unreachable_store() -> ApiState {
     let mut config = crate::config::Config::default();
     // Nothing listens on the discard port: store calls fail fast with 503.
     config.clickhouse.url = "http://127.0.0.1:9".into();
-    ApiState {
-        store: Store::new(&config.clickhouse),
-        metrics: Arc::new(crate::telemetry::Metrics::default()),
-    }
+    ApiState::single(
+        Store::new(&config.clickhouse),
+        Arc::new(crate::telemetry::Metrics::default()),
+    )
 }
 
 #[tokio::test]

@@ -15,7 +15,10 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
+use std::sync::Arc;
+
 use super::{ExportError, Ingest, Protocol};
+use crate::tenants::{presented_key, AuthError, Scope, Tenants};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -30,6 +33,10 @@ impl From<ExportError> for Status {
                 Code::Unavailable
             }
             ExportError::StoreRejected => Code::Internal,
+            ExportError::Unauthorized(AuthError::MissingKey | AuthError::UnknownKey) => {
+                Code::Unauthenticated
+            }
+            ExportError::Unauthorized(_) => Code::PermissionDenied,
         };
         if code == Code::Internal {
             tracing::error!(error = %err, "export failed");
@@ -40,12 +47,16 @@ impl From<ExportError> for Status {
 
 #[derive(Clone)]
 pub struct TraceService {
-    ingest: Ingest,
+    tenants: Arc<Tenants<Ingest>>,
+    max_request_bytes: usize,
 }
 
 impl TraceService {
-    pub fn new(ingest: Ingest) -> Self {
-        TraceService { ingest }
+    pub fn new(tenants: Arc<Tenants<Ingest>>, max_request_bytes: usize) -> Self {
+        TraceService {
+            tenants,
+            max_request_bytes,
+        }
     }
 }
 
@@ -86,7 +97,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let ingest = self.ingest.clone();
+        let tenants = Arc::clone(&self.tenants);
+        let limit = self.max_request_bytes;
         Box::pin(async move {
             if request.uri().path() != EXPORT_PATH {
                 return Ok(
@@ -94,7 +106,15 @@ where
                         .into_http(),
                 );
             }
-            let limit = ingest.max_request_bytes;
+            let peer = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr());
+            let key = presented_key(request.headers());
+            let ingest = match tenants.authorize(key, peer, Scope::Ingest) {
+                Ok(ingest) => ingest.clone(),
+                Err(err) => return Ok(Status::from(ExportError::from(err)).into_http()),
+            };
             let mut grpc = Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)

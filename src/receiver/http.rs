@@ -13,7 +13,14 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::trace::v1 as official;
 use prost::Message;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::Extension;
+
 use super::{ExportError, ExportOutcome, Ingest, Protocol};
+use crate::tenants::{presented_key, AuthError, Scope, Tenants};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -39,22 +46,31 @@ struct RpcStatus {
     message: String,
 }
 
-pub fn router(ingest: Ingest) -> Router {
-    // The wire-size limit; the decompressed size is checked separately in `inflate`.
-    let limit = ingest.max_request_bytes;
+pub fn router(tenants: Arc<Tenants<Ingest>>, max_request_bytes: usize) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(ingest)
+        // The wire-size limit; the decompressed size is checked separately in `inflate`.
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(tenants)
 }
 
-async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export(
+    State(tenants): State<Arc<Tenants<Ingest>>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let encoding = match content_type(&headers) {
         Ok(encoding) => encoding,
         // Answer in protobuf, the OTLP/HTTP default, when the request's encoding is unknown.
         Err(err) => return failure(Encoding::Protobuf, err),
     };
-    match decode_and_export(&ingest, &headers, body, encoding).await {
+    let ingest =
+        match tenants.authorize(presented_key(&headers), peer.map(|p| p.0 .0), Scope::Ingest) {
+            Ok(ingest) => ingest,
+            Err(err) => return failure(encoding, err.into()),
+        };
+    match decode_and_export(ingest, &headers, body, encoding).await {
         Ok(outcome) => success(encoding, outcome),
         Err(err) => failure(encoding, err),
     }
@@ -164,6 +180,10 @@ fn failure(encoding: Encoding, err: ExportError) -> Response {
             tracing::error!(error = %err, "export failed");
             (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal)
         }
+        ExportError::Unauthorized(AuthError::MissingKey | AuthError::UnknownKey) => {
+            (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated)
+        }
+        ExportError::Unauthorized(_) => (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied),
     };
     let rpc = RpcStatus {
         code: grpc_code as i32,

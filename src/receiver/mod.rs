@@ -17,6 +17,7 @@ use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::Span;
 use crate::store::StoreError;
 use crate::telemetry::Metrics;
+use crate::tenants::AuthError;
 
 /// What the writer receives: spans to store and where to report the outcome.
 pub struct Batch {
@@ -42,6 +43,8 @@ pub enum ExportError {
     StoreRejected,
     #[error("shutting down, retry later")]
     ShuttingDown,
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
 }
 
 impl ExportError {

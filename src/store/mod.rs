@@ -2,6 +2,7 @@
 //! SQL here runs on ClickHouse 18.16 (Debian's) and on current releases.
 
 mod annotations;
+mod delete;
 mod derived;
 mod list;
 mod migrations;

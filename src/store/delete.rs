@@ -1,0 +1,93 @@
+//! Permanent deletion, for admins: one session, or every conversation of the tenant.
+
+use super::spans::{placeholders, IN_CHUNK};
+use super::{Store, StoreError};
+use crate::model::conversation::SessionRow;
+use crate::receiver::now_unix_nano;
+
+/// Tables keyed by session id that hold a session's rows.
+const SESSION_TABLES: &[&str] = &[
+    "turns",
+    "messages",
+    "tool_calls",
+    "interruptions",
+    "session_issues",
+    "session_annotations",
+];
+
+impl Store {
+    async fn execute(&self, what: &str, sql: &str, binds: &[&str]) -> Result<(), StoreError> {
+        self.timed(what, async {
+            let mut query = self.client.query(sql);
+            for value in binds {
+                query = query.bind(*value);
+            }
+            Ok(query.execute().await?)
+        })
+        .await
+    }
+
+    /// Removes a session for good; false if there is no such session. A tombstone hides it at
+    /// once; deletes (applied by ClickHouse in the background) then remove its spans, so no
+    /// rebuild can bring it back, and its rows.
+    pub async fn delete_session(&self, session_id: &str) -> Result<bool, StoreError> {
+        let ids = [session_id.to_owned()];
+        let Some(current) = self
+            .session_rows(&ids)
+            .await?
+            .into_iter()
+            .find(|r| r.deleted == 0)
+        else {
+            return Ok(false);
+        };
+        let tombstone = SessionRow {
+            session_id: session_id.to_owned(),
+            revision: now_unix_nano().max(current.revision + 1),
+            deleted: 1,
+            ..SessionRow::default()
+        };
+        self.write_derived(&[], &[], &[tombstone]).await?;
+        for chunk in current.trace_ids.chunks(IN_CHUNK) {
+            let binds: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let list = placeholders(chunk.len());
+            self.execute(
+                "delete spans",
+                &format!("ALTER TABLE spans DELETE WHERE trace_id IN {list}"),
+                &binds,
+            )
+            .await?;
+            self.execute(
+                "delete trace mapping",
+                &format!("ALTER TABLE trace_sessions DELETE WHERE trace_id IN {list}"),
+                &binds,
+            )
+            .await?;
+        }
+        for table in SESSION_TABLES {
+            self.execute(
+                "delete session rows",
+                &format!("ALTER TABLE {table} DELETE WHERE session_id = ?"),
+                &[session_id],
+            )
+            .await?;
+        }
+        self.execute(
+            "delete session",
+            "ALTER TABLE sessions DELETE WHERE session_id = ? AND deleted = 0",
+            &[session_id],
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Removes every conversation of this tenant: its database is dropped and made anew.
+    pub async fn delete_everything(&self) -> Result<(), StoreError> {
+        let server = self.client.clone().with_database("default");
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.database);
+        self.timed("drop database", async {
+            Ok(server.query(&sql).execute().await?)
+        })
+        .await?;
+        self.migrate().await.map(|_| ())
+    }
+}

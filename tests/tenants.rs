@@ -1,0 +1,310 @@
+//! Tenant isolation, tested from the outside: spans land in the tenant whose ingest key sent
+//! them, and a key of tenant A cannot see, export, label or delete tenant B's sessions.
+
+mod common;
+
+use common::*;
+use convolog::config::{KeyConfig, TenantConfig};
+use convolog::tenants::{hash_key, Scope};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+fn tenant(name: &str, keys: &[(&str, Scope)]) -> TenantConfig {
+    TenantConfig {
+        name: name.into(),
+        database: Some(fresh_database(name)),
+        keys: keys
+            .iter()
+            .map(|(key, scope)| KeyConfig {
+                sha256: hash_key(key),
+                scope: *scope,
+            })
+            .collect(),
+    }
+}
+
+async fn export_as(
+    t: &TestApp,
+    key: Option<&str>,
+    session: &str,
+    trace: u64,
+) -> Result<(), tonic::Status> {
+    let mut client = TraceServiceClient::connect(t.grpc_url())
+        .await
+        .expect("connects");
+    for r in requests(
+        &pipecat_conversation(session, trace)
+            .iter()
+            .collect::<Vec<_>>(),
+        anchor(),
+        100,
+    ) {
+        let mut request = tonic::Request::new(r);
+        if let Some(key) = key {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {key}").parse().expect("metadata"),
+            );
+        }
+        client.export(request).await?;
+    }
+    Ok(())
+}
+
+async fn call(
+    t: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, String) {
+    let mut request = reqwest::Client::new().request(method, t.api_url(path));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = request.send().await.expect("API answers");
+    (
+        response.status().as_u16(),
+        response.text().await.expect("body"),
+    )
+}
+
+async fn wait_listed(t: &TestApp, key: &str, session: &str) {
+    for _ in 0..300 {
+        let (status, body) = call(
+            t,
+            reqwest::Method::GET,
+            &format!("/v1/sessions/{session}"),
+            Some(key),
+        )
+        .await;
+        if status == 200 && body.contains("\"turn_count\":3") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{session} never appeared for its tenant");
+}
+
+#[tokio::test]
+async fn one_tenants_keys_cannot_reach_another_tenants_sessions() {
+    use reqwest::Method;
+    let acme = tenant(
+        "acme",
+        &[
+            ("acme-ingest", Scope::Ingest),
+            ("acme-read", Scope::Read),
+            ("acme-admin", Scope::Admin),
+        ],
+    );
+    let bolt = tenant(
+        "bolt",
+        &[
+            ("bolt-ingest", Scope::Ingest),
+            ("bolt-read", Scope::Read),
+            ("bolt-admin", Scope::Admin),
+        ],
+    );
+    let databases = [
+        acme.database.clone().unwrap_or_default(),
+        bolt.database.clone().unwrap_or_default(),
+    ];
+    let t = TestApp::start_with("tenants", |c| c.tenants = vec![acme, bolt]).await;
+
+    // Ingest needs an ingest key, and the key decides the tenant.
+    assert_eq!(
+        export_as(&t, None, "x", 9)
+            .await
+            .expect_err("no key")
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+    assert_eq!(
+        export_as(&t, Some("acme-read"), "x", 9)
+            .await
+            .expect_err("read key")
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+    export_as(&t, Some("acme-ingest"), "a-1", 1)
+        .await
+        .expect("acme ingests");
+    export_as(&t, Some("bolt-ingest"), "b-1", 2)
+        .await
+        .expect("bolt ingests");
+    let http = t
+        .export_http(
+            prost::Message::encode_to_vec(&request("agent", "pipecat", vec![])),
+            "application/x-protobuf",
+            None,
+        )
+        .await;
+    assert_eq!(http.status(), 401, "OTLP/HTTP without a key");
+    wait_listed(&t, "acme-read", "a-1").await;
+    wait_listed(&t, "bolt-read", "b-1").await;
+
+    // Reading: each tenant sees its own sessions only.
+    let (status, list) = call(&t, Method::GET, "/v1/sessions", Some("acme-read")).await;
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("\"a-1\"") && !list.contains("\"b-1\""),
+        "{list}"
+    );
+    for path in [
+        "/v1/sessions/b-1",
+        "/v1/sessions/b-1/transcript",
+        "/v1/sessions/b-1/timeline",
+        "/sessions/b-1",
+    ] {
+        assert_eq!(
+            call(&t, Method::GET, path, Some("acme-read")).await.0,
+            404,
+            "{path}"
+        );
+    }
+    let (status, csv) = call(&t, Method::GET, "/v1/export?format=csv", Some("acme-read")).await;
+    assert_eq!(status, 200);
+    assert!(csv.contains("a-1") && !csv.contains("b-1"), "{csv}");
+
+    // Marking and deleting: B's session is not found through A's keys.
+    assert_eq!(
+        call(
+            &t,
+            Method::PUT,
+            "/v1/sessions/b-1/labels/vip",
+            Some("acme-read")
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(&t, Method::PUT, "/v1/sessions/b-1/flag", Some("acme-read"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(&t, Method::DELETE, "/v1/sessions/b-1", Some("acme-admin"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions/b-1", Some("bolt-read"))
+            .await
+            .0,
+        200,
+        "still there for B"
+    );
+
+    // Keys and scopes.
+    assert_eq!(call(&t, Method::GET, "/v1/sessions", None).await.0, 401);
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions", Some("nope")).await.0,
+        401
+    );
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions", Some("acme-ingest"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&t, Method::DELETE, "/v1/sessions/a-1", Some("acme-read"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions", Some("acme-admin"))
+            .await
+            .0,
+        200,
+        "admin reads too"
+    );
+
+    // An admin deletes one of its own sessions, then all of its tenant's conversations.
+    assert_eq!(
+        call(&t, Method::DELETE, "/v1/sessions/a-1", Some("acme-admin"))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions/a-1", Some("acme-read"))
+            .await
+            .0,
+        404
+    );
+    let (_, list) = call(&t, Method::GET, "/v1/sessions", Some("acme-read")).await;
+    assert!(!list.contains("\"a-1\""), "{list}");
+    export_as(&t, Some("acme-ingest"), "a-2", 3)
+        .await
+        .expect("acme ingests again");
+    wait_listed(&t, "acme-read", "a-2").await;
+    assert_eq!(
+        call(&t, Method::DELETE, "/v1/sessions", Some("acme-admin"))
+            .await
+            .0,
+        204
+    );
+    let (_, list) = call(&t, Method::GET, "/v1/sessions", Some("acme-read")).await;
+    assert!(!list.contains("\"a-2\""), "{list}");
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions/b-1", Some("bolt-read"))
+            .await
+            .0,
+        200,
+        "B untouched"
+    );
+
+    t.stop().await;
+    let sql = clickhouse::Client::default().with_url(clickhouse_url());
+    for database in databases {
+        let _ = sql
+            .query(&format!("DROP DATABASE IF EXISTS {database}"))
+            .execute()
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_session_does_not_come_back_on_rebuild() {
+    let t = TestApp::start("delete").await;
+    for r in requests(
+        &pipecat_conversation("gone-1", 1).iter().collect::<Vec<_>>(),
+        anchor(),
+        100,
+    ) {
+        t.export_grpc(r).await.expect("export");
+    }
+    t.transcript_when("gone-1", |tr| {
+        tr["turns"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    assert_eq!(
+        call(&t, reqwest::Method::DELETE, "/v1/sessions/gone-1", None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
+    // The spans go too (a background delete), so a rebuild has nothing to bring back.
+    for _ in 0..100 {
+        if t.count("SELECT count() FROM spans").await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.count("SELECT count() FROM spans").await, 0);
+    let since =
+        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
+    let traces = t
+        .app
+        .store
+        .traces_started_since(since)
+        .await
+        .expect("traces");
+    assert!(traces.is_empty());
+    assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
+    t.stop().await;
+}
