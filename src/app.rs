@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::receiver::{self, Ingest};
 use crate::sessionizer::Sessionizer;
 use crate::store::{writer, Store};
@@ -55,28 +55,23 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<App> {
         // One store and one pipeline (queue, writer, sessionizer) per tenant, each in its
         // own database; with no tenants configured, one for `clickhouse.database`.
-        let tenant_configs = if config.tenants.is_empty() {
-            vec![(config.clickhouse.database.clone(), Vec::new())]
+        let mut stores = Vec::new();
+        for clickhouse in config.tenant_clickhouse(None)? {
+            let store = Store::new(&clickhouse);
+            migrate_with_retry(&store, Duration::from_secs(60)).await?;
+            stores.push(store);
+        }
+        // Key hashes per tenant, in the same order; none at all without tenants.
+        let tenant_keys = if config.tenants.is_empty() {
+            vec![Vec::new()]
         } else {
             config
                 .tenants
                 .iter()
-                .map(|t| {
-                    let keys = t.keys.iter().map(|k| (k.sha256.clone(), k.scope)).collect();
-                    (t.database(&config.clickhouse.database), keys)
-                })
+                .map(|t| t.keys.iter().map(|k| (k.sha256.clone(), k.scope)).collect())
                 .collect()
         };
-        let mut stores = Vec::new();
-        for (database, _) in &tenant_configs {
-            let store = Store::new(&config::ClickHouse {
-                database: database.clone(),
-                ..config.clickhouse.clone()
-            });
-            migrate_with_retry(&store, Duration::from_secs(60)).await?;
-            stores.push(store);
-        }
-        let keys = key_map(tenant_configs.into_iter().map(|(_, keys)| keys).collect());
+        let keys = key_map(tenant_keys);
         if keys.is_empty() {
             tracing::warn!(
                 "no API keys configured: serving clients on this machine only, without keys"

@@ -243,6 +243,36 @@ impl Ingest {
 }
 
 impl Config {
+    /// The ClickHouse settings of each tenant (its own database), in configuration order;
+    /// with no tenants, the one default tenant on `clickhouse.database`.
+    pub fn tenant_clickhouse(&self, only: Option<&str>) -> Result<Vec<ClickHouse>, ConfigError> {
+        let with = |database: String| ClickHouse {
+            database,
+            ..self.clickhouse.clone()
+        };
+        if self.tenants.is_empty() {
+            return match only {
+                None => Ok(vec![self.clickhouse.clone()]),
+                Some(name) => Err(ConfigError::Invalid(format!(
+                    "no tenant {name:?}: none are configured"
+                ))),
+            };
+        }
+        let chosen: Vec<ClickHouse> = self
+            .tenants
+            .iter()
+            .filter(|t| only.is_none_or(|name| t.name == name))
+            .map(|t| with(t.database(&self.clickhouse.database)))
+            .collect();
+        if chosen.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "no tenant {:?}",
+                only.unwrap_or_default()
+            )));
+        }
+        Ok(chosen)
+    }
+
     /// Defaults, then the file (if given), then the environment; then validation.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match file {
@@ -441,6 +471,39 @@ mod tests {
             .apply_env(|name| (name == "CONVOLOG_GRPC_LISTEN").then(|| "nonsense".to_string()))
             .expect_err("bad address");
         assert!(err.to_string().contains("CONVOLOG_GRPC_LISTEN"));
+    }
+
+    #[test]
+    fn tenants_get_databases_of_their_own() {
+        let config: Config = toml::from_str(&format!(
+            "[[tenants]]\nname = \"acme\"\nkeys = [{{ sha256 = \"{}\", scope = \"read\" }}]\n\
+             [[tenants]]\nname = \"bolt\"\ndatabase = \"bolt_db\"\nkeys = [{{ sha256 = \"{}\", scope = \"admin\" }}]",
+            "a".repeat(64),
+            "b".repeat(64)
+        ))
+        .expect("parses");
+        config.validate().expect("valid");
+        let databases = |only| -> Vec<String> {
+            config
+                .tenant_clickhouse(only)
+                .expect("tenants")
+                .into_iter()
+                .map(|c| c.database)
+                .collect()
+        };
+        assert_eq!(databases(None), ["convolog_acme", "bolt_db"]);
+        assert_eq!(databases(Some("bolt")), ["bolt_db"]);
+        assert!(config.tenant_clickhouse(Some("nope")).is_err());
+        let mut duplicate = config.clone();
+        duplicate.tenants[1].keys = duplicate.tenants[0].keys.clone();
+        assert!(duplicate.validate().is_err(), "a key hash used twice");
+        assert_eq!(
+            Config::default()
+                .tenant_clickhouse(None)
+                .expect("default")
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -37,6 +37,9 @@ enum Command {
         /// Spans that started since then: a duration ago (24h, 7d) or a UTC date (2026-11-01).
         #[arg(long)]
         since: String,
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Print the SHA-256 of an API key, as `[[tenants.keys]] sha256` wants it. Reads the key
     /// from standard input, so it stays out of the shell history.
@@ -64,6 +67,9 @@ enum Command {
         /// desc (default) or asc.
         #[arg(long)]
         order: Option<String>,
+        /// The tenant whose sessions to export; required when tenants are configured.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -79,35 +85,39 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = load(cli.config.as_deref())?;
-            let store = Store::new(&config.clickhouse);
-            let applied = app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
-            println!(
-                "schema of database {} is current (applied now: {applied:?})",
-                store.database()
-            );
+            for clickhouse in config.tenant_clickhouse(None)? {
+                let store = Store::new(&clickhouse);
+                let applied = app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
+                println!(
+                    "schema of database {} is current (applied now: {applied:?})",
+                    store.database()
+                );
+            }
         }
-        Command::Rebuild { since } => {
+        Command::Rebuild { since, tenant } => {
             let config = load(cli.config.as_deref())?;
             let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
             let since = timefmt::parse_since(&since, now)
                 .map_err(anyhow::Error::msg)
                 .context("--since")?;
-            let store = Store::new(&config.clickhouse);
-            app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
-            let traces = store
-                .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
-                .await?;
-            let mut sessionizer = Sessionizer::new(
-                store,
-                config.sessionize,
-                config.rules,
-                Arc::new(Metrics::default()),
-            );
-            let summary = sessionizer.derive_traces(&traces).await?;
-            println!(
-                "rebuilt {} sessions from {} traces ({} sessions removed)",
-                summary.sessions, summary.traces, summary.removed_sessions
-            );
+            for clickhouse in config.tenant_clickhouse(tenant.as_deref())? {
+                let store = Store::new(&clickhouse);
+                app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
+                let traces = store
+                    .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
+                    .await?;
+                let mut sessionizer = Sessionizer::new(
+                    store,
+                    config.sessionize.clone(),
+                    config.rules.clone(),
+                    Arc::new(Metrics::default()),
+                );
+                let summary = sessionizer.derive_traces(&traces).await?;
+                println!(
+                    "{}: rebuilt {} sessions from {} traces ({} sessions removed)",
+                    clickhouse.database, summary.sessions, summary.traces, summary.removed_sessions
+                );
+            }
         }
         Command::HashKey => {
             let mut key = String::new();
@@ -137,9 +147,19 @@ async fn main() -> anyhow::Result<()> {
             filters,
             sort,
             order,
+            tenant,
         } => {
             let config = load(cli.config.as_deref())?;
-            let store = Store::new(&config.clickhouse);
+            anyhow::ensure!(
+                config.tenants.is_empty() || tenant.is_some(),
+                "--tenant is required when tenants are configured"
+            );
+            let clickhouse = config
+                .tenant_clickhouse(tenant.as_deref())?
+                .into_iter()
+                .next()
+                .context("no tenant to export")?;
+            let store = Store::new(&clickhouse);
             let args = export_cli::ExportArgs {
                 format,
                 bom,
