@@ -220,7 +220,7 @@ fn scenarios() -> Vec<Scenario> {
             "oc-success",
             vec![ok.clone(), bye.clone()],
             true,
-            vec![],
+            vec![kv("convolog.intent", "change_booking")],
             "RESOLVED",
             "Success",
             &[],
@@ -544,6 +544,34 @@ async fn every_state_outcome_and_detected_issue() {
         seen_outcomes.insert(scenario.outcome);
         seen_issues.extend(scenario.issues.iter().copied());
     }
+
+    // The audit timeline shows the intent and each detected issue at its turn.
+    let timeline_of = |id: &str| {
+        let url = t.api_url(&format!("/v1/sessions/{id}/timeline"));
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("timeline")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    let has_step = |timeline: &Value, kind: &str, field: &str, value: &str| {
+        timeline["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s["kind"] == kind && s[field] == value))
+    };
+    let timeline = timeline_of("oc-success").await;
+    assert!(
+        has_step(&timeline, "intent", "intent", "change_booking"),
+        "{timeline}"
+    );
+    let timeline = timeline_of("oc-skill-error").await;
+    assert!(
+        has_step(&timeline, "issue", "issue", "tool_error"),
+        "{timeline}"
+    );
 
     let success = read(&t, "oc-success").await;
     assert_eq!(success["call_status"], "Completed");

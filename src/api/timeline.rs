@@ -74,6 +74,17 @@ pub enum What {
         target: String,
         span_name: String,
     },
+    /// An intent, flow or node a span stated (each change once).
+    Intent {
+        intent: String,
+        flow: String,
+        node: String,
+    },
+    /// A detected issue, at the turn it points to.
+    Issue {
+        issue: String,
+        detail: String,
+    },
     Error {
         span_name: String,
         message: String,
@@ -184,6 +195,44 @@ pub fn build(detail: &SessionDetail, spans: &[Span]) -> Timeline {
             .find(|t| t.start_time_unix_nano <= time)
             .map(|t| t.turn_number)
     };
+    for issue in &detail.issues {
+        steps.push((
+            issue.time_unix_nano,
+            6,
+            (issue.turn_number > 0).then_some(issue.turn_number),
+            What::Issue {
+                issue: issue.issue.clone(),
+                detail: issue.detail.clone(),
+            },
+        ));
+    }
+    let mut last_intent: Option<(String, String, String)> = None;
+    let mut by_start: Vec<&Span> = spans.iter().collect();
+    by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
+    for span in by_start {
+        let stated = &conventions::read(span).session;
+        if stated.intent.is_none() && stated.flow.is_none() && stated.node.is_none() {
+            continue;
+        }
+        let now = (
+            stated.intent.clone().unwrap_or_default(),
+            stated.flow.clone().unwrap_or_default(),
+            stated.node.clone().unwrap_or_default(),
+        );
+        if last_intent.as_ref() != Some(&now) {
+            steps.push((
+                span.start_unix_nano,
+                0,
+                turn_at(span.start_unix_nano),
+                What::Intent {
+                    intent: now.0.clone(),
+                    flow: now.1.clone(),
+                    node: now.2.clone(),
+                },
+            ));
+            last_intent = Some(now);
+        }
+    }
     for span in spans {
         let facts = conventions::read(span);
         if let Some(target) = facts.handoff_target {
