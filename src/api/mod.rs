@@ -182,11 +182,11 @@ fn now_unix_seconds() -> u64 {
     crate::receiver::now_unix_nano() / 1_000_000_000
 }
 
-async fn list_sessions(
-    Reader(store): Reader,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<sessions::SessionList>, ApiError> {
-    let mut p = params::Params::parse(raw.as_deref())?;
+/// Parses the list's parameters (filters, sort, cursor, limit) and reads that page.
+async fn read_page(
+    store: &Store,
+    mut p: params::Params,
+) -> Result<(crate::store::SessionPage, crate::store::Sort), ApiError> {
     let filter = params::session_filter(&mut p, now_unix_seconds())?;
     let sort = params::sort(&mut p)?;
     let after = params::cursor(&mut p, &sort)?;
@@ -195,6 +195,14 @@ async fn list_sessions(
     let page = store
         .list_sessions(&filter, &sort, after.as_ref(), limit)
         .await?;
+    Ok((page, sort))
+}
+
+async fn list_sessions(
+    Reader(store): Reader,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<sessions::SessionList>, ApiError> {
+    let (page, sort) = read_page(&store, params::Params::parse(raw.as_deref())?).await?;
     Ok(Json(sessions::SessionList {
         next_cursor: page.next.map(|a| params::encode_cursor(&sort, &a)),
         sessions: page.rows.into_iter().map(Into::into).collect(),
@@ -380,15 +388,7 @@ async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Res
         sort: value("sort"),
         order: value("order"),
     };
-    let mut p = params::Params::from_pairs(pairs.clone());
-    let filter = params::session_filter(&mut p, now_unix_seconds())?;
-    let sort = params::sort(&mut p)?;
-    let after = params::cursor(&mut p, &sort)?;
-    let limit = params::limit(&mut p)?;
-    p.finish()?;
-    let page = store
-        .list_sessions(&filter, &sort, after.as_ref(), limit)
-        .await?;
+    let (page, sort) = read_page(&store, params::Params::from_pairs(pairs.clone())).await?;
     let next_query = page.next.map(|next| {
         let mut next_pairs: Vec<(String, String)> =
             pairs.into_iter().filter(|(n, _)| n != "cursor").collect();
