@@ -99,7 +99,7 @@ impl Store {
             .with_user(&config.user)
             .with_password(config.password.expose())
             .with_database(&config.database)
-            // Lets a WHERE on a view (sessions_current) reach the table below it; 18.16 has
+            // Lets a WHERE on a view (the annotation views) reach the table below it; 18.16 has
             // it off by default, current releases on.
             .with_setting("enable_optimize_predicate_expression", "1")
             // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.

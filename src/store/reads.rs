@@ -26,7 +26,10 @@ impl Store {
             .timed("session", async {
                 Ok(self
                     .client
-                    .query("SELECT ?fields FROM sessions_current WHERE session_id = ?")
+                    // The table, not the view: a WHERE does not reach below FINAL in a view on 18.16.
+                    .query(
+                        "SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0",
+                    )
                     .bind(session_id)
                     .fetch_optional::<SessionRow>()
                     .await?)
@@ -35,13 +38,15 @@ impl Store {
         let Some(session) = session else {
             return Ok(None);
         };
-        // State and outcome are ALIAS columns, the one place they are defined.
+        // State and outcome are ALIAS columns, the one place they are defined; read at the
+        // same revision as the row.
         let status = self
             .timed("session status", async {
                 Ok(self
                     .client
-                    .query("SELECT ?fields FROM sessions_current WHERE session_id = ?")
+                    .query("SELECT ?fields FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1")
                     .bind(session_id)
+                    .bind(session.revision)
                     .fetch_optional::<SessionStatus>()
                     .await?)
             })
