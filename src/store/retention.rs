@@ -56,6 +56,8 @@ impl Store {
 
     /// Removes session summaries that ended before `cutoff_unix_seconds`; true if any did.
     /// A delete rewrites the table's parts, so it only runs when something is due.
+    /// Tombstones stay: they hide older revisions of a session (a stand-in whose trace
+    /// moved, a deleted session) that may be newer than the cutoff.
     pub async fn delete_sessions_before(
         &self,
         cutoff_unix_seconds: u32,
@@ -65,7 +67,7 @@ impl Store {
             .timed("count old sessions", async {
                 Ok(self
                     .client
-                    .query("SELECT count() FROM sessions WHERE end_time_unix_nano < ?")
+                    .query("SELECT count() FROM sessions WHERE deleted = 0 AND end_time_unix_nano < ?")
                     .bind(cutoff)
                     .fetch_one::<u64>()
                     .await?)
@@ -77,7 +79,7 @@ impl Store {
         self.timed("delete old sessions", async {
             Ok(self
                 .client
-                .query("ALTER TABLE sessions DELETE WHERE end_time_unix_nano < ?")
+                .query("ALTER TABLE sessions DELETE WHERE deleted = 0 AND end_time_unix_nano < ?")
                 .bind(cutoff)
                 .execute()
                 .await?)
