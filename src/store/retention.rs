@@ -67,7 +67,9 @@ impl Store {
             .timed("count old sessions", async {
                 Ok(self
                     .client
-                    .query("SELECT count() FROM sessions WHERE deleted = 0 AND end_time_unix_nano < ?")
+                    .query(
+                        "SELECT count() FROM sessions WHERE deleted = 0 AND end_time_unix_nano < ?",
+                    )
                     .bind(cutoff)
                     .fetch_one::<u64>()
                     .await?)
