@@ -206,35 +206,33 @@ pub fn build(detail: &SessionDetail, spans: &[Span]) -> Timeline {
             },
         ));
     }
+    // One pass over the spans in start order: intent changes, handoffs, failed spans.
     let mut last_intent: Option<(String, String, String)> = None;
     let mut by_start: Vec<&Span> = spans.iter().collect();
     by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
     for span in by_start {
-        let stated = &conventions::read(span).session;
-        if stated.intent.is_none() && stated.flow.is_none() && stated.node.is_none() {
-            continue;
-        }
-        let now = (
-            stated.intent.clone().unwrap_or_default(),
-            stated.flow.clone().unwrap_or_default(),
-            stated.node.clone().unwrap_or_default(),
-        );
-        if last_intent.as_ref() != Some(&now) {
-            steps.push((
-                span.start_unix_nano,
-                0,
-                turn_at(span.start_unix_nano),
-                What::Intent {
-                    intent: now.0.clone(),
-                    flow: now.1.clone(),
-                    node: now.2.clone(),
-                },
-            ));
-            last_intent = Some(now);
-        }
-    }
-    for span in spans {
         let facts = conventions::read(span);
+        let stated = &facts.session;
+        if stated.intent.is_some() || stated.flow.is_some() || stated.node.is_some() {
+            let now = (
+                stated.intent.clone().unwrap_or_default(),
+                stated.flow.clone().unwrap_or_default(),
+                stated.node.clone().unwrap_or_default(),
+            );
+            if last_intent.as_ref() != Some(&now) {
+                steps.push((
+                    span.start_unix_nano,
+                    0,
+                    turn_at(span.start_unix_nano),
+                    What::Intent {
+                        intent: now.0.clone(),
+                        flow: now.1.clone(),
+                        node: now.2.clone(),
+                    },
+                ));
+                last_intent = Some(now);
+            }
+        }
         if let Some(target) = facts.handoff_target {
             steps.push((
                 span.start_unix_nano,
