@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod conventions;
+pub mod doctor;
 pub mod export_cli;
 pub mod model;
 pub mod receiver;
