@@ -3,7 +3,6 @@
 //! writer stores and acknowledges what it holds, the sessionizer derives it, the API stops last.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,7 +141,8 @@ impl App {
                     tokio::select! {
                         _ = tick.tick() => {
                             let pending: usize = receivers.all().iter().map(Ingest::pending_spans).sum();
-                            metrics.pending_spans.store(pending as u64, Ordering::Relaxed);
+                            metrics.pending_spans.set(pending as f64);
+                            metrics.run_upkeep();
                         }
                         // Dropping the queues' senders here lets the writers see their input close.
                         _ = stopping.wait_for(|s| *s) => break,

@@ -98,6 +98,8 @@ impl Sessionizer {
             let traces: Vec<String> = std::mem::take(&mut dirty).into_iter().collect();
             match self.derive_traces(&traces).await {
                 Ok(_) => {
+                    let lag_nanos = now_unix_nano().saturating_sub(newest_ingested);
+                    self.metrics.sessionize_lag.record(lag_nanos as f64 / 1e9);
                     if let Err(err) = self
                         .store
                         .record_sessionizer_progress(newest_ingested)
@@ -107,7 +109,7 @@ impl Sessionizer {
                     }
                 }
                 Err(err) => {
-                    Metrics::add(&self.metrics.sessionize_failures, 1);
+                    self.metrics.sessionize_failures.increment(1);
                     tracing::warn!(error = %err, traces = traces.len(), "sessionizer pass failed; retrying");
                     dirty.extend(traces);
                     if !open {
@@ -148,7 +150,7 @@ impl Sessionizer {
     }
 
     async fn pass(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
-        Metrics::add(&self.metrics.sessionize_passes, 1);
+        let _timer = self.metrics.sessionize_pass();
         let revision = self.next_revision();
         let updated_at = unix_seconds(now_unix_nano());
 
@@ -246,7 +248,9 @@ impl Sessionizer {
         self.store
             .write_derived(&moves, &derived, &tombstones)
             .await?;
-        Metrics::add(&self.metrics.sessions_derived, derived.len() as u64);
+        self.metrics
+            .sessions_derived
+            .increment(derived.len() as u64);
         Ok(PassSummary {
             traces: traces.len(),
             sessions: derived.len(),

@@ -16,7 +16,7 @@ use crate::config;
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::Span;
 use crate::store::StoreError;
-use crate::telemetry::Metrics;
+use crate::telemetry::{GaugeHold, Metrics, Timer};
 use crate::tenants::AuthError;
 
 /// What the writer receives: spans to store and where to report the outcome.
@@ -122,6 +122,11 @@ impl Ingest {
         body: bytes::Bytes,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
+        let _timer = Timer::start(match protocol {
+            Protocol::Grpc => &self.metrics.grpc_request_duration,
+            Protocol::Http => &self.metrics.http_request_duration,
+        });
+        let _pending = GaugeHold::add(&self.metrics.pending_bytes, body.len() as f64);
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let converted = tokio::task::spawn_blocking(move || {
@@ -143,10 +148,9 @@ impl Ingest {
             rejected_spans: i64::try_from(converted.rejected.len()).unwrap_or(i64::MAX),
             error_message: converted.message(),
         };
-        Metrics::add(
-            &self.metrics.spans_rejected_invalid,
-            converted.rejected.len() as u64,
-        );
+        self.metrics
+            .spans_rejected_invalid
+            .increment(converted.rejected.len() as u64);
         let spans = converted.spans;
         if spans.is_empty() {
             return Ok(outcome);
@@ -163,10 +167,7 @@ impl Ingest {
                 &self.metrics.http_spans_refused,
             ),
         };
-        Metrics::add(
-            if result.is_ok() { accepted } else { refused },
-            count as u64,
-        );
+        if result.is_ok() { accepted } else { refused }.increment(count as u64);
         result.map(|_| outcome)
     }
 
@@ -188,7 +189,7 @@ impl Ingest {
             Ok(Ok(permit)) => permit,
             Ok(Err(_closed)) => return Err(ExportError::ShuttingDown),
             Err(_elapsed) => {
-                Metrics::add(&self.metrics.requests_overloaded, 1);
+                self.metrics.requests_overloaded.increment(1);
                 return Err(ExportError::Overloaded);
             }
         };
