@@ -8,6 +8,7 @@ pub mod conventions;
 pub mod doctor;
 pub mod export_cli;
 pub mod model;
+pub mod progress;
 pub mod receiver;
 pub mod retention;
 pub mod sessionize;

@@ -9,7 +9,8 @@ use convolog::app::{self, App};
 use convolog::config::Config;
 use convolog::doctor;
 use convolog::export_cli;
-use convolog::sessionizer::Sessionizer;
+use convolog::progress;
+use convolog::sessionizer::{PassSummary, Sessionizer};
 use convolog::simulate::{self, SimulateArgs};
 use convolog::store::Store;
 use convolog::telemetry::{self, Metrics};
@@ -125,7 +126,14 @@ async fn main() -> anyhow::Result<()> {
                     config.rules.clone(),
                     Arc::new(Metrics::default()),
                 );
-                let summary = sessionizer.derive_traces(&traces).await?;
+                // Pass by pass, so the bar moves; derive_traces would make the same passes.
+                let progress = progress::bar(traces.len() as u64, "traces");
+                let mut summary = PassSummary::default();
+                for pass in traces.chunks(config.sessionize.max_traces_per_pass) {
+                    summary += sessionizer.derive_traces(pass).await?;
+                    progress.inc(pass.len() as u64);
+                }
+                progress.finish_and_clear();
                 println!(
                     "{}: rebuilt {} sessions from {} traces ({} sessions removed)",
                     clickhouse.database, summary.sessions, summary.traces, summary.removed_sessions

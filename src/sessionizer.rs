@@ -36,6 +36,14 @@ pub struct PassSummary {
     pub removed_sessions: usize,
 }
 
+impl std::ops::AddAssign for PassSummary {
+    fn add_assign(&mut self, other: PassSummary) {
+        self.traces += other.traces;
+        self.sessions += other.sessions;
+        self.removed_sessions += other.removed_sessions;
+    }
+}
+
 impl Sessionizer {
     pub fn new(
         store: Store,
@@ -141,10 +149,7 @@ impl Sessionizer {
     pub async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
-            let summary = self.pass(chunk).await?;
-            total.traces += summary.traces;
-            total.sessions += summary.sessions;
-            total.removed_sessions += summary.removed_sessions;
+            total += self.pass(chunk).await?;
         }
         Ok(total)
     }
