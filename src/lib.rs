@@ -11,7 +11,6 @@ pub mod receiver;
 pub mod retention;
 pub mod sessionize;
 pub mod sessionizer;
-pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

@@ -9,7 +9,6 @@ use convolog::app::{self, App};
 use convolog::config::Config;
 use convolog::export_cli;
 use convolog::sessionizer::Sessionizer;
-use convolog::simulate::{self, SimulateArgs};
 use convolog::store::Store;
 use convolog::telemetry::{self, Metrics};
 use convolog::timefmt;
@@ -44,8 +43,6 @@ enum Command {
     /// Print the SHA-256 of an API key, as `[[tenants.keys]] sha256` wants it. Reads the key
     /// from standard input, so it stays out of the shell history.
     HashKey,
-    /// Send synthetic Pipecat, LiveKit and GenAI-shaped conversations over OTLP.
-    Simulate(SimulateArgs),
     /// Export sessions (CSV, JSON Lines or JSON) with the filters of GET /v1/sessions.
     Export {
         /// csv, jsonl or json.
@@ -127,18 +124,6 @@ async fn main() -> anyhow::Result<()> {
             let key = key.trim();
             anyhow::ensure!(!key.is_empty(), "no key on standard input");
             println!("{}", convolog::tenants::hash_key(key));
-        }
-        // A client of convolog, not a part of it: no server configuration needed.
-        Command::Simulate(args) => {
-            telemetry::init_logging("text", "warn");
-            let report = simulate::run(&args).await?;
-            let secs = report.elapsed.as_secs_f64().max(1e-9);
-            println!(
-                "sent {} conversations, {} spans in {secs:.2} s ({:.0} spans/s)",
-                report.conversations,
-                report.spans,
-                report.spans as f64 / secs
-            );
         }
         Command::Export {
             format,
