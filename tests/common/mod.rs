@@ -1,9 +1,13 @@
-//! Shared pieces of the integration tests: a real ClickHouse (from CONVOLOG_TEST_CLICKHOUSE_URL,
-//! set by scripts/test.sh), a fresh database per test, the app on port 0, OTLP request builders
-//! on the official protobuf types, and a TCP proxy that can fail on demand.
+//! Shared pieces of the integration tests: a real ClickHouse (CONVOLOG_TEST_CLICKHOUSE_URL, or a
+//! private one started on first use: see `clickhouse_server`), a fresh database per test, the app on
+//! port 0, OTLP request builders on the official protobuf types, and a TCP proxy that can fail
+//! on demand.
 #![allow(dead_code)]
 
+mod clickhouse_server;
 pub mod synthetic;
+
+pub use clickhouse_server::clickhouse_url;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +25,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-pub fn clickhouse_url() -> String {
-    std::env::var("CONVOLOG_TEST_CLICKHOUSE_URL").expect(
-        "CONVOLOG_TEST_CLICKHOUSE_URL is not set: integration tests need a real ClickHouse; run scripts/test.sh",
-    )
-}
 
 /// A database name no other test uses.
 pub fn fresh_database(prefix: &str) -> String {
