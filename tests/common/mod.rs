@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod clickhouse_server;
+pub mod session_fixtures;
 pub mod synthetic;
 
 pub use clickhouse_server::clickhouse_url;
@@ -158,6 +159,28 @@ impl TestApp {
             .execute()
             .await;
     }
+}
+
+// ---- API requests ----
+
+/// The status and JSON body of a GET on the API.
+pub async fn get_json(t: &TestApp, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(t.api_url(path)).await.expect("API answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// The status, content type and text body of a GET on the API.
+pub async fn text_of(t: &TestApp, path: &str) -> (u16, String, String) {
+    let response = reqwest::get(t.api_url(path)).await.expect("API answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, content_type, response.text().await.expect("body"))
 }
 
 // ---- OTLP request builders on the official types ----
