@@ -63,9 +63,7 @@ async fn session_page_reads_well_in_a_browser() {
     };
     let t = TestApp::start("page").await;
     let specs = pipecat_conversation("page-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     t.transcript_when("page-1", |v| v["turns"].as_array().map(Vec::len) == Some(3))
         .await;
     let client = reqwest::Client::new();

@@ -605,9 +605,7 @@ async fn sessions_expire_without_new_spans() {
     let specs = spans(&scenario, 7);
     // Spans from a minute ago: the last activity is already past the 3 s timeout, so the
     // session is expired as soon as it is derived.
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     let expired = read(&t, "quiet-caller").await;
     assert_eq!(expired["state"], "EXPIRED");
     assert_eq!(expired["ended_reason"], "inactivity");

@@ -26,9 +26,7 @@ fn comparable(mut transcript: Value) -> Value {
 async fn pipecat_conversation_becomes_turns_messages_and_latencies() {
     let t = TestApp::start("pipecat").await;
     let specs = pipecat_conversation("pc-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     let transcript = t.transcript_when("pc-1", turns_done(3)).await;
     let turns = transcript["turns"].as_array().expect("turns");
     assert_eq!(turns[0]["user_text"], "Hello, I need help with my booking.");
@@ -95,9 +93,7 @@ async fn arrival_order_and_request_boundaries_do_not_matter() {
     let t = TestApp::start("order").await;
     let anchor = anchor();
     let in_order = pipecat_conversation("ordered", 1);
-    for r in requests(&in_order.iter().collect::<Vec<_>>(), anchor, 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&in_order, anchor, 100).await;
     // The same conversation, children first, spread over many small requests on both protocols.
     let scrambled = pipecat_conversation("scrambled", 2);
     let mut order: Vec<&SpanSpec> = scrambled.iter().collect();
@@ -145,12 +141,8 @@ async fn resent_spans_change_nothing() {
             t.export_grpc(r).await.expect("re-export");
         }
     }
-    for _ in 0..100 {
-        if t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before)
+        .await;
     assert!(
         t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before,
         "the resend was derived again"
@@ -220,9 +212,7 @@ async fn late_session_key_moves_traces_into_their_session() {
     let (children_1, root_1) = turn(11, 0, "first question", "first answer");
     let (children_2, root_2) = turn(12, 3_000, "second question", "second answer");
 
-    for r in requests(&children_1.iter().collect::<Vec<_>>(), anchor, 10) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&children_1, anchor, 10).await;
     // Until its root arrives, the trace is a session of its own.
     let orphan = hex::encode(trace_id(11));
     t.transcript_when(&orphan, |_| true).await;
@@ -243,15 +233,12 @@ async fn late_session_key_moves_traces_into_their_session() {
         950.0
     );
     assert_eq!(transcript["trace_ids"].as_array().map(Vec::len), Some(2));
-    for _ in 0..50 {
-        if t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
+    wait_until(async || {
+        t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
             .await
             == 404
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(
         t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
             .await,
@@ -266,9 +253,7 @@ async fn late_session_key_moves_traces_into_their_session() {
 async fn rebuild_rederives_sessions_from_stored_spans() {
     let t = TestApp::start("rebuild").await;
     let specs = pipecat_conversation("rb-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     let before = t.transcript_when("rb-1", turns_done(3)).await;
 
     // Lose the derived rows; the spans remain.
@@ -277,12 +262,7 @@ async fn rebuild_rederives_sessions_from_stored_spans() {
         .execute()
         .await
         .expect("delete");
-    for _ in 0..100 {
-        if t.status_of("/v1/sessions/rb-1/transcript").await == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.status_of("/v1/sessions/rb-1/transcript").await == 404).await;
     assert_eq!(t.status_of("/v1/sessions/rb-1/transcript").await, 404);
 
     let since =

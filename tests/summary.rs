@@ -12,9 +12,7 @@ async fn summary_labels_flags_and_span_filters() {
     let t0 = (anchor() / S - 3600) * S;
     load_fixtures(&t, t0).await;
     let specs = pipecat_conversation("pc-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     t.transcript_when("pc-1", |v| v["turns"].as_array().map(Vec::len) == Some(3))
         .await;
 

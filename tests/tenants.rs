@@ -68,20 +68,13 @@ async fn call(
 }
 
 async fn wait_listed(t: &TestApp, key: &str, session: &str) {
-    for _ in 0..300 {
-        let (status, body) = call(
-            t,
-            reqwest::Method::GET,
-            &format!("/v1/sessions/{session}"),
-            Some(key),
-        )
-        .await;
-        if status == 200 && body.contains("\"turn_count\":3") {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{session} never appeared for its tenant");
+    let path = format!("/v1/sessions/{session}");
+    let listed = wait_until(async || {
+        let (status, body) = call(t, reqwest::Method::GET, &path, Some(key)).await;
+        status == 200 && body.contains("\"turn_count\":3")
+    })
+    .await;
+    assert!(listed, "{session} never appeared for its tenant");
 }
 
 #[tokio::test]
@@ -289,12 +282,7 @@ async fn a_deleted_session_does_not_come_back_on_rebuild() {
     );
     assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
     // The spans go too (a background delete), so a rebuild has nothing to bring back.
-    for _ in 0..100 {
-        if t.count("SELECT count() FROM spans").await == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.count("SELECT count() FROM spans").await == 0).await;
     assert_eq!(t.count("SELECT count() FROM spans").await, 0);
     let since =
         u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");

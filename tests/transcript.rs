@@ -46,9 +46,7 @@ fn vtt_ms(text: &str) -> u64 {
 async fn webvtt_transcript_and_audit_timeline() {
     let t = TestApp::start("timeline").await;
     let specs = conversation_with_retry_and_handoff("tl-1");
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     t.transcript_when("tl-1", |v| {
         v["turns"].as_array().map(Vec::len) == Some(3)
             && v["tool_calls"].as_array().map(Vec::len) == Some(2)

@@ -95,6 +95,13 @@ impl TestApp {
             .expect("count query")
     }
 
+    /// Exports `specs` over gRPC, timed from `anchor`, `per_request` spans to a request.
+    pub async fn send_grpc(&self, specs: &[SpanSpec], anchor: u64, per_request: usize) {
+        for request in requests(&specs.iter().collect::<Vec<_>>(), anchor, per_request) {
+            self.export_grpc(request).await.expect("export");
+        }
+    }
+
     pub async fn export_grpc(
         &self,
         request: ExportTraceServiceRequest,
@@ -129,18 +136,19 @@ impl TestApp {
     ) -> serde_json::Value {
         let url = self.api_url(&format!("/v1/sessions/{session_id}/transcript"));
         let mut last = serde_json::Value::Null;
-        for _ in 0..300 {
-            if let Ok(response) = reqwest::get(&url).await {
-                if response.status() == 200 {
-                    last = response.json().await.expect("transcript is JSON");
-                    if ready(&last) {
-                        return last;
-                    }
-                }
+        let became_ready = wait_until(async || match reqwest::get(&url).await {
+            Ok(response) if response.status() == 200 => {
+                last = response.json().await.expect("transcript is JSON");
+                ready(&last)
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("session {session_id} never became ready; last transcript: {last}");
+            _ => false,
+        })
+        .await;
+        assert!(
+            became_ready,
+            "session {session_id} never became ready; last transcript: {last}"
+        );
+        last
     }
 
     pub async fn status_of(&self, path: &str) -> u16 {
@@ -159,6 +167,18 @@ impl TestApp {
             .execute()
             .await;
     }
+}
+
+/// Polls `ready` every 100 ms until it holds, for up to 30 s; whether it did. Whatever is
+/// written asynchronously (derived sessions, background deletes) is awaited this way.
+pub async fn wait_until(mut ready: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if ready().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 // ---- API requests ----
