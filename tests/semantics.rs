@@ -546,17 +546,7 @@ async fn every_state_outcome_and_detected_issue() {
     }
 
     // The audit timeline shows the intent and each detected issue at its turn.
-    let timeline_of = |id: &str| {
-        let url = t.api_url(&format!("/v1/sessions/{id}/timeline"));
-        async move {
-            reqwest::get(url)
-                .await
-                .expect("timeline")
-                .json::<Value>()
-                .await
-                .expect("JSON")
-        }
-    };
+    let timeline_of = async |id: &str| get_json(&t, &format!("/v1/sessions/{id}/timeline")).await.1;
     let has_step = |timeline: &Value, kind: &str, field: &str, value: &str| {
         timeline["steps"]
             .as_array()

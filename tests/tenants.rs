@@ -67,6 +67,17 @@ async fn call(
     )
 }
 
+/// Sends each request in turn and checks its status.
+async fn expect_statuses(t: &TestApp, cases: &[(reqwest::Method, &str, Option<&str>, u16)]) {
+    for (method, path, key, status) in cases {
+        assert_eq!(
+            call(t, method.clone(), path, *key).await.0,
+            *status,
+            "{method} {path} with key {key:?}"
+        );
+    }
+}
+
 async fn wait_listed(t: &TestApp, key: &str, session: &str) {
     let path = format!("/v1/sessions/{session}");
     let listed = wait_until(async || {
@@ -157,77 +168,31 @@ async fn one_tenants_keys_cannot_reach_another_tenants_sessions() {
     assert_eq!(status, 200);
     assert!(csv.contains("a-1") && !csv.contains("b-1"), "{csv}");
 
-    // Marking and deleting: B's session is not found through A's keys.
-    assert_eq!(
-        call(
-            &t,
-            Method::PUT,
-            "/v1/sessions/b-1/labels/vip",
-            Some("acme-read")
-        )
-        .await
-        .0,
-        404
-    );
-    assert_eq!(
-        call(&t, Method::PUT, "/v1/sessions/b-1/flag", Some("acme-read"))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        call(&t, Method::DELETE, "/v1/sessions/b-1", Some("acme-admin"))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions/b-1", Some("bolt-read"))
-            .await
-            .0,
-        200,
-        "still there for B"
-    );
-
-    // Keys and scopes.
-    assert_eq!(call(&t, Method::GET, "/v1/sessions", None).await.0, 401);
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions", Some("nope")).await.0,
-        401
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions", Some("acme-ingest"))
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        call(&t, Method::DELETE, "/v1/sessions/a-1", Some("acme-read"))
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions", Some("acme-admin"))
-            .await
-            .0,
-        200,
-        "admin reads too"
-    );
-
-    // An admin deletes one of its own sessions, then all of its tenant's conversations.
-    assert_eq!(
-        call(&t, Method::DELETE, "/v1/sessions/a-1", Some("acme-admin"))
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions/a-1", Some("acme-read"))
-            .await
-            .0,
-        404
-    );
+    expect_statuses(
+        &t,
+        &[
+            // Marking and deleting: B's session is not found through A's keys, and stays.
+            (
+                Method::PUT,
+                "/v1/sessions/b-1/labels/vip",
+                Some("acme-read"),
+                404,
+            ),
+            (Method::PUT, "/v1/sessions/b-1/flag", Some("acme-read"), 404),
+            (Method::DELETE, "/v1/sessions/b-1", Some("acme-admin"), 404),
+            (Method::GET, "/v1/sessions/b-1", Some("bolt-read"), 200),
+            // Keys and scopes; an admin key reads too.
+            (Method::GET, "/v1/sessions", None, 401),
+            (Method::GET, "/v1/sessions", Some("nope"), 401),
+            (Method::GET, "/v1/sessions", Some("acme-ingest"), 403),
+            (Method::DELETE, "/v1/sessions/a-1", Some("acme-read"), 403),
+            (Method::GET, "/v1/sessions", Some("acme-admin"), 200),
+            // An admin deletes one of its own sessions, then all of its tenant's conversations.
+            (Method::DELETE, "/v1/sessions/a-1", Some("acme-admin"), 204),
+            (Method::GET, "/v1/sessions/a-1", Some("acme-read"), 404),
+        ],
+    )
+    .await;
     let (_, list) = call(&t, Method::GET, "/v1/sessions", Some("acme-read")).await;
     assert!(!list.contains("\"a-1\""), "{list}");
     export_as(&t, Some("acme-ingest"), "a-2", 3)
