@@ -1,7 +1,7 @@
 //! The ClickHouse the integration tests talk to: CONVOLOG_TEST_CLICKHOUSE_URL when it is set
 //! (scripts/test.sh sets it), else a private server started here with scripts/clickhouse.sh on
 //! free ports, in its own directory. Without clickhouse-server installed, the tests that need
-//! it are skipped with one line.
+//! it are skipped with one line (`skip`).
 //!
 //! Test runners start many test processes (nextest one per test), so the private server
 //! belongs to the runner, the parent of this process: the first test process starts it, the
@@ -29,14 +29,10 @@ pub fn clickhouse_url() -> String {
 
 fn private_server() -> String {
     if !installed("clickhouse-server") {
-        // Written past the test harness's capture so the line shows; exiting ends this test
-        // process (and under `cargo test` the whole test binary) with success.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: clickhouse-server is not installed and CONVOLOG_TEST_CLICKHOUSE_URL is \
-             not set (scripts/test.sh installs and starts one)"
+        skip(
+            "clickhouse-server is not installed and CONVOLOG_TEST_CLICKHOUSE_URL is not set \
+             (scripts/test.sh installs and starts one)",
         );
-        std::process::exit(0);
     }
     let runner = std::os::unix::process::parent_id();
     let dir = std::env::temp_dir().join(format!("convolog-test-clickhouse-{runner}"));
@@ -52,6 +48,13 @@ fn private_server() -> String {
     watch(runner, &dir);
     fs::write(&url_file, &url).expect("writing the test ClickHouse URL");
     url
+}
+
+/// Ends this test process with success after one line saying why. It is written past the
+/// test harness's capture so the line shows; under `cargo test` it ends the whole test binary.
+pub fn skip(reason: &str) -> ! {
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    std::process::exit(0);
 }
 
 fn installed(program: &str) -> bool {

@@ -8,7 +8,7 @@ mod clickhouse_server;
 pub mod session_fixtures;
 pub mod synthetic;
 
-pub use clickhouse_server::clickhouse_url;
+pub use clickhouse_server::{clickhouse_url, skip};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,19 @@ pub fn fresh_database(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         nanos % 1_000_000
     )
+}
+
+/// The Python with the test requirements (the OpenTelemetry SDK, chdb-core): CONVOLOG_TEST_PYTHON,
+/// else the venv scripts/test.sh sets up in .venv-test; without either the test is skipped.
+pub fn python() -> String {
+    if let Ok(python) = std::env::var("CONVOLOG_TEST_PYTHON") {
+        return python;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-test/bin/python");
+    if std::path::Path::new(venv).exists() {
+        return venv.to_owned();
+    }
+    skip("CONVOLOG_TEST_PYTHON is not set and there is no .venv-test (scripts/test.sh makes it)")
 }
 
 pub struct TestApp {
