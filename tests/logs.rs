@@ -64,6 +64,7 @@ fn derived(fixture: &Fixture) -> DerivedSession {
         tool_calls: Vec::new(),
         interruptions: Vec::new(),
         issues: Vec::new(),
+        timeline_events: Vec::new(),
     }
 }
 

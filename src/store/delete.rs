@@ -12,6 +12,7 @@ const SESSION_TABLES: &[&str] = &[
     "tool_calls",
     "interruptions",
     "session_issues",
+    "timeline_events",
     "session_annotations",
 ];
 
