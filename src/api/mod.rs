@@ -174,8 +174,15 @@ async fn get_timeline(
         .session_detail(&id)
         .await?
         .ok_or_else(|| no_session(&id))?;
-    let spans = store.load_spans(&detail.session.trace_ids).await?;
-    Ok(Json(timeline::build(&detail, &spans)))
+    let (id, revision) = (&detail.session.session_id, detail.session.revision);
+    // One span more than shown says whether the waterfall is cut.
+    let (events, mut spans) = futures::try_join!(
+        store.timeline_events(id, revision),
+        store.waterfall_spans(id, revision, timeline::MAX_SPANS + 1),
+    )?;
+    let truncated = spans.len() as u64 > timeline::MAX_SPANS;
+    spans.truncate(timeline::MAX_SPANS as usize);
+    Ok(Json(timeline::build(&detail, &events, &spans, truncated)))
 }
 
 fn now_unix_seconds() -> u64 {
@@ -226,7 +233,14 @@ async fn get_summary(
     let (detail, annotations) =
         futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
     let detail = detail.ok_or_else(|| no_session(&id))?;
-    Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
+    let latency = store
+        .stage_percentiles(&id, detail.session.revision)
+        .await?;
+    Ok(Json(sessions::SessionSummary::new(
+        &detail,
+        &latency,
+        annotations,
+    )))
 }
 
 /// Labels are short words people filter by: no commas (the list takes `label=a,b`).

@@ -22,7 +22,7 @@ pub use list::{
     SessionStream, Sort, SortSpec, SortValue, FILTERS, SORTS,
 };
 pub use migrations::{statements, MIGRATIONS};
-pub use reads::SessionDetail;
+pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]
