@@ -9,6 +9,15 @@ use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
+/// `google.rpc.Status`, the body of an OTLP/HTTP error.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
 fn two_spans(trace: u64) -> Vec<SpanSpec> {
     vec![
         span(
@@ -329,6 +338,9 @@ async fn full_buffer_refuses_with_a_retryable_status() {
         .await;
     assert_eq!(http.status(), 429);
     assert!(http.headers().contains_key("retry-after"));
+    // The body's google.rpc.Status carries the code gRPC answers: UNAVAILABLE (14).
+    let body = RpcStatus::decode(http.bytes().await.expect("body")).expect("google.rpc.Status");
+    assert_eq!(body.code, tonic::Code::Unavailable as i32);
 
     // The stalled insert fails when the connection is cut: the first client is told to retry.
     proxy.set(ProxyMode::Forward);

@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod http;
+mod refusal;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,8 @@ use crate::model::Span;
 use crate::store::StoreError;
 use crate::telemetry::Metrics;
 use crate::tenants::AuthError;
+
+pub use refusal::Refusal;
 
 /// What the writer receives: spans to store and where to report the outcome.
 pub struct Batch {
@@ -45,17 +48,6 @@ pub enum ExportError {
     ShuttingDown,
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
-}
-
-impl ExportError {
-    /// Suggested client wait before retrying, for retryable errors.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ExportError::Overloaded | ExportError::ShuttingDown => Some(Duration::from_secs(1)),
-            ExportError::StoreUnavailable => Some(Duration::from_secs(5)),
-            _ => None,
-        }
-    }
 }
 
 /// Returned to the client as `partial_success`.
