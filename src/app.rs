@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::pipeline::sessionizer::Sessionizer;
+use crate::pipeline::writer;
 use crate::receiver::{self, Ingest};
-use crate::sessionizer::Sessionizer;
-use crate::store::{writer, Store};
+use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::tenants::{key_map, Tenants};
 
@@ -151,7 +152,7 @@ impl App {
             })
         });
         for store in &stores {
-            intake.push(tokio::spawn(crate::retention::run(
+            intake.push(tokio::spawn(crate::pipeline::retention::run(
                 store.clone(),
                 config.retention.clone(),
                 stopping.clone(),

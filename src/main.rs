@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use convolog::app::{self, App};
 use convolog::config::Config;
 use convolog::export_cli;
-use convolog::sessionizer::Sessionizer;
+use convolog::pipeline::sessionizer::Sessionizer;
 use convolog::simulate::{self, SimulateArgs};
 use convolog::store::Store;
 use convolog::telemetry::{self, Metrics};
@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild { since, tenant } => {
             let config = load(cli.config.as_deref())?;
-            let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
+            let now = convolog::clock::now_unix_nano() / 1_000_000_000;
             let since = timefmt::parse_since(&since, now)
                 .map_err(anyhow::Error::msg)
                 .context("--since")?;

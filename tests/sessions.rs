@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use convolog::sessionizer::Sessionizer;
+use convolog::pipeline::sessionizer::Sessionizer;
 use convolog::telemetry::Metrics;
 use serde_json::Value;
 
@@ -286,7 +286,7 @@ async fn rebuild_rederives_sessions_from_stored_spans() {
     assert_eq!(t.status_of("/v1/sessions/rb-1/transcript").await, 404);
 
     let since =
-        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
+        u32::try_from(convolog::clock::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
     let traces = t
         .app
         .store
@@ -368,11 +368,11 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
         convolog::model::otlp::convert(
             decoded,
             &Default::default(),
-            convolog::receiver::now_unix_nano(),
+            convolog::clock::now_unix_nano(),
         )
         .spans
     })
-    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::receiver::now_unix_nano()))
+    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::clock::now_unix_nano()))
     .collect();
     store.insert_spans(&rows).await.expect("stored");
 

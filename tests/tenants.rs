@@ -297,7 +297,7 @@ async fn a_deleted_session_does_not_come_back_on_rebuild() {
     }
     assert_eq!(t.count("SELECT count() FROM spans").await, 0);
     let since =
-        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
+        u32::try_from(convolog::clock::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
     let traces = t
         .app
         .store

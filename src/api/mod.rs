@@ -179,7 +179,7 @@ async fn get_timeline(
 }
 
 fn now_unix_seconds() -> u64 {
-    crate::receiver::now_unix_nano() / 1_000_000_000
+    crate::clock::now_unix_nano() / 1_000_000_000
 }
 
 /// Parses the list's parameters (filters, sort, cursor, limit) and reads that page.

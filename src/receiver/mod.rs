@@ -7,28 +7,21 @@ pub mod http;
 mod refusal;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::Span;
-use crate::store::StoreError;
+use crate::pipeline::{Batch, NotStored};
 use crate::telemetry::Metrics;
 use crate::tenants::AuthError;
 
 pub use refusal::Refusal;
-
-/// What the writer receives: spans to store and where to report the outcome.
-pub struct Batch {
-    pub spans: Vec<Span>,
-    pub ack: oneshot::Sender<Result<(), StoreError>>,
-    /// Room under the pending-span cap, released when the batch is dropped after its insert.
-    pub permit: OwnedSemaphorePermit,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -191,8 +184,8 @@ impl Ingest {
             .map_err(|_| ExportError::ShuttingDown)?;
         match stored.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) if err.is_retryable() => Err(ExportError::StoreUnavailable),
-            Ok(Err(_)) => Err(ExportError::StoreRejected),
+            Ok(Err(NotStored::Unavailable)) => Err(ExportError::StoreUnavailable),
+            Ok(Err(NotStored::Rejected)) => Err(ExportError::StoreRejected),
             Err(_dropped) => Err(ExportError::ShuttingDown),
         }
     }
@@ -202,11 +195,4 @@ impl Ingest {
         self.max_pending_spans
             .saturating_sub(self.room.available_permits())
     }
-}
-
-pub fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::Stored;
+use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
-use crate::receiver::now_unix_nano;
 use crate::sessionize::{self, Rules};
-use crate::store::writer::Stored;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
