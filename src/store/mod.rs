@@ -9,7 +9,6 @@ mod migrations;
 mod reads;
 pub mod retention;
 mod spans;
-pub mod writer;
 
 use std::time::Duration;
 
