@@ -46,7 +46,7 @@ pub async fn run(store: &Store, args: ExportArgs) -> anyhow::Result<u64> {
         }
     }
     let mut p = Params::from_pairs(pairs);
-    let now = crate::receiver::now_unix_nano() / 1_000_000_000;
+    let now = crate::clock::now_unix_nano() / 1_000_000_000;
     let filter = params::session_filter(&mut p, now).map_err(describe)?;
     let sort = params::sort(&mut p).map_err(describe)?;
     p.finish().map_err(describe)?;

@@ -3,14 +3,14 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod conventions;
 pub mod export_cli;
 pub mod model;
+pub mod pipeline;
 pub mod receiver;
-pub mod retention;
 pub mod sessionize;
-pub mod sessionizer;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

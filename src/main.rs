@@ -1,5 +1,4 @@
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,9 +7,9 @@ use clap::{Parser, Subcommand};
 use convolog::app::{self, App};
 use convolog::config::Config;
 use convolog::export_cli;
-use convolog::sessionizer::Sessionizer;
+use convolog::pipeline::sessionizer;
 use convolog::store::Store;
-use convolog::telemetry::{self, Metrics};
+use convolog::telemetry;
 use convolog::timefmt;
 
 /// Conversation logs for voice and chat AI agents, from their OpenTelemetry traces.
@@ -93,23 +92,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild { since, tenant } => {
             let config = load(cli.config.as_deref())?;
-            let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
+            let now = convolog::clock::now_unix_nano() / 1_000_000_000;
             let since = timefmt::parse_since(&since, now)
                 .map_err(anyhow::Error::msg)
                 .context("--since")?;
             for clickhouse in config.tenant_clickhouse(tenant.as_deref())? {
                 let store = Store::new(&clickhouse);
                 app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
-                let traces = store
-                    .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
-                    .await?;
-                let mut sessionizer = Sessionizer::new(
-                    store,
-                    config.sessionize.clone(),
-                    config.rules.clone(),
-                    Arc::new(Metrics::default()),
-                );
-                let summary = sessionizer.derive_traces(&traces).await?;
+                let summary = sessionizer::rebuild(store, &config, since).await?;
                 println!(
                     "{}: rebuilt {} sessions from {} traces ({} sessions removed)",
                     clickhouse.database, summary.sessions, summary.traces, summary.removed_sessions
@@ -135,15 +125,7 @@ async fn main() -> anyhow::Result<()> {
             tenant,
         } => {
             let config = load(cli.config.as_deref())?;
-            anyhow::ensure!(
-                config.tenants.is_empty() || tenant.is_some(),
-                "--tenant is required when tenants are configured"
-            );
-            let clickhouse = config
-                .tenant_clickhouse(tenant.as_deref())?
-                .into_iter()
-                .next()
-                .context("no tenant to export")?;
+            let clickhouse = config.one_tenant_clickhouse(tenant.as_deref())?;
             let store = Store::new(&clickhouse);
             let args = export_cli::ExportArgs {
                 format,

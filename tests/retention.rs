@@ -12,7 +12,7 @@ const DAY_NS: u64 = 86_400 * 1_000_000_000;
 #[tokio::test]
 async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
     let t = TestApp::start("retention").await;
-    let now = convolog::receiver::now_unix_nano();
+    let now = convolog::clock::now_unix_nano();
     let conversations = [
         ("recent", 1, now - 120_000_000_000),
         ("old", 2, now - 70 * DAY_NS),
@@ -30,7 +30,7 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
             .await;
     }
 
-    let removed = convolog::retention::apply(
+    let removed = convolog::pipeline::retention::apply(
         &t.app.store,
         &Retention {
             transcript_days: 30,

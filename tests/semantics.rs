@@ -608,7 +608,7 @@ async fn sessions_expire_without_new_spans() {
         ..scenario
     };
     // This one's last span ends now.
-    let now = convolog::receiver::now_unix_nano() - 4_000_000_000;
+    let now = convolog::clock::now_unix_nano() - 4_000_000_000;
     for r in requests(&spans(&fresh, 8).iter().collect::<Vec<_>>(), now, 100) {
         t.export_grpc(r).await.expect("export");
     }

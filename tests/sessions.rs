@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use convolog::sessionizer::Sessionizer;
-use convolog::telemetry::Metrics;
+use convolog::config::Config;
+use convolog::pipeline::sessionizer::rebuild;
 use serde_json::Value;
 
 fn turns_done(n: usize) -> impl Fn(&Value) -> bool {
@@ -265,21 +265,10 @@ async fn rebuild_rederives_sessions_from_stored_spans() {
     wait_until(async || t.status_of("/v1/sessions/rb-1/transcript").await == 404).await;
     assert_eq!(t.status_of("/v1/sessions/rb-1/transcript").await, 404);
 
-    let since =
-        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
-    let traces = t
-        .app
-        .store
-        .traces_started_since(since)
+    let an_hour_ago = convolog::clock::now_unix_nano() / 1_000_000_000 - 3600;
+    let summary = rebuild(t.app.store.clone(), &Config::default(), an_hour_ago)
         .await
-        .expect("traces");
-    let mut sessionizer = Sessionizer::new(
-        t.app.store.clone(),
-        Default::default(),
-        Default::default(),
-        std::sync::Arc::new(Metrics::default()),
-    );
-    let summary = sessionizer.derive_traces(&traces).await.expect("rebuild");
+        .expect("rebuild");
     assert_eq!((summary.traces, summary.sessions), (1, 1));
     let after = t.transcript_when("rb-1", turns_done(3)).await;
     assert_eq!(before, after);
@@ -348,11 +337,11 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
         convolog::model::otlp::convert(
             decoded,
             &Default::default(),
-            convolog::receiver::now_unix_nano(),
+            convolog::clock::now_unix_nano(),
         )
         .spans
     })
-    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::receiver::now_unix_nano()))
+    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::clock::now_unix_nano()))
     .collect();
     store.insert_spans(&rows).await.expect("stored");
 

@@ -18,6 +18,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    #[error("starting: the schema is not applied yet, retry later")]
+    Starting,
 }
 
 impl ApiError {
@@ -39,6 +41,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNAUTHORIZED, self.to_string())
             }
             ApiError::Unauthorized(_) => (StatusCode::FORBIDDEN, self.to_string()),
+            ApiError::Starting => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
             ApiError::Store(err) if err.is_retryable() => {
                 tracing::warn!(error = %err, "storage unavailable");
                 (

@@ -10,6 +10,7 @@ mod timeline;
 pub mod transcript;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::RawQuery;
@@ -32,6 +33,8 @@ pub struct ApiState {
     /// Each tenant's store, found by the caller's key.
     pub tenants: Arc<Tenants<Store>>,
     pub metrics: Arc<Metrics>,
+    /// False while the server starts (the schema is being applied): reads answer 503.
+    pub ready: Arc<AtomicBool>,
 }
 
 impl ApiState {
@@ -40,6 +43,7 @@ impl ApiState {
         ApiState {
             tenants: Arc::new(Tenants::new(vec![store], key_map(vec![vec![]]))),
             metrics,
+            ready: Arc::new(AtomicBool::new(true)),
         }
     }
 }
@@ -51,6 +55,9 @@ pub struct Reader(pub Store);
 pub struct Admin(pub Store);
 
 fn tenant_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Starting);
+    }
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -104,6 +111,9 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Starting);
+    }
     for store in state.tenants.all() {
         store.ping().await?;
     }
@@ -174,12 +184,19 @@ async fn get_timeline(
         .session_detail(&id)
         .await?
         .ok_or_else(|| no_session(&id))?;
-    let spans = store.load_spans(&detail.session.trace_ids).await?;
-    Ok(Json(timeline::build(&detail, &spans)))
+    let (id, revision) = (&detail.session.session_id, detail.session.revision);
+    // One span more than shown says whether the waterfall is cut.
+    let (events, mut spans) = futures::try_join!(
+        store.timeline_events(id, revision),
+        store.waterfall_spans(id, revision, timeline::MAX_SPANS + 1),
+    )?;
+    let truncated = spans.len() as u64 > timeline::MAX_SPANS;
+    spans.truncate(timeline::MAX_SPANS as usize);
+    Ok(Json(timeline::build(&detail, &events, &spans, truncated)))
 }
 
 fn now_unix_seconds() -> u64 {
-    crate::receiver::now_unix_nano() / 1_000_000_000
+    crate::clock::now_unix_nano() / 1_000_000_000
 }
 
 /// Parses the list's parameters (filters, sort, cursor, limit) and reads that page.
@@ -226,7 +243,14 @@ async fn get_summary(
     let (detail, annotations) =
         futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
     let detail = detail.ok_or_else(|| no_session(&id))?;
-    Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
+    let latency = store
+        .stage_percentiles(&id, detail.session.revision)
+        .await?;
+    Ok(Json(sessions::SessionSummary::new(
+        &detail,
+        &latency,
+        annotations,
+    )))
 }
 
 /// Labels are short words people filter by: no commas (the list takes `label=a,b`).

@@ -2,9 +2,7 @@
 
 use serde::Serialize;
 
-use crate::model::conversation::TurnRow;
-use crate::sessionize::percentile;
-use crate::store::{Annotations, SessionDetail, SessionListRow};
+use crate::store::{Annotations, SessionDetail, SessionListRow, StagePercentiles};
 use crate::timefmt::rfc3339;
 
 /// Where to read more about a session.
@@ -210,13 +208,15 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(values: &[f64]) -> Percentiles {
+    /// The stored stage's percentiles; none counted if the store did not return it.
+    fn of_stage(stored: &[StagePercentiles], stage: &str) -> Percentiles {
+        let found = stored.iter().find(|p| p.stage == stage);
         Percentiles {
-            count: values.len(),
-            p50: percentile(values, 0.5),
-            p90: percentile(values, 0.9),
-            p95: percentile(values, 0.95),
-            max: percentile(values, 1.0),
+            count: found.map_or(0, |p| usize::try_from(p.count).unwrap_or(usize::MAX)),
+            p50: found.and_then(|p| p.p50),
+            p90: found.and_then(|p| p.p90),
+            p95: found.and_then(|p| p.p95),
+            max: found.and_then(|p| p.max),
         }
     }
 }
@@ -232,17 +232,15 @@ pub struct StageLatencies {
 }
 
 impl StageLatencies {
-    pub fn of(turns: &[TurnRow]) -> StageLatencies {
-        let stage = |f: fn(&TurnRow) -> Option<f64>| {
-            Percentiles::of(&turns.iter().filter_map(f).collect::<Vec<_>>())
-        };
+    pub fn of(stored: &[StagePercentiles]) -> StageLatencies {
+        let stage = |name: &str| Percentiles::of_stage(stored, name);
         StageLatencies {
-            voice_to_voice: stage(|t| t.voice_to_voice_ms),
-            end_of_utterance: stage(|t| t.end_of_utterance_ms),
-            stt: stage(|t| t.stt_ms),
-            llm_ttft: stage(|t| t.llm_ttft_ms),
-            tts_ttfb: stage(|t| t.tts_ttfb_ms),
-            tool: stage(|t| t.tool_ms),
+            voice_to_voice: stage("voice_to_voice"),
+            end_of_utterance: stage("end_of_utterance"),
+            stt: stage("stt"),
+            llm_ttft: stage("llm_ttft"),
+            tts_ttfb: stage("tts_ttfb"),
+            tool: stage("tool"),
         }
     }
 }
@@ -286,7 +284,11 @@ pub struct SessionSummary {
 }
 
 impl SessionSummary {
-    pub fn new(detail: &SessionDetail, annotations: Annotations) -> SessionSummary {
+    pub fn new(
+        detail: &SessionDetail,
+        latency: &[StagePercentiles],
+        annotations: Annotations,
+    ) -> SessionSummary {
         let s = &detail.session;
         SessionSummary {
             session_id: s.session_id.clone(),
@@ -312,7 +314,7 @@ impl SessionSummary {
             input_tokens: s.input_tokens,
             output_tokens: s.output_tokens,
             models: s.models.clone(),
-            latency_ms: StageLatencies::of(&detail.turns),
+            latency_ms: StageLatencies::of(latency),
             semantics: Semantics::of_detail(detail),
             issues: detail
                 .issues
@@ -362,15 +364,6 @@ impl AnnotationsView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_of_turns() {
-        let p = Percentiles::of(&[900.0, 1400.0, 1100.0]);
-        assert_eq!(p.count, 3);
-        assert_eq!(p.p50, Some(1100.0));
-        assert_eq!(p.max, Some(1400.0));
-        assert_eq!(Percentiles::of(&[]).p95, None);
-    }
 
     #[test]
     fn links_escape_ids() {

@@ -200,6 +200,38 @@ pub struct InterruptionRow {
     pub span_id: String,
 }
 
+/// What a timeline event is.
+pub mod event_kind {
+    /// The intent, flow or node a span stated changed.
+    pub const INTENT: &str = "intent";
+    pub const HANDOFF: &str = "handoff";
+    /// A failed span that is not a tool call (those show as failed tool calls).
+    pub const ERROR: &str = "error";
+}
+
+/// A step of the audit timeline read from one span: an intent change, a handoff or a failed
+/// span. Only the fields of its kind are set.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TimelineEventRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub event_index: u32,
+    pub kind: String,
+    /// The turn under way when the span started; 0 before the first turn.
+    pub turn_number: u32,
+    pub time: u32,
+    /// The span's start; its end for a failed span.
+    pub time_unix_nano: u64,
+    pub span_name: String,
+    pub intent: String,
+    pub flow: String,
+    pub node: String,
+    pub handoff_target: String,
+    pub status_message: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
 /// Everything one session derives to, written together at one revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedSession {
@@ -209,6 +241,7 @@ pub struct DerivedSession {
     pub tool_calls: Vec<ToolCallRow>,
     pub interruptions: Vec<InterruptionRow>,
     pub issues: Vec<IssueRow>,
+    pub timeline_events: Vec<TimelineEventRow>,
 }
 
 /// Seconds since the epoch, for `DateTime` columns (saturating: ClickHouse's DateTime ends in 2106).

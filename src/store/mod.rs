@@ -9,7 +9,6 @@ mod migrations;
 mod reads;
 pub mod retention;
 mod spans;
-pub mod writer;
 
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ pub use list::{
     SessionStream, Sort, SortSpec, SortValue, FILTERS, SORTS,
 };
 pub use migrations::{statements, MIGRATIONS};
-pub use reads::SessionDetail;
+pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]

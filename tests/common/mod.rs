@@ -257,7 +257,7 @@ impl From<bool> for Val {
 
 /// Milliseconds since this anchor (a minute ago, so timestamps are current).
 pub fn anchor() -> u64 {
-    convolog::receiver::now_unix_nano() - 60_000_000_000
+    convolog::clock::now_unix_nano() - 60_000_000_000
 }
 
 pub fn trace_id(n: u64) -> Vec<u8> {

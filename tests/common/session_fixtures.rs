@@ -62,6 +62,7 @@ pub fn derived(fixture: &Fixture) -> DerivedSession {
         tool_calls: Vec::new(),
         interruptions: Vec::new(),
         issues: Vec::new(),
+        timeline_events: Vec::new(),
     }
 }
 

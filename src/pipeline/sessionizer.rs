@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::Stored;
+use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
-use crate::receiver::now_unix_nano;
 use crate::sessionize::{self, Rules};
-use crate::store::writer::Stored;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -136,7 +136,7 @@ impl Sessionizer {
     }
 
     /// Re-derives every session touched by these traces, in passes of bounded size.
-    pub async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+    async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
             let summary = self.pass(chunk).await?;
@@ -253,6 +253,25 @@ impl Sessionizer {
             removed_sessions: tombstones.len(),
         })
     }
+}
+
+/// `convolog rebuild`: re-derives the sessions of every trace with a span that started at or
+/// after `since_unix_seconds`, under the configured rules (which may have changed since).
+pub async fn rebuild(
+    store: Store,
+    config: &config::Config,
+    since_unix_seconds: u64,
+) -> Result<PassSummary, StoreError> {
+    let since = u32::try_from(since_unix_seconds).unwrap_or(u32::MAX);
+    let traces = store.traces_started_since(since).await?;
+    // Nobody reads these metrics: a rebuild runs outside the server.
+    let mut sessionizer = Sessionizer::new(
+        store,
+        config.sessionize.clone(),
+        config.rules.clone(),
+        Arc::new(Metrics::default()),
+    );
+    sessionizer.derive_traces(&traces).await
 }
 
 fn group_by_trace(spans: Vec<Span>) -> HashMap<String, Vec<Span>> {
