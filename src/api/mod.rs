@@ -222,7 +222,11 @@ async fn list_sessions(
     let (page, sort) = read_page(&store, params::Params::parse(raw.as_deref())?).await?;
     Ok(Json(sessions::SessionList {
         next_cursor: page.next.map(|a| params::encode_cursor(&sort, &a)),
-        sessions: page.rows.into_iter().map(Into::into).collect(),
+        sessions: page
+            .rows
+            .into_iter()
+            .map(sessions::SessionJson::of)
+            .collect(),
     }))
 }
 
@@ -238,19 +242,16 @@ async fn get_summary(
     Reader(store): Reader,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<sessions::SessionSummary>, ApiError> {
+) -> Result<Json<sessions::SessionJson>, ApiError> {
     no_parameters(raw)?;
-    let (detail, annotations) =
-        futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
-    let detail = detail.ok_or_else(|| no_session(&id))?;
+    let detail = store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
     let latency = store
         .stage_percentiles(&id, detail.session.revision)
         .await?;
-    Ok(Json(sessions::SessionSummary::new(
-        &detail,
-        &latency,
-        annotations,
-    )))
+    Ok(Json(sessions::SessionJson::summary(&detail, &latency)))
 }
 
 /// Labels are short words people filter by: no commas (the list takes `label=a,b`).
@@ -373,16 +374,14 @@ async fn export_sessions(
 }
 
 async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (detail, annotations) =
-        futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
-    let Some(detail) = detail else {
+    let Some(detail) = store.session_detail(&id).await? else {
         return Ok((
             StatusCode::NOT_FOUND,
             axum::response::Html(page::not_found(&id)),
         )
             .into_response());
     };
-    Ok(axum::response::Html(page::render(&detail, &annotations)).into_response())
+    Ok(axum::response::Html(page::render(&detail)).into_response())
 }
 
 #[cfg(test)]

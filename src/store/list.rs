@@ -5,9 +5,10 @@
 //! entry in [`SORTS`]. The API reads both tables to parse parameters and to document them.
 
 use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{Store, StoreError};
+use crate::model::conversation::SessionView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterKind {
@@ -231,7 +232,7 @@ pub struct SessionFilter {
 pub struct SortSpec {
     pub param: &'static str,
     pub column: &'static str,
-    pub value: fn(&SessionListRow) -> SortValue,
+    pub value: fn(&SessionView) -> SortValue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -306,57 +307,8 @@ pub struct After {
     pub session_id: String,
 }
 
-/// One row of the list (and of an export): the session and what readers marked on it.
-#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
-pub struct SessionListRow {
-    pub session_id: String,
-    pub start_time_unix_nano: u64,
-    pub end_time_unix_nano: u64,
-    pub duration_ms: f64,
-    pub framework: String,
-    pub service_name: String,
-    pub agent_name: String,
-    pub environment: String,
-    pub channel: String,
-    pub direction: String,
-    pub handoff_target: String,
-    pub preview: String,
-    pub turn_count: u32,
-    pub message_count: u32,
-    pub interruption_count: u32,
-    pub tool_call_count: u32,
-    pub tool_error_count: u32,
-    pub error_span_count: u32,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub models: Vec<String>,
-    pub voice_to_voice_p50_ms: Option<f64>,
-    pub voice_to_voice_p95_ms: Option<f64>,
-    pub llm_ttft_p50_ms: Option<f64>,
-    pub state: String,
-    pub outcome: String,
-    pub call_status: String,
-    pub ended_reason: String,
-    pub intent: String,
-    pub skills: Vec<String>,
-    pub flow: String,
-    pub node: String,
-    pub detected_issues: Vec<String>,
-    pub cost_usd: f64,
-    pub feedback: String,
-    pub sentiment: String,
-    pub topic: String,
-    pub campaign: String,
-    pub contact: String,
-    pub user_name: String,
-    pub confidence: Option<f64>,
-    pub labels: Vec<String>,
-    pub flagged: u8,
-    pub flag_reason: String,
-}
-
 pub struct SessionPage {
-    pub rows: Vec<SessionListRow>,
+    pub rows: Vec<SessionView>,
     /// Set when more rows follow.
     pub next: Option<After>,
 }
@@ -403,7 +355,7 @@ const NULL_LOW: &str = "-1e300";
 const NULL_HIGH: &str = "1e300";
 
 fn sort_expression(sort: &Sort) -> String {
-    match (sort.spec.value)(&SessionListRow::default()) {
+    match (sort.spec.value)(&SessionView::default()) {
         SortValue::Int(_) => sort.spec.column.to_owned(),
         SortValue::Float(_) => format!(
             "ifNull({}, {})",
@@ -509,15 +461,24 @@ fn order_and_after(sort: &Sort, after: Option<&After>, sql: &mut Sql) -> String 
     format!("{expression} {dir}, session_id {dir}")
 }
 
-/// The ALIAS columns of `sessions` (the one definition of these), which `*` leaves out.
-const SEMANTICS: &str = "state, outcome, call_status, ended_reason";
+/// The ALIAS columns of `sessions` (the one definition of these), which `*` leaves out. On
+/// 18.16 they are selected together: one that reads another fails unless both are selected.
+pub(super) const SEMANTICS: &str = "state, outcome, call_status, ended_reason";
 
-/// Sessions (a subquery yielding `sessions` rows) joined with their labels and flag.
-fn with_annotations(sessions: &str, order: &str) -> String {
+/// [`SessionView`]s: sessions (a subquery yielding `sessions` rows) joined with their labels
+/// and flag, the annotations narrowed by `annotations_where` when given.
+pub(super) fn with_annotations(
+    sessions: &str,
+    annotations_where: Option<&str>,
+    order: &str,
+) -> String {
+    let annotations_where = annotations_where
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default();
     format!(
         "SELECT ?fields FROM ({sessions}) AS s \
-         ANY LEFT JOIN (SELECT * FROM session_annotations_by_session) AS a USING session_id \
-         ORDER BY {order}"
+         ANY LEFT JOIN (SELECT * FROM session_annotations_by_session{annotations_where}) AS a \
+         USING session_id ORDER BY {order}"
     )
 }
 
@@ -536,7 +497,7 @@ fn full_sql(
         "SELECT *, {SEMANTICS} FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
         sql.conditions.join(" AND ")
     );
-    (with_annotations(&sessions, &order), sql)
+    (with_annotations(&sessions, None, &order), sql)
 }
 
 /// Step 1 of a page: the first `k` matching rows in sort order, without FINAL, so old
@@ -578,7 +539,7 @@ fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
         marks(candidates.len()),
         marks(candidates.len())
     );
-    (with_annotations(&sessions, &order), sql)
+    (with_annotations(&sessions, None, &order), sql)
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -594,13 +555,13 @@ const MAX_CANDIDATES: u64 = 8192;
 
 /// Rows of an export, read one at a time from ClickHouse's response.
 pub struct SessionStream {
-    cursor: clickhouse::query::RowCursor<SessionListRow>,
+    cursor: clickhouse::query::RowCursor<SessionView>,
     timeout: std::time::Duration,
 }
 
 impl SessionStream {
     /// The next row; each wait for ClickHouse is bounded by the configured timeout.
-    pub async fn next(&mut self) -> Result<Option<SessionListRow>, StoreError> {
+    pub async fn next(&mut self) -> Result<Option<SessionView>, StoreError> {
         match tokio::time::timeout(self.timeout, self.cursor.next()).await {
             Ok(row) => Ok(row?),
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -666,16 +627,13 @@ impl Store {
         Ok(SessionPage { rows, next })
     }
 
-    async fn fetch_list(
-        &self,
-        (text, sql): (String, Sql),
-    ) -> Result<Vec<SessionListRow>, StoreError> {
+    async fn fetch_list(&self, (text, sql): (String, Sql)) -> Result<Vec<SessionView>, StoreError> {
         self.timed("list sessions", async {
             Ok(sql
                 .apply(self.client.query(&text))
                 // Candidate ids are sent in the query text.
                 .with_setting("max_query_size", "67108864")
-                .fetch_all::<SessionListRow>()
+                .fetch_all::<SessionView>()
                 .await?)
         })
         .await
@@ -707,7 +665,7 @@ impl Store {
         sort: &Sort,
         after: Option<&After>,
     ) -> Vec<String> {
-        let fields: Vec<String> = <SessionListRow as Row>::COLUMN_NAMES
+        let fields: Vec<String> = <SessionView as Row>::COLUMN_NAMES
             .iter()
             .map(|c| format!("`{c}`"))
             .collect();
@@ -744,9 +702,7 @@ impl Store {
         sort: &Sort,
     ) -> Result<SessionStream, StoreError> {
         let (text, sql) = full_sql(filter, sort, None, None);
-        let cursor = sql
-            .apply(self.client.query(&text))
-            .fetch::<SessionListRow>()?;
+        let cursor = sql.apply(self.client.query(&text)).fetch::<SessionView>()?;
         Ok(SessionStream {
             cursor,
             timeout: self.timeout,

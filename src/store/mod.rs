@@ -17,8 +17,8 @@ use crate::config;
 pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
 pub use list::{
-    After, FilterKind, FilterSpec, FilterValue, SessionFilter, SessionListRow, SessionPage,
-    SessionStream, Sort, SortSpec, SortValue, FILTERS, SORTS,
+    After, FilterKind, FilterSpec, FilterValue, SessionFilter, SessionPage, SessionStream, Sort,
+    SortSpec, SortValue, FILTERS, SORTS,
 };
 pub use migrations::{statements, MIGRATIONS};
 pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
