@@ -7,11 +7,11 @@ use axum::body::Body;
 use bytes::Bytes;
 
 use crate::model::conversation::SessionView;
+use crate::query::QueryError;
 use crate::store::{SessionStream, StoreError};
 use crate::timefmt::rfc3339;
 
 use super::sessions::{Links, SessionJson};
-use super::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -24,12 +24,12 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn parse(name: &str, bom: bool) -> Result<Format, ApiError> {
+    pub fn parse(name: &str, bom: bool) -> Result<Format, QueryError> {
         match name {
             "csv" => Ok(Format::Csv { bom }),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
             "json" => Ok(Format::Json),
-            other => Err(ApiError::bad(
+            other => Err(QueryError::new(
                 "format",
                 format!("{other:?} is not one of csv, jsonl, json"),
             )),
