@@ -9,6 +9,7 @@ pub mod conventions;
 pub mod export_cli;
 pub mod model;
 pub mod pipeline;
+pub mod query;
 pub mod receiver;
 pub mod sessionize;
 pub mod store;

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use convolog::config::Config;
-use convolog::store::{
-    statements, After, FilterKind, FilterValue, SessionFilter, Sort, SortValue, Store, FILTERS,
-    MIGRATIONS, SORTS,
+use convolog::query::{
+    After, FilterKind, FilterValue, SessionFilter, Sort, SortValue, FILTERS, SORTS,
 };
+use convolog::store::{statements, Store, MIGRATIONS};
 
 use common::python;
 

@@ -111,7 +111,7 @@ async fn every_filter_selects_the_right_sessions() {
     }
 
     // Every filter in the table has a case above.
-    for spec in convolog::store::FILTERS {
+    for spec in convolog::query::FILTERS {
         assert!(
             cases.iter().any(|(q, _)| q.contains(spec.param)),
             "no test for filter {}",
@@ -196,7 +196,7 @@ async fn sorts_and_cursor_pagination() {
             assert_eq!(&pages, expected, "query: {query}, limit {limit}");
         }
     }
-    for spec in convolog::store::SORTS {
+    for spec in convolog::query::SORTS {
         assert!(
             cases
                 .iter()

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::query::QueryError;
 use crate::store::StoreError;
 use crate::tenants::AuthError;
 
@@ -28,6 +29,15 @@ impl ApiError {
         ApiError::BadParameter {
             name: name.into(),
             why: why.into(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(err: QueryError) -> ApiError {
+        ApiError::BadParameter {
+            name: err.name,
+            why: err.why,
         }
     }
 }

@@ -16,10 +16,7 @@ use crate::config;
 
 pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
-pub use list::{
-    After, FilterKind, FilterSpec, FilterValue, SessionFilter, SessionListRow, SessionPage,
-    SessionStream, Sort, SortSpec, SortValue, FILTERS, SORTS,
-};
+pub use list::{SessionPage, SessionStream};
 pub use migrations::{statements, MIGRATIONS};
 pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
 pub use spans::SpanRow;

@@ -4,10 +4,11 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
+use super::list::{with_annotations, SEMANTICS};
 use super::{Store, StoreError};
 use crate::model::conversation::{
-    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionStatus, TimelineEventRow,
-    ToolCallRow, TurnRow,
+    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow, ToolCallRow,
+    TurnRow,
 };
 
 /// What the waterfall shows of a span.
@@ -57,8 +58,10 @@ fn nearest_rank(column: &str, q: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct SessionDetail {
+    /// The stored row, every column.
     pub session: SessionRow,
-    pub status: SessionStatus,
+    /// The same revision as the list and the export show it.
+    pub view: SessionView,
     pub issues: Vec<IssueRow>,
     pub turns: Vec<TurnRow>,
     pub messages: Vec<MessageRow>,
@@ -88,20 +91,31 @@ impl Store {
         let Some(session) = session else {
             return Ok(None);
         };
-        // State and outcome are ALIAS columns, the one place they are defined; read at the
-        // same revision as the row.
-        let status = self
-            .timed("session status", async {
+        // What readers see of it, at the same revision as the row (state and outcome are ALIAS
+        // columns, the one place they are defined).
+        let view_sql = with_annotations(
+            &format!(
+                "SELECT *, {SEMANTICS} FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1"
+            ),
+            Some("session_id = ?"),
+            "session_id",
+        );
+        let view = self
+            .timed("session view", async {
                 Ok(self
                     .client
-                    .query("SELECT ?fields FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1")
+                    .query(&view_sql)
                     .bind(session_id)
                     .bind(session.revision)
-                    .fetch_optional::<SessionStatus>()
+                    .bind(session_id)
+                    .fetch_optional::<SessionView>()
                     .await?)
             })
             .await?
-            .unwrap_or_default();
+            // Only a newer revision merged over this one in between: reading again finds it.
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!("session {session_id:?} changed while read"))
+            })?;
         let revision = session.revision;
         // The child tables are independent: read them at once.
         let (turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
@@ -112,7 +126,7 @@ impl Store {
             self.children("session_issues", "issue_index", session_id, revision),
         )?;
         Ok(Some(SessionDetail {
-            status,
+            view,
             issues,
             session,
             turns,
