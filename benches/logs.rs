@@ -160,7 +160,7 @@ async fn main() {
 
     // One session every 800 ms, ending now: 1M sessions span about nine days.
     let step_ms = 800;
-    let now = convolog::receiver::now_unix_nano();
+    let now = convolog::clock::now_unix_nano();
     let base = now - sessions * step_ms * 1_000_000;
     let have = count(&client, "SELECT count() FROM sessions").await;
     if have != sessions {

@@ -99,7 +99,7 @@ if curl -fsS -o /dev/null "$api/v1/sessions/sim-1/transcript" 2>/dev/null; then
   echo "==> simulated conversations already loaded (rm -rf $dev for a fresh start)"
 else
   echo "==> sending 20 simulated conversations over OTLP gRPC"
-  target/release/convolog simulate --endpoint http://127.0.0.1:4317 --protocol grpc \
+  target/release/convolog-simulate --endpoint http://127.0.0.1:4317 --protocol grpc \
     --count 20 --rate 5
   deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null "$api/v1/sessions/sim-1/transcript" 2>/dev/null; do

@@ -175,10 +175,10 @@ fi
 echo "python venv: $venv"
 
 if cargo nextest --version >/dev/null 2>&1; then
-  rust_tests=(cargo nextest run --all-targets --no-fail-fast)
+  rust_tests=(cargo nextest run --workspace --all-targets --no-fail-fast)
 else
   echo "cargo-nextest not found; using cargo test"
-  rust_tests=(cargo test --all-targets --no-fail-fast)
+  rust_tests=(cargo test --workspace --all-targets --no-fail-fast)
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ stage "rust tests: ${rust_tests[*]}"
 if [ -d tests/dashboards ]; then
   stage "dashboards: load simulated conversations"
 
-  cargo build --bin convolog
+  cargo build --bin convolog --bin convolog-simulate
   db="dash_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
   ch "CREATE DATABASE $db"
   grpc_port=$(free_port)
@@ -221,7 +221,7 @@ if [ -d tests/dashboards ]; then
   echo "convolog serve (pid $convolog_pid) on database $db, log $work/convolog.log"
   wait_for_healthz "$convolog_pid" "$api_port" "$work/convolog.log"
 
-  target/debug/convolog simulate --endpoint "http://127.0.0.1:$grpc_port" --protocol grpc \
+  target/debug/convolog-simulate --endpoint "http://127.0.0.1:$grpc_port" --protocol grpc \
     --count "$simulated_sessions" --rate 0 --seed 7
 
   # Sessions are written asynchronously after ingest: wait for all of them, then for the

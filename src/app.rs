@@ -1,8 +1,11 @@
-//! Wiring: bind every listener first (port 0 works, for tests), then start the writer, the
-//! sessionizer and the servers. Shutdown runs in order: receivers stop taking requests, the
-//! writer stores and acknowledges what it holds, the sessionizer derives it, the API stops last.
+//! Wiring: bind every listener first (port 0 works, for tests) and serve the API, whose
+//! `/readyz` answers "not ready" while the schema is applied (retrying while ClickHouse
+//! starts); then start the writer, the sessionizer and the receivers. Shutdown runs in order:
+//! receivers stop taking requests, the writer stores and acknowledges what it holds, the
+//! sessionizer derives it, the API stops last.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +16,15 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::pipeline::sessionizer::Sessionizer;
+use crate::pipeline::{self, writer};
 use crate::receiver::{self, Ingest};
-use crate::sessionizer::Sessionizer;
-use crate::store::{writer, Store};
+use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::tenants::{key_map, Tenants};
+use crate::tenants::{key_map, KeyMap, Tenants};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct App {
     pub grpc_addr: SocketAddr,
@@ -32,6 +37,23 @@ pub struct App {
     stop_api: watch::Sender<bool>,
     intake: Vec<JoinHandle<()>>,
     pipeline: Vec<JoinHandle<()>>,
+    api: JoinHandle<()>,
+}
+
+/// The first half of [`App::start`]: every port bound and the API serving, not ready yet.
+pub struct Starting {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    config: Config,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    /// One per tenant, each in its own database; with no tenants, one for `clickhouse.database`.
+    stores: Vec<Store>,
+    keys: KeyMap,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    stop_api: watch::Sender<bool>,
     api: JoinHandle<()>,
 }
 
@@ -52,31 +74,12 @@ pub async fn migrate_with_retry(store: &Store, patience: Duration) -> anyhow::Re
 
 impl App {
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        // One store and one pipeline (queue, writer, sessionizer) per tenant, each in its
-        // own database; with no tenants configured, one for `clickhouse.database`.
-        let mut stores = Vec::new();
-        for clickhouse in config.tenant_clickhouse(None)? {
-            let store = Store::new(&clickhouse);
-            migrate_with_retry(&store, Duration::from_secs(60)).await?;
-            stores.push(store);
-        }
-        // Key hashes per tenant, in the same order; none at all without tenants.
-        let tenant_keys = if config.tenants.is_empty() {
-            vec![Vec::new()]
-        } else {
-            config
-                .tenants
-                .iter()
-                .map(|t| t.keys.iter().map(|k| (k.sha256.clone(), k.scope)).collect())
-                .collect()
-        };
-        let keys = key_map(tenant_keys);
-        if keys.is_empty() {
-            tracing::warn!(
-                "no API keys configured: serving clients on this machine only, without keys"
-            );
-        }
+        App::bind(config).await?.finish().await
+    }
 
+    /// Binds every listener and serves the API, which reports "not ready" until
+    /// [`Starting::finish`] has applied the schema.
+    pub async fn bind(config: Config) -> anyhow::Result<Starting> {
         let grpc_listener = bind(config.listen.grpc, "OTLP/gRPC").await?;
         let http_listener = bind(config.listen.http, "OTLP/HTTP").await?;
         let api_listener = bind(config.listen.api, "API").await?;
@@ -84,109 +87,37 @@ impl App {
         let http_addr = http_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
 
+        let stores: Vec<Store> = config
+            .tenant_clickhouse(None)?
+            .iter()
+            .map(Store::new)
+            .collect();
+        let keys = tenant_keys(&config);
         let metrics = Arc::new(Metrics::default());
-        let mut ingests = Vec::new();
-        let mut pipeline = Vec::new();
-        for store in &stores {
-            let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(&metrics));
-            let (stored_tx, stored_rx) = mpsc::unbounded_channel();
-            let sessionizer = Sessionizer::new(
-                store.clone(),
-                config.sessionize.clone(),
-                config.rules.clone(),
-                Arc::clone(&metrics),
-            );
-            pipeline.push(tokio::spawn(writer::run(
-                store.clone(),
-                config.ingest.clone(),
-                batches,
-                stored_tx,
-                Arc::clone(&metrics),
-            )));
-            pipeline.push(tokio::spawn(sessionizer.run(stored_rx)));
-            ingests.push(ingest);
-        }
-        let receivers = Arc::new(Tenants::new(ingests, Arc::clone(&keys)));
-
-        let (stop_intake, stopping) = watch::channel(false);
-        let mut intake = Vec::new();
-        intake.push({
-            let service = receiver::grpc::TraceService::new(
-                Arc::clone(&receivers),
-                config.ingest.max_request_bytes,
-            );
-            let mut stopping = stopping.clone();
-            tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(grpc_listener),
-                        async move {
-                            let _ = stopping.wait_for(|s| *s).await;
-                        },
-                    )
-                    .await;
-                if let Err(err) = result {
-                    tracing::error!(error = %err, "OTLP/gRPC server failed");
-                }
-            })
-        });
-        intake.push({
-            let metrics = Arc::clone(&metrics);
-            let receivers = Arc::clone(&receivers);
-            let mut stopping = stopping.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            let pending: usize = receivers.all().iter().map(Ingest::pending_spans).sum();
-                            metrics.pending_spans.set(pending as f64);
-                            metrics.run_upkeep();
-                        }
-                        // Dropping the queues' senders here lets the writers see their input close.
-                        _ = stopping.wait_for(|s| *s) => break,
-                    }
-                }
-            })
-        });
-        for store in &stores {
-            intake.push(tokio::spawn(crate::retention::run(
-                store.clone(),
-                config.retention.clone(),
-                stopping.clone(),
-            )));
-        }
-        intake.push(serve(
-            http_listener,
-            receiver::http::router(receivers, config.ingest.max_request_bytes),
-            stopping,
-            "OTLP/HTTP",
-        ));
-
+        let ready = Arc::new(AtomicBool::new(false));
         let (stop_api, api_stopping) = watch::channel(false);
         let api = serve(
             api_listener,
             api::router(ApiState {
-                tenants: Arc::new(Tenants::new(stores.clone(), keys)),
+                tenants: Arc::new(Tenants::new(stores.clone(), Arc::clone(&keys))),
                 metrics: Arc::clone(&metrics),
+                ready: Arc::clone(&ready),
             }),
             api_stopping,
             "API",
         );
-        tracing::info!(%grpc_addr, %http_addr, %api_addr, tenants = stores.len(), "convolog serving");
-        // The first tenant's store: the only one without tenants configured.
-        let store = stores.swap_remove(0);
-        Ok(App {
+        Ok(Starting {
             grpc_addr,
             http_addr,
             api_addr,
-            store,
+            config,
+            grpc_listener,
+            http_listener,
+            stores,
+            keys,
             metrics,
-            stop_intake,
+            ready,
             stop_api,
-            intake,
-            pipeline,
             api,
         })
     }
@@ -205,6 +136,168 @@ impl App {
         wait(self.api, "API").await;
         tracing::info!("stopped");
     }
+}
+
+impl Starting {
+    /// Applies the schema to every tenant's database, then starts the pipelines and the
+    /// receivers and reports ready.
+    pub async fn finish(self) -> anyhow::Result<App> {
+        for store in &self.stores {
+            if let Err(err) = migrate_with_retry(store, MIGRATION_PATIENCE).await {
+                let _ = self.stop_api.send(true);
+                wait(self.api, "API").await;
+                return Err(err);
+            }
+        }
+        let (ingests, pipeline) = start_pipelines(&self.config, &self.stores, &self.metrics);
+        let receivers = Arc::new(Tenants::new(ingests, self.keys));
+        let (stop_intake, stopping) = watch::channel(false);
+        let mut intake = vec![
+            serve_grpc(
+                self.grpc_listener,
+                Arc::clone(&receivers),
+                &self.config,
+                stopping.clone(),
+            ),
+            report_pending_spans(
+                Arc::clone(&receivers),
+                Arc::clone(&self.metrics),
+                stopping.clone(),
+            ),
+        ];
+        for store in &self.stores {
+            intake.push(tokio::spawn(pipeline::retention::run(
+                store.clone(),
+                self.config.retention.clone(),
+                stopping.clone(),
+            )));
+        }
+        intake.push(serve(
+            self.http_listener,
+            receiver::http::router(receivers, self.config.ingest.max_request_bytes),
+            stopping,
+            "OTLP/HTTP",
+        ));
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(
+            grpc_addr = %self.grpc_addr,
+            http_addr = %self.http_addr,
+            api_addr = %self.api_addr,
+            tenants = self.stores.len(),
+            "convolog serving"
+        );
+        let mut stores = self.stores;
+        // The first tenant's store: the only one without tenants configured.
+        let store = stores.swap_remove(0);
+        Ok(App {
+            grpc_addr: self.grpc_addr,
+            http_addr: self.http_addr,
+            api_addr: self.api_addr,
+            store,
+            metrics: self.metrics,
+            stop_intake,
+            stop_api: self.stop_api,
+            intake,
+            pipeline,
+            api: self.api,
+        })
+    }
+}
+
+/// Key hashes per tenant, in the order of the stores; none at all without tenants.
+fn tenant_keys(config: &Config) -> KeyMap {
+    let tenant_keys = if config.tenants.is_empty() {
+        vec![Vec::new()]
+    } else {
+        config
+            .tenants
+            .iter()
+            .map(|t| t.keys.iter().map(|k| (k.sha256.clone(), k.scope)).collect())
+            .collect()
+    };
+    let keys = key_map(tenant_keys);
+    if keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured: serving clients on this machine only, without keys"
+        );
+    }
+    keys
+}
+
+/// One queue, writer and sessionizer per tenant: the queues' ends for the receivers, and the
+/// tasks, which end once the queues close and what they held is stored and derived.
+fn start_pipelines(
+    config: &Config,
+    stores: &[Store],
+    metrics: &Arc<Metrics>,
+) -> (Vec<Ingest>, Vec<JoinHandle<()>>) {
+    let mut ingests = Vec::new();
+    let mut tasks = Vec::new();
+    for store in stores {
+        let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(metrics));
+        let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+        let sessionizer = Sessionizer::new(
+            store.clone(),
+            config.sessionize.clone(),
+            config.rules.clone(),
+            Arc::clone(metrics),
+        );
+        tasks.push(tokio::spawn(writer::run(
+            store.clone(),
+            config.ingest.clone(),
+            batches,
+            stored_tx,
+            Arc::clone(metrics),
+        )));
+        tasks.push(tokio::spawn(sessionizer.run(stored_rx)));
+        ingests.push(ingest);
+    }
+    (ingests, tasks)
+}
+
+fn serve_grpc(
+    listener: TcpListener,
+    receivers: Arc<Tenants<Ingest>>,
+    config: &Config,
+    mut stopping: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let service = receiver::grpc::TraceService::new(receivers, config.ingest.max_request_bytes);
+    tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                },
+            )
+            .await;
+        if let Err(err) = result {
+            tracing::error!(error = %err, "OTLP/gRPC server failed");
+        }
+    })
+}
+
+/// Updates the pending-spans gauge every second until intake stops.
+fn report_pending_spans(
+    receivers: Arc<Tenants<Ingest>>,
+    metrics: Arc<Metrics>,
+    mut stopping: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let pending: usize = receivers.all().iter().map(Ingest::pending_spans).sum();
+                    metrics.pending_spans.set(pending as f64);
+                    metrics.run_upkeep();
+                }
+                // Dropping the queues' senders here lets the writers see their input close.
+                _ = stopping.wait_for(|s| *s) => break,
+            }
+        }
+    })
 }
 
 async fn wait(task: JoinHandle<()>, what: &str) {

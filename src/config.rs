@@ -273,6 +273,20 @@ impl Config {
         Ok(chosen)
     }
 
+    /// The one tenant a command such as `convolog export` works on: the named one, which must
+    /// be named when tenants are configured; without tenants, the default one.
+    pub fn one_tenant_clickhouse(&self, tenant: Option<&str>) -> Result<ClickHouse, ConfigError> {
+        if tenant.is_none() && !self.tenants.is_empty() {
+            return Err(ConfigError::Invalid(
+                "--tenant is required when tenants are configured".to_owned(),
+            ));
+        }
+        self.tenant_clickhouse(tenant)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ConfigError::Invalid("no tenant to export".to_owned()))
+    }
+
     /// Defaults, then the file (if given), then the environment; then validation.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match file {
@@ -494,6 +508,21 @@ mod tests {
         assert_eq!(databases(None), ["convolog_acme", "bolt_db"]);
         assert_eq!(databases(Some("bolt")), ["bolt_db"]);
         assert!(config.tenant_clickhouse(Some("nope")).is_err());
+        assert_eq!(
+            config
+                .one_tenant_clickhouse(Some("bolt"))
+                .expect("named")
+                .database,
+            "bolt_db"
+        );
+        assert!(config.one_tenant_clickhouse(None).is_err(), "must be named");
+        assert_eq!(
+            Config::default()
+                .one_tenant_clickhouse(None)
+                .expect("the default tenant")
+                .database,
+            Config::default().clickhouse.database
+        );
         let mut duplicate = config.clone();
         duplicate.tenants[1].keys = duplicate.tenants[0].keys.clone();
         assert!(duplicate.validate().is_err(), "a key hash used twice");

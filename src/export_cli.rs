@@ -7,9 +7,8 @@ use anyhow::Context;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::api::export::{Encoder, Format};
-use crate::api::params::{self, Params};
-use crate::api::ApiError;
 use crate::progress;
+use crate::query::{self, Params, QueryError};
 use crate::store::Store;
 
 pub struct ExportArgs {
@@ -23,11 +22,8 @@ pub struct ExportArgs {
     pub order: Option<String>,
 }
 
-fn describe(err: ApiError) -> anyhow::Error {
-    match err {
-        ApiError::BadParameter { name, why } => anyhow::anyhow!("--filter {name}: {why}"),
-        other => anyhow::Error::new(other),
-    }
+fn describe(err: QueryError) -> anyhow::Error {
+    anyhow::anyhow!("--filter {}: {}", err.name, err.why)
 }
 
 /// Writes every matching session; returns how many.
@@ -45,9 +41,9 @@ pub async fn run(store: &Store, args: ExportArgs) -> anyhow::Result<u64> {
         }
     }
     let mut p = Params::from_pairs(pairs);
-    let now = crate::receiver::now_unix_nano() / 1_000_000_000;
-    let filter = params::session_filter(&mut p, now).map_err(describe)?;
-    let sort = params::sort(&mut p).map_err(describe)?;
+    let now = crate::clock::now_unix_nano() / 1_000_000_000;
+    let filter = query::session_filter(&mut p, now).map_err(describe)?;
+    let sort = query::sort(&mut p).map_err(describe)?;
     p.finish().map_err(describe)?;
     let format = Format::parse(&args.format, args.bom).map_err(describe)?;
 

@@ -3,17 +3,17 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod conventions;
 pub mod doctor;
 pub mod export_cli;
 pub mod model;
+pub mod pipeline;
 pub mod progress;
+pub mod query;
 pub mod receiver;
-pub mod retention;
 pub mod sessionize;
-pub mod sessionizer;
-pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

@@ -1,5 +1,4 @@
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,11 +8,9 @@ use convolog::app::{self, App};
 use convolog::config::Config;
 use convolog::doctor;
 use convolog::export_cli;
-use convolog::progress;
-use convolog::sessionizer::{PassSummary, Sessionizer};
-use convolog::simulate::{self, SimulateArgs};
+use convolog::pipeline::sessionizer;
 use convolog::store::Store;
-use convolog::telemetry::{self, Metrics};
+use convolog::telemetry;
 use convolog::timefmt;
 
 /// Conversation logs for voice and chat AI agents, from their OpenTelemetry traces.
@@ -50,8 +47,6 @@ enum Command {
     /// Print the SHA-256 of an API key, as `[[tenants.keys]] sha256` wants it. Reads the key
     /// from standard input, so it stays out of the shell history.
     HashKey,
-    /// Send synthetic Pipecat, LiveKit and GenAI-shaped conversations over OTLP.
-    Simulate(SimulateArgs),
     /// Export sessions (CSV, JSON Lines or JSON) with the filters of GET /v1/sessions.
     Export {
         /// csv, jsonl or json.
@@ -110,30 +105,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild { since, tenant } => {
             let config = load(cli.config.as_deref())?;
-            let now = convolog::receiver::now_unix_nano() / 1_000_000_000;
+            let now = convolog::clock::now_unix_nano() / 1_000_000_000;
             let since = timefmt::parse_since(&since, now)
                 .map_err(anyhow::Error::msg)
                 .context("--since")?;
             for clickhouse in config.tenant_clickhouse(tenant.as_deref())? {
                 let store = Store::new(&clickhouse);
                 app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
-                let traces = store
-                    .traces_started_since(u32::try_from(since).unwrap_or(u32::MAX))
-                    .await?;
-                let mut sessionizer = Sessionizer::new(
-                    store,
-                    config.sessionize.clone(),
-                    config.rules.clone(),
-                    Arc::new(Metrics::default()),
-                );
-                // Pass by pass, so the bar moves; derive_traces would make the same passes.
-                let progress = progress::bar(traces.len() as u64, "traces");
-                let mut summary = PassSummary::default();
-                for pass in traces.chunks(config.sessionize.max_traces_per_pass) {
-                    summary += sessionizer.derive_traces(pass).await?;
-                    progress.inc(pass.len() as u64);
-                }
-                progress.finish_and_clear();
+                let summary = sessionizer::rebuild(store, &config, since).await?;
                 println!(
                     "{}: rebuilt {} sessions from {} traces ({} sessions removed)",
                     clickhouse.database, summary.sessions, summary.traces, summary.removed_sessions
@@ -149,18 +128,6 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!key.is_empty(), "no key on standard input");
             println!("{}", convolog::tenants::hash_key(key));
         }
-        // A client of convolog, not a part of it: no server configuration needed.
-        Command::Simulate(args) => {
-            telemetry::init_logging("text", "warn");
-            let report = simulate::run(&args).await?;
-            let secs = report.elapsed.as_secs_f64().max(1e-9);
-            println!(
-                "sent {} conversations, {} spans in {secs:.2} s ({:.0} spans/s)",
-                report.conversations,
-                report.spans,
-                report.spans as f64 / secs
-            );
-        }
         Command::Export {
             format,
             bom,
@@ -171,15 +138,7 @@ async fn main() -> anyhow::Result<()> {
             tenant,
         } => {
             let config = load(cli.config.as_deref())?;
-            anyhow::ensure!(
-                config.tenants.is_empty() || tenant.is_some(),
-                "--tenant is required when tenants are configured"
-            );
-            let clickhouse = config
-                .tenant_clickhouse(tenant.as_deref())?
-                .into_iter()
-                .next()
-                .context("no tenant to export")?;
+            let clickhouse = config.one_tenant_clickhouse(tenant.as_deref())?;
             let store = Store::new(&clickhouse);
             let args = export_cli::ExportArgs {
                 format,

@@ -1,14 +1,18 @@
 //! The schema and the list queries also run on a current ClickHouse (chDB, embedded), not only
 //! on the 18.16 server the other integration tests use.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use convolog::config::Config;
-use convolog::store::{
-    statements, After, FilterKind, FilterValue, SessionFilter, Sort, SortValue, Store, FILTERS,
-    MIGRATIONS, SORTS,
+use convolog::query::{
+    After, FilterKind, FilterValue, SessionFilter, Sort, SortValue, FILTERS, SORTS,
 };
+use convolog::store::{statements, Store, MIGRATIONS};
+
+use common::python;
 
 const CHECK: &str = r#"
 import json, sys
@@ -26,12 +30,6 @@ for i, sql in enumerate(work["setup"] + work["queries"]):
         print(f"--- statement {i} failed: {e}\n{sql}\n", file=sys.stderr)
 sys.exit(1 if failed else 0)
 "#;
-
-fn python() -> String {
-    std::env::var("CONVOLOG_TEST_PYTHON").expect(
-        "CONVOLOG_TEST_PYTHON is not set: it names a Python with chdb-core; run scripts/test.sh",
-    )
-}
 
 fn every_filter() -> SessionFilter {
     let mut filter = SessionFilter {

@@ -8,12 +8,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn python() -> String {
-    std::env::var("CONVOLOG_TEST_PYTHON").expect(
-        "CONVOLOG_TEST_PYTHON is not set: it names a Python with the OpenTelemetry SDK; run scripts/test.sh",
-    )
-}
-
 /// The app runs on this test's runtime, so the sender must not block it.
 async fn send(shape: &str, protocol: &str, endpoint: &str, session_id: &str) -> Value {
     let script = concat!(

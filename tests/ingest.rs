@@ -9,6 +9,15 @@ use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
+/// `google.rpc.Status`, the body of an OTLP/HTTP error.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
 fn two_spans(trace: u64) -> Vec<SpanSpec> {
     vec![
         span(
@@ -329,6 +338,9 @@ async fn full_buffer_refuses_with_a_retryable_status() {
         .await;
     assert_eq!(http.status(), 429);
     assert!(http.headers().contains_key("retry-after"));
+    // The body's google.rpc.Status carries the code gRPC answers: UNAVAILABLE (14).
+    let body = RpcStatus::decode(http.bytes().await.expect("body")).expect("google.rpc.Status");
+    assert_eq!(body.code, tonic::Code::Unavailable as i32);
 
     // The stalled insert fails when the connection is cut: the first client is told to retry.
     proxy.set(ProxyMode::Forward);
@@ -383,6 +395,69 @@ async fn grpc_accepts_gzip_and_refuses_oversized_messages() {
         .await
         .expect_err("over the limit");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn ports_are_bound_and_not_ready_until_the_schema_is_applied() {
+    let proxy = Proxy::start(&clickhouse_url()).await;
+    proxy.set(ProxyMode::Refuse);
+    let database = fresh_database("starting");
+    let starting = convolog::app::App::bind(test_config(&database, &proxy.url))
+        .await
+        .expect("binds");
+    let (grpc_addr, http_addr, api_addr) =
+        (starting.grpc_addr, starting.http_addr, starting.api_addr);
+    let finishing = tokio::spawn(starting.finish());
+
+    for addr in [grpc_addr, http_addr] {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("bound while ClickHouse is down");
+    }
+    let client = reqwest::Client::new();
+    let status = |path: &str| {
+        let request = client.get(format!("http://{api_addr}{path}"));
+        async move { request.send().await.expect("the API answers").status() }
+    };
+    // Several looks, across more than one retry of the schema.
+    for _ in 0..3 {
+        assert_eq!(
+            status("/readyz").await,
+            503,
+            "not ready while ClickHouse is down"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    assert_eq!(
+        status("/v1/sessions").await,
+        503,
+        "no reads before the schema"
+    );
+    assert!(!finishing.is_finished(), "still applying the schema");
+
+    proxy.set(ProxyMode::Forward);
+    let app = finishing
+        .await
+        .expect("task")
+        .expect("starts once ClickHouse answers");
+    assert_eq!(status("/readyz").await, 200);
+    let t = TestApp {
+        app,
+        sql: clickhouse::Client::default()
+            .with_url(clickhouse_url())
+            .with_database(&database)
+            .with_validation(false),
+        database,
+    };
+    t.export_grpc(request(
+        "agent",
+        "pipecat",
+        two_spans(1).iter().map(|s| build(anchor(), s)).collect(),
+    ))
+    .await
+    .expect("ingest works once ready");
     assert_eq!(t.count("SELECT count() FROM spans").await, 2);
     t.stop().await;
 }

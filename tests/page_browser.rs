@@ -51,6 +51,30 @@ async fn run_chromium(binary: &PathBuf, args: &[String]) -> std::process::Output
     out
 }
 
+/// A PNG of `url` at laptop size, kept in the target directory for people to look at.
+async fn screenshot(browser: &PathBuf, url: String, file: &str) -> Vec<u8> {
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
+    let _ = std::fs::remove_file(&shot);
+    let out = run_chromium(
+        browser,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1366,900".into(),
+            url,
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{file} is not a PNG");
+    eprintln!("screenshot: {}", shot.display());
+    png
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_page_reads_well_in_a_browser() {
     let Some(browser) = chromium() else {
@@ -63,9 +87,7 @@ async fn session_page_reads_well_in_a_browser() {
     };
     let t = TestApp::start("page").await;
     let specs = pipecat_conversation("page-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     t.transcript_when("page-1", |v| v["turns"].as_array().map(Vec::len) == Some(3))
         .await;
     let client = reqwest::Client::new();
@@ -125,30 +147,12 @@ async fn session_page_reads_well_in_a_browser() {
     assert_eq!(dom.matches("class=\"bars\"").count(), 3);
 
     // A screenshot at laptop size, kept for people to look at.
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("session-page.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = run_chromium(
-        &browser,
-        &[
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1366,900".into(),
-            url,
-        ],
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let png = screenshot(&browser, url, "session-page.png").await;
     assert!(
         png.len() > 20_000,
         "suspiciously small screenshot: {} bytes",
         png.len()
     );
-    eprintln!("screenshot: {}", shot.display());
 
     // The list page links here, and keeps its filters on the next page.
     let list = t.api_url("/sessions?channel=voice&q=booking&sort=duration&limit=1&environment=");
@@ -171,35 +175,12 @@ async fn session_page_reads_well_in_a_browser() {
         !dom.contains("<script"),
         "an injected tag became markup:\n{dom}"
     );
-    let status = reqwest::get(t.api_url("/sessions?limit=0"))
-        .await
-        .expect("400")
-        .status();
-    assert_eq!(status, 400);
-    let list_shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("session-list.png");
-    let out = run_chromium(
-        &browser,
-        &[
-            format!("--screenshot={}", list_shot.display()),
-            "--window-size=1366,900".into(),
-            list,
-        ],
-    )
-    .await;
-    assert!(out.status.success());
-    assert!(std::fs::read(&list_shot)
-        .expect("list screenshot")
-        .starts_with(b"\x89PNG"));
+    assert_eq!(t.status_of("/sessions?limit=0").await, 400);
+    screenshot(&browser, list, "session-list.png").await;
 
     // Unknown sessions get a page too.
-    let response = reqwest::get(t.api_url("/sessions/nope"))
-        .await
-        .expect("404");
-    assert_eq!(response.status(), 404);
-    assert!(response
-        .text()
-        .await
-        .expect("body")
-        .contains("No session <code>nope</code>"));
+    let (status, _, page) = text_of(&t, "/sessions/nope").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("No session <code>nope</code>"), "{page}");
     t.stop().await;
 }

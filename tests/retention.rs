@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use convolog::config::Retention;
 
@@ -14,7 +12,7 @@ const DAY_NS: u64 = 86_400 * 1_000_000_000;
 #[tokio::test]
 async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
     let t = TestApp::start("retention").await;
-    let now = convolog::receiver::now_unix_nano();
+    let now = convolog::clock::now_unix_nano();
     let conversations = [
         ("recent", 1, now - 120_000_000_000),
         ("old", 2, now - 70 * DAY_NS),
@@ -32,7 +30,7 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
             .await;
     }
 
-    let removed = convolog::retention::apply(
+    let removed = convolog::pipeline::retention::apply(
         &t.app.store,
         &Retention {
             transcript_days: 30,
@@ -67,12 +65,7 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
     assert_eq!(recent["messages"].as_array().map(Vec::len), Some(7));
 
     // The summary past its own window goes (a delete mutation: applied in the background).
-    for _ in 0..100 {
-        if t.status_of("/v1/sessions/ancient/transcript").await == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.status_of("/v1/sessions/ancient/transcript").await == 404).await;
     assert_eq!(t.status_of("/v1/sessions/ancient/transcript").await, 404);
     assert_eq!(t.status_of("/v1/sessions/old/transcript").await, 200);
     t.stop().await;

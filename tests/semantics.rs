@@ -546,17 +546,7 @@ async fn every_state_outcome_and_detected_issue() {
     }
 
     // The audit timeline shows the intent and each detected issue at its turn.
-    let timeline_of = |id: &str| {
-        let url = t.api_url(&format!("/v1/sessions/{id}/timeline"));
-        async move {
-            reqwest::get(url)
-                .await
-                .expect("timeline")
-                .json::<Value>()
-                .await
-                .expect("JSON")
-        }
-    };
+    let timeline_of = async |id: &str| get_json(&t, &format!("/v1/sessions/{id}/timeline")).await.1;
     let has_step = |timeline: &Value, kind: &str, field: &str, value: &str| {
         timeline["steps"]
             .as_array()
@@ -605,9 +595,7 @@ async fn sessions_expire_without_new_spans() {
     let specs = spans(&scenario, 7);
     // Spans from a minute ago: the last activity is already past the 3 s timeout, so the
     // session is expired as soon as it is derived.
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     let expired = read(&t, "quiet-caller").await;
     assert_eq!(expired["state"], "EXPIRED");
     assert_eq!(expired["ended_reason"], "inactivity");
@@ -620,7 +608,7 @@ async fn sessions_expire_without_new_spans() {
         ..scenario
     };
     // This one's last span ends now.
-    let now = convolog::receiver::now_unix_nano() - 4_000_000_000;
+    let now = convolog::clock::now_unix_nano() - 4_000_000_000;
     for r in requests(&spans(&fresh, 8).iter().collect::<Vec<_>>(), now, 100) {
         t.export_grpc(r).await.expect("export");
     }

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use convolog::sessionizer::Sessionizer;
-use convolog::telemetry::Metrics;
+use convolog::config::Config;
+use convolog::pipeline::sessionizer::rebuild;
 use serde_json::Value;
 
 fn turns_done(n: usize) -> impl Fn(&Value) -> bool {
@@ -25,9 +25,7 @@ fn comparable(mut transcript: Value) -> Value {
 async fn pipecat_conversation_becomes_turns_messages_and_latencies() {
     let t = TestApp::start("pipecat").await;
     let specs = pipecat_conversation("pc-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     let transcript = t.transcript_when("pc-1", turns_done(3)).await;
     let turns = transcript["turns"].as_array().expect("turns");
     assert_eq!(turns[0]["user_text"], "Hello, I need help with my booking.");
@@ -94,9 +92,7 @@ async fn arrival_order_and_request_boundaries_do_not_matter() {
     let t = TestApp::start("order").await;
     let anchor = anchor();
     let in_order = pipecat_conversation("ordered", 1);
-    for r in requests(&in_order.iter().collect::<Vec<_>>(), anchor, 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&in_order, anchor, 100).await;
     // The same conversation, children first, spread over many small requests on both protocols.
     let scrambled = pipecat_conversation("scrambled", 2);
     let mut order: Vec<&SpanSpec> = scrambled.iter().collect();
@@ -144,12 +140,8 @@ async fn resent_spans_change_nothing() {
             t.export_grpc(r).await.expect("re-export");
         }
     }
-    for _ in 0..100 {
-        if t.app.metrics.value("convolog_sessions_derived_total") > derived_before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.app.metrics.value("convolog_sessions_derived_total") > derived_before)
+        .await;
     assert!(
         t.app.metrics.value("convolog_sessions_derived_total") > derived_before,
         "the resend was derived again"
@@ -219,9 +211,7 @@ async fn late_session_key_moves_traces_into_their_session() {
     let (children_1, root_1) = turn(11, 0, "first question", "first answer");
     let (children_2, root_2) = turn(12, 3_000, "second question", "second answer");
 
-    for r in requests(&children_1.iter().collect::<Vec<_>>(), anchor, 10) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&children_1, anchor, 10).await;
     // Until its root arrives, the trace is a session of its own.
     let orphan = hex::encode(trace_id(11));
     t.transcript_when(&orphan, |_| true).await;
@@ -242,15 +232,12 @@ async fn late_session_key_moves_traces_into_their_session() {
         950.0
     );
     assert_eq!(transcript["trace_ids"].as_array().map(Vec::len), Some(2));
-    for _ in 0..50 {
-        if t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
+    wait_until(async || {
+        t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
             .await
             == 404
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(
         t.status_of(&format!("/v1/sessions/{orphan}/transcript"))
             .await,
@@ -265,9 +252,7 @@ async fn late_session_key_moves_traces_into_their_session() {
 async fn rebuild_rederives_sessions_from_stored_spans() {
     let t = TestApp::start("rebuild").await;
     let specs = pipecat_conversation("rb-1", 1);
-    for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 100) {
-        t.export_grpc(r).await.expect("export");
-    }
+    t.send_grpc(&specs, anchor(), 100).await;
     let before = t.transcript_when("rb-1", turns_done(3)).await;
 
     // Lose the derived rows; the spans remain.
@@ -276,29 +261,13 @@ async fn rebuild_rederives_sessions_from_stored_spans() {
         .execute()
         .await
         .expect("delete");
-    for _ in 0..100 {
-        if t.status_of("/v1/sessions/rb-1/transcript").await == 404 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.status_of("/v1/sessions/rb-1/transcript").await == 404).await;
     assert_eq!(t.status_of("/v1/sessions/rb-1/transcript").await, 404);
 
-    let since =
-        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
-    let traces = t
-        .app
-        .store
-        .traces_started_since(since)
+    let an_hour_ago = convolog::clock::now_unix_nano() / 1_000_000_000 - 3600;
+    let summary = rebuild(t.app.store.clone(), &Config::default(), an_hour_ago)
         .await
-        .expect("traces");
-    let mut sessionizer = Sessionizer::new(
-        t.app.store.clone(),
-        Default::default(),
-        Default::default(),
-        std::sync::Arc::new(Metrics::default()),
-    );
-    let summary = sessionizer.derive_traces(&traces).await.expect("rebuild");
+        .expect("rebuild");
     assert_eq!((summary.traces, summary.sessions), (1, 1));
     let after = t.transcript_when("rb-1", turns_done(3)).await;
     assert_eq!(before, after);
@@ -367,11 +336,11 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
         convolog::model::otlp::convert(
             decoded,
             &Default::default(),
-            convolog::receiver::now_unix_nano(),
+            convolog::clock::now_unix_nano(),
         )
         .spans
     })
-    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::receiver::now_unix_nano()))
+    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::clock::now_unix_nano()))
     .collect();
     store.insert_spans(&rows).await.expect("stored");
 

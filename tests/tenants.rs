@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use convolog::config::{KeyConfig, TenantConfig};
+use convolog::config::{Config, KeyConfig, TenantConfig};
+use convolog::pipeline::sessionizer::rebuild;
 use convolog::tenants::{hash_key, Scope};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
@@ -67,21 +68,25 @@ async fn call(
     )
 }
 
-async fn wait_listed(t: &TestApp, key: &str, session: &str) {
-    for _ in 0..300 {
-        let (status, body) = call(
-            t,
-            reqwest::Method::GET,
-            &format!("/v1/sessions/{session}"),
-            Some(key),
-        )
-        .await;
-        if status == 200 && body.contains("\"turn_count\":3") {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// Sends each request in turn and checks its status.
+async fn expect_statuses(t: &TestApp, cases: &[(reqwest::Method, &str, Option<&str>, u16)]) {
+    for (method, path, key, status) in cases {
+        assert_eq!(
+            call(t, method.clone(), path, *key).await.0,
+            *status,
+            "{method} {path} with key {key:?}"
+        );
     }
-    panic!("{session} never appeared for its tenant");
+}
+
+async fn wait_listed(t: &TestApp, key: &str, session: &str) {
+    let path = format!("/v1/sessions/{session}");
+    let listed = wait_until(async || {
+        let (status, body) = call(t, reqwest::Method::GET, &path, Some(key)).await;
+        status == 200 && body.contains("\"turn_count\":3")
+    })
+    .await;
+    assert!(listed, "{session} never appeared for its tenant");
 }
 
 #[tokio::test]
@@ -164,77 +169,31 @@ async fn one_tenants_keys_cannot_reach_another_tenants_sessions() {
     assert_eq!(status, 200);
     assert!(csv.contains("a-1") && !csv.contains("b-1"), "{csv}");
 
-    // Marking and deleting: B's session is not found through A's keys.
-    assert_eq!(
-        call(
-            &t,
-            Method::PUT,
-            "/v1/sessions/b-1/labels/vip",
-            Some("acme-read")
-        )
-        .await
-        .0,
-        404
-    );
-    assert_eq!(
-        call(&t, Method::PUT, "/v1/sessions/b-1/flag", Some("acme-read"))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        call(&t, Method::DELETE, "/v1/sessions/b-1", Some("acme-admin"))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions/b-1", Some("bolt-read"))
-            .await
-            .0,
-        200,
-        "still there for B"
-    );
-
-    // Keys and scopes.
-    assert_eq!(call(&t, Method::GET, "/v1/sessions", None).await.0, 401);
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions", Some("nope")).await.0,
-        401
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions", Some("acme-ingest"))
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        call(&t, Method::DELETE, "/v1/sessions/a-1", Some("acme-read"))
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions", Some("acme-admin"))
-            .await
-            .0,
-        200,
-        "admin reads too"
-    );
-
-    // An admin deletes one of its own sessions, then all of its tenant's conversations.
-    assert_eq!(
-        call(&t, Method::DELETE, "/v1/sessions/a-1", Some("acme-admin"))
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        call(&t, Method::GET, "/v1/sessions/a-1", Some("acme-read"))
-            .await
-            .0,
-        404
-    );
+    expect_statuses(
+        &t,
+        &[
+            // Marking and deleting: B's session is not found through A's keys, and stays.
+            (
+                Method::PUT,
+                "/v1/sessions/b-1/labels/vip",
+                Some("acme-read"),
+                404,
+            ),
+            (Method::PUT, "/v1/sessions/b-1/flag", Some("acme-read"), 404),
+            (Method::DELETE, "/v1/sessions/b-1", Some("acme-admin"), 404),
+            (Method::GET, "/v1/sessions/b-1", Some("bolt-read"), 200),
+            // Keys and scopes; an admin key reads too.
+            (Method::GET, "/v1/sessions", None, 401),
+            (Method::GET, "/v1/sessions", Some("nope"), 401),
+            (Method::GET, "/v1/sessions", Some("acme-ingest"), 403),
+            (Method::DELETE, "/v1/sessions/a-1", Some("acme-read"), 403),
+            (Method::GET, "/v1/sessions", Some("acme-admin"), 200),
+            // An admin deletes one of its own sessions, then all of its tenant's conversations.
+            (Method::DELETE, "/v1/sessions/a-1", Some("acme-admin"), 204),
+            (Method::GET, "/v1/sessions/a-1", Some("acme-read"), 404),
+        ],
+    )
+    .await;
     let (_, list) = call(&t, Method::GET, "/v1/sessions", Some("acme-read")).await;
     assert!(!list.contains("\"a-1\""), "{list}");
     export_as(&t, Some("acme-ingest"), "a-2", 3)
@@ -289,22 +248,13 @@ async fn a_deleted_session_does_not_come_back_on_rebuild() {
     );
     assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
     // The spans go too (a background delete), so a rebuild has nothing to bring back.
-    for _ in 0..100 {
-        if t.count("SELECT count() FROM spans").await == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until(async || t.count("SELECT count() FROM spans").await == 0).await;
     assert_eq!(t.count("SELECT count() FROM spans").await, 0);
-    let since =
-        u32::try_from(convolog::receiver::now_unix_nano() / 1_000_000_000 - 3600).expect("fits");
-    let traces = t
-        .app
-        .store
-        .traces_started_since(since)
+    let an_hour_ago = convolog::clock::now_unix_nano() / 1_000_000_000 - 3600;
+    let summary = rebuild(t.app.store.clone(), &Config::default(), an_hour_ago)
         .await
-        .expect("traces");
-    assert!(traces.is_empty());
+        .expect("rebuild");
+    assert_eq!((summary.traces, summary.sessions), (0, 0));
     assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
     t.stop().await;
 }

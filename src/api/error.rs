@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::query::QueryError;
 use crate::store::StoreError;
 use crate::tenants::AuthError;
 
@@ -18,6 +19,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    #[error("starting: the schema is not applied yet, retry later")]
+    Starting,
 }
 
 impl ApiError {
@@ -26,6 +29,15 @@ impl ApiError {
         ApiError::BadParameter {
             name: name.into(),
             why: why.into(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(err: QueryError) -> ApiError {
+        ApiError::BadParameter {
+            name: err.name,
+            why: err.why,
         }
     }
 }
@@ -39,6 +51,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNAUTHORIZED, self.to_string())
             }
             ApiError::Unauthorized(_) => (StatusCode::FORBIDDEN, self.to_string()),
+            ApiError::Starting => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
             ApiError::Store(err) if err.is_retryable() => {
                 tracing::warn!(error = %err, "storage unavailable");
                 (

@@ -1,14 +1,17 @@
 //! Export of the conversation list as CSV, JSON Lines or one JSON array, written row by row
 //! from ClickHouse's response: memory stays flat however many sessions match.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use bytes::Bytes;
 
-use crate::store::{SessionListRow, SessionStream, StoreError};
+use crate::model::conversation::SessionView;
+use crate::query::QueryError;
+use crate::store::{SessionStream, StoreError};
 use crate::timefmt::rfc3339;
 
-use super::sessions::{Links, SessionItem};
-use super::ApiError;
+use super::sessions::{Links, SessionJson};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -21,12 +24,12 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn parse(name: &str, bom: bool) -> Result<Format, ApiError> {
+    pub fn parse(name: &str, bom: bool) -> Result<Format, QueryError> {
         match name {
             "csv" => Ok(Format::Csv { bom }),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
             "json" => Ok(Format::Json),
-            other => Err(ApiError::bad(
+            other => Err(QueryError::new(
                 "format",
                 format!("{other:?} is not one of csv, jsonl, json"),
             )),
@@ -50,49 +53,85 @@ impl Format {
     }
 }
 
+/// One CSV cell's value.
+enum Cell<'a> {
+    Text(Cow<'a, str>),
+    /// Empty when absent.
+    Number(Option<f64>),
+    Count(u64),
+}
+
+use Cell::{Count, Number, Text};
+
+fn text(value: &str) -> Cell<'_> {
+    Text(Cow::Borrowed(value))
+}
+
+fn list(values: &[String]) -> Cell<'_> {
+    Text(Cow::Owned(values.join("; ")))
+}
+
+/// A CSV column: its name, and how a row gives its value.
+type CsvColumn = (&'static str, fn(&SessionView) -> Cell<'_>);
+
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: &[&str] = &[
-    "session_id",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "channel",
-    "direction",
-    "environment",
-    "framework",
-    "service_name",
-    "agent_name",
-    "handoff_target",
-    "preview",
-    "turn_count",
-    "message_count",
-    "interruption_count",
-    "tool_call_count",
-    "tool_error_count",
-    "error_span_count",
-    "input_tokens",
-    "output_tokens",
-    "models",
-    "voice_to_voice_p50_ms",
-    "voice_to_voice_p95_ms",
-    "llm_ttft_p50_ms",
-    "state",
-    "outcome",
-    "call_status",
-    "ended_reason",
-    "intent",
-    "skills",
-    "detected_issues",
-    "cost_usd",
-    "feedback",
-    "sentiment",
-    "topic",
-    "user_name",
-    "labels",
-    "flagged",
-    "flag_reason",
-    "page",
+const CSV: [CsvColumn; 40] = [
+    ("session_id", |r| text(&r.session_id)),
+    ("start_time", |r| {
+        Text(rfc3339(r.start_time_unix_nano).into())
+    }),
+    ("end_time", |r| Text(rfc3339(r.end_time_unix_nano).into())),
+    ("duration_ms", |r| Number(Some(r.duration_ms))),
+    ("channel", |r| text(&r.channel)),
+    ("direction", |r| text(&r.direction)),
+    ("environment", |r| text(&r.environment)),
+    ("framework", |r| text(&r.framework)),
+    ("service_name", |r| text(&r.service_name)),
+    ("agent_name", |r| text(&r.agent_name)),
+    ("handoff_target", |r| text(&r.handoff_target)),
+    ("preview", |r| text(&r.preview)),
+    ("turn_count", |r| Count(r.turn_count.into())),
+    ("message_count", |r| Count(r.message_count.into())),
+    ("interruption_count", |r| Count(r.interruption_count.into())),
+    ("tool_call_count", |r| Count(r.tool_call_count.into())),
+    ("tool_error_count", |r| Count(r.tool_error_count.into())),
+    ("error_span_count", |r| Count(r.error_span_count.into())),
+    ("input_tokens", |r| Count(r.input_tokens)),
+    ("output_tokens", |r| Count(r.output_tokens)),
+    ("models", |r| list(&r.models)),
+    ("voice_to_voice_p50_ms", |r| Number(r.voice_to_voice_p50_ms)),
+    ("voice_to_voice_p95_ms", |r| Number(r.voice_to_voice_p95_ms)),
+    ("llm_ttft_p50_ms", |r| Number(r.llm_ttft_p50_ms)),
+    ("state", |r| text(&r.state)),
+    ("outcome", |r| text(&r.outcome)),
+    ("call_status", |r| text(&r.call_status)),
+    ("ended_reason", |r| text(&r.ended_reason)),
+    ("intent", |r| text(&r.intent)),
+    ("skills", |r| list(&r.skills)),
+    ("detected_issues", |r| list(&r.detected_issues)),
+    ("cost_usd", |r| Number(Some(r.cost_usd))),
+    ("feedback", |r| text(&r.feedback)),
+    ("sentiment", |r| text(&r.sentiment)),
+    ("topic", |r| text(&r.topic)),
+    ("user_name", |r| text(&r.user_name)),
+    ("labels", |r| list(&r.labels)),
+    ("flagged", |r| {
+        text(if r.flagged == 1 { "true" } else { "false" })
+    }),
+    ("flag_reason", |r| text(&r.flag_reason)),
+    ("page", |r| Text(Links::of(&r.session_id).page.into())),
 ];
+
+/// The CSV header: the names of [`CSV`], in order.
+pub const CSV_COLUMNS: [&str; CSV.len()] = {
+    let mut names = [""; CSV.len()];
+    let mut i = 0;
+    while i < CSV.len() {
+        names[i] = CSV[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// Turns rows into bytes of one format: a header, rows, a footer.
 pub struct Encoder {
@@ -151,14 +190,14 @@ impl Encoder {
         }
     }
 
-    pub fn row(&mut self, row: SessionListRow, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    pub fn row(&mut self, row: SessionView, out: &mut Vec<u8>) -> Result<(), StoreError> {
         match self.format {
             Format::Csv { .. } => csv_row(&row, out),
             Format::Jsonl | Format::Json => {
                 if self.format == Format::Json {
                     out.extend_from_slice(if self.rows == 0 { b"\n" } else { b",\n" });
                 }
-                serde_json::to_writer(&mut *out, &SessionItem::from(row))
+                serde_json::to_writer(&mut *out, &SessionJson::of(row))
                     .map_err(|e| StoreError::Corrupt(format!("encoding a session: {e}")))?;
                 if self.format == Format::Jsonl {
                     out.push(b'\n');
@@ -176,88 +215,17 @@ impl Encoder {
     }
 }
 
-fn csv_row(r: &SessionListRow, out: &mut Vec<u8>) {
-    let texts = |out: &mut Vec<u8>, values: &[&str]| {
-        for v in values {
-            csv_text(out, v);
+fn csv_row(r: &SessionView, out: &mut Vec<u8>) {
+    for (i, (_, value)) in CSV.iter().enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-    };
-    let counts = |out: &mut Vec<u8>, values: &[u64]| {
-        for v in values {
-            out.extend_from_slice(v.to_string().as_bytes());
-            out.push(b',');
+        match value(r) {
+            Text(v) => csv_text(out, &v),
+            Number(v) => csv_number(out, v),
+            Count(v) => out.extend_from_slice(v.to_string().as_bytes()),
         }
-    };
-    texts(
-        out,
-        &[
-            &r.session_id,
-            &rfc3339(r.start_time_unix_nano),
-            &rfc3339(r.end_time_unix_nano),
-        ],
-    );
-    csv_number(out, Some(r.duration_ms));
-    out.push(b',');
-    texts(
-        out,
-        &[
-            &r.channel,
-            &r.direction,
-            &r.environment,
-            &r.framework,
-            &r.service_name,
-            &r.agent_name,
-            &r.handoff_target,
-            &r.preview,
-        ],
-    );
-    counts(
-        out,
-        &[
-            u64::from(r.turn_count),
-            u64::from(r.message_count),
-            u64::from(r.interruption_count),
-            u64::from(r.tool_call_count),
-            u64::from(r.tool_error_count),
-            u64::from(r.error_span_count),
-            r.input_tokens,
-            r.output_tokens,
-        ],
-    );
-    texts(out, &[&r.models.join("; ")]);
-    for v in [
-        r.voice_to_voice_p50_ms,
-        r.voice_to_voice_p95_ms,
-        r.llm_ttft_p50_ms,
-    ] {
-        csv_number(out, v);
-        out.push(b',');
     }
-    texts(
-        out,
-        &[
-            &r.state,
-            &r.outcome,
-            &r.call_status,
-            &r.ended_reason,
-            &r.intent,
-            &r.skills.join("; "),
-            &r.detected_issues.join("; "),
-        ],
-    );
-    csv_number(out, Some(r.cost_usd));
-    out.push(b',');
-    texts(out, &[&r.feedback, &r.sentiment, &r.topic, &r.user_name]);
-    texts(
-        out,
-        &[
-            &r.labels.join("; "),
-            if r.flagged == 1 { "true" } else { "false" },
-            &r.flag_reason,
-        ],
-    );
-    csv_text(out, &Links::of(&r.session_id).page);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -271,7 +239,7 @@ enum Phase {
 
 /// The response body: `first` (already read, so a store failure before any byte became a
 /// proper error answer), then the rest of the stream. A failure later cuts the response short.
-pub fn body(first: Option<SessionListRow>, stream: SessionStream, format: Format) -> Body {
+pub fn body(first: Option<SessionView>, stream: SessionStream, format: Format) -> Body {
     let mut encoder = Encoder::new(format);
     let mut head = Vec::new();
     encoder.header(&mut head);
@@ -358,7 +326,7 @@ mod tests {
             let mut out = Vec::new();
             encoder.header(&mut out);
             for id in ["a", "b"] {
-                let row = SessionListRow {
+                let row = SessionView {
                     session_id: id.into(),
                     ..Default::default()
                 };

@@ -4,12 +4,12 @@
 mod error;
 pub mod export;
 mod page;
-pub mod params;
 pub mod sessions;
 mod timeline;
 pub mod transcript;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::RawQuery;
@@ -23,7 +23,8 @@ use serde::Deserialize;
 
 pub use error::ApiError;
 
-use crate::store::{Change, Store};
+use crate::query::{self, Params};
+use crate::store::{Change, SessionPage, Store};
 use crate::telemetry::Metrics;
 use crate::tenants::{key_map, presented_key, Scope, Tenants};
 
@@ -32,6 +33,8 @@ pub struct ApiState {
     /// Each tenant's store, found by the caller's key.
     pub tenants: Arc<Tenants<Store>>,
     pub metrics: Arc<Metrics>,
+    /// False while the server starts (the schema is being applied): reads answer 503.
+    pub ready: Arc<AtomicBool>,
 }
 
 impl ApiState {
@@ -40,6 +43,7 @@ impl ApiState {
         ApiState {
             tenants: Arc::new(Tenants::new(vec![store], key_map(vec![vec![]]))),
             metrics,
+            ready: Arc::new(AtomicBool::new(true)),
         }
     }
 }
@@ -51,6 +55,9 @@ pub struct Reader(pub Store);
 pub struct Admin(pub Store);
 
 fn tenant_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Starting);
+    }
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -104,6 +111,9 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Starting);
+    }
     for store in state.tenants.all() {
         store.ping().await?;
     }
@@ -174,23 +184,27 @@ async fn get_timeline(
         .session_detail(&id)
         .await?
         .ok_or_else(|| no_session(&id))?;
-    let spans = store.load_spans(&detail.session.trace_ids).await?;
-    Ok(Json(timeline::build(&detail, &spans)))
+    let (id, revision) = (&detail.session.session_id, detail.session.revision);
+    // One span more than shown says whether the waterfall is cut.
+    let (events, mut spans) = futures::try_join!(
+        store.timeline_events(id, revision),
+        store.waterfall_spans(id, revision, timeline::MAX_SPANS + 1),
+    )?;
+    let truncated = spans.len() as u64 > timeline::MAX_SPANS;
+    spans.truncate(timeline::MAX_SPANS as usize);
+    Ok(Json(timeline::build(&detail, &events, &spans, truncated)))
 }
 
 fn now_unix_seconds() -> u64 {
-    crate::receiver::now_unix_nano() / 1_000_000_000
+    crate::clock::now_unix_nano() / 1_000_000_000
 }
 
 /// Parses the list's parameters (filters, sort, cursor, limit) and reads that page.
-async fn read_page(
-    store: &Store,
-    mut p: params::Params,
-) -> Result<(crate::store::SessionPage, crate::store::Sort), ApiError> {
-    let filter = params::session_filter(&mut p, now_unix_seconds())?;
-    let sort = params::sort(&mut p)?;
-    let after = params::cursor(&mut p, &sort)?;
-    let limit = params::limit(&mut p)?;
+async fn read_page(store: &Store, mut p: Params) -> Result<(SessionPage, query::Sort), ApiError> {
+    let filter = query::session_filter(&mut p, now_unix_seconds())?;
+    let sort = query::sort(&mut p)?;
+    let after = query::cursor(&mut p, &sort)?;
+    let limit = query::limit(&mut p)?;
     p.finish()?;
     let page = store
         .list_sessions(&filter, &sort, after.as_ref(), limit)
@@ -202,10 +216,14 @@ async fn list_sessions(
     Reader(store): Reader,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<sessions::SessionList>, ApiError> {
-    let (page, sort) = read_page(&store, params::Params::parse(raw.as_deref())?).await?;
+    let (page, sort) = read_page(&store, Params::parse(raw.as_deref())?).await?;
     Ok(Json(sessions::SessionList {
-        next_cursor: page.next.map(|a| params::encode_cursor(&sort, &a)),
-        sessions: page.rows.into_iter().map(Into::into).collect(),
+        next_cursor: page.next.map(|a| query::encode_cursor(&sort, &a)),
+        sessions: page
+            .rows
+            .into_iter()
+            .map(sessions::SessionJson::of)
+            .collect(),
     }))
 }
 
@@ -214,19 +232,23 @@ fn no_session(id: &str) -> ApiError {
 }
 
 fn no_parameters(raw: Option<String>) -> Result<(), ApiError> {
-    params::Params::parse(raw.as_deref())?.finish()
+    Ok(Params::parse(raw.as_deref())?.finish()?)
 }
 
 async fn get_summary(
     Reader(store): Reader,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<sessions::SessionSummary>, ApiError> {
+) -> Result<Json<sessions::SessionJson>, ApiError> {
     no_parameters(raw)?;
-    let (detail, annotations) =
-        futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
-    let detail = detail.ok_or_else(|| no_session(&id))?;
-    Ok(Json(sessions::SessionSummary::new(&detail, annotations)))
+    let detail = store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    let latency = store
+        .stage_percentiles(&id, detail.session.revision)
+        .await?;
+    Ok(Json(sessions::SessionJson::summary(&detail, &latency)))
 }
 
 /// Labels are short words people filter by: no commas (the list takes `label=a,b`).
@@ -327,9 +349,9 @@ async fn export_sessions(
     Reader(store): Reader,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut p = params::Params::parse(raw.as_deref())?;
-    let filter = params::session_filter(&mut p, now_unix_seconds())?;
-    let sort = params::sort(&mut p)?;
+    let mut p = Params::parse(raw.as_deref())?;
+    let filter = query::session_filter(&mut p, now_unix_seconds())?;
+    let sort = query::sort(&mut p)?;
     let bom = p.bool("bom")?.unwrap_or(false);
     let format = export::Format::parse(p.one("format")?.as_deref().unwrap_or("csv"), bom)?;
     p.finish()?;
@@ -349,16 +371,14 @@ async fn export_sessions(
 }
 
 async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (detail, annotations) =
-        futures::try_join!(store.session_detail(&id), store.annotations(&id))?;
-    let Some(detail) = detail else {
+    let Some(detail) = store.session_detail(&id).await? else {
         return Ok((
             StatusCode::NOT_FOUND,
             axum::response::Html(page::not_found(&id)),
         )
             .into_response());
     };
-    Ok(axum::response::Html(page::render(&detail, &annotations)).into_response())
+    Ok(axum::response::Html(page::render(&detail)).into_response())
 }
 
 #[cfg(test)]
@@ -388,11 +408,11 @@ async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Res
         sort: value("sort"),
         order: value("order"),
     };
-    let (page, sort) = read_page(&store, params::Params::from_pairs(pairs.clone())).await?;
+    let (page, sort) = read_page(&store, Params::from_pairs(pairs.clone())).await?;
     let next_query = page.next.map(|next| {
         let mut next_pairs: Vec<(String, String)> =
             pairs.into_iter().filter(|(n, _)| n != "cursor").collect();
-        next_pairs.push(("cursor".into(), params::encode_cursor(&sort, &next)));
+        next_pairs.push(("cursor".into(), query::encode_cursor(&sort, &next)));
         serde_urlencoded::to_string(&next_pairs).unwrap_or_default()
     });
     Ok(

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::store::{FilterKind, FILTERS, SORTS};
+use crate::query::{FilterKind, FILTERS, SORTS};
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use crate::model::conversation::{speaker, MessageRow, ToolCallRow, TurnRow};
-use crate::store::{Annotations, SessionDetail};
+use crate::model::conversation::{speaker, MessageRow, SessionView, ToolCallRow, TurnRow};
+use crate::store::SessionDetail;
 use crate::timefmt::{offset, rfc3339};
 
 use super::sessions::percent_encode;
@@ -106,8 +106,8 @@ impl Item<'_> {
     }
 }
 
-pub fn render(detail: &SessionDetail, annotations: &Annotations) -> String {
-    let s = &detail.session;
+pub fn render(detail: &SessionDetail) -> String {
+    let s = &detail.view;
     let start = s.start_time_unix_nano;
     let id = escape(&s.session_id);
     let path = percent_encode(&s.session_id);
@@ -137,12 +137,11 @@ pub fn render(detail: &SessionDetail, annotations: &Annotations) -> String {
             facts.push(format!("<li>{name}: <b>{}</b></li>", escape(value)));
         }
     }
-    let status = &detail.status;
     for (name, value) in [
-        ("Outcome", &status.outcome),
-        ("State", &status.state),
-        ("Call", &status.call_status),
-        ("Ended", &status.ended_reason),
+        ("Outcome", &s.outcome),
+        ("State", &s.state),
+        ("Call", &s.call_status),
+        ("Ended", &s.ended_reason),
         ("Intent", &s.intent),
     ] {
         if !value.is_empty() {
@@ -182,18 +181,18 @@ pub fn render(detail: &SessionDetail, annotations: &Annotations) -> String {
     ));
     let _ = write!(out, "<ul class=\"facts\">{}</ul>", facts.concat());
     out.push_str("<p class=\"marks\">");
-    if annotations.labels.is_empty() {
+    if s.labels.is_empty() {
         out.push_str("<span class=\"meta\">No labels</span>");
     } else {
         out.push_str("Labels: ");
-        for label in &annotations.labels {
+        for label in &s.labels {
             let _ = write!(out, "<span class=\"label\">{}</span>", escape(label));
         }
     }
-    if annotations.flagged == 1 {
+    if s.flagged == 1 {
         let _ = write!(out, " <span class=\"flag\">⚑ Flagged");
-        if !annotations.flag_reason.is_empty() {
-            let _ = write!(out, ": {}", escape(&annotations.flag_reason));
+        if !s.flag_reason.is_empty() {
+            let _ = write!(out, ": {}", escape(&s.flag_reason));
         }
         out.push_str("</span>");
     }
@@ -419,11 +418,7 @@ pub struct ListForm {
 
 /// `/sessions`: the conversation list for people, with the filters of `GET /v1/sessions`
 /// (a small form for the common ones) and a link to the next page.
-pub fn render_list(
-    rows: &[crate::store::SessionListRow],
-    form: &ListForm,
-    next_query: Option<&str>,
-) -> String {
+pub fn render_list(rows: &[SessionView], form: &ListForm, next_query: Option<&str>) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let _ = write!(
         out,

@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::model::conversation::TurnRow;
-use crate::sessionize::percentile;
-use crate::store::{Annotations, SessionDetail, SessionListRow};
+use crate::model::conversation::SessionView;
+use crate::store::{Annotations, SessionDetail, StagePercentiles};
 use crate::timefmt::rfc3339;
 
 /// Where to read more about a session.
@@ -49,10 +48,51 @@ pub struct LatencySummary {
     pub llm_ttft_p50_ms: Option<f64>,
 }
 
-/// One row of the list and of an export.
-/// Where a session stands and how it went (README, "Session semantics").
+/// The reason of a flag, for a flagged session that was given one.
+fn flag_reason(flagged: u8, reason: String) -> Option<String> {
+    (flagged == 1 && !reason.is_empty()).then_some(reason)
+}
+
+/// One session as the API's JSON shows it: a row of the list and of a JSON export
+/// ([`SessionJson::of`]) and, with what only the summary reads, `GET /v1/sessions/{id}`
+/// ([`SessionJson::summary`]).
 #[derive(Debug, Serialize)]
-pub struct Semantics {
+pub struct SessionJson {
+    pub session_id: String,
+    /// Summary only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_ids: Option<Vec<String>>,
+    pub start_time: String,
+    pub end_time: String,
+    pub duration_ms: f64,
+    /// The first thing the user said.
+    pub preview: String,
+    pub channel: String,
+    pub direction: String,
+    pub environment: String,
+    pub framework: String,
+    pub service_name: String,
+    pub agent_name: String,
+    pub handoff_target: String,
+    pub turn_count: u32,
+    pub message_count: u32,
+    pub interruption_count: u32,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    /// Summary only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_count: Option<u32>,
+    pub error_span_count: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub models: Vec<String>,
+    /// The session's latency figures; the summary has `latency_ms` instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySummary>,
+    /// Per stage, over the session's turns (summary only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<StageLatencies>,
+    // Where a session stands and how it went (README, "Session semantics").
     pub state: String,
     pub outcome: String,
     pub call_status: String,
@@ -72,93 +112,21 @@ pub struct Semantics {
     /// The end user's stable pseudonym.
     pub user_name: String,
     pub confidence: Option<f64>,
-}
-
-impl Semantics {
-    fn of_row(r: &SessionListRow) -> Semantics {
-        Semantics {
-            state: r.state.clone(),
-            outcome: r.outcome.clone(),
-            call_status: r.call_status.clone(),
-            ended_reason: r.ended_reason.clone(),
-            intent: r.intent.clone(),
-            skills: r.skills.clone(),
-            flow: r.flow.clone(),
-            node: r.node.clone(),
-            detected_issues: r.detected_issues.clone(),
-            cost_usd: r.cost_usd,
-            feedback: r.feedback.clone(),
-            sentiment: r.sentiment.clone(),
-            topic: r.topic.clone(),
-            campaign: r.campaign.clone(),
-            contact: r.contact.clone(),
-            user_name: r.user_name.clone(),
-            confidence: r.confidence,
-        }
-    }
-
-    fn of_detail(d: &SessionDetail) -> Semantics {
-        let (s, status) = (&d.session, &d.status);
-        Semantics {
-            state: status.state.clone(),
-            outcome: status.outcome.clone(),
-            call_status: status.call_status.clone(),
-            ended_reason: status.ended_reason.clone(),
-            intent: s.intent.clone(),
-            skills: s.skills.clone(),
-            flow: s.flow.clone(),
-            node: s.node.clone(),
-            detected_issues: s.detected_issues.clone(),
-            cost_usd: s.cost_usd,
-            feedback: s.feedback.clone(),
-            sentiment: s.sentiment.clone(),
-            topic: s.topic.clone(),
-            campaign: s.campaign.clone(),
-            contact: s.contact.clone(),
-            user_name: s.user_name.clone(),
-            confidence: s.confidence,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct SessionItem {
-    pub session_id: String,
-    pub start_time: String,
-    pub end_time: String,
-    pub duration_ms: f64,
-    /// The first thing the user said.
-    pub preview: String,
-    pub channel: String,
-    pub direction: String,
-    pub environment: String,
-    pub framework: String,
-    pub service_name: String,
-    pub agent_name: String,
-    pub handoff_target: String,
-    pub turn_count: u32,
-    pub message_count: u32,
-    pub interruption_count: u32,
-    pub tool_call_count: u32,
-    pub tool_error_count: u32,
-    pub error_span_count: u32,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub models: Vec<String>,
-    pub latency: LatencySummary,
-    #[serde(flatten)]
-    pub semantics: Semantics,
+    /// Each detected issue with the turn it points at (0: the whole session); summary only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issues: Option<Vec<IssueItem>>,
     pub labels: Vec<String>,
     pub flagged: bool,
     pub flag_reason: Option<String>,
     pub links: Links,
 }
 
-impl From<SessionListRow> for SessionItem {
-    fn from(r: SessionListRow) -> SessionItem {
-        SessionItem {
-            semantics: Semantics::of_row(&r),
+impl SessionJson {
+    /// A row of the list and of an export.
+    pub fn of(r: SessionView) -> SessionJson {
+        SessionJson {
             links: Links::of(&r.session_id),
+            trace_ids: None,
             start_time: rfc3339(r.start_time_unix_nano),
             end_time: rfc3339(r.end_time_unix_nano),
             duration_ms: r.duration_ms,
@@ -175,26 +143,69 @@ impl From<SessionListRow> for SessionItem {
             interruption_count: r.interruption_count,
             tool_call_count: r.tool_call_count,
             tool_error_count: r.tool_error_count,
+            span_count: None,
             error_span_count: r.error_span_count,
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
             models: r.models,
-            latency: LatencySummary {
+            latency: Some(LatencySummary {
                 voice_to_voice_p50_ms: r.voice_to_voice_p50_ms,
                 voice_to_voice_p95_ms: r.voice_to_voice_p95_ms,
                 llm_ttft_p50_ms: r.llm_ttft_p50_ms,
-            },
+            }),
+            latency_ms: None,
+            state: r.state,
+            outcome: r.outcome,
+            call_status: r.call_status,
+            ended_reason: r.ended_reason,
+            intent: r.intent,
+            skills: r.skills,
+            flow: r.flow,
+            node: r.node,
+            detected_issues: r.detected_issues,
+            cost_usd: r.cost_usd,
+            feedback: r.feedback,
+            sentiment: r.sentiment,
+            topic: r.topic,
+            campaign: r.campaign,
+            contact: r.contact,
+            user_name: r.user_name,
+            confidence: r.confidence,
+            issues: None,
             labels: r.labels,
             flagged: r.flagged == 1,
-            flag_reason: (r.flagged == 1 && !r.flag_reason.is_empty()).then_some(r.flag_reason),
+            flag_reason: flag_reason(r.flagged, r.flag_reason),
             session_id: r.session_id,
+        }
+    }
+
+    /// `GET /v1/sessions/{id}`, with the stored per-stage latency percentiles.
+    pub fn summary(detail: &SessionDetail, latency: &[StagePercentiles]) -> SessionJson {
+        let view = &detail.view;
+        SessionJson {
+            trace_ids: Some(view.trace_ids.clone()),
+            span_count: Some(view.span_count),
+            latency: None,
+            latency_ms: Some(StageLatencies::of(latency)),
+            issues: Some(
+                detail
+                    .issues
+                    .iter()
+                    .map(|i| IssueItem {
+                        issue: i.issue.clone(),
+                        turn_number: i.turn_number,
+                        detail: i.detail.clone(),
+                    })
+                    .collect(),
+            ),
+            ..SessionJson::of(view.clone())
         }
     }
 }
 
 #[derive(Debug, Serialize)]
 pub struct SessionList {
-    pub sessions: Vec<SessionItem>,
+    pub sessions: Vec<SessionJson>,
     /// Pass as `cursor` (with the same filters and sort) for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
@@ -210,13 +221,15 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(values: &[f64]) -> Percentiles {
+    /// The stored stage's percentiles; none counted if the store did not return it.
+    fn of_stage(stored: &[StagePercentiles], stage: &str) -> Percentiles {
+        let found = stored.iter().find(|p| p.stage == stage);
         Percentiles {
-            count: values.len(),
-            p50: percentile(values, 0.5),
-            p90: percentile(values, 0.9),
-            p95: percentile(values, 0.95),
-            max: percentile(values, 1.0),
+            count: found.map_or(0, |p| usize::try_from(p.count).unwrap_or(usize::MAX)),
+            p50: found.and_then(|p| p.p50),
+            p90: found.and_then(|p| p.p90),
+            p95: found.and_then(|p| p.p95),
+            max: found.and_then(|p| p.max),
         }
     }
 }
@@ -232,102 +245,15 @@ pub struct StageLatencies {
 }
 
 impl StageLatencies {
-    pub fn of(turns: &[TurnRow]) -> StageLatencies {
-        let stage = |f: fn(&TurnRow) -> Option<f64>| {
-            Percentiles::of(&turns.iter().filter_map(f).collect::<Vec<_>>())
-        };
+    pub fn of(stored: &[StagePercentiles]) -> StageLatencies {
+        let stage = |name: &str| Percentiles::of_stage(stored, name);
         StageLatencies {
-            voice_to_voice: stage(|t| t.voice_to_voice_ms),
-            end_of_utterance: stage(|t| t.end_of_utterance_ms),
-            stt: stage(|t| t.stt_ms),
-            llm_ttft: stage(|t| t.llm_ttft_ms),
-            tts_ttfb: stage(|t| t.tts_ttfb_ms),
-            tool: stage(|t| t.tool_ms),
-        }
-    }
-}
-
-/// `GET /v1/sessions/{id}`.
-#[derive(Debug, Serialize)]
-pub struct SessionSummary {
-    pub session_id: String,
-    pub trace_ids: Vec<String>,
-    pub start_time: String,
-    pub end_time: String,
-    pub duration_ms: f64,
-    pub preview: String,
-    pub channel: String,
-    pub direction: String,
-    pub environment: String,
-    pub framework: String,
-    pub service_name: String,
-    pub agent_name: String,
-    pub handoff_target: String,
-    pub turn_count: u32,
-    pub message_count: u32,
-    pub interruption_count: u32,
-    pub tool_call_count: u32,
-    pub tool_error_count: u32,
-    pub span_count: u32,
-    pub error_span_count: u32,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub models: Vec<String>,
-    /// Per stage, over the session's turns.
-    pub latency_ms: StageLatencies,
-    #[serde(flatten)]
-    pub semantics: Semantics,
-    /// Each detected issue with the turn it points at (0: the whole session).
-    pub issues: Vec<IssueItem>,
-    pub labels: Vec<String>,
-    pub flagged: bool,
-    pub flag_reason: Option<String>,
-    pub links: Links,
-}
-
-impl SessionSummary {
-    pub fn new(detail: &SessionDetail, annotations: Annotations) -> SessionSummary {
-        let s = &detail.session;
-        SessionSummary {
-            session_id: s.session_id.clone(),
-            trace_ids: s.trace_ids.clone(),
-            start_time: rfc3339(s.start_time_unix_nano),
-            end_time: rfc3339(s.end_time_unix_nano),
-            duration_ms: s.duration_ms,
-            preview: s.preview.clone(),
-            channel: s.channel.clone(),
-            direction: s.direction.clone(),
-            environment: s.environment.clone(),
-            framework: s.framework.clone(),
-            service_name: s.service_name.clone(),
-            agent_name: s.agent_name.clone(),
-            handoff_target: s.handoff_target.clone(),
-            turn_count: s.turn_count,
-            message_count: s.message_count,
-            interruption_count: s.interruption_count,
-            tool_call_count: s.tool_call_count,
-            tool_error_count: s.tool_error_count,
-            span_count: s.span_count,
-            error_span_count: s.error_span_count,
-            input_tokens: s.input_tokens,
-            output_tokens: s.output_tokens,
-            models: s.models.clone(),
-            latency_ms: StageLatencies::of(&detail.turns),
-            semantics: Semantics::of_detail(detail),
-            issues: detail
-                .issues
-                .iter()
-                .map(|i| IssueItem {
-                    issue: i.issue.clone(),
-                    turn_number: i.turn_number,
-                    detail: i.detail.clone(),
-                })
-                .collect(),
-            labels: annotations.labels,
-            flagged: annotations.flagged == 1,
-            flag_reason: (annotations.flagged == 1 && !annotations.flag_reason.is_empty())
-                .then_some(annotations.flag_reason),
-            links: Links::of(&s.session_id),
+            voice_to_voice: stage("voice_to_voice"),
+            end_of_utterance: stage("end_of_utterance"),
+            stt: stage("stt"),
+            llm_ttft: stage("llm_ttft"),
+            tts_ttfb: stage("tts_ttfb"),
+            tool: stage("tool"),
         }
     }
 }
@@ -354,7 +280,7 @@ impl AnnotationsView {
             session_id: session_id.to_owned(),
             labels: a.labels,
             flagged: a.flagged == 1,
-            flag_reason: (a.flagged == 1 && !a.flag_reason.is_empty()).then_some(a.flag_reason),
+            flag_reason: flag_reason(a.flagged, a.flag_reason),
         }
     }
 }
@@ -364,12 +290,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_of_turns() {
-        let p = Percentiles::of(&[900.0, 1400.0, 1100.0]);
-        assert_eq!(p.count, 3);
-        assert_eq!(p.p50, Some(1100.0));
-        assert_eq!(p.max, Some(1400.0));
-        assert_eq!(Percentiles::of(&[]).p95, None);
+    fn the_list_and_the_summary_show_their_own_fields() {
+        let view = SessionView {
+            session_id: "s1".into(),
+            trace_ids: vec!["t1".into()],
+            span_count: 4,
+            ..Default::default()
+        };
+        let keys = |json: SessionJson| match serde_json::to_value(json) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect::<Vec<_>>(),
+            other => panic!("not an object: {other:?}"),
+        };
+        let row = keys(SessionJson::of(view.clone()));
+        let detail = SessionDetail {
+            session: Default::default(),
+            view,
+            issues: vec![],
+            turns: vec![],
+            messages: vec![],
+            tool_calls: vec![],
+            interruptions: vec![],
+        };
+        let summary = keys(SessionJson::summary(&detail, &[]));
+        let only_summary = ["trace_ids", "span_count", "latency_ms", "issues"];
+        for key in only_summary {
+            assert!(summary.iter().any(|k| k == key), "{key}");
+            assert!(!row.iter().any(|k| k == key), "{key}");
+        }
+        assert!(row.iter().any(|k| k == "latency"));
+        assert!(!summary.iter().any(|k| k == "latency"));
+        assert_eq!(row.len() + only_summary.len() - 1, summary.len());
     }
 
     #[test]

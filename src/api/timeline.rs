@@ -1,21 +1,20 @@
 //! The audit timeline of one session: what happened, step by step (turns, messages, tool
 //! calls with their inputs, outputs, errors and retries, interruptions, handoffs, failed
-//! spans), and the session's spans as a waterfall.
+//! spans), and the session's spans as a waterfall. Every step is a row the sessionizer
+//! stored; the waterfall is the first spans by start, as many as the store was asked for.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::conventions;
-use crate::model::conversation::speaker;
-use crate::model::{Span, SpanId};
-use crate::store::SessionDetail;
+use crate::model::conversation::{event_kind, speaker, TimelineEventRow};
+use crate::store::{SessionDetail, WaterfallRow};
 use crate::timefmt::{offset, rfc3339};
 
 use super::transcript::{latencies, Latencies};
 
 /// Waterfalls longer than this are cut (the response says so).
-pub const MAX_SPANS: usize = 5000;
+pub const MAX_SPANS: u64 = 5000;
 
 #[derive(Debug, Serialize)]
 pub struct Timeline {
@@ -111,7 +110,12 @@ fn ms_between(from: u64, to: u64) -> f64 {
     to.saturating_sub(from) as f64 / 1e6
 }
 
-pub fn build(detail: &SessionDetail, spans: &[Span]) -> Timeline {
+pub fn build(
+    detail: &SessionDetail,
+    events: &[TimelineEventRow],
+    spans: &[WaterfallRow],
+    spans_truncated: bool,
+) -> Timeline {
     let s = &detail.session;
     let start = s.start_time_unix_nano;
     // (time, order within the same instant, step)
@@ -182,19 +186,6 @@ pub fn build(detail: &SessionDetail, spans: &[Span]) -> Timeline {
             },
         ));
     }
-    let tool_spans: HashSet<&str> = detail
-        .tool_calls
-        .iter()
-        .map(|c| c.span_id.as_str())
-        .collect();
-    let turn_at = |time: u64| {
-        detail
-            .turns
-            .iter()
-            .rev()
-            .find(|t| t.start_time_unix_nano <= time)
-            .map(|t| t.turn_number)
-    };
     for issue in &detail.issues {
         steps.push((
             issue.time_unix_nano,
@@ -206,58 +197,39 @@ pub fn build(detail: &SessionDetail, spans: &[Span]) -> Timeline {
             },
         ));
     }
-    // One pass over the spans in start order: intent changes, handoffs, failed spans.
-    let mut last_intent: Option<(String, String, String)> = None;
-    let mut by_start: Vec<&Span> = spans.iter().collect();
-    by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
-    for span in by_start {
-        let facts = conventions::read(span);
-        let stated = &facts.session;
-        if stated.intent.is_some() || stated.flow.is_some() || stated.node.is_some() {
-            let now = (
-                stated.intent.clone().unwrap_or_default(),
-                stated.flow.clone().unwrap_or_default(),
-                stated.node.clone().unwrap_or_default(),
-            );
-            if last_intent.as_ref() != Some(&now) {
-                steps.push((
-                    span.start_unix_nano,
-                    0,
-                    turn_at(span.start_unix_nano),
-                    What::Intent {
-                        intent: now.0.clone(),
-                        flow: now.1.clone(),
-                        node: now.2.clone(),
-                    },
-                ));
-                last_intent = Some(now);
-            }
-        }
-        if let Some(target) = facts.handoff_target {
-            steps.push((
-                span.start_unix_nano,
+    for e in events {
+        let (order, what) = match e.kind.as_str() {
+            event_kind::INTENT => (
+                0,
+                What::Intent {
+                    intent: e.intent.clone(),
+                    flow: e.flow.clone(),
+                    node: e.node.clone(),
+                },
+            ),
+            event_kind::HANDOFF => (
                 4,
-                turn_at(span.start_unix_nano),
                 What::Handoff {
-                    target,
-                    span_name: span.name.clone(),
+                    target: e.handoff_target.clone(),
+                    span_name: e.span_name.clone(),
                 },
-            ));
-        }
-        if span.is_error() && !tool_spans.contains(span.span_id.to_hex().as_str()) {
-            steps.push((
-                span.end_unix_nano,
+            ),
+            _ => (
                 5,
-                turn_at(span.start_unix_nano),
                 What::Error {
-                    span_name: span.name.clone(),
-                    message: span.status_message.clone(),
+                    span_name: e.span_name.clone(),
+                    message: e.status_message.clone(),
                 },
-            ));
-        }
+            ),
+        };
+        steps.push((
+            e.time_unix_nano,
+            order,
+            (e.turn_number > 0).then_some(e.turn_number),
+            what,
+        ));
     }
     steps.sort_by_key(|(time, order, _, _)| (*time, *order));
-    let (spans, spans_truncated) = waterfall(spans, start);
     Timeline {
         session_id: s.session_id.clone(),
         start_time: rfc3339(start),
@@ -271,66 +243,60 @@ pub fn build(detail: &SessionDetail, spans: &[Span]) -> Timeline {
                 what,
             })
             .collect(),
-        spans,
+        spans: waterfall(spans, start),
         spans_truncated,
     }
 }
 
 /// Spans depth-first, children after their parent ordered by start; orphans (parent not
-/// stored) are roots. Cycles cannot recurse: each span is placed once.
-fn waterfall(spans: &[Span], session_start: u64) -> (Vec<WaterfallSpan>, bool) {
-    let ids: HashSet<(_, SpanId)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
-    let mut children: HashMap<(_, SpanId), Vec<&Span>> = HashMap::new();
+/// among these spans) are roots. Cycles cannot recurse: each span is placed once.
+fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
+    fn key(s: &WaterfallRow) -> (&str, &str) {
+        (&s.trace_id, &s.span_id)
+    }
+    let ids: HashSet<(&str, &str)> = spans.iter().map(key).collect();
+    let mut children: HashMap<(&str, &str), Vec<&WaterfallRow>> = HashMap::new();
     let mut roots = Vec::new();
     for span in spans {
-        match span.parent_span_id {
-            Some(parent) if ids.contains(&(span.trace_id, parent)) && parent != span.span_id => {
-                children
-                    .entry((span.trace_id, parent))
-                    .or_default()
-                    .push(span)
-            }
-            _ => roots.push(span),
+        let parent = (span.trace_id.as_str(), span.parent_span_id.as_str());
+        if !span.parent_span_id.is_empty()
+            && ids.contains(&parent)
+            && span.parent_span_id != span.span_id
+        {
+            children.entry(parent).or_default().push(span);
+        } else {
+            roots.push(span);
         }
     }
-    let by_start =
-        |a: &&Span, b: &&Span| (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id));
-    roots.sort_by(by_start);
-    for list in children.values_mut() {
-        list.sort_by(by_start);
-    }
+    // The store returns them by start (ties: span id, then trace id), and so they stay.
     // Roots first; then whatever a parent cycle kept from being reached, as roots too.
-    let mut all: Vec<&Span> = spans.iter().collect();
-    all.sort_by(by_start);
     let mut out = Vec::new();
     let mut placed = HashSet::new();
-    let mut stack: Vec<(&Span, u32)> = Vec::new();
-    for start in roots.into_iter().chain(all) {
+    let mut stack: Vec<(&WaterfallRow, u32)> = Vec::new();
+    for start in roots.into_iter().chain(spans) {
         stack.push((start, 0));
         while let Some((span, depth)) = stack.pop() {
-            if !placed.insert((span.trace_id, span.span_id)) {
+            if !placed.insert(key(span)) {
                 continue;
             }
-            if out.len() == MAX_SPANS {
-                return (out, true);
-            }
             out.push(WaterfallSpan {
-                trace_id: span.trace_id.to_hex(),
-                span_id: span.span_id.to_hex(),
-                parent_span_id: span.parent_span_id.map(|p| p.to_hex()),
+                trace_id: span.trace_id.clone(),
+                span_id: span.span_id.clone(),
+                parent_span_id: (!span.parent_span_id.is_empty())
+                    .then(|| span.parent_span_id.clone()),
                 name: span.name.clone(),
-                kind: span.kind.as_str().to_owned(),
-                service_name: span.service_name().to_owned(),
+                kind: span.kind.clone(),
+                service_name: span.service_name.clone(),
                 depth,
-                offset_ms: ms_between(session_start, span.start_unix_nano),
-                duration_ms: span.duration_nanos() as f64 / 1e6,
-                status: span.status_code.as_str().to_owned(),
+                offset_ms: ms_between(session_start, span.start_time_unix_nano),
+                duration_ms: span.duration_ns as f64 / 1e6,
+                status: span.status_code.clone(),
                 status_message: span.status_message.clone(),
             });
-            if let Some(kids) = children.get(&(span.trace_id, span.span_id)) {
+            if let Some(kids) = children.get(&key(span)) {
                 stack.extend(kids.iter().rev().map(|k| (*k, depth.saturating_add(1))));
             }
         }
     }
-    (out, false)
+    out
 }

@@ -177,10 +177,10 @@ impl Transcript {
             tool_call_count: s.tool_call_count,
             tool_error_count: s.tool_error_count,
             message_count: s.message_count,
-            state: detail.status.state.clone(),
-            outcome: detail.status.outcome.clone(),
-            call_status: detail.status.call_status.clone(),
-            ended_reason: detail.status.ended_reason.clone(),
+            state: detail.view.state.clone(),
+            outcome: detail.view.outcome.clone(),
+            call_status: detail.view.call_status.clone(),
+            ended_reason: detail.view.ended_reason.clone(),
             intent: s.intent.clone(),
             skills: s.skills.clone(),
             flow: s.flow.clone(),
@@ -312,7 +312,7 @@ pub fn render_text(detail: &SessionDetail) -> String {
         s.tool_call_count,
         s.tool_error_count
     );
-    let status = &detail.status;
+    let status = &detail.view;
     let _ = writeln!(
         out,
         "State: {}, outcome: {}{}{}, cost ${:.4}",

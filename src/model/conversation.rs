@@ -80,13 +80,57 @@ pub struct SessionRow {
     pub recording_url: String,
 }
 
-/// The ALIAS columns of a session row: the clock-dependent semantics, defined in the schema.
-#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
-pub struct SessionStatus {
+/// A session as readers see it (the list, the summary, the export, the pages): the columns
+/// they show, the ALIAS columns that finish the semantics with the clock (defined in the
+/// schema), and the labels and flag readers put on it.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
+pub struct SessionView {
+    pub session_id: String,
+    pub trace_ids: Vec<String>,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub duration_ms: f64,
+    pub framework: String,
+    pub service_name: String,
+    pub agent_name: String,
+    pub environment: String,
+    pub channel: String,
+    pub direction: String,
+    pub handoff_target: String,
+    pub preview: String,
+    pub turn_count: u32,
+    pub message_count: u32,
+    pub interruption_count: u32,
+    pub tool_call_count: u32,
+    pub tool_error_count: u32,
+    pub span_count: u32,
+    pub error_span_count: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub models: Vec<String>,
+    pub voice_to_voice_p50_ms: Option<f64>,
+    pub voice_to_voice_p95_ms: Option<f64>,
+    pub llm_ttft_p50_ms: Option<f64>,
     pub state: String,
     pub outcome: String,
     pub call_status: String,
     pub ended_reason: String,
+    pub intent: String,
+    pub skills: Vec<String>,
+    pub flow: String,
+    pub node: String,
+    pub detected_issues: Vec<String>,
+    pub cost_usd: f64,
+    pub feedback: String,
+    pub sentiment: String,
+    pub topic: String,
+    pub campaign: String,
+    pub contact: String,
+    pub user_name: String,
+    pub confidence: Option<f64>,
+    pub labels: Vec<String>,
+    pub flagged: u8,
+    pub flag_reason: String,
 }
 
 /// A detected issue, pointing at the turn where it happened (0: the session as a whole).
@@ -200,6 +244,38 @@ pub struct InterruptionRow {
     pub span_id: String,
 }
 
+/// What a timeline event is.
+pub mod event_kind {
+    /// The intent, flow or node a span stated changed.
+    pub const INTENT: &str = "intent";
+    pub const HANDOFF: &str = "handoff";
+    /// A failed span that is not a tool call (those show as failed tool calls).
+    pub const ERROR: &str = "error";
+}
+
+/// A step of the audit timeline read from one span: an intent change, a handoff or a failed
+/// span. Only the fields of its kind are set.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TimelineEventRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub event_index: u32,
+    pub kind: String,
+    /// The turn under way when the span started; 0 before the first turn.
+    pub turn_number: u32,
+    pub time: u32,
+    /// The span's start; its end for a failed span.
+    pub time_unix_nano: u64,
+    pub span_name: String,
+    pub intent: String,
+    pub flow: String,
+    pub node: String,
+    pub handoff_target: String,
+    pub status_message: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
 /// Everything one session derives to, written together at one revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedSession {
@@ -209,6 +285,7 @@ pub struct DerivedSession {
     pub tool_calls: Vec<ToolCallRow>,
     pub interruptions: Vec<InterruptionRow>,
     pub issues: Vec<IssueRow>,
+    pub timeline_events: Vec<TimelineEventRow>,
 }
 
 /// Seconds since the epoch, for `DateTime` columns (saturating: ClickHouse's DateTime ends in 2106).

@@ -18,30 +18,13 @@ use tonic::{Code, Request, Response, Status};
 use std::sync::Arc;
 
 use super::{ExportError, Ingest, Protocol};
-use crate::tenants::{presented_key, AuthError, Scope, Tenants};
+use crate::tenants::{presented_key, Scope, Tenants};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl From<ExportError> for Status {
     fn from(err: ExportError) -> Status {
-        let code = match &err {
-            ExportError::BadPayload(_)
-            | ExportError::TooLarge(_)
-            | ExportError::UnsupportedContentType(_) => Code::InvalidArgument,
-            // OTLP clients retry UNAVAILABLE; RESOURCE_EXHAUSTED only with RetryInfo.
-            ExportError::Overloaded | ExportError::StoreUnavailable | ExportError::ShuttingDown => {
-                Code::Unavailable
-            }
-            ExportError::StoreRejected => Code::Internal,
-            ExportError::Unauthorized(AuthError::MissingKey | AuthError::UnknownKey) => {
-                Code::Unauthenticated
-            }
-            ExportError::Unauthorized(_) => Code::PermissionDenied,
-        };
-        if code == Code::Internal {
-            tracing::error!(error = %err, "export failed");
-        }
-        Status::new(code, err.to_string())
+        Status::new(err.refusal().grpc, err.to_string())
     }
 }
 

@@ -20,7 +20,7 @@ use axum::extract::ConnectInfo;
 use axum::Extension;
 
 use super::{ExportError, ExportOutcome, Ingest, Protocol};
-use crate::tenants::{presented_key, AuthError, Scope, Tenants};
+use crate::tenants::{presented_key, Scope, Tenants};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -162,31 +162,9 @@ fn success(encoding: Encoding, outcome: ExportOutcome) -> Response {
 }
 
 fn failure(encoding: Encoding, err: ExportError) -> Response {
-    let (status, grpc_code) = match &err {
-        ExportError::BadPayload(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
-        ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument),
-        ExportError::UnsupportedContentType(_) => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            tonic::Code::InvalidArgument,
-        ),
-        ExportError::Overloaded => (
-            StatusCode::TOO_MANY_REQUESTS,
-            tonic::Code::ResourceExhausted,
-        ),
-        ExportError::StoreUnavailable | ExportError::ShuttingDown => {
-            (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
-        }
-        ExportError::StoreRejected => {
-            tracing::error!(error = %err, "export failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal)
-        }
-        ExportError::Unauthorized(AuthError::MissingKey | AuthError::UnknownKey) => {
-            (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated)
-        }
-        ExportError::Unauthorized(_) => (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied),
-    };
+    let refusal = err.refusal();
     let rpc = RpcStatus {
-        code: grpc_code as i32,
+        code: refusal.grpc as i32,
         message: err.to_string(),
     };
     let body = match encoding {
@@ -194,12 +172,12 @@ fn failure(encoding: Encoding, err: ExportError) -> Response {
         Encoding::Json => serde_json::to_vec(&rpc).unwrap_or_default(),
     };
     let mut response = (
-        status,
+        refusal.http,
         [(header::CONTENT_TYPE, encoding.content_type())],
         body,
     )
         .into_response();
-    if let Some(after) = err.retry_after() {
+    if let Some(after) = refusal.retry_after {
         if let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

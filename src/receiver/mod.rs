@@ -4,28 +4,24 @@
 
 pub mod grpc;
 pub mod http;
+mod refusal;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::Span;
-use crate::store::StoreError;
+use crate::pipeline::{Batch, NotStored};
 use crate::telemetry::{GaugeHold, Metrics, Timer};
 use crate::tenants::AuthError;
 
-/// What the writer receives: spans to store and where to report the outcome.
-pub struct Batch {
-    pub spans: Vec<Span>,
-    pub ack: oneshot::Sender<Result<(), StoreError>>,
-    /// Room under the pending-span cap, released when the batch is dropped after its insert.
-    pub permit: OwnedSemaphorePermit,
-}
+pub use refusal::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -45,17 +41,6 @@ pub enum ExportError {
     ShuttingDown,
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
-}
-
-impl ExportError {
-    /// Suggested client wait before retrying, for retryable errors.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ExportError::Overloaded | ExportError::ShuttingDown => Some(Duration::from_secs(1)),
-            ExportError::StoreUnavailable => Some(Duration::from_secs(5)),
-            _ => None,
-        }
-    }
 }
 
 /// Returned to the client as `partial_success`.
@@ -200,8 +185,8 @@ impl Ingest {
             .map_err(|_| ExportError::ShuttingDown)?;
         match stored.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) if err.is_retryable() => Err(ExportError::StoreUnavailable),
-            Ok(Err(_)) => Err(ExportError::StoreRejected),
+            Ok(Err(NotStored::Unavailable)) => Err(ExportError::StoreUnavailable),
+            Ok(Err(NotStored::Rejected)) => Err(ExportError::StoreRejected),
             Err(_dropped) => Err(ExportError::ShuttingDown),
         }
     }
@@ -211,11 +196,4 @@ impl Ingest {
         self.max_pending_spans
             .saturating_sub(self.room.available_permits())
     }
-}
-
-pub fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }

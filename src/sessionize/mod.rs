@@ -4,6 +4,7 @@
 mod latency;
 pub mod rules;
 pub mod semantics;
+mod timeline;
 mod turns;
 
 pub use latency::percentile;
@@ -172,6 +173,7 @@ pub fn sessionize(
             rules,
         },
     );
+    let timeline_events = timeline::events(session_id, revision, &nodes, &turn_rows, &tool_calls);
     DerivedSession {
         session,
         turns: turn_rows,
@@ -179,6 +181,7 @@ pub fn sessionize(
         tool_calls,
         interruptions,
         issues,
+        timeline_events,
     }
 }
 

@@ -2,8 +2,8 @@
 
 use super::spans::{placeholders, IN_CHUNK};
 use super::{Store, StoreError};
+use crate::clock::now_unix_nano;
 use crate::model::conversation::SessionRow;
-use crate::receiver::now_unix_nano;
 
 /// Tables keyed by session id that hold a session's rows.
 const SESSION_TABLES: &[&str] = &[
@@ -12,6 +12,7 @@ const SESSION_TABLES: &[&str] = &[
     "tool_calls",
     "interruptions",
     "session_issues",
+    "timeline_events",
     "session_annotations",
 ];
 

@@ -125,6 +125,14 @@ impl Store {
             self.insert_all("session_issues", issues.into_iter())
                 .await?;
         }
+        let events: Vec<_> = sessions
+            .iter()
+            .flat_map(|s| s.timeline_events.iter())
+            .collect();
+        if !events.is_empty() {
+            self.insert_all("timeline_events", events.into_iter())
+                .await?;
+        }
         let session_rows: Vec<&SessionRow> = sessions
             .iter()
             .map(|s| &s.session)

@@ -1,362 +1,16 @@
-//! The conversation list: filters that combine freely, a few sort orders, and keyset
-//! pagination. The same query, without a limit, streams every matching session for export.
-//!
-//! A filter on one more `sessions` column is one entry in [`FILTERS`]; a sort order is one
-//! entry in [`SORTS`]. The API reads both tables to parse parameters and to document them.
+//! The conversation list as SQL: a parsed query (`crate::query`) turned into conditions with
+//! every value bound, and keyset pagination. The same query, without a limit, streams every
+//! matching session for export.
 
 use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{Store, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterKind {
-    /// `param=a,b` (or the parameter repeated): the column equals any of the values.
-    EqualsAny,
-    /// `param=a,b`: the array column holds any of the values.
-    HasAny,
-    /// `param_min=`, `param_max=`: inclusive bounds; a session without a value never matches.
-    Range,
-    /// `param=true|false`: the column is non-zero (or zero).
-    NonZero,
-    /// `param=text`: the column contains the text, ignoring case.
-    Contains,
-}
-
-/// One filter on a column (or a fixed expression over columns) of `sessions`.
-#[derive(Debug, PartialEq)]
-pub struct FilterSpec {
-    pub param: &'static str,
-    /// SQL over `sessions` columns; a constant of this file, never built from input.
-    pub column: &'static str,
-    pub kind: FilterKind,
-    pub doc: &'static str,
-}
-
-const fn filter(
-    param: &'static str,
-    column: &'static str,
-    kind: FilterKind,
-    doc: &'static str,
-) -> FilterSpec {
-    FilterSpec {
-        param,
-        column,
-        kind,
-        doc,
-    }
-}
-
-use FilterKind::*;
-
-pub const FILTERS: &[FilterSpec] = &[
-    filter(
-        "environment",
-        "environment",
-        EqualsAny,
-        "deployment environment",
-    ),
-    filter(
-        "channel",
-        "channel",
-        EqualsAny,
-        "voice, chat, web_chat, whatsapp, sms, ...",
-    ),
-    filter(
-        "direction",
-        "direction",
-        EqualsAny,
-        "inbound, outbound, web",
-    ),
-    filter("agent", "agent_name", EqualsAny, "agent name"),
-    filter(
-        "service",
-        "service_name",
-        EqualsAny,
-        "service.name of the agent process",
-    ),
-    filter(
-        "framework",
-        "framework",
-        EqualsAny,
-        "pipecat, livekit, genai, openinference, ten, videosdk",
-    ),
-    filter(
-        "handoff_target",
-        "handoff_target",
-        EqualsAny,
-        "who the conversation was handed to",
-    ),
-    filter(
-        "model",
-        "models",
-        HasAny,
-        "an LLM model used in the session",
-    ),
-    filter("session", "session_id", Contains, "part of the session id"),
-    filter("duration_ms", "duration_ms", Range, "session duration"),
-    filter("turns", "turn_count", Range, "number of turns"),
-    filter(
-        "messages",
-        "message_count",
-        Range,
-        "number of transcript messages",
-    ),
-    filter(
-        "interruptions",
-        "interruption_count",
-        Range,
-        "number of interruptions",
-    ),
-    filter(
-        "tool_errors",
-        "tool_error_count",
-        Range,
-        "number of failed tool calls",
-    ),
-    filter(
-        "voice_to_voice_p50_ms",
-        "voice_to_voice_p50_ms",
-        Range,
-        "median voice-to-voice latency",
-    ),
-    filter(
-        "voice_to_voice_p95_ms",
-        "voice_to_voice_p95_ms",
-        Range,
-        "95th percentile voice-to-voice latency",
-    ),
-    filter(
-        "llm_ttft_p50_ms",
-        "llm_ttft_p50_ms",
-        Range,
-        "median LLM time to first token",
-    ),
-    filter(
-        "has_interruptions",
-        "interruption_count",
-        NonZero,
-        "the user interrupted the agent",
-    ),
-    filter(
-        "has_tool_errors",
-        "tool_error_count",
-        NonZero,
-        "a tool call failed",
-    ),
-    filter("has_errors", "error_span_count", NonZero, "a span failed"),
-    filter(
-        "has_handoff",
-        "length(handoff_target)",
-        NonZero,
-        "the conversation was handed off",
-    ),
-    filter(
-        "state",
-        "state",
-        EqualsAny,
-        "OPEN, ACTIVE, AWAITING_USER, PROCESSING, WITH_AGENT, RESOLVED, EXPIRED",
-    ),
-    filter(
-        "outcome",
-        "outcome",
-        EqualsAny,
-        "In Progress, Success, Skill Error, Handoff, ... (README, Session semantics)",
-    ),
-    filter(
-        "call_status",
-        "call_status",
-        EqualsAny,
-        "Queued, Ringing, Active, Completed, Failed, Declined, Missed",
-    ),
-    filter(
-        "ended_reason",
-        "ended_reason",
-        EqualsAny,
-        "user_hangup, agent_hangup, transfer, inactivity, max_duration, error, voicemail",
-    ),
-    filter("intent", "intent", EqualsAny, "classified intent"),
-    filter("skill", "skills", HasAny, "a skill (tool) invoked"),
-    filter("flow", "flow", EqualsAny, "flow name"),
-    filter("node", "node", EqualsAny, "current flow node"),
-    filter(
-        "detected_issue",
-        "detected_issues",
-        HasAny,
-        "a detected-issue tag, e.g. slow_turn, tool_error",
-    ),
-    filter("cost_usd", "cost_usd", Range, "session cost in US dollars"),
-    filter("feedback", "feedback", EqualsAny, "up or down"),
-    filter("sentiment", "sentiment", EqualsAny, "post-call sentiment"),
-    filter("topic", "topic", EqualsAny, "post-call topic"),
-    filter("campaign", "campaign", EqualsAny, "outbound campaign"),
-    filter(
-        "contact",
-        "contact",
-        Contains,
-        "part of the (masked) contact, e.g. its last digits",
-    ),
-    filter("user", "user_name", EqualsAny, "the end user's pseudonym"),
-    filter("confidence", "confidence", Range, "answer confidence, 0..1"),
-];
-
-/// The value a request gave for one filter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FilterValue {
-    Any(Vec<String>),
-    Range { min: Option<f64>, max: Option<f64> },
-    Bool(bool),
-    Text(String),
-}
-
-/// Which sessions: every set field must match.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SessionFilter {
-    /// Sessions that started at or after this instant.
-    pub from_unix_nano: Option<u64>,
-    /// Sessions that started before this instant.
-    pub to_unix_nano: Option<u64>,
-    pub columns: Vec<(&'static FilterSpec, FilterValue)>,
-    /// A span with any of these names is part of the session.
-    pub span_names: Vec<String>,
-    /// Some transcript message contains this text, ignoring case.
-    pub text: Option<String>,
-    /// Carries any of these labels.
-    pub labels: Vec<String>,
-    pub flagged: Option<bool>,
-}
-
-/// A sort order: one column, and how to read a row's value for the next page's cursor.
-#[derive(Debug)]
-pub struct SortSpec {
-    pub param: &'static str,
-    pub column: &'static str,
-    pub value: fn(&SessionListRow) -> SortValue,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum SortValue {
-    Int(u64),
-    /// None for a session without a value: those sort last either way.
-    Float(Option<f64>),
-}
-
-pub const SORTS: &[SortSpec] = &[
-    SortSpec {
-        param: "start_time",
-        column: "start_time_unix_nano",
-        value: |r| SortValue::Int(r.start_time_unix_nano),
-    },
-    SortSpec {
-        param: "duration",
-        column: "duration_ms",
-        value: |r| SortValue::Float(Some(r.duration_ms)),
-    },
-    SortSpec {
-        param: "latency",
-        column: "voice_to_voice_p95_ms",
-        value: |r| SortValue::Float(r.voice_to_voice_p95_ms),
-    },
-    SortSpec {
-        param: "voice_to_voice_p95",
-        column: "voice_to_voice_p95_ms",
-        value: |r| SortValue::Float(r.voice_to_voice_p95_ms),
-    },
-    SortSpec {
-        param: "voice_to_voice_p50",
-        column: "voice_to_voice_p50_ms",
-        value: |r| SortValue::Float(r.voice_to_voice_p50_ms),
-    },
-    SortSpec {
-        param: "llm_ttft_p50",
-        column: "llm_ttft_p50_ms",
-        value: |r| SortValue::Float(r.llm_ttft_p50_ms),
-    },
-    SortSpec {
-        param: "turns",
-        column: "turn_count",
-        value: |r| SortValue::Int(u64::from(r.turn_count)),
-    },
-    SortSpec {
-        param: "cost",
-        column: "cost_usd",
-        value: |r| SortValue::Float(Some(r.cost_usd)),
-    },
-];
-
-#[derive(Debug, Clone, Copy)]
-pub struct Sort {
-    pub spec: &'static SortSpec,
-    pub descending: bool,
-}
-
-impl Default for Sort {
-    fn default() -> Self {
-        Sort {
-            spec: &SORTS[0],
-            descending: true,
-        }
-    }
-}
-
-/// Where the previous page ended: its last row's sort value and session id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct After {
-    pub value: SortValue,
-    pub session_id: String,
-}
-
-/// One row of the list (and of an export): the session and what readers marked on it.
-#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
-pub struct SessionListRow {
-    pub session_id: String,
-    pub start_time_unix_nano: u64,
-    pub end_time_unix_nano: u64,
-    pub duration_ms: f64,
-    pub framework: String,
-    pub service_name: String,
-    pub agent_name: String,
-    pub environment: String,
-    pub channel: String,
-    pub direction: String,
-    pub handoff_target: String,
-    pub preview: String,
-    pub turn_count: u32,
-    pub message_count: u32,
-    pub interruption_count: u32,
-    pub tool_call_count: u32,
-    pub tool_error_count: u32,
-    pub error_span_count: u32,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub models: Vec<String>,
-    pub voice_to_voice_p50_ms: Option<f64>,
-    pub voice_to_voice_p95_ms: Option<f64>,
-    pub llm_ttft_p50_ms: Option<f64>,
-    pub state: String,
-    pub outcome: String,
-    pub call_status: String,
-    pub ended_reason: String,
-    pub intent: String,
-    pub skills: Vec<String>,
-    pub flow: String,
-    pub node: String,
-    pub detected_issues: Vec<String>,
-    pub cost_usd: f64,
-    pub feedback: String,
-    pub sentiment: String,
-    pub topic: String,
-    pub campaign: String,
-    pub contact: String,
-    pub user_name: String,
-    pub confidence: Option<f64>,
-    pub labels: Vec<String>,
-    pub flagged: u8,
-    pub flag_reason: String,
-}
+use crate::model::conversation::SessionView;
+use crate::query::{After, FilterKind, FilterValue, SessionFilter, Sort, SortValue};
 
 pub struct SessionPage {
-    pub rows: Vec<SessionListRow>,
+    pub rows: Vec<SessionView>,
     /// Set when more rows follow.
     pub next: Option<After>,
 }
@@ -403,7 +57,7 @@ const NULL_LOW: &str = "-1e300";
 const NULL_HIGH: &str = "1e300";
 
 fn sort_expression(sort: &Sort) -> String {
-    match (sort.spec.value)(&SessionListRow::default()) {
+    match (sort.spec.value)(&SessionView::default()) {
         SortValue::Int(_) => sort.spec.column.to_owned(),
         SortValue::Float(_) => format!(
             "ifNull({}, {})",
@@ -434,7 +88,7 @@ fn conditions(filter: &SessionFilter) -> Sql {
     for (spec, value) in &filter.columns {
         let column = spec.column;
         match value {
-            FilterValue::Any(values) if spec.kind == HasAny => {
+            FilterValue::Any(values) if spec.kind == FilterKind::HasAny => {
                 sql.push(format!("hasAny({column}, ?)"), [Bind::Strs(values.clone())]);
             }
             FilterValue::Any(values) => {
@@ -509,15 +163,24 @@ fn order_and_after(sort: &Sort, after: Option<&After>, sql: &mut Sql) -> String 
     format!("{expression} {dir}, session_id {dir}")
 }
 
-/// The ALIAS columns of `sessions` (the one definition of these), which `*` leaves out.
-const SEMANTICS: &str = "state, outcome, call_status, ended_reason";
+/// The ALIAS columns of `sessions` (the one definition of these), which `*` leaves out. On
+/// 18.16 they are selected together: one that reads another fails unless both are selected.
+pub(super) const SEMANTICS: &str = "state, outcome, call_status, ended_reason";
 
-/// Sessions (a subquery yielding `sessions` rows) joined with their labels and flag.
-fn with_annotations(sessions: &str, order: &str) -> String {
+/// [`SessionView`]s: sessions (a subquery yielding `sessions` rows) joined with their labels
+/// and flag, the annotations narrowed by `annotations_where` when given.
+pub(super) fn with_annotations(
+    sessions: &str,
+    annotations_where: Option<&str>,
+    order: &str,
+) -> String {
+    let annotations_where = annotations_where
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default();
     format!(
         "SELECT ?fields FROM ({sessions}) AS s \
-         ANY LEFT JOIN (SELECT * FROM session_annotations_by_session) AS a USING session_id \
-         ORDER BY {order}"
+         ANY LEFT JOIN (SELECT * FROM session_annotations_by_session{annotations_where}) AS a \
+         USING session_id ORDER BY {order}"
     )
 }
 
@@ -536,7 +199,7 @@ fn full_sql(
         "SELECT *, {SEMANTICS} FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
         sql.conditions.join(" AND ")
     );
-    (with_annotations(&sessions, &order), sql)
+    (with_annotations(&sessions, None, &order), sql)
 }
 
 /// Step 1 of a page: the first `k` matching rows in sort order, without FINAL, so old
@@ -578,7 +241,7 @@ fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
         marks(candidates.len()),
         marks(candidates.len())
     );
-    (with_annotations(&sessions, &order), sql)
+    (with_annotations(&sessions, None, &order), sql)
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -594,13 +257,13 @@ const MAX_CANDIDATES: u64 = 8192;
 
 /// Rows of an export, read one at a time from ClickHouse's response.
 pub struct SessionStream {
-    cursor: clickhouse::query::RowCursor<SessionListRow>,
+    cursor: clickhouse::query::RowCursor<SessionView>,
     timeout: std::time::Duration,
 }
 
 impl SessionStream {
     /// The next row; each wait for ClickHouse is bounded by the configured timeout.
-    pub async fn next(&mut self) -> Result<Option<SessionListRow>, StoreError> {
+    pub async fn next(&mut self) -> Result<Option<SessionView>, StoreError> {
         match tokio::time::timeout(self.timeout, self.cursor.next()).await {
             Ok(row) => Ok(row?),
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -666,16 +329,13 @@ impl Store {
         Ok(SessionPage { rows, next })
     }
 
-    async fn fetch_list(
-        &self,
-        (text, sql): (String, Sql),
-    ) -> Result<Vec<SessionListRow>, StoreError> {
+    async fn fetch_list(&self, (text, sql): (String, Sql)) -> Result<Vec<SessionView>, StoreError> {
         self.timed("list sessions", async {
             Ok(sql
                 .apply(self.client.query(&text))
                 // Candidate ids are sent in the query text.
                 .with_setting("max_query_size", "67108864")
-                .fetch_all::<SessionListRow>()
+                .fetch_all::<SessionView>()
                 .await?)
         })
         .await
@@ -707,7 +367,7 @@ impl Store {
         sort: &Sort,
         after: Option<&After>,
     ) -> Vec<String> {
-        let fields: Vec<String> = <SessionListRow as Row>::COLUMN_NAMES
+        let fields: Vec<String> = <SessionView as Row>::COLUMN_NAMES
             .iter()
             .map(|c| format!("`{c}`"))
             .collect();
@@ -744,9 +404,7 @@ impl Store {
         sort: &Sort,
     ) -> Result<SessionStream, StoreError> {
         let (text, sql) = full_sql(filter, sort, None, None);
-        let cursor = sql
-            .apply(self.client.query(&text))
-            .fetch::<SessionListRow>()?;
+        let cursor = sql.apply(self.client.query(&text)).fetch::<SessionView>()?;
         Ok(SessionStream {
             cursor,
             timeout: self.timeout,
@@ -757,17 +415,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filter_params_are_unique_and_columns_fixed() {
-        let mut params: Vec<&str> = FILTERS.iter().map(|f| f.param).collect();
-        params.sort_unstable();
-        params.dedup();
-        assert_eq!(params.len(), FILTERS.len());
-        assert!(FILTERS
-            .iter()
-            .all(|f| !f.column.contains('?') && !f.column.contains(';')));
-    }
+    use crate::query::{FILTERS, SORTS};
 
     #[test]
     fn binds_follow_placeholders_in_order() {

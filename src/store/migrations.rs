@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "annotations",
         include_str!("../../migrations/0004_annotations.sql"),
     ),
+    (
+        5,
+        "timeline events",
+        include_str!("../../migrations/0005_timeline_events.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

@@ -9,7 +9,6 @@ mod migrations;
 mod reads;
 pub mod retention;
 mod spans;
-pub mod writer;
 
 use std::time::Duration;
 
@@ -17,12 +16,9 @@ use crate::config;
 
 pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
-pub use list::{
-    After, FilterKind, FilterSpec, FilterValue, SessionFilter, SessionListRow, SessionPage,
-    SessionStream, Sort, SortSpec, SortValue, FILTERS, SORTS,
-};
+pub use list::{SessionPage, SessionStream};
 pub use migrations::{statements, MIGRATIONS};
-pub use reads::SessionDetail;
+pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,14 +1,67 @@
-//! Reads for the API: one session at its current revision, with its children.
+//! Reads for the API: one session at its current revision, with its children, its timeline
+//! events, its spans as a waterfall and its latency percentiles.
 
+use clickhouse::Row;
+use serde::Deserialize;
+
+use super::list::{with_annotations, SEMANTICS};
 use super::{Store, StoreError};
 use crate::model::conversation::{
-    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionStatus, ToolCallRow, TurnRow,
+    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow, ToolCallRow,
+    TurnRow,
 };
+
+/// What the waterfall shows of a span.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub struct WaterfallRow {
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root.
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind: String,
+    pub service_name: String,
+    pub start_time_unix_nano: u64,
+    pub duration_ns: u64,
+    pub status_code: String,
+    pub status_message: String,
+}
+
+/// The per-turn latency stages, each a `<stage>_ms` column of `turns`.
+const LATENCY_STAGES: &[&str] = &[
+    "voice_to_voice",
+    "end_of_utterance",
+    "stt",
+    "llm_ttft",
+    "tts_ttfb",
+    "tool",
+];
+
+/// One latency stage over a session's turns that measured it.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct StagePercentiles {
+    pub stage: String,
+    pub count: u64,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Nearest-rank percentile `q` of a Nullable column over the rows read, NULL for none: the
+/// same definition as [`crate::sessionize::percentile`], which fills the session row.
+fn nearest_rank(column: &str, q: &str) -> String {
+    format!(
+        "if(count({column}) = 0, NULL, arraySort(groupArray({column}))[toUInt64(greatest(1, ceil({q} * count({column}))))])"
+    )
+}
 
 #[derive(Debug, Clone)]
 pub struct SessionDetail {
+    /// The stored row, every column.
     pub session: SessionRow,
-    pub status: SessionStatus,
+    /// The same revision as the list and the export show it.
+    pub view: SessionView,
     pub issues: Vec<IssueRow>,
     pub turns: Vec<TurnRow>,
     pub messages: Vec<MessageRow>,
@@ -38,20 +91,31 @@ impl Store {
         let Some(session) = session else {
             return Ok(None);
         };
-        // State and outcome are ALIAS columns, the one place they are defined; read at the
-        // same revision as the row.
-        let status = self
-            .timed("session status", async {
+        // What readers see of it, at the same revision as the row (state and outcome are ALIAS
+        // columns, the one place they are defined).
+        let view_sql = with_annotations(
+            &format!(
+                "SELECT *, {SEMANTICS} FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1"
+            ),
+            Some("session_id = ?"),
+            "session_id",
+        );
+        let view = self
+            .timed("session view", async {
                 Ok(self
                     .client
-                    .query("SELECT ?fields FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1")
+                    .query(&view_sql)
                     .bind(session_id)
                     .bind(session.revision)
-                    .fetch_optional::<SessionStatus>()
+                    .bind(session_id)
+                    .fetch_optional::<SessionView>()
                     .await?)
             })
             .await?
-            .unwrap_or_default();
+            // Only a newer revision merged over this one in between: reading again finds it.
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!("session {session_id:?} changed while read"))
+            })?;
         let revision = session.revision;
         // The child tables are independent: read them at once.
         let (turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
@@ -62,7 +126,7 @@ impl Store {
             self.children("session_issues", "issue_index", session_id, revision),
         )?;
         Ok(Some(SessionDetail {
-            status,
+            view,
             issues,
             session,
             turns,
@@ -70,6 +134,84 @@ impl Store {
             tool_calls,
             interruptions,
         }))
+    }
+
+    /// The session's timeline events at `revision`, in order.
+    pub async fn timeline_events(
+        &self,
+        session_id: &str,
+        revision: u64,
+    ) -> Result<Vec<TimelineEventRow>, StoreError> {
+        self.children("timeline_events", "event_index", session_id, revision)
+            .await
+    }
+
+    /// The first `limit` spans of the session's traces at `revision` by start (ties: span id,
+    /// then trace id), each span once (its latest copy). The limit is in the query, so a
+    /// session of any size costs at most `limit` rows here.
+    pub async fn waterfall_spans(
+        &self,
+        session_id: &str,
+        revision: u64,
+        limit: u64,
+    ) -> Result<Vec<WaterfallRow>, StoreError> {
+        self.timed("waterfall spans", async {
+            Ok(self
+                .client
+                .query(
+                    "SELECT ?fields FROM (\
+                         SELECT trace_id, span_id, parent_span_id, name, kind, service_name, \
+                             start_time_unix_nano, duration_ns, status_code, status_message \
+                         FROM spans \
+                         WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions WHERE session_id = ? AND revision = ?) \
+                         ORDER BY trace_id, span_id, ingested_at_unix_nano DESC \
+                         LIMIT 1 BY trace_id, span_id) \
+                     ORDER BY start_time_unix_nano, span_id, trace_id \
+                     LIMIT ?",
+                )
+                .bind(session_id)
+                .bind(revision)
+                .bind(limit)
+                .fetch_all::<WaterfallRow>()
+                .await?)
+        })
+        .await
+    }
+
+    /// Percentiles of each of [`LATENCY_STAGES`] over the session's stored turns at
+    /// `revision`, in that order.
+    pub async fn stage_percentiles(
+        &self,
+        session_id: &str,
+        revision: u64,
+    ) -> Result<Vec<StagePercentiles>, StoreError> {
+        let selects: Vec<String> = LATENCY_STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                let column = format!("{stage}_ms");
+                format!(
+                    "SELECT {i} AS position, '{stage}' AS stage, count({column}) AS count, {} AS p50, {} AS p90, {} AS p95, {} AS max \
+                     FROM turns WHERE session_id = ? AND revision = ?",
+                    nearest_rank(&column, "0.5"),
+                    nearest_rank(&column, "0.9"),
+                    nearest_rank(&column, "0.95"),
+                    nearest_rank(&column, "1.0"),
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT ?fields FROM ({}) ORDER BY position",
+            selects.join(" UNION ALL ")
+        );
+        self.timed("stage percentiles", async {
+            let mut query = self.client.query(&sql);
+            for _ in LATENCY_STAGES {
+                query = query.bind(session_id).bind(revision);
+            }
+            Ok(query.fetch_all::<StagePercentiles>().await?)
+        })
+        .await
     }
 
     async fn children<T>(

@@ -12,6 +12,7 @@ pub const TRANSCRIPT_TABLES: &[&str] = &[
     "tool_calls",
     "interruptions",
     "session_issues",
+    "timeline_events",
 ];
 
 impl Store {

@@ -1,9 +1,14 @@
-//! Shared pieces of the integration tests: a real ClickHouse (from CONVOLOG_TEST_CLICKHOUSE_URL,
-//! set by scripts/test.sh), a fresh database per test, the app on port 0, OTLP request builders
-//! on the official protobuf types, and a TCP proxy that can fail on demand.
+//! Shared pieces of the integration tests: a real ClickHouse (CONVOLOG_TEST_CLICKHOUSE_URL, or a
+//! private one started on first use: see `clickhouse_server`), a fresh database per test, the app on
+//! port 0, OTLP request builders on the official protobuf types, and a TCP proxy that can fail
+//! on demand.
 #![allow(dead_code)]
 
+mod clickhouse_server;
+pub mod session_fixtures;
 pub mod synthetic;
+
+pub use clickhouse_server::{clickhouse_url, skip};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +27,6 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub fn clickhouse_url() -> String {
-    std::env::var("CONVOLOG_TEST_CLICKHOUSE_URL").expect(
-        "CONVOLOG_TEST_CLICKHOUSE_URL is not set: integration tests need a real ClickHouse; run scripts/test.sh",
-    )
-}
-
 /// A database name no other test uses.
 pub fn fresh_database(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -41,6 +40,19 @@ pub fn fresh_database(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         nanos % 1_000_000
     )
+}
+
+/// The Python with the test requirements (the OpenTelemetry SDK, chdb-core): CONVOLOG_TEST_PYTHON,
+/// else the venv scripts/test.sh sets up in .venv-test; without either the test is skipped.
+pub fn python() -> String {
+    if let Ok(python) = std::env::var("CONVOLOG_TEST_PYTHON") {
+        return python;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-test/bin/python");
+    if std::path::Path::new(venv).exists() {
+        return venv.to_owned();
+    }
+    skip("CONVOLOG_TEST_PYTHON is not set and there is no .venv-test (scripts/test.sh makes it)")
 }
 
 pub struct TestApp {
@@ -96,6 +108,13 @@ impl TestApp {
             .expect("count query")
     }
 
+    /// Exports `specs` over gRPC, timed from `anchor`, `per_request` spans to a request.
+    pub async fn send_grpc(&self, specs: &[SpanSpec], anchor: u64, per_request: usize) {
+        for request in requests(&specs.iter().collect::<Vec<_>>(), anchor, per_request) {
+            self.export_grpc(request).await.expect("export");
+        }
+    }
+
     pub async fn export_grpc(
         &self,
         request: ExportTraceServiceRequest,
@@ -130,18 +149,19 @@ impl TestApp {
     ) -> serde_json::Value {
         let url = self.api_url(&format!("/v1/sessions/{session_id}/transcript"));
         let mut last = serde_json::Value::Null;
-        for _ in 0..300 {
-            if let Ok(response) = reqwest::get(&url).await {
-                if response.status() == 200 {
-                    last = response.json().await.expect("transcript is JSON");
-                    if ready(&last) {
-                        return last;
-                    }
-                }
+        let became_ready = wait_until(async || match reqwest::get(&url).await {
+            Ok(response) if response.status() == 200 => {
+                last = response.json().await.expect("transcript is JSON");
+                ready(&last)
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("session {session_id} never became ready; last transcript: {last}");
+            _ => false,
+        })
+        .await;
+        assert!(
+            became_ready,
+            "session {session_id} never became ready; last transcript: {last}"
+        );
+        last
     }
 
     pub async fn status_of(&self, path: &str) -> u16 {
@@ -160,6 +180,40 @@ impl TestApp {
             .execute()
             .await;
     }
+}
+
+/// Polls `ready` every 100 ms until it holds, for up to 30 s; whether it did. Whatever is
+/// written asynchronously (derived sessions, background deletes) is awaited this way.
+pub async fn wait_until(mut ready: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if ready().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+// ---- API requests ----
+
+/// The status and JSON body of a GET on the API.
+pub async fn get_json(t: &TestApp, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(t.api_url(path)).await.expect("API answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// The status, content type and text body of a GET on the API.
+pub async fn text_of(t: &TestApp, path: &str) -> (u16, String, String) {
+    let response = reqwest::get(t.api_url(path)).await.expect("API answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, content_type, response.text().await.expect("body"))
 }
 
 // ---- OTLP request builders on the official types ----
@@ -203,7 +257,7 @@ impl From<bool> for Val {
 
 /// Milliseconds since this anchor (a minute ago, so timestamps are current).
 pub fn anchor() -> u64 {
-    convolog::receiver::now_unix_nano() - 60_000_000_000
+    convolog::clock::now_unix_nano() - 60_000_000_000
 }
 
 pub fn trace_id(n: u64) -> Vec<u8> {

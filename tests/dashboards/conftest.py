@@ -3,11 +3,11 @@
 The query tests read a database the way Grafana would, through the dashboards' SQL:
 
 - `CONVOLOG_TEST_CLICKHOUSE_URL` (e.g. http://127.0.0.1:18123) and `CONVOLOG_TEST_DATABASE`
-  name a database that `convolog simulate` has filled; it is used as it is, as the data
+  name a database that `convolog-simulate` has filled; it is used as it is, as the data
   source's default database.
 - `--seed-synthetic` instead creates a fresh database on that server (default
   http://127.0.0.1:18123), fills it with synthetic conversations (synthetic.py) and drops it
-  afterwards: for working on the dashboards before or without `convolog simulate`.
+  afterwards: for working on the dashboards before or without `convolog-simulate`.
 
 Every query also runs on chDB (current ClickHouse, in process) over a copy of the same rows.
 Without a database the query tests are skipped, except under CI, where they fail.
@@ -47,7 +47,7 @@ def server(request):
     database = os.environ.get("CONVOLOG_TEST_DATABASE")
     if not url or not database:
         message = ("no database to query: set CONVOLOG_TEST_CLICKHOUSE_URL and CONVOLOG_TEST_DATABASE "
-                   "(filled by `convolog simulate`), or pass --seed-synthetic")
+                   "(filled by `convolog-simulate`), or pass --seed-synthetic")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -96,7 +96,7 @@ def data(server):
     ).rows[0]
     sessions = int(summary[2])
     if sessions == 0:
-        pytest.fail(f"database {server.database} has no sessions: did `convolog simulate` run?")
+        pytest.fail(f"database {server.database} has no sessions: did `convolog-simulate` run?")
     chosen = server.query(
         """
         SELECT session_id, environment, channel, agent_name, service_name, trace_ids,

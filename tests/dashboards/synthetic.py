@@ -1,4 +1,4 @@
-"""Synthetic conversations for developing the dashboards without `convolog simulate`.
+"""Synthetic conversations for developing the dashboards without `convolog-simulate`.
 
 `pytest --seed-synthetic` creates a fresh database, applies the migrations and writes what the
 sessionizer would write for a few voice conversations: raw spans (some sent twice, as OTLP

@@ -1,6 +1,6 @@
 """The convolog API and the dashboards count the same outcomes and states.
 
-For every session of the test database (the one `convolog simulate` filled through a running
+For every session of the test database (the one `convolog-simulate` filled through a running
 `convolog serve`), the outcome and state the API returns in
 `GET {CONVOLOG_TEST_API_URL}/v1/sessions/{id}/transcript` are counted, and compared with what
 the Overview's "Sessions by outcome" and "Sessions by state" panels show: their SQL expanded

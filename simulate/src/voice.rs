@@ -185,7 +185,7 @@ pub(crate) fn layout(script: &Script) -> VoiceTimeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::script::{build, Medium, PlanOptions};
+    use crate::script::{build, Medium, PlanOptions};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

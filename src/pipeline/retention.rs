@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::clock::now_unix_nano;
 use crate::config;
-use crate::receiver::now_unix_nano;
 use crate::store::retention::TRANSCRIPT_TABLES;
 use crate::store::{Store, StoreError};
 use crate::timefmt::civil_date;

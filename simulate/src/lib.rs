@@ -1,4 +1,4 @@
-//! `convolog simulate`: sends synthetic voice and chat agent conversations
+//! `convolog-simulate`: sends synthetic voice and chat agent conversations
 //! over OTLP with the real OpenTelemetry SDK, shaped like Pipecat, LiveKit
 //! Agents or GenAI-semconv instrumentation emit them.
 //!

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::Stored;
+use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
-use crate::receiver::now_unix_nano;
+use crate::progress;
 use crate::sessionize::{self, Rules};
-use crate::store::writer::Stored;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -146,7 +147,7 @@ impl Sessionizer {
     }
 
     /// Re-derives every session touched by these traces, in passes of bounded size.
-    pub async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+    async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
             total += self.pass(chunk).await?;
@@ -262,6 +263,34 @@ impl Sessionizer {
             removed_sessions: tombstones.len(),
         })
     }
+}
+
+/// `convolog rebuild`: re-derives the sessions of every trace with a span that started at or
+/// after `since_unix_seconds`, under the configured rules (which may have changed since).
+pub async fn rebuild(
+    store: Store,
+    config: &config::Config,
+    since_unix_seconds: u64,
+) -> Result<PassSummary, StoreError> {
+    let since = u32::try_from(since_unix_seconds).unwrap_or(u32::MAX);
+    let traces = store.traces_started_since(since).await?;
+    // Nobody reads these metrics: a rebuild runs outside the server.
+    let mut sessionizer = Sessionizer::new(
+        store,
+        config.sessionize.clone(),
+        config.rules.clone(),
+        Arc::new(Metrics::default()),
+    );
+    // A bar on a terminal (hidden otherwise), moved pass by pass; derive_traces would make
+    // the same passes.
+    let progress = progress::bar(traces.len() as u64, "traces");
+    let mut summary = PassSummary::default();
+    for pass in traces.chunks(config.sessionize.max_traces_per_pass) {
+        summary += sessionizer.derive_traces(pass).await?;
+        progress.inc(pass.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(summary)
 }
 
 fn group_by_trace(spans: Vec<Span>) -> HashMap<String, Vec<Span>> {

@@ -7,17 +7,11 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{SpanRow, Store};
+use super::{Batch, NotStored, Stored};
+use crate::clock::now_unix_nano;
 use crate::config;
-use crate::receiver::{now_unix_nano, Batch};
+use crate::store::{SpanRow, Store};
 use crate::telemetry::Metrics;
-
-/// Told to the sessionizer after each successful insert.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub trace_ids: Vec<String>,
-    pub ingested_at_unix_nano: u64,
-}
 
 pub async fn run(
     store: Store,
@@ -71,9 +65,16 @@ pub async fn run(
                 tracing::warn!(error = %err, spans = rows.len(), "span insert failed; clients will retry");
             }
         }
+        let outcome = result.map_err(|err| {
+            if err.is_retryable() {
+                NotStored::Unavailable
+            } else {
+                NotStored::Rejected
+            }
+        });
         for batch in group {
             // A client that gave up waiting is not an error here.
-            let _ = batch.ack.send(result.clone());
+            let _ = batch.ack.send(outcome);
         }
     }
     tracing::info!("span writer drained");
