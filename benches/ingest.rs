@@ -76,6 +76,10 @@ struct Args {
     /// HTTP/2 connections the requests are spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// A worker's pause after a refused export before its next, as an OTLP exporter backs off
+    /// (a retry storm would measure the client, not the server).
+    #[arg(long, default_value_t = 1000)]
+    refused_pause_ms: u64,
     /// Seconds after the end of a run's load at which the server's RSS is read.
     #[arg(long, default_value_t = 10)]
     settle: u64,
@@ -156,11 +160,15 @@ async fn run(args: &Args) -> Result<(), String> {
         let _ = std::fs::write(format!("/proc/{server_pid}/clear_refs"), "5");
         let cpu_before = Cpu::read(server_pid, args.clickhouse_pid, tick);
         let stats = load
-            .closed_loop(run, args.in_flight, Duration::from_secs(args.duration))
+            .closed_loop(
+                run,
+                args.in_flight,
+                Duration::from_secs(args.duration),
+                Duration::from_millis(args.refused_pause_ms),
+            )
             .await;
         let cpu_load = Cpu::read(server_pid, args.clickhouse_pid, tick).minus(&cpu_before);
         let load_end = Instant::now();
-        let peak_rss = proc_status_kib(server_pid, "VmHWM:");
         let lag = match &args.clickhouse_url {
             Some(url) => Some(
                 sessionizer_lag(
@@ -178,6 +186,8 @@ async fn run(args: &Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(args.settle).saturating_sub(load_end.elapsed()))
             .await;
         let final_rss = proc_status_kib(server_pid, "VmRSS:");
+        // The peak of the load and of deriving its sessions afterwards.
+        let peak_rss = proc_status_kib(server_pid, "VmHWM:");
         let result = RunResult {
             stats,
             cpu_load,
@@ -634,7 +644,13 @@ impl Load {
 
     /// `in_flight` workers send back to back for `duration`; the run ends when the last answer
     /// is in.
-    async fn closed_loop(&self, run: usize, in_flight: usize, duration: Duration) -> Stats {
+    async fn closed_loop(
+        &self,
+        run: usize,
+        in_flight: usize,
+        duration: Duration,
+        refused_pause: Duration,
+    ) -> Stats {
         let tag = self.tag(run);
         let next = Arc::new(AtomicU64::new(0));
         let stats = Arc::new(Mutex::new(Stats {
@@ -660,8 +676,11 @@ impl Load {
                     let body = template.request(&tag, number);
                     let sent = Instant::now();
                     let answer = export(&channel, body).await;
-                    let latency = sent.elapsed();
-                    lock(&stats).record(answer, latency);
+                    let refused = matches!(answer, Answer::Refused(_));
+                    lock(&stats).record(answer, sent.elapsed());
+                    if refused {
+                        tokio::time::sleep(refused_pause).await;
+                    }
                 }
             });
         }
@@ -739,9 +758,11 @@ impl Load {
             });
             number += 1;
         }
+        // The rate is the one offered: over the sending, not the last answers' wait.
+        let sending = started.elapsed();
         while sends.join_next().await.is_some() {}
         let mut stats = std::mem::take(&mut *lock(&stats));
-        stats.elapsed = started.elapsed();
+        stats.elapsed = sending;
         drop(probes);
         let outcomes = follower.await.unwrap_or_default();
         Freshness {
@@ -921,18 +942,23 @@ struct RunResult {
 }
 
 impl RunResult {
-    fn per_million(&self, cpu_seconds: f64) -> f64 {
-        cpu_seconds * 1e6 / (self.stats.acked_spans.max(1) as f64)
+    /// None when nothing was acknowledged.
+    fn per_million(&self, cpu_seconds: f64) -> Option<f64> {
+        (self.stats.acked_spans > 0).then(|| cpu_seconds * 1e6 / self.stats.acked_spans as f64)
     }
 
     fn summary(&self) -> String {
         format!(
-            "{:.0} spans/s acked, {} refused, server {:.1} CPU-s/1M",
+            "{:.0} spans/s acked, {} refused, server {} per 1M spans",
             self.stats.acked_per_second(),
             self.stats.refused_spans,
-            self.per_million(self.cpu_load.server)
+            cpu_seconds(self.per_million(self.cpu_load.server))
         )
     }
+}
+
+fn cpu_seconds(per_million: Option<f64>) -> String {
+    per_million.map_or("- (none acknowledged)".into(), |s| format!("{s:.1} CPU-s"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -1011,7 +1037,7 @@ fn figures(
     ];
     let derived = runs.iter().any(|r| r.lag.is_some());
     let cpu = |figure: &str, seconds: fn(&RunResult) -> f64| {
-        let value = per_run(runs, |r| format!("{:.1} CPU-s", r.per_million(seconds(r))));
+        let value = per_run(runs, |r| cpu_seconds(r.per_million(seconds(r))));
         (figure.to_string(), value)
     };
     rows.push(cpu("server CPU per 1M spans, during the load", |r| {
@@ -1039,7 +1065,7 @@ fn figures(
     }));
     rows.extend([
         (
-            "server peak RSS (VmHWM) under the load".into(),
+            "server peak RSS (VmHWM) under the load and its catch-up".into(),
             per_run(runs, |r| mib(r.peak_rss)),
         ),
         (

@@ -10,13 +10,14 @@
 # blackhole exporter (installed from PyPI into .venv-bench/), after convolog and ClickHouse
 # are stopped, and puts its figures beside convolog's.
 #
-# Everything it starts is stopped on exit; on failure the logs are kept and their place named.
+# Everything it starts is stopped on exit. The servers' logs stay in target/bench-ingest/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 rotel_version=0.0.1a15
 database=bench
+logs=target/bench-ingest
 with_rotel=""
 load_args=()
 for arg in "$@"; do
@@ -57,7 +58,8 @@ cleanup() {
   stop "$rotel_pid"
   stop_clickhouse
   if [ -n "$work" ]; then
-    if [ "$rc" = 0 ]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
+    cp "$work"/clickhouse/log/clickhouse-server.err.log "$logs/" 2>/dev/null
+    rm -rf "$work"
   fi
   exit "$rc"
 }
@@ -121,6 +123,7 @@ if [ -n "$with_rotel" ]; then
     'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
 fi
 
+mkdir -p "$logs"
 work=$(mktemp -d "${TMPDIR:-/tmp}/convolog-bench.XXXXXX")
 base=$(free_base_port)
 ch_port=$base
@@ -143,9 +146,9 @@ CONVOLOG_CLICKHOUSE_DATABASE="$database" \
 CONVOLOG_GRPC_LISTEN="127.0.0.1:$grpc_port" \
 CONVOLOG_HTTP_LISTEN="127.0.0.1:$http_port" \
 CONVOLOG_API_LISTEN="127.0.0.1:$api_port" \
-  target/release/convolog serve >"$work/convolog.log" 2>&1 &
+  target/release/convolog serve >"$logs/convolog.log" 2>&1 &
 convolog_pid=$!
-wait_until "$convolog_pid" "$work/convolog.log" answers "http://127.0.0.1:$api_port/readyz"
+wait_until "$convolog_pid" "$logs/convolog.log" answers "http://127.0.0.1:$api_port/readyz"
 
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
 machine+=" $(free -g | awk '/^Mem:/ {print $2}') GiB, ClickHouse $clickhouse_version,"
@@ -167,9 +170,9 @@ if [ -n "$with_rotel" ]; then
   rotel_grpc=$((base + 6))
   "$rotel_agent" start --exporter blackhole --pid-file "$work/rotel.pid" \
     --otlp-grpc-endpoint "127.0.0.1:$rotel_grpc" --otlp-http-endpoint "127.0.0.1:$((base + 7))" \
-    >"$work/rotel.log" 2>&1 &
+    >"$logs/rotel.log" 2>&1 &
   rotel_pid=$!
-  wait_until "$rotel_pid" "$work/rotel.log" listens "$rotel_grpc"
+  wait_until "$rotel_pid" "$logs/rotel.log" listens "$rotel_grpc"
   echo "rotel $rotel_version (pid $rotel_pid), blackhole exporter" >&2
   load "$work/rotel.tsv" --endpoint "http://127.0.0.1:$rotel_grpc" --server-pid "$rotel_pid" \
     >/dev/null
