@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
+use crate::model::otlp_json;
 use crate::model::Span;
 use crate::pipeline::{Batch, NotStored};
 use crate::telemetry::{GaugeHold, Metrics, Timer};
@@ -107,17 +108,43 @@ impl Ingest {
         body: bytes::Bytes,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
+        let body_bytes = body.len();
+        self.export(protocol, body_bytes, move || {
+            ExportTraceServiceRequest::decode(body)
+                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))
+        })
+        .await
+    }
+
+    /// Decodes an OTLP/JSON body into the same messages as protobuf and stores its spans.
+    pub async fn export_json(
+        &self,
+        body: bytes::Bytes,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
+        let body_bytes = body.len();
+        self.export(protocol, body_bytes, move || {
+            otlp_json::decode(&body)
+                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}")))
+        })
+        .await
+    }
+
+    async fn export(
+        &self,
+        protocol: Protocol,
+        body_bytes: usize,
+        decode: impl FnOnce() -> Result<ExportTraceServiceRequest, ExportError> + Send + 'static,
+    ) -> Result<ExportOutcome, ExportError> {
         let _timer = Timer::start(match protocol {
             Protocol::Grpc => &self.metrics.grpc_request_duration,
             Protocol::Http => &self.metrics.http_request_duration,
         });
-        let _pending = GaugeHold::add(&self.metrics.pending_bytes, body.len() as f64);
+        let _pending = GaugeHold::add(&self.metrics.pending_bytes, body_bytes as f64);
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let converted = tokio::task::spawn_blocking(move || {
-            let request = ExportTraceServiceRequest::decode(body)
-                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))?;
-            Ok::<_, ExportError>(otlp::convert(request, &limits, now_unix_nano()))
+            Ok::<_, ExportError>(otlp::convert(decode()?, &limits, now_unix_nano()))
         })
         .await
         .map_err(|_| ExportError::ShuttingDown)??;
