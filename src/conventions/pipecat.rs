@@ -1,9 +1,18 @@
 //! Pipecat (`pipecat.utils.tracing`): one trace per conversation,
 //! `conversation` -> `turn` -> `stt` / `llm` / `tts`; older releases named the stage spans
 //! `stt_<Service>`, `llm_<Service>`, `tts_<Service>`.
+//!
+//! Pipecat 1.x traces no span for a function call, and on a barge-in its `llm.output` and
+//! `tts.text` keep the whole generated reply. Both facts are in the context the next `llm`
+//! span was given (its `input`), which is read here as [`ContextMessage`]s.
 
-use super::{flag, seconds, text, Role, SpanFacts, ToolFacts};
+use serde_json::Value;
+
+use super::{flag, seconds, text, ContextMessage, RequestedCall, Role, SpanFacts, ToolFacts};
 use crate::model::Span;
+
+/// The tool message Pipecat puts in the context while the function still runs.
+const RESULT_PENDING: &str = "IN_PROGRESS";
 
 pub fn recognises(span: &Span) -> bool {
     span.scope_name.starts_with("pipecat") || role(span).is_some()
@@ -57,6 +66,7 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             };
             facts.agent_text = text(span, &["output"]);
             facts.llm_ttft = seconds(span, "metrics.ttfb");
+            facts.context = context(span);
         }
         Role::Tts => {
             facts.agent_text = text(span, &["text"]);
@@ -77,5 +87,82 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             });
         }
         _ => {}
+    }
+}
+
+/// The `input` of an `llm` span: the context as a JSON list of OpenAI-style messages.
+/// None when absent or not such a list (for instance cut at the attribute size limit).
+fn context(span: &Span) -> Option<Vec<ContextMessage>> {
+    let messages: Vec<Value> = serde_json::from_str(span.attributes.get("input")?).ok()?;
+    Some(messages.iter().map(context_message).collect())
+}
+
+fn context_message(message: &Value) -> ContextMessage {
+    let content = content_text(message.get("content"));
+    match message.get("role").and_then(Value::as_str) {
+        Some("user") => ContextMessage::User,
+        Some("assistant") => ContextMessage::Assistant {
+            text: content,
+            tool_calls: message
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .map(|calls| calls.iter().filter_map(requested_call).collect())
+                .unwrap_or_default(),
+        },
+        Some("tool") => ContextMessage::ToolResult {
+            call_id: string(message, "tool_call_id"),
+            error: result_error(&content),
+            result: (content != RESULT_PENDING).then_some(content),
+        },
+        _ => ContextMessage::Other,
+    }
+}
+
+/// A message's content: a string, or the texts of its parts.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn requested_call(call: &Value) -> Option<RequestedCall> {
+    let function = call.get("function")?;
+    let arguments = match function.get("arguments") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    };
+    Some(RequestedCall {
+        id: string(call, "id"),
+        name: string(function, "name"),
+        arguments,
+    })
+}
+
+fn string(object: &Value, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Pipecat stores a function's return value as JSON; handlers report a failure by returning
+/// an object with an `error` member (`{"error": "order not found"}`), which Pipecat's own
+/// examples do. Its value, when set, is the error message.
+fn result_error(content: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(content).ok()?;
+    match value.get("error")? {
+        Value::Null | Value::Bool(false) => None,
+        Value::String(text) if text.is_empty() => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
     }
 }
