@@ -90,31 +90,70 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     }
 }
 
-/// The `input` of an `llm` span: the context as a JSON list of OpenAI-style messages.
+/// The `input` of an `llm` span: the context as a JSON list of messages, in the format of
+/// the LLM's provider (Pipecat logs what its adapter sends): OpenAI-style `tool_calls` and
+/// `tool` messages, or Anthropic-style `tool_use` and `tool_result` content blocks.
 /// None when absent or not such a list (for instance cut at the attribute size limit).
 fn context(span: &Span) -> Option<Vec<ContextMessage>> {
     let messages: Vec<Value> = serde_json::from_str(span.attributes.get("input")?).ok()?;
-    Some(messages.iter().map(context_message).collect())
+    Some(messages.iter().flat_map(context_messages).collect())
 }
 
-fn context_message(message: &Value) -> ContextMessage {
-    let content = content_text(message.get("content"));
+fn context_messages(message: &Value) -> Vec<ContextMessage> {
+    let content = message.get("content");
+    let blocks = |kind: &'static str| {
+        content
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(move |block| block.get("type").and_then(Value::as_str) == Some(kind))
+    };
     match message.get("role").and_then(Value::as_str) {
-        Some("user") => ContextMessage::User,
-        Some("assistant") => ContextMessage::Assistant {
-            text: content,
-            tool_calls: message
+        Some("user") => {
+            let results: Vec<ContextMessage> = blocks("tool_result")
+                .map(|block| {
+                    tool_result(
+                        string(block, "tool_use_id"),
+                        content_text(block.get("content")),
+                    )
+                })
+                .collect();
+            if results.is_empty() || blocks("text").next().is_some() {
+                results.into_iter().chain([ContextMessage::User]).collect()
+            } else {
+                results
+            }
+        }
+        Some("assistant") => {
+            let openai = message
                 .get("tool_calls")
                 .and_then(Value::as_array)
-                .map(|calls| calls.iter().filter_map(requested_call).collect())
-                .unwrap_or_default(),
-        },
-        Some("tool") => ContextMessage::ToolResult {
-            call_id: string(message, "tool_call_id"),
-            error: result_error(&content),
-            result: (content != RESULT_PENDING).then_some(content),
-        },
-        _ => ContextMessage::Other,
+                .into_iter()
+                .flatten()
+                .filter_map(requested_call);
+            let anthropic = blocks("tool_use").map(|block| RequestedCall {
+                id: string(block, "id"),
+                name: string(block, "name"),
+                arguments: block.get("input").map(Value::to_string).unwrap_or_default(),
+            });
+            vec![ContextMessage::Assistant {
+                text: content_text(content),
+                tool_calls: openai.chain(anthropic).collect(),
+            }]
+        }
+        Some("tool") => vec![tool_result(
+            string(message, "tool_call_id"),
+            content_text(content),
+        )],
+        _ => vec![ContextMessage::Other],
+    }
+}
+
+fn tool_result(call_id: String, content: String) -> ContextMessage {
+    ContextMessage::ToolResult {
+        call_id,
+        error: result_error(&content),
+        result: (content != RESULT_PENDING).then_some(content),
     }
 }
 

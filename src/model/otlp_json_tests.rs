@@ -457,3 +457,25 @@ fn wrong_shapes_are_refused_with_their_path() {
         assert!(error.contains(expected), "{body}\n{error}");
     }
 }
+
+#[test]
+fn corrupted_json_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let valid = json_span(
+        r#""kind":"SPAN_KIND_CLIENT","attributes":[{"key":"a","value":{"arrayValue":{"values":[{"intValue":"1"},{"kvlistValue":{"values":[{"key":"b","value":{"bytesValue":"aGk="}}]}}]}}}],
+           "events":[{"timeUnixNano":"1","name":"e"}],"status":{"code":"STATUS_CODE_ERROR"}"#,
+    )
+    .into_bytes();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for _ in 0..5000 {
+        let mut bytes = valid.clone();
+        for _ in 0..rng.random_range(1..6) {
+            let at = rng.random_range(0..bytes.len());
+            let noise = b"{}[]\":,0-9eE.a\\ ";
+            bytes[at] = noise[rng.random_range(0..noise.len())];
+        }
+        if let Ok(request) = decode(&bytes) {
+            let _ = convert(request, &SpanLimits::default(), NOW);
+        }
+    }
+}

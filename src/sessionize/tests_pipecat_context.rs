@@ -340,3 +340,46 @@ fn a_call_traced_by_its_own_span_is_not_counted_again() {
     assert_eq!(calls.len(), 1, "{calls:#?}");
     assert_eq!(calls[0].span_id, "0000000000000004");
 }
+
+#[test]
+fn anthropic_contexts_give_the_same_calls() {
+    // Pipecat logs the context in the provider's format: Anthropic has no system message in
+    // the list, `tool_use` blocks in the assistant message and `tool_result` blocks in a
+    // user message.
+    let asked = [json!({"role": "user", "content": "Book a table"})];
+    let mut answered = asked.to_vec();
+    answered.push(json!({"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_1", "name": "book_table", "input": {"people": 2}}
+    ]}));
+    answered.push(json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"error\": \"fully booked\"}"}
+    ]}));
+    let spans = vec![
+        span("conversation")
+            .scope("pipecat.turn")
+            .id(1)
+            .at(0, 9000)
+            .attr("conversation.id", "conv-anthropic")
+            .build(),
+        turn(2, "1", (0, 4000), false),
+        llm(3, 2, (100, 500), &asked, None),
+        llm(
+            4,
+            2,
+            (900, 1200),
+            &answered,
+            Some("Sorry, it is fully booked."),
+        ),
+    ];
+    let calls = derive(&spans).tool_calls;
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(
+        (
+            calls[0].name.as_str(),
+            calls[0].arguments.as_str(),
+            calls[0].error_message.as_str()
+        ),
+        ("book_table", r#"{"people":2}"#, "fully booked")
+    );
+    assert_eq!(calls[0].duration_ms, 400.0);
+}
