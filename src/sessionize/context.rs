@@ -182,7 +182,3 @@ pub fn spoken_part(nodes: &[Node], members: &[usize]) -> Option<String> {
     let played = played.join(" ");
     (!played.is_empty() && played != generated.trim()).then_some(played)
 }
-
-#[cfg(test)]
-#[path = "tests_pipecat_context.rs"]
-mod tests;
