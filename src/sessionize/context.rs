@@ -64,7 +64,11 @@ pub fn tool_calls(
                         by_id.insert(key, found.len());
                         found.push(Found {
                             call: call.clone(),
-                            requested_by: asking_call(nodes, &llm[..position]).unwrap_or(i),
+                            // The LLM call just before the first context that records
+                            // the call asked for it (possibly while also saying something).
+                            requested_by: position
+                                .checked_sub(1)
+                                .map_or(i, |previous| llm[previous]),
                             first_seen_in: i,
                             answered: None,
                         });
@@ -142,16 +146,6 @@ fn call_key(call: &RequestedCall) -> String {
     } else {
         call.id.clone()
     }
-}
-
-/// The LLM call that asked for a tool: the latest earlier call with no text output.
-fn asking_call(nodes: &[Node], earlier: &[usize]) -> Option<usize> {
-    earlier
-        .iter()
-        .rev()
-        .copied()
-        .find(|&i| nodes[i].facts.agent_text.is_none())
-        .or_else(|| earlier.last().copied())
 }
 
 /// What was played of a turn's interrupted reply, from the context of the next LLM call:

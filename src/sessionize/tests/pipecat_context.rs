@@ -383,3 +383,34 @@ fn anthropic_contexts_give_the_same_calls() {
     );
     assert_eq!(calls[0].duration_ms, 400.0);
 }
+
+#[test]
+fn a_call_asked_for_while_speaking_is_timed_from_that_llm_call() {
+    // The LLM says a few words and asks for the tool in the same response.
+    let earlier = [system(), user("Hi"), assistant("Hello! How can I help?")];
+    let mut asked = earlier.to_vec();
+    asked.push(user("Book a table"));
+    let mut answered = asked.clone();
+    answered.push(assistant("Let me check."));
+    answered.push(asks("call_5", "book_table", "{}"));
+    answered.push(answers("call_5", r#"{"booked": true}"#));
+    let spans = vec![
+        span("conversation")
+            .scope("pipecat.turn")
+            .id(1)
+            .at(0, 9000)
+            .attr("conversation.id", "conv-speaking")
+            .build(),
+        turn(2, "1", (0, 2000), false),
+        // An earlier call that produced no text must not be taken for the asking one.
+        llm(3, 2, (100, 500), &earlier[..2], None),
+        turn(4, "2", (3000, 9000), false),
+        llm(5, 4, (3100, 3600), &asked, Some("Let me check.")),
+        llm(6, 4, (4000, 4500), &answered, Some("Booked for two.")),
+    ];
+    let calls = derive(&spans).tool_calls;
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].turn_number, 2);
+    assert_eq!(calls[0].start_time_unix_nano, T0 + 3600 * MS);
+    assert_eq!(calls[0].duration_ms, 400.0);
+}
