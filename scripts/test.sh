@@ -22,6 +22,7 @@ python_requirements=(
   opentelemetry-exporter-otlp-proto-http==1.45.2
   pytest==9.2.0
   chdb-core==26.9.0
+  openapi-spec-validator==0.9.0
 )
 venv="$repo/.venv-test"
 simulated_sessions=30
