@@ -20,24 +20,13 @@ struct RpcStatus {
 
 fn two_spans(trace: u64) -> Vec<SpanSpec> {
     vec![
-        span(
-            trace,
-            1,
-            None,
-            "conversation",
-            0,
-            2_000,
-            vec![kv("conversation.id", format!("s-{trace}"))],
-        ),
-        span(
-            trace,
-            2,
-            Some(1),
-            "turn",
-            0,
-            1_000,
-            vec![kv("turn.number", 1i64)],
-        ),
+        SpanSpec::new(trace, 1, "conversation")
+            .at(0, 2_000)
+            .attributes([kv("conversation.id", format!("s-{trace}"))]),
+        SpanSpec::new(trace, 2, "turn")
+            .child_of(1)
+            .at(0, 1_000)
+            .attributes([kv("turn.number", 1i64)]),
     ]
 }
 
@@ -46,7 +35,7 @@ fn encode(specs: &[SpanSpec]) -> Vec<u8> {
     request(
         "agent",
         "pipecat",
-        specs.iter().map(|s| build(anchor, s)).collect(),
+        specs.iter().map(|s| s.build(anchor)).collect(),
     )
     .encode_to_vec()
 }
@@ -55,12 +44,12 @@ fn encode(specs: &[SpanSpec]) -> Vec<u8> {
 async fn grpc_stores_valid_spans_and_reports_rejected_ones() {
     let t = TestApp::start("grpc").await;
     let anchor = anchor();
-    let mut spans: Vec<_> = two_spans(1).iter().map(|s| build(anchor, s)).collect();
-    let mut short_id = build(anchor, &span(1, 3, None, "bad", 0, 10, vec![]));
+    let mut spans: Vec<_> = two_spans(1).iter().map(|s| s.build(anchor)).collect();
+    let mut short_id = SpanSpec::new(1, 3, "bad").at(0, 10).build(anchor);
     short_id.trace_id = vec![1; 8];
-    let mut ancient = build(anchor, &span(1, 4, None, "ancient", 0, 10, vec![]));
+    let mut ancient = SpanSpec::new(1, 4, "ancient").at(0, 10).build(anchor);
     ancient.start_time_unix_nano = 1_000;
-    let mut reversed = build(anchor, &span(1, 5, None, "reversed", 0, 10, vec![]));
+    let mut reversed = SpanSpec::new(1, 5, "reversed").at(0, 10).build(anchor);
     reversed.end_time_unix_nano = reversed.start_time_unix_nano - 5;
     spans.extend([short_id, ancient, reversed]);
 
@@ -209,11 +198,14 @@ async fn invalid_utf8_is_repaired_and_the_rest_of_the_request_kept() {
     let t = TestApp::start("utf8").await;
     let anchor = anchor();
     let spans = vec![
-        build(
-            anchor,
-            &span(1, 1, None, "QQQQ", 0, 10, vec![kv("transcript", "ok")]),
-        ),
-        build(anchor, &span(1, 2, Some(1), "fine", 0, 10, vec![])),
+        SpanSpec::new(1, 1, "QQQQ")
+            .at(0, 10)
+            .attributes([kv("transcript", "ok")])
+            .build(anchor),
+        SpanSpec::new(1, 2, "fine")
+            .child_of(1)
+            .at(0, 10)
+            .build(anchor),
     ];
     let mut body = request("agent", "pipecat", spans).encode_to_vec();
     let at = body
@@ -248,7 +240,7 @@ async fn clickhouse_down_means_retry_not_success() {
         .export_grpc(request(
             "agent",
             "pipecat",
-            two_spans(1).iter().map(|s| build(anchor(), s)).collect(),
+            two_spans(1).iter().map(|s| s.build(anchor())).collect(),
         ))
         .await;
     assert_eq!(
@@ -272,7 +264,7 @@ async fn clickhouse_down_means_retry_not_success() {
         .export_grpc(request(
             "agent",
             "pipecat",
-            two_spans(1).iter().map(|s| build(anchor(), s)).collect(),
+            two_spans(1).iter().map(|s| s.build(anchor())).collect(),
         ))
         .await;
     assert!(retried.is_ok(), "{retried:?}");
@@ -298,7 +290,7 @@ async fn full_buffer_refuses_with_a_retryable_status() {
     })
     .await;
     let eight: Vec<SpanSpec> = (1..=8)
-        .map(|i| span(1, i, None, "x", 0, 10, vec![]))
+        .map(|i| SpanSpec::new(1, i, "x").at(0, 10))
         .collect();
 
     // ClickHouse stops answering: the first request holds 8 of the 10 places while it waits.
@@ -307,7 +299,7 @@ async fn full_buffer_refuses_with_a_retryable_status() {
     let first_request = request(
         "agent",
         "pipecat",
-        eight.iter().map(|s| build(anchor(), s)).collect(),
+        eight.iter().map(|s| s.build(anchor())).collect(),
     );
     let first = tokio::spawn(async move {
         let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(grpc_url)
@@ -324,7 +316,7 @@ async fn full_buffer_refuses_with_a_retryable_status() {
             two_spans(2)
                 .iter()
                 .chain(two_spans(3).iter())
-                .map(|s| build(anchor(), s))
+                .map(|s| s.build(anchor()))
                 .collect(),
         ))
         .await;
@@ -369,29 +361,23 @@ async fn grpc_accepts_gzip_and_refuses_oversized_messages() {
     let small = request(
         "agent",
         "pipecat",
-        two_spans(1).iter().map(|s| build(anchor(), s)).collect(),
+        two_spans(1).iter().map(|s| s.build(anchor())).collect(),
     );
     client.export(small).await.expect("gzip export succeeds");
     assert_eq!(t.count("SELECT count() FROM spans").await, 2);
 
     // Compresses to almost nothing, but is over the limit once inflated.
-    let huge = span(
-        2,
-        1,
-        None,
-        "llm",
-        0,
-        10,
-        vec![kv("output", "a".repeat(200 * 1024))],
-    );
+    let huge = SpanSpec::new(2, 1, "llm")
+        .at(0, 10)
+        .attributes([kv("output", "a".repeat(200 * 1024))]);
     let status = client
-        .export(request("agent", "pipecat", vec![build(anchor(), &huge)]))
+        .export(request("agent", "pipecat", vec![huge.build(anchor())]))
         .await
         .expect_err("over the limit");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     // Uncompressed, too: a status OTLP clients do not retry, since it would never fit.
     let status = t
-        .export_grpc(request("agent", "pipecat", vec![build(anchor(), &huge)]))
+        .export_grpc(request("agent", "pipecat", vec![huge.build(anchor())]))
         .await
         .expect_err("over the limit");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -454,7 +440,7 @@ async fn ports_are_bound_and_not_ready_until_the_schema_is_applied() {
     t.export_grpc(request(
         "agent",
         "pipecat",
-        two_spans(1).iter().map(|s| build(anchor(), s)).collect(),
+        two_spans(1).iter().map(|s| s.build(anchor())).collect(),
     ))
     .await
     .expect("ingest works once ready");

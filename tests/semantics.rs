@@ -10,37 +10,6 @@ use common::*;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::Value;
 
-#[derive(Clone)]
-struct Turn {
-    user: &'static str,
-    agent: &'static str,
-    v2v: f64,
-    stt: f64,
-    ttft: f64,
-    tts: f64,
-    interrupted: bool,
-    /// (tool name, succeeded, error message)
-    tool: Option<(&'static str, bool, &'static str)>,
-    /// (error.type, HTTP status) of a failing LLM call
-    llm_error: Option<(&'static str, i64)>,
-    gap_ms: u64,
-}
-
-fn turn(user: &'static str, agent: &'static str) -> Turn {
-    Turn {
-        user,
-        agent,
-        v2v: 0.9,
-        stt: 0.2,
-        ttft: 0.4,
-        tts: 0.2,
-        interrupted: false,
-        tool: None,
-        llm_error: None,
-        gap_ms: 0,
-    }
-}
-
 struct Scenario {
     id: &'static str,
     turns: Vec<Turn>,
@@ -52,106 +21,31 @@ struct Scenario {
     issues: &'static [&'static str],
 }
 
-/// A Pipecat-shaped conversation: one trace, children before parents.
+/// The scenario as a Pipecat-shaped conversation in `trace`, children before parents.
 fn spans(s: &Scenario, trace: u64) -> Vec<SpanSpec> {
-    let conv = || kv("conversation.id", s.id);
-    let op = |o: &'static str| kv("gen_ai.operation.name", o);
-    let mut out = Vec::new();
-    let mut at = 0u64;
-    for (i, t) in s.turns.iter().enumerate() {
-        at += t.gap_ms;
-        let id = 10 * (i as u64 + 1);
-        let mut turn_attrs = vec![
-            conv(),
-            kv("turn.number", i as i64 + 1),
-            kv("turn.user_bot_latency_seconds", t.v2v),
-            kv("turn.was_interrupted", t.interrupted),
-        ];
-        if !s.ended && i == 0 {
-            turn_attrs.extend(s.root.iter().cloned());
-        }
-        out.push(span(
-            trace,
-            id + 1,
-            Some(id),
-            "stt",
-            at,
-            at + 1000,
-            vec![
-                op("stt"),
-                kv("transcript", t.user),
-                kv("metrics.ttfb", t.stt),
-            ],
-        ));
-        let mut llm = span(
-            trace,
-            id + 2,
-            Some(id),
-            "llm",
-            at + 1100,
-            at + 1800,
-            vec![
-                op("chat"),
-                kv("output", t.agent),
-                kv("metrics.ttfb", t.ttft),
-            ],
-        );
-        if let Some((kind, status)) = t.llm_error {
-            llm.attributes.extend([
-                kv("error.type", kind),
-                kv("http.response.status_code", status),
-            ]);
-            llm.error = Some(kind);
-        }
-        out.push(llm);
-        if let Some((name, ok, message)) = t.tool {
-            let mut tool = span(
-                trace,
-                id + 3,
-                Some(id),
-                "llm_tool_call",
-                at + 1800,
-                at + 2000,
-                vec![
-                    kv("tool.function_name", name),
-                    kv("tool.result_status", if ok { "success" } else { "error" }),
-                ],
-            );
-            tool.error = (!ok).then_some(message);
-            out.push(tool);
-        }
-        if !t.agent.is_empty() {
-            out.push(span(
-                trace,
-                id + 4,
-                Some(id),
-                "tts",
-                at + 2000,
-                at + 4000,
-                vec![
-                    op("tts"),
-                    kv("text", t.agent),
-                    kv("metrics.ttfb", t.tts),
-                    kv("tts.interrupted", t.interrupted),
-                ],
-            ));
-        }
-        out.push(span(trace, id, Some(1), "turn", at, at + 4000, turn_attrs));
-        at += 5000;
+    Conversation {
+        session: s.id.to_owned(),
+        trace,
+        turns: s.turns.clone(),
+        ended: s.ended,
+        root_attributes: s.root.clone(),
+        timing: Timing::QUICK,
+        order: Order::ChildrenFirst,
+        detail: None,
     }
-    if s.ended {
-        let mut root = vec![conv(), kv("conversation.type", "voice")];
-        root.extend(s.root.iter().cloned());
-        out.push(span(trace, 1, None, "conversation", 0, at.max(1000), root));
-    }
-    out
+    .spans()
 }
 
 fn scenarios() -> Vec<Scenario> {
     let ok = turn("I need to change my booking", "Sure, which day?");
     let bye = turn("Saturday please, thanks", "Done. Goodbye!");
-    let tool = |t: &Turn, name, succeeded, message| Turn {
-        tool: Some((name, succeeded, message)),
+    let tool = |t: &Turn, name, succeeded: bool, message| Turn {
+        tool: Some(Tool {
+            name,
+            call_id: None,
+            arguments: None,
+            error: (!succeeded).then_some(message),
+        }),
         ..t.clone()
     };
     let s = |id, turns, ended, root: Vec<KeyValue>, state, outcome, issues| Scenario {
@@ -353,10 +247,10 @@ fn scenarios() -> Vec<Scenario> {
             "is-slow",
             vec![
                 Turn {
-                    v2v: 2.6,
-                    stt: 0.9,
-                    ttft: 1.8,
-                    tts: 0.9,
+                    voice_to_voice: 2.6,
+                    stt_ttfb: 0.9,
+                    llm_ttfb: 1.8,
+                    tts_ttfb: 0.9,
                     ..ok.clone()
                 },
                 bye.clone(),
@@ -489,14 +383,11 @@ async fn every_state_outcome_and_detected_issue() {
             requests = vec![request(
                 "agent",
                 "pipecat",
-                vec![build(
-                    anchor,
-                    &span(100 + i as u64, 2, None, "stt", 0, 500, {
-                        let mut a = scenario.root.clone();
-                        a.push(kv("gen_ai.operation.name", "stt"));
-                        a
-                    }),
-                )],
+                vec![SpanSpec::new(100 + i as u64, 2, "stt")
+                    .at(0, 500)
+                    .attributes(scenario.root.iter().cloned())
+                    .attributes([kv("gen_ai.operation.name", "stt")])
+                    .build(anchor)],
             )];
         }
         for r in requests {
@@ -504,26 +395,20 @@ async fn every_state_outcome_and_detected_issue() {
         }
     }
     // The stage-error scenario also carries failing STT and TTS spans.
-    let failing = |id, name: &'static str| SpanSpec {
-        error: Some("stage down"),
-        ..span(
-            200,
-            id,
-            None,
-            name,
-            0,
-            100,
-            vec![
+    let failing = |id, name: &'static str| {
+        SpanSpec::new(200, id, name)
+            .at(0, 100)
+            .attributes([
                 kv("gen_ai.operation.name", name),
                 kv("conversation.id", "is-stage-errors"),
-            ],
-        )
+            ])
+            .error("stage down")
     };
     let extra = [failing(2, "stt"), failing(3, "tts")];
     t.export_grpc(request(
         "agent",
         "pipecat",
-        extra.iter().map(|s| build(anchor, s)).collect(),
+        extra.iter().map(|s| s.build(anchor)).collect(),
     ))
     .await
     .expect("export");

@@ -164,48 +164,32 @@ async fn late_session_key_moves_traces_into_their_session() {
     let turn = |trace: u64, start: u64, user: &'static str, agent: &'static str| {
         (
             vec![
-                span(
-                    trace,
-                    2,
-                    Some(1),
-                    "pipecat.stt",
-                    start,
-                    start + 800,
-                    vec![
+                SpanSpec::new(trace, 2, "pipecat.stt")
+                    .child_of(1)
+                    .at(start, start + 800)
+                    .attributes([
                         oi("CHAIN"),
                         kv("output.value", user),
                         kv("service.ttfb_seconds", 0.2),
-                    ],
-                ),
-                span(
-                    trace,
-                    3,
-                    Some(1),
-                    "pipecat.llm",
-                    start + 900,
-                    start + 1_500,
-                    vec![
+                    ]),
+                SpanSpec::new(trace, 3, "pipecat.llm")
+                    .child_of(1)
+                    .at(start + 900, start + 1_500)
+                    .attributes([
                         oi("LLM"),
                         kv("output.value", agent),
                         kv("llm.model_name", "gpt-4o"),
-                    ],
-                ),
+                    ]),
             ],
-            span(
-                trace,
-                1,
-                None,
-                "pipecat.conversation.turn",
-                start,
-                start + 2_000,
-                vec![
+            SpanSpec::new(trace, 1, "pipecat.conversation.turn")
+                .at(start, start + 2_000)
+                .attributes([
                     oi("CHAIN"),
                     kv("session.id", "oi-session"),
                     kv("input.value", user),
                     kv("output.value", agent),
                     kv("conversation.user_to_bot_latency", 0.95),
-                ],
-            ),
+                ]),
         )
     };
     let (children_1, root_1) = turn(11, 0, "first question", "first answer");

@@ -199,19 +199,15 @@ async fn timeline_steps_come_from_the_stored_events() {
 async fn waterfall_is_capped_by_its_query() {
     const SHOWN: usize = 5000;
     let t = TestApp::start("waterfall_cap").await;
-    let mut specs = vec![span(
-        1,
-        1,
-        None,
-        "conversation",
-        0,
-        60_000,
-        vec![kv("conversation.id", "big-1")],
-    )];
+    let mut specs = vec![SpanSpec::new(1, 1, "conversation")
+        .at(0, 60_000)
+        .attributes([kv("conversation.id", "big-1")])];
     // More children than the waterfall shows, each starting a millisecond later.
-    specs.extend(
-        (0..SHOWN as u64 + 2).map(|i| span(1, 10 + i, Some(1), "step", 1 + i, 2 + i, Vec::new())),
-    );
+    specs.extend((0..SHOWN as u64 + 2).map(|i| {
+        SpanSpec::new(1, 10 + i, "step")
+            .child_of(1)
+            .at(1 + i, 2 + i)
+    }));
     for r in requests(&specs.iter().collect::<Vec<_>>(), anchor(), 1000) {
         t.export_grpc(r).await.expect("export");
     }

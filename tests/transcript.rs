@@ -8,29 +8,23 @@ use serde_json::Value;
 /// The Pipecat conversation, plus a retried tool call and a handoff to a human.
 fn conversation_with_retry_and_handoff(session: &str) -> Vec<SpanSpec> {
     let mut specs = pipecat_conversation(session, 1);
-    specs.push(span(
-        1,
-        100,
-        Some(20),
-        "llm_tool_call",
-        7_950,
-        8_000,
-        vec![
-            kv("tool.function_name", "lookup_booking"),
-            kv("tool.call_id", "call-2"),
-            kv("tool.arguments", "{\"ref\":\"BK42\"}"),
-            kv("tool.result", "{\"day\":\"Friday\"}"),
-        ],
-    ));
-    specs.push(span(
-        1,
-        101,
-        Some(30),
-        "transfer_call",
-        14_000,
-        14_500,
-        vec![kv("convolog.handoff.target", "human")],
-    ));
+    specs.push(
+        SpanSpec::new(1, 100, "llm_tool_call")
+            .child_of(20)
+            .at(7_950, 8_000)
+            .attributes([
+                kv("tool.function_name", "lookup_booking"),
+                kv("tool.call_id", "call-2"),
+                kv("tool.arguments", "{\"ref\":\"BK42\"}"),
+                kv("tool.result", "{\"day\":\"Friday\"}"),
+            ]),
+    );
+    specs.push(
+        SpanSpec::new(1, 101, "transfer_call")
+            .child_of(30)
+            .at(14_000, 14_500)
+            .attributes([kv("convolog.handoff.target", "human")]),
+    );
     specs
 }
 

@@ -1,14 +1,16 @@
 //! Shared pieces of the integration tests: a real ClickHouse (CONVOLOG_TEST_CLICKHOUSE_URL, or a
 //! private one started on first use: see `clickhouse_server`), a fresh database per test, the app on
-//! port 0, OTLP request builders on the official protobuf types, and a TCP proxy that can fail
+//! port 0, the spans and OTLP requests the tests send (`spans`), and a TCP proxy that can fail
 //! on demand.
 #![allow(dead_code)]
 
 mod clickhouse_server;
 pub mod session_fixtures;
+mod spans;
 pub mod synthetic;
 
 pub use clickhouse_server::{clickhouse_url, skip};
+pub use spans::*;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +23,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -214,271 +213,6 @@ pub async fn text_of(t: &TestApp, path: &str) -> (u16, String, String) {
         .unwrap_or("")
         .to_owned();
     (status, content_type, response.text().await.expect("body"))
-}
-
-// ---- OTLP request builders on the official types ----
-
-pub fn kv(key: &str, value: impl Into<Val>) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(value.into().0),
-        }),
-        ..Default::default()
-    }
-}
-
-pub struct Val(any_value::Value);
-impl From<&str> for Val {
-    fn from(v: &str) -> Val {
-        Val(any_value::Value::StringValue(v.to_owned()))
-    }
-}
-impl From<String> for Val {
-    fn from(v: String) -> Val {
-        Val(any_value::Value::StringValue(v))
-    }
-}
-impl From<f64> for Val {
-    fn from(v: f64) -> Val {
-        Val(any_value::Value::DoubleValue(v))
-    }
-}
-impl From<i64> for Val {
-    fn from(v: i64) -> Val {
-        Val(any_value::Value::IntValue(v))
-    }
-}
-impl From<bool> for Val {
-    fn from(v: bool) -> Val {
-        Val(any_value::Value::BoolValue(v))
-    }
-}
-
-/// Milliseconds since this anchor (a minute ago, so timestamps are current).
-pub fn anchor() -> u64 {
-    convolog::clock::now_unix_nano() - 60_000_000_000
-}
-
-pub fn trace_id(n: u64) -> Vec<u8> {
-    let mut id = vec![0xab; 8];
-    id.extend_from_slice(&n.to_be_bytes());
-    id
-}
-
-pub fn span_id(n: u64) -> Vec<u8> {
-    (n + 1).to_be_bytes().to_vec()
-}
-
-#[derive(Clone)]
-pub struct SpanSpec {
-    pub trace: u64,
-    pub id: u64,
-    pub parent: Option<u64>,
-    pub name: &'static str,
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub attributes: Vec<KeyValue>,
-    pub error: Option<&'static str>,
-}
-
-pub fn span(
-    trace: u64,
-    id: u64,
-    parent: Option<u64>,
-    name: &'static str,
-    start_ms: u64,
-    end_ms: u64,
-    attributes: Vec<KeyValue>,
-) -> SpanSpec {
-    SpanSpec {
-        trace,
-        id,
-        parent,
-        name,
-        start_ms,
-        end_ms,
-        attributes,
-        error: None,
-    }
-}
-
-pub fn build(anchor: u64, spec: &SpanSpec) -> Span {
-    Span {
-        trace_id: trace_id(spec.trace),
-        span_id: span_id(spec.id),
-        parent_span_id: spec.parent.map(span_id).unwrap_or_default(),
-        name: spec.name.to_owned(),
-        kind: 1,
-        start_time_unix_nano: anchor + spec.start_ms * 1_000_000,
-        end_time_unix_nano: anchor + spec.end_ms * 1_000_000,
-        attributes: spec.attributes.clone(),
-        status: spec.error.map(|m| Status {
-            code: 2,
-            message: m.to_owned(),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn request(service: &str, scope: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", service)],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: scope.to_owned(),
-                    ..Default::default()
-                }),
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-/// A Pipecat-shaped conversation in one trace: 3 turns, the second with a failing tool
-/// call, the third interrupted.
-pub fn pipecat_conversation(session: &str, trace: u64) -> Vec<SpanSpec> {
-    let conv = || kv("conversation.id", session.to_owned());
-    let op = |o: &str| kv("gen_ai.operation.name", o.to_owned());
-    let mut spans = vec![span(
-        trace,
-        1,
-        None,
-        "conversation",
-        0,
-        15_000,
-        vec![conv(), kv("conversation.type", "voice")],
-    )];
-    let turns: [(u64, &str, &str, f64, bool); 3] = [
-        (
-            0,
-            "Hello, I need help with my booking.",
-            "Sure, what is the booking reference?",
-            0.9,
-            false,
-        ),
-        (
-            5_000,
-            "It is B K 4 2.",
-            "Booking BK42 is confirmed for Friday.",
-            1.4,
-            false,
-        ),
-        (
-            10_000,
-            "Can I change it to Saturday?",
-            "Let me check availability for Saturday.",
-            1.1,
-            true,
-        ),
-    ];
-    for (i, (t0, user, agent, v2v, interrupted)) in turns.iter().enumerate() {
-        let base = 10 * (i as u64 + 1);
-        let turn = base;
-        spans.push(span(
-            trace,
-            turn,
-            Some(1),
-            "turn",
-            *t0,
-            t0 + 4_500,
-            vec![
-                conv(),
-                kv("turn.number", i as i64 + 1),
-                kv("turn.was_interrupted", *interrupted),
-                kv("turn.user_bot_latency_seconds", *v2v),
-            ],
-        ));
-        spans.push(span(
-            trace,
-            base + 1,
-            Some(turn),
-            "stt",
-            *t0,
-            t0 + 1_500,
-            vec![
-                op("stt"),
-                kv("transcript", *user),
-                kv("is_final", true),
-                kv("metrics.ttfb", 0.2),
-                kv("gen_ai.provider.name", "deepgram"),
-            ],
-        ));
-        spans.push(span(
-            trace,
-            base + 2,
-            Some(turn),
-            "llm",
-            t0 + 1_600,
-            t0 + 2_400,
-            vec![
-                op("chat"),
-                kv("gen_ai.request.model", "gpt-4o-mini"),
-                kv("output", *agent),
-                kv("metrics.ttfb", 0.5),
-                kv("gen_ai.usage.input_tokens", 200i64),
-                kv("gen_ai.usage.output_tokens", 20i64),
-            ],
-        ));
-        if i == 1 {
-            let mut tool = span(
-                trace,
-                base + 3,
-                Some(turn),
-                "llm_tool_call",
-                t0 + 2_400,
-                t0 + 2_900,
-                vec![
-                    kv("tool.function_name", "lookup_booking"),
-                    kv("tool.call_id", "call-1"),
-                    kv("tool.arguments", "{\"ref\":\"BK42\"}"),
-                    kv("tool.result_status", "error"),
-                ],
-            );
-            tool.error = Some("booking service timed out");
-            spans.push(tool);
-        }
-        spans.push(span(
-            trace,
-            base + 4,
-            Some(turn),
-            "tts",
-            t0 + 3_000,
-            t0 + 4_500,
-            vec![
-                op("tts"),
-                kv("text", *agent),
-                kv("metrics.ttfb", 0.25),
-                kv("tts.interrupted", *interrupted),
-                kv("voice_id", "sonic"),
-            ],
-        ));
-    }
-    spans
-}
-
-/// Builds requests of `per_request` spans from specs, in the given order.
-pub fn requests(
-    specs: &[&SpanSpec],
-    anchor: u64,
-    per_request: usize,
-) -> Vec<ExportTraceServiceRequest> {
-    specs
-        .chunks(per_request.max(1))
-        .map(|chunk| {
-            request(
-                "voice-agent",
-                "pipecat",
-                chunk.iter().map(|s| build(anchor, s)).collect(),
-            )
-        })
-        .collect()
 }
 
 // ---- a proxy in front of ClickHouse that can refuse or stall connections ----
