@@ -1,20 +1,19 @@
 //! Permanent deletion, for admins: one session, or every conversation of the tenant.
 
+use super::retention::TRANSCRIPT_TABLES;
 use super::spans::{placeholders, IN_CHUNK};
 use super::{Store, StoreError};
 use crate::clock::now_unix_nano;
 use crate::model::conversation::SessionRow;
 
-/// Tables keyed by session id that hold a session's rows.
-const SESSION_TABLES: &[&str] = &[
-    "turns",
-    "messages",
-    "tool_calls",
-    "interruptions",
-    "session_issues",
-    "timeline_events",
-    "session_annotations",
-];
+/// Tables keyed by session id that hold a session's rows: its transcript and details (the
+/// tables retention drops by month) and its annotations.
+fn session_tables() -> impl Iterator<Item = &'static str> {
+    TRANSCRIPT_TABLES
+        .iter()
+        .copied()
+        .chain(["session_annotations"])
+}
 
 impl Store {
     async fn execute(&self, what: &str, sql: &str, binds: &[&str]) -> Result<(), StoreError> {
@@ -64,7 +63,7 @@ impl Store {
             )
             .await?;
         }
-        for table in SESSION_TABLES {
+        for table in session_tables() {
             self.execute(
                 "delete session rows",
                 &format!("ALTER TABLE {table} DELETE WHERE session_id = ?"),
