@@ -11,14 +11,27 @@ use crate::progress;
 use crate::query::{self, Params, QueryError};
 use crate::store::Store;
 
+/// The options of `convolog export`.
+#[derive(clap::Args)]
 pub struct ExportArgs {
+    /// csv, jsonl or json.
+    #[arg(long, default_value = "csv")]
     pub format: String,
+    /// Start a CSV with a UTF-8 byte order mark (for older spreadsheet programs).
+    #[arg(long)]
     pub bom: bool,
-    /// `-` for standard output.
+    /// File to write; `-` is standard output.
+    #[arg(long, short, default_value = "-")]
     pub output: String,
-    /// `name=value`, as the query parameters of GET /v1/sessions.
+    /// A filter as a query parameter of GET /v1/sessions, e.g. channel=voice, from=24h,
+    /// voice_to_voice_p95_ms_min=800. Repeat to combine.
+    #[arg(long = "filter", value_name = "NAME=VALUE")]
     pub filters: Vec<String>,
+    /// start_time, duration, latency, voice_to_voice_p95, voice_to_voice_p50, llm_ttft_p50, turns.
+    #[arg(long)]
     pub sort: Option<String>,
+    /// desc (default) or asc.
+    #[arg(long)]
     pub order: Option<String>,
 }
 

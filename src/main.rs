@@ -49,25 +49,8 @@ enum Command {
     HashKey,
     /// Export sessions (CSV, JSON Lines or JSON) with the filters of GET /v1/sessions.
     Export {
-        /// csv, jsonl or json.
-        #[arg(long, default_value = "csv")]
-        format: String,
-        /// Start a CSV with a UTF-8 byte order mark (for older spreadsheet programs).
-        #[arg(long)]
-        bom: bool,
-        /// File to write; `-` is standard output.
-        #[arg(long, short, default_value = "-")]
-        output: String,
-        /// A filter as a query parameter of GET /v1/sessions, e.g. channel=voice, from=24h,
-        /// voice_to_voice_p95_ms_min=800. Repeat to combine.
-        #[arg(long = "filter", value_name = "NAME=VALUE")]
-        filters: Vec<String>,
-        /// start_time, duration, latency, voice_to_voice_p95, voice_to_voice_p50, llm_ttft_p50, turns.
-        #[arg(long)]
-        sort: Option<String>,
-        /// desc (default) or asc.
-        #[arg(long)]
-        order: Option<String>,
+        #[command(flatten)]
+        args: export_cli::ExportArgs,
         /// The tenant whose sessions to export; required when tenants are configured.
         #[arg(long)]
         tenant: Option<String>,
@@ -128,26 +111,10 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!key.is_empty(), "no key on standard input");
             println!("{}", convolog::tenants::hash_key(key));
         }
-        Command::Export {
-            format,
-            bom,
-            output,
-            filters,
-            sort,
-            order,
-            tenant,
-        } => {
+        Command::Export { args, tenant } => {
             let config = load(cli.config.as_deref())?;
             let clickhouse = config.one_tenant_clickhouse(tenant.as_deref())?;
             let store = Store::new(&clickhouse);
-            let args = export_cli::ExportArgs {
-                format,
-                bom,
-                output,
-                filters,
-                sort,
-                order,
-            };
             export_cli::run(&store, args).await?;
         }
     }
