@@ -41,12 +41,36 @@ pub fn assign(nodes: &[Node]) -> Assignment {
                 && !has_ancestor(i, &|n| is_anchor_role(n.facts.role))
         })
         .collect();
+    let top_level_llm = |i: usize| {
+        nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
+    };
     if anchors.is_empty() {
-        anchors = (0..nodes.len())
-            .filter(|&i| {
-                nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
+        let openers = user_speech(nodes, 0..nodes.len(), &top_level_llm);
+        anchors = if openers.is_empty() {
+            (0..nodes.len()).filter(|&i| top_level_llm(i)).collect()
+        } else {
+            openers
+        };
+    } else {
+        // The GenAI conventions require no per-turn span: one `invoke_agent` may hold a whole
+        // call. An agent turn in which the user spoke more than once is split where they did.
+        anchors = anchors
+            .into_iter()
+            .flat_map(|a| {
+                let inside = (0..nodes.len()).filter(|&i| i != a && descends_from(nodes, i, a));
+                let openers = if nodes[a].facts.role == Role::AgentTurn {
+                    user_speech(nodes, inside, &top_level_llm)
+                } else {
+                    Vec::new()
+                };
+                if openers.len() > 1 {
+                    openers
+                } else {
+                    vec![a]
+                }
             })
             .collect();
+        anchors.sort_by_key(|&i| (nodes[i].span.start_unix_nano, i));
     }
 
     // Containers of anchors (conversation, session, job spans) belong to no turn.
@@ -78,6 +102,47 @@ pub fn assign(nodes: &[Node]) -> Assignment {
         turns: anchors.into_iter().zip(members).collect(),
         outside,
     }
+}
+
+/// Where the user started speaking, among `candidates`, in start order: speech-to-text
+/// spans with a transcript; with none, top-level LLM calls whose input ends with a new user
+/// message.
+fn user_speech(
+    nodes: &[Node],
+    candidates: impl Iterator<Item = usize>,
+    top_level_llm: &dyn Fn(usize) -> bool,
+) -> Vec<usize> {
+    let candidates: Vec<usize> = candidates.collect();
+    let stt: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| nodes[i].facts.role == Role::Stt && nodes[i].facts.user_text.is_some())
+        .collect();
+    let mut openers = if stt.is_empty() {
+        candidates
+            .into_iter()
+            .filter(|&i| top_level_llm(i) && nodes[i].facts.user_text.is_some())
+            .collect()
+    } else {
+        stt
+    };
+    openers.sort_by_key(|&i| (nodes[i].span.start_unix_nano, i));
+    openers
+}
+
+fn descends_from(nodes: &[Node], mut i: usize, ancestor: usize) -> bool {
+    let mut steps = 0;
+    while let Some(p) = nodes[i].parent {
+        if p == ancestor {
+            return true;
+        }
+        if steps > nodes.len() {
+            return false;
+        }
+        i = p;
+        steps += 1;
+    }
+    false
 }
 
 fn turn_of(nodes: &[Node], anchors: &[usize], i: usize) -> usize {
