@@ -155,6 +155,9 @@ pub struct SpanFacts {
     pub fallback: bool,
     /// The messages an LLM call was given, when the span records them (Pipecat's `input`).
     pub context: Option<Vec<ContextMessage>>,
+    /// An agent turn that continues an earlier generation of the same reply (LiveKit's
+    /// answer after a tool call): part of that turn, not a new one.
+    pub follows_generation: bool,
 }
 
 /// Session-wide facts a span may carry; the session takes the latest span's value.

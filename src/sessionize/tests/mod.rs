@@ -3,6 +3,7 @@
 mod fields;
 mod genai_voice;
 mod pipecat_context;
+mod replies;
 mod semantics;
 mod turns;
 
