@@ -434,7 +434,8 @@ impl<'a> Turn<'a> {
     }
 
     /// When the user stopped speaking: voice activity end, else the end of the user turn
-    /// less its reported end-of-turn delay, else the transcript time less the STT delay.
+    /// less its reported end-of-turn delay, else the transcript time less the STT delay
+    /// (the transcript time is the STT span's end only where that end marks it).
     fn user_speech_end(&self, eou: Option<Reported>, stt: Option<Reported>) -> Option<u64> {
         let ms_to_ns = |ms: f64| (ms * 1e6) as u64;
         self.members
@@ -453,12 +454,11 @@ impl<'a> Turn<'a> {
             })
             .or_else(|| {
                 let stt_span = self.with_role(Role::Stt).last()?;
-                Some(
-                    stt_span
-                        .span
-                        .end_unix_nano
-                        .saturating_sub(ms_to_ns(stt?.ms)),
-                )
+                let transcript_at = stt_span
+                    .facts
+                    .transcript_at_unix_nano
+                    .or((!stt_span.facts.end_is_estimate).then_some(stt_span.span.end_unix_nano))?;
+                Some(transcript_at.saturating_sub(ms_to_ns(stt?.ms)))
             })
     }
 
@@ -560,6 +560,7 @@ impl<'a> Turn<'a> {
             speech_end.zip(agent_audio_start),
             "speech_end_to_agent_audio",
         );
+        let [eou, stt, ttft, tts_ttfb] = [eou, stt, ttft, tts_ttfb].map(|m| m.within(v2v.ms));
         let tool = if calls.is_empty() {
             Measured {
                 ms: None,
