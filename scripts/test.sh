@@ -175,6 +175,14 @@ if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "${python_requirements[*]}" ]
 fi
 echo "python venv: $venv"
 
+# The JavaScript end-to-end sender (tests/e2e_js.rs) uses the OpenTelemetry JS SDK; without
+# Node that test skips itself.
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/e2e-js && npm ci --no-audit --no-fund --silent)
+else
+  echo "npm not found: tests/e2e_js.rs will be skipped"
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   rust_tests=(cargo nextest run --workspace --all-targets --no-fail-fast)
 else

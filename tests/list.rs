@@ -66,6 +66,17 @@ async fn every_filter_selects_the_right_sessions() {
             set(&["s4", "s5"]),
         ),
         ("outcome=To%20Agent".into(), set(&["s2"])),
+        // Closed lists take the snake_case and display forms, in any case.
+        (
+            "outcome=skill_error,BUDGET_EXCEEDED".into(),
+            set(&["s4", "s5"]),
+        ),
+        (
+            "state=awaiting_user,With%20Agent".into(),
+            set(&["s2", "s3"]),
+        ),
+        ("call_status=completed".into(), set(&["s1", "s4"])),
+        ("ended_reason=Inactivity".into(), set(&["s4"])),
         ("call_status=Completed".into(), set(&["s1", "s4"])),
         ("ended_reason=inactivity".into(), set(&["s4"])),
         ("ended_reason=transfer".into(), set(&["s2"])),
@@ -222,6 +233,8 @@ async fn sorts_and_cursor_pagination() {
         ("from=last+tuesday", "from"),
         ("chanel=voice", "chanel"),
         ("limit=1&limit=2", "limit"),
+        ("outcome=great", "outcome"),
+        ("direction=sideways", "direction"),
     ];
     for (query, name) in bad {
         let (status, body) = get_json(&t, &format!("/v1/sessions?{query}")).await;
@@ -229,6 +242,10 @@ async fn sorts_and_cursor_pagination() {
         let message = body["error"].as_str().expect("error text");
         assert!(message.contains(name), "{query}: {message}");
     }
+    // An unknown closed value is answered with the values that exist.
+    let (_, body) = get_json(&t, "/v1/sessions?outcome=great").await;
+    let message = body["error"].as_str().expect("error text");
+    assert!(message.contains("Skill Error"), "{message}");
     // A cursor belongs to its sort.
     let (_, body) = get_json(&t, "/v1/sessions?limit=1").await;
     let cursor = body["next_cursor"].as_str().expect("more pages");

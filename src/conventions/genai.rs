@@ -14,18 +14,33 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         "chat" | "generate_content" | "text_completion" => Role::Llm,
         "invoke_agent" => Role::AgentTurn,
         "execute_tool" => Role::Tool,
+        "speech_to_text" => Role::Stt,
+        "text_to_speech" => Role::Tts,
         _ => Role::Other,
     };
+    let input = span.attributes.get("gen_ai.input.messages");
+    let output = span.attributes.get("gen_ai.output.messages");
     match facts.role {
-        Role::Llm | Role::AgentTurn => {
-            facts.user_text = span
-                .attributes
-                .get("gen_ai.input.messages")
-                .and_then(|m| last_text(m, "user"));
-            facts.agent_text = span
-                .attributes
-                .get("gen_ai.output.messages")
-                .and_then(|m| last_text(m, "assistant"));
+        Role::Stt => {
+            // The transcript is the call's output, whatever role the exporter gave it.
+            facts.user_text = output.and_then(|m| last_text(m, None));
+            facts.model = text(span, &["gen_ai.request.model"]);
+        }
+        Role::Tts => {
+            facts.agent_text = input.and_then(|m| last_text(m, None));
+            facts.voice = text(span, &["gen_ai.speech.voice"]);
+        }
+        Role::Llm => {
+            // A call that continues a turn (after a tool result) repeats the user's last
+            // message in its history; only a call whose input ends with the user speaking
+            // brings new user text.
+            facts.user_text = input.and_then(new_user_text);
+            facts.agent_text = output.and_then(|m| last_text(m, Some("assistant")));
+            facts.agent_name = text(span, &["gen_ai.agent.name"]);
+        }
+        Role::AgentTurn => {
+            facts.user_text = input.and_then(|m| last_text(m, Some("user")));
+            facts.agent_text = output.and_then(|m| last_text(m, Some("assistant")));
             facts.agent_name = text(span, &["gen_ai.agent.name"]);
         }
         Role::Tool => {
@@ -97,16 +112,28 @@ fn fill<T>(slot: &mut Option<T>, value: impl FnOnce() -> Option<T>) {
     }
 }
 
-/// The text of the last message with `role` in a GenAI messages JSON array
-/// (`[{"role": "user", "parts": [{"type": "text", "content": "..."}]}]`); the older
+/// The text of the last message with `role` (any role when None) in a GenAI messages JSON
+/// array (`[{"role": "user", "parts": [{"type": "text", "content": "..."}]}]`); the older
 /// `{"role", "content"}` shape is accepted too.
-pub(super) fn last_text(messages: &str, role: &str) -> Option<String> {
+fn last_text(messages: &str, role: Option<&str>) -> Option<String> {
     let parsed: serde_json::Value = serde_json::from_str(messages).ok()?;
-    let message = parsed
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(|r| r.as_str()) == Some(role))?;
+    let message =
+        parsed.as_array()?.iter().rev().find(|m| {
+            role.is_none_or(|role| m.get("role").and_then(|r| r.as_str()) == Some(role))
+        })?;
+    message_text(message)
+}
+
+/// The user's text when the history ends with the user speaking.
+fn new_user_text(messages: &str) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_str(messages).ok()?;
+    let last = parsed.as_array()?.last()?;
+    (last.get("role").and_then(|r| r.as_str()) == Some("user"))
+        .then(|| message_text(last))
+        .flatten()
+}
+
+fn message_text(message: &serde_json::Value) -> Option<String> {
     if let Some(content) = message.get("content").and_then(|c| c.as_str()) {
         return Some(content.to_owned());
     }

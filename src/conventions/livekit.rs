@@ -52,6 +52,7 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         Role::AgentTurn => {
             facts.user_text = text(span, &["lk.pii.user_input", "lk.user_input"]);
             facts.interrupted = flag(span, "lk.interrupted");
+            facts.follows_generation = span.attributes.get("lk.parent_generation_id").is_some();
             // On the turn, the response text is what actually played: for an interrupted
             // reply that is the part heard, and the generated text is on `llm_node`.
             let played = text(span, &RESPONSE_TEXT);

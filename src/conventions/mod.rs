@@ -155,6 +155,14 @@ pub struct SpanFacts {
     pub fallback: bool,
     /// The messages an LLM call was given, when the span records them (Pipecat's `input`).
     pub context: Option<Vec<ContextMessage>>,
+    /// An agent turn that continues an earlier generation of the same reply (LiveKit's
+    /// answer after a tool call): part of that turn, not a new one.
+    pub follows_generation: bool,
+    /// The span ends at its start plus the service's processing time, not when its result
+    /// arrived (OpenInference's Pipecat spans), so its end marks no moment of the stage.
+    pub end_is_estimate: bool,
+    /// When the final transcript arrived, where a speech-to-text span's end does not say.
+    pub transcript_at_unix_nano: Option<u64>,
 }
 
 /// Session-wide facts a span may carry; the session takes the latest span's value.

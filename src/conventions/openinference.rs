@@ -9,18 +9,46 @@ pub fn recognises(span: &Span) -> bool {
         || span.scope_name.contains("openinference")
 }
 
-pub fn read(span: &Span, facts: &mut SpanFacts) {
-    let kind = span.attributes.get("openinference.span.kind").unwrap_or("");
-    facts.role = match (span.name.as_str(), kind) {
-        ("pipecat.conversation.turn", _) => Role::Turn,
-        ("pipecat.stt", _) => Role::Stt,
-        ("pipecat.llm", _) | (_, "LLM") => Role::Llm,
-        ("pipecat.tts", _) => Role::Tts,
-        (name, _) if name.starts_with("pipecat.tool.") => Role::Tool,
-        (_, "TOOL") => Role::Tool,
-        (_, "AGENT") => Role::AgentTurn,
+/// The stage a span stands for: by its name where the instrumentation names it, then by the
+/// service class behind it, since the kind alone is generic (the Pipecat instrumentation
+/// labels its TTS spans `LLM`).
+fn role(span: &Span) -> Role {
+    match span.name.as_str() {
+        "pipecat.conversation.turn" => return Role::Turn,
+        "pipecat.stt" => return Role::Stt,
+        "pipecat.llm" => return Role::Llm,
+        "pipecat.tts" => return Role::Tts,
+        name if name.starts_with("pipecat.tool.") => return Role::Tool,
+        _ => {}
+    }
+    let service = span
+        .attributes
+        .get("service.name")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if service.ends_with("sttservice") {
+        return Role::Stt;
+    }
+    if service.ends_with("ttsservice") {
+        return Role::Tts;
+    }
+    match span.attributes.get("openinference.span.kind").unwrap_or("") {
+        "LLM" => Role::Llm,
+        "TOOL" => Role::Tool,
+        "AGENT" => Role::AgentTurn,
         _ => Role::Other,
-    };
+    }
+}
+
+pub fn read(span: &Span, facts: &mut SpanFacts) {
+    facts.role = role(span);
+    // With processing-time metrics a service span ends at start + that time, not when the
+    // transcript, the reply or the audio arrived.
+    facts.end_is_estimate = matches!(facts.role, Role::Stt | Role::Llm | Role::Tts)
+        && span
+            .attributes
+            .get("service.processing_time_seconds")
+            .is_some();
     let ttfb = seconds(span, "service.ttfb_seconds");
     match facts.role {
         Role::Turn => {
@@ -32,8 +60,12 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.voice_to_voice = seconds(span, "conversation.user_to_bot_latency");
         }
         Role::Stt => {
-            facts.user_text = text(span, &["audio.transcript", "output.value"]);
+            // The input is what the STT service transcribed (its output is empty).
+            facts.user_text = text(span, &["audio.transcript", "output.value", "input.value"]);
             facts.stt = ttfb;
+            // Measured from the span start (the user starting to speak).
+            facts.transcript_at_unix_nano = seconds(span, "stt.time_to_last_transcription_seconds")
+                .map(|r| span.start_unix_nano.saturating_add((r.ms * 1e6) as u64));
         }
         Role::Llm | Role::AgentTurn => {
             facts.agent_text = text(span, &["output.value"]);
@@ -44,7 +76,8 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.llm_ttft = ttfb;
         }
         Role::Tts => {
-            facts.agent_text = text(span, &["input.value"]);
+            // The Pipecat instrumentation records the spoken text as the output.
+            facts.agent_text = text(span, &["output.value", "input.value"]);
             facts.tts_ttfb = ttfb;
         }
         Role::Tool => {

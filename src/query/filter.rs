@@ -2,6 +2,9 @@
 //! over columns) of `sessions`; `store` writes the SQL for each kind.
 
 use super::{Params, QueryError};
+use crate::sessionize::semantics::{
+    closed_value, CALL_STATUSES, DIRECTIONS, ENDED_REASONS, OUTCOMES, STATES,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterKind {
@@ -24,6 +27,10 @@ pub struct FilterSpec {
     /// SQL over `sessions` columns; a constant of this file, never built from input.
     pub column: &'static str,
     pub kind: FilterKind,
+    /// The closed list of values an `EqualsAny` filter takes (empty: any value). A value is
+    /// accepted in its snake_case or display form, in any case, and stored values are always
+    /// in the canonical form listed here.
+    pub allowed: &'static [&'static str],
     pub doc: &'static str,
 }
 
@@ -37,6 +44,23 @@ const fn filter(
         param,
         column,
         kind,
+        allowed: &[],
+        doc,
+    }
+}
+
+/// An `EqualsAny` filter over a column that only holds the `allowed` values.
+const fn closed(
+    param: &'static str,
+    column: &'static str,
+    allowed: &'static [&'static str],
+    doc: &'static str,
+) -> FilterSpec {
+    FilterSpec {
+        param,
+        column,
+        kind: EqualsAny,
+        allowed,
         doc,
     }
 }
@@ -56,11 +80,11 @@ pub const FILTERS: &[FilterSpec] = &[
         EqualsAny,
         "voice, chat, web_chat, whatsapp, sms, ...",
     ),
-    filter(
+    closed(
         "direction",
         "direction",
-        EqualsAny,
-        "inbound, outbound, web",
+        DIRECTIONS,
+        "inbound, outbound, web (any case)",
     ),
     filter("agent", "agent_name", EqualsAny, "agent name"),
     filter(
@@ -155,29 +179,31 @@ pub const FILTERS: &[FilterSpec] = &[
         NonZero,
         "the conversation was handed off",
     ),
-    filter(
+    closed(
         "state",
         "state",
-        EqualsAny,
-        "OPEN, ACTIVE, AWAITING_USER, PROCESSING, WITH_AGENT, RESOLVED, EXPIRED",
+        STATES,
+        "OPEN, ACTIVE, AWAITING_USER, PROCESSING, WITH_AGENT, RESOLVED, EXPIRED (any case)",
     ),
-    filter(
+    closed(
         "outcome",
         "outcome",
-        EqualsAny,
-        "In Progress, Success, Skill Error, Handoff, ... (README, Session semantics)",
+        OUTCOMES,
+        "In Progress, Success, Skill Error, Handoff, ... (README, Session semantics); \
+         display or snake_case form (skill_error), any case",
     ),
-    filter(
+    closed(
         "call_status",
         "call_status",
-        EqualsAny,
-        "Queued, Ringing, Active, Completed, Failed, Declined, Missed",
+        CALL_STATUSES,
+        "Queued, Ringing, Active, Completed, Failed, Declined, Missed (any case)",
     ),
-    filter(
+    closed(
         "ended_reason",
         "ended_reason",
-        EqualsAny,
-        "user_hangup, agent_hangup, transfer, inactivity, max_duration, error, voicemail",
+        ENDED_REASONS,
+        "user_hangup, agent_hangup, transfer, inactivity, max_duration, error, voicemail; \
+         snake_case or display form (User Hangup), any case",
     ),
     filter("intent", "intent", EqualsAny, "classified intent"),
     filter("skill", "skills", HasAny, "a skill (tool) invoked"),
@@ -255,6 +281,14 @@ pub fn session_filter(p: &mut Params, now_unix_seconds: u64) -> Result<SessionFi
         let value = match spec.kind {
             FilterKind::EqualsAny | FilterKind::HasAny => {
                 let values = p.many(spec.param)?;
+                let values = if spec.allowed.is_empty() {
+                    values
+                } else {
+                    values
+                        .iter()
+                        .map(|v| canonical(spec, v))
+                        .collect::<Result<_, _>>()?
+                };
                 (!values.is_empty()).then_some(FilterValue::Any(values))
             }
             FilterKind::Range => {
@@ -285,4 +319,19 @@ pub fn session_filter(p: &mut Params, now_unix_seconds: u64) -> Result<SessionFi
         }
     }
     Ok(filter)
+}
+
+/// The stored form of a value of a closed filter, or an error naming the allowed values.
+fn canonical(spec: &FilterSpec, value: &str) -> Result<String, QueryError> {
+    closed_value(value, spec.allowed)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            QueryError::new(
+                spec.param,
+                format!(
+                    "{value:?} is not one of {} (snake_case or display form, any case)",
+                    spec.allowed.join(", ")
+                ),
+            )
+        })
 }

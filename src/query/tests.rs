@@ -91,3 +91,40 @@ fn filter_params_are_unique_and_columns_fixed() {
         .iter()
         .all(|f| !f.column.contains('?') && !f.column.contains(';')));
 }
+
+#[test]
+fn closed_filters_take_any_form_of_a_value_and_name_the_allowed_ones() {
+    let mut p = params("outcome=skill_error,In%20progress&state=awaiting-user&call_status=COMPLETED&ended_reason=User%20Hangup&direction=Inbound");
+    let f = session_filter(&mut p, 0).expect("valid");
+    let values: Vec<(&str, &FilterValue)> = f.columns.iter().map(|(s, v)| (s.param, v)).collect();
+    let any = |v: &[&str]| FilterValue::Any(v.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        values,
+        [
+            ("direction", &any(&["inbound"])),
+            ("state", &any(&["AWAITING_USER"])),
+            ("outcome", &any(&["Skill Error", "In Progress"])),
+            ("call_status", &any(&["Completed"])),
+            ("ended_reason", &any(&["user_hangup"])),
+        ]
+    );
+    for (q, name) in [
+        ("outcome=great", "outcome"),
+        ("state=done", "state"),
+        ("call_status=ok", "call_status"),
+        ("ended_reason=bye", "ended_reason"),
+        ("direction=sideways", "direction"),
+    ] {
+        let err = session_filter(&mut params(q), 0).expect_err(q);
+        assert_eq!(err.name, name);
+        let spec = FILTERS.iter().find(|f| f.param == name).expect("filter");
+        assert!(
+            spec.allowed.iter().all(|v| err.why.contains(v)),
+            "{}",
+            err.why
+        );
+    }
+    // Open filters are untouched.
+    let f = session_filter(&mut params("channel=Fax"), 0).expect("valid");
+    assert_eq!(f.columns[0].1, any(&["Fax"]));
+}

@@ -10,6 +10,21 @@ pub struct Measured {
     pub source: String,
 }
 
+impl Measured {
+    /// A stage of the voice-to-voice time cannot be longer than the whole: such a value comes
+    /// from timestamps or figures that mean something else, so it is dropped and its source
+    /// marked `dropped:<source>`.
+    pub fn within(self, voice_to_voice_ms: Option<f64>) -> Measured {
+        match (self.ms, voice_to_voice_ms) {
+            (Some(stage), Some(whole)) if stage > whole => Measured {
+                ms: None,
+                source: format!("dropped:{}", self.source),
+            },
+            _ => self,
+        }
+    }
+}
+
 /// Prefers the reported value; falls back to `end - start` (both in ns) when both are known
 /// and in order.
 pub fn measure(
@@ -82,6 +97,20 @@ mod tests {
             }
         );
         assert_eq!(measure(None, Some((6, 1)), "x").ms, None);
+    }
+
+    #[test]
+    fn a_stage_longer_than_voice_to_voice_is_dropped_and_marked() {
+        let eou = measure(None, Some((0, 1_900_000_000)), "speech_end_to_llm_start");
+        assert_eq!(
+            eou.clone().within(Some(1500.0)),
+            Measured {
+                ms: None,
+                source: "dropped:derived:speech_end_to_llm_start".into()
+            }
+        );
+        assert_eq!(eou.clone().within(Some(2000.0)), eou);
+        assert_eq!(eou.clone().within(None), eou);
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub mod state {
     pub const EXPIRED: &str = "EXPIRED";
 }
 
+pub const STATES: &[&str] = &[
+    state::OPEN,
+    state::ACTIVE,
+    state::AWAITING_USER,
+    state::PROCESSING,
+    state::WITH_AGENT,
+    state::RESOLVED,
+    state::EXPIRED,
+];
+
 pub const OUTCOMES: &[&str] = &[
     "In Progress",
     "Success",
@@ -59,6 +69,8 @@ pub const ENDED_REASONS: &[&str] = &[
     "voicemail",
 ];
 
+pub const DIRECTIONS: &[&str] = &["inbound", "outbound", "web"];
+
 /// Detected-issue tags.
 pub mod issue {
     pub const SLOW_TURN: &str = "slow_turn";
@@ -78,8 +90,10 @@ pub mod issue {
     pub const LOW_TRANSCRIPTION_CONFIDENCE: &str = "low_transcription_confidence";
 }
 
-/// A value from a closed list, matched ignoring case, spaces, dashes and underscores.
-fn normalize<'a>(value: &str, allowed: &[&'a str]) -> Option<&'a str> {
+/// A value from a closed list, matched ignoring case, spaces, dashes and underscores, so the
+/// snake_case and the display form of a value are the same value. Spans and filters both
+/// read closed lists through this.
+pub fn closed_value<'a>(value: &str, allowed: &[&'a str]) -> Option<&'a str> {
     let key = |s: &str| {
         s.chars()
             .filter(|c| c.is_ascii_alphanumeric())
@@ -113,11 +127,11 @@ pub(crate) fn apply(row: &mut SessionRow, input: &Inputs) -> Vec<IssueRow> {
     let explicit_call_status = facts
         .call_status
         .as_deref()
-        .and_then(|s| normalize(s, CALL_STATUSES));
+        .and_then(|s| closed_value(s, CALL_STATUSES));
     let explicit_ended_reason = facts
         .ended_reason
         .as_deref()
-        .and_then(|s| normalize(s, ENDED_REASONS));
+        .and_then(|s| closed_value(s, ENDED_REASONS));
     let ended = facts.ended
         || explicit_ended_reason.is_some()
         || matches!(explicit_call_status, Some("Completed" | "Failed" | "Declined" | "Missed"))
@@ -136,6 +150,10 @@ pub(crate) fn apply(row: &mut SessionRow, input: &Inputs) -> Vec<IssueRow> {
     let timeout = input.rules.inactivity_timeout_seconds(&row.channel);
     row.expires_at =
         unix_seconds(last_activity).saturating_add(u32::try_from(timeout).unwrap_or(u32::MAX));
+    // A direction outside the closed list is dropped, like any other unknown closed value.
+    row.direction = closed_value(&row.direction, DIRECTIONS)
+        .unwrap_or_default()
+        .to_owned();
     if row.direction.is_empty() && row.channel == "web_chat" {
         row.direction = "web".to_owned();
     }
@@ -174,7 +192,7 @@ pub(crate) fn apply(row: &mut SessionRow, input: &Inputs) -> Vec<IssueRow> {
     let explicit_outcome = facts
         .outcome
         .as_deref()
-        .and_then(|o| normalize(o, OUTCOMES));
+        .and_then(|o| closed_value(o, OUTCOMES));
     row.outcome_explicit = u8::from(explicit_outcome.is_some());
     row.ended_outcome = explicit_outcome
         .unwrap_or_else(|| classify(row, handed_off, input, &facts))
@@ -754,10 +772,13 @@ mod tests {
 
     #[test]
     fn closed_lists_are_matched_loosely() {
-        assert_eq!(normalize("skill_error", OUTCOMES), Some("Skill Error"));
-        assert_eq!(normalize("RATE-LIMITED", OUTCOMES), Some("Rate Limited"));
-        assert_eq!(normalize("great", OUTCOMES), None);
-        assert_eq!(normalize("user hangup", ENDED_REASONS), Some("user_hangup"));
+        assert_eq!(closed_value("skill_error", OUTCOMES), Some("Skill Error"));
+        assert_eq!(closed_value("RATE-LIMITED", OUTCOMES), Some("Rate Limited"));
+        assert_eq!(closed_value("great", OUTCOMES), None);
+        assert_eq!(
+            closed_value("user hangup", ENDED_REASONS),
+            Some("user_hangup")
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub struct Assignment {
 
 pub fn assign(nodes: &[Node]) -> Assignment {
     let is_anchor_role = |role: Role| matches!(role, Role::Turn | Role::AgentTurn);
+    let opens_turn = |n: &Node| is_anchor_role(n.facts.role) && !n.facts.follows_generation;
     let has_ancestor = |mut i: usize, pred: &dyn Fn(&Node) -> bool| {
         let mut steps = 0;
         while let Some(p) = nodes[i].parent {
@@ -36,17 +37,38 @@ pub fn assign(nodes: &[Node]) -> Assignment {
         false
     };
     let mut anchors: Vec<usize> = (0..nodes.len())
-        .filter(|&i| {
-            is_anchor_role(nodes[i].facts.role)
-                && !has_ancestor(i, &|n| is_anchor_role(n.facts.role))
-        })
+        .filter(|&i| opens_turn(&nodes[i]) && !has_ancestor(i, &|n| is_anchor_role(n.facts.role)))
         .collect();
+    let top_level_llm = |i: usize| {
+        nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
+    };
     if anchors.is_empty() {
-        anchors = (0..nodes.len())
-            .filter(|&i| {
-                nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
+        let openers = user_speech(nodes, 0..nodes.len(), &top_level_llm);
+        anchors = if openers.is_empty() {
+            (0..nodes.len()).filter(|&i| top_level_llm(i)).collect()
+        } else {
+            openers
+        };
+    } else {
+        // The GenAI conventions require no per-turn span: one `invoke_agent` may hold a whole
+        // call. An agent turn in which the user spoke more than once is split where they did.
+        anchors = anchors
+            .into_iter()
+            .flat_map(|a| {
+                let inside = (0..nodes.len()).filter(|&i| i != a && descends_from(nodes, i, a));
+                let openers = if nodes[a].facts.role == Role::AgentTurn {
+                    user_speech(nodes, inside, &top_level_llm)
+                } else {
+                    Vec::new()
+                };
+                if openers.len() > 1 {
+                    openers
+                } else {
+                    vec![a]
+                }
             })
             .collect();
+        anchors.sort_by_key(|&i| (nodes[i].span.start_unix_nano, i));
     }
 
     // Containers of anchors (conversation, session, job spans) belong to no turn.
@@ -78,6 +100,47 @@ pub fn assign(nodes: &[Node]) -> Assignment {
         turns: anchors.into_iter().zip(members).collect(),
         outside,
     }
+}
+
+/// Where the user started speaking, among `candidates`, in start order: speech-to-text
+/// spans with a transcript; with none, top-level LLM calls whose input ends with a new user
+/// message.
+fn user_speech(
+    nodes: &[Node],
+    candidates: impl Iterator<Item = usize>,
+    top_level_llm: &dyn Fn(usize) -> bool,
+) -> Vec<usize> {
+    let candidates: Vec<usize> = candidates.collect();
+    let stt: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| nodes[i].facts.role == Role::Stt && nodes[i].facts.user_text.is_some())
+        .collect();
+    let mut openers = if stt.is_empty() {
+        candidates
+            .into_iter()
+            .filter(|&i| top_level_llm(i) && nodes[i].facts.user_text.is_some())
+            .collect()
+    } else {
+        stt
+    };
+    openers.sort_by_key(|&i| (nodes[i].span.start_unix_nano, i));
+    openers
+}
+
+fn descends_from(nodes: &[Node], mut i: usize, ancestor: usize) -> bool {
+    let mut steps = 0;
+    while let Some(p) = nodes[i].parent {
+        if p == ancestor {
+            return true;
+        }
+        if steps > nodes.len() {
+            return false;
+        }
+        i = p;
+        steps += 1;
+    }
+    false
 }
 
 fn turn_of(nodes: &[Node], anchors: &[usize], i: usize) -> usize {
@@ -130,8 +193,18 @@ pub struct Signal<'a> {
     pub span: &'a Span,
 }
 
+/// One reply of the agent: a generation, with its own spoken part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub time_unix_nano: u64,
+    pub text: String,
+    pub interrupted: bool,
+    pub spoken_text: Option<String>,
+}
+
 /// One turn's spans, in start order, with their facts.
 pub struct Turn<'a> {
+    nodes: &'a [Node<'a>],
     anchor: &'a Node<'a>,
     members: Vec<&'a Node<'a>>,
     /// The part of an interrupted reply that was played, as a later LLM context records it.
@@ -141,6 +214,7 @@ pub struct Turn<'a> {
 impl<'a> Turn<'a> {
     pub fn new(nodes: &'a [Node<'a>], anchor: usize, members: &[usize]) -> Self {
         Turn {
+            nodes,
             anchor: &nodes[anchor],
             members: members.iter().map(|&i| &nodes[i]).collect(),
             played_per_context: None,
@@ -183,8 +257,109 @@ impl<'a> Turn<'a> {
         )
     }
 
+    /// The spans that each start one reply of the agent, in time order: LiveKit traces each
+    /// generation as its own `agent_turn`; otherwise each top-level LLM call that spoke (text
+    /// before a tool call, then the answer). At most one: the turn is one reply.
+    fn generations(&self) -> Vec<&'a Node<'a>> {
+        let agent_turns: Vec<&'a Node<'a>> = self.with_role(Role::AgentTurn).copied().collect();
+        if agent_turns.len() > 1 {
+            return agent_turns;
+        }
+        self.with_role(Role::Llm)
+            .filter(|n| n.parent.map(|p| self.nodes[p].facts.role) != Some(Role::Llm))
+            .filter(|n| {
+                n.facts
+                    .agent_text
+                    .as_deref()
+                    .is_some_and(|t| !t.trim().is_empty())
+            })
+            .copied()
+            .collect()
+    }
+
+    /// The agent's replies in time order when there are several; empty when the turn holds
+    /// one reply (described by the turn row itself). A generation owns the spans that start
+    /// from it up to the next one; the turn's interruption, when no generation states its
+    /// own, is the last reply's.
+    pub fn replies(&self) -> Vec<Reply> {
+        let generations = self.generations();
+        if generations.len() < 2 {
+            return Vec::new();
+        }
+        let turn_cut = self.interruption_signal().is_some();
+        let mut replies = Vec::new();
+        for (i, generation) in generations.iter().enumerate() {
+            let from = generation.span.start_unix_nano;
+            let until = generations
+                .get(i + 1)
+                .map_or(u64::MAX, |next| next.span.start_unix_nano);
+            let within: Vec<&&Node> = self
+                .members
+                .iter()
+                .filter(|n| (from..until).contains(&n.span.start_unix_nano))
+                .collect();
+            let llm_text: Vec<&str> = within
+                .iter()
+                .filter(|n| n.facts.role == Role::Llm)
+                .filter_map(|n| n.facts.agent_text.as_deref())
+                .filter(|t| !t.trim().is_empty())
+                .collect();
+            let states_own = generation.facts.role == Role::AgentTurn;
+            let text = if llm_text.is_empty() {
+                let own = &generation.facts;
+                own.agent_text
+                    .clone()
+                    .or(own.spoken_text.clone())
+                    .unwrap_or_default()
+            } else {
+                llm_text.join(" ")
+            };
+            let last = i + 1 == generations.len();
+            let (interrupted, spoken_text) = if states_own {
+                (
+                    generation.facts.interrupted.is_some(),
+                    generation.facts.spoken_text.clone(),
+                )
+            } else if last && turn_cut {
+                (true, self.spoken_text())
+            } else {
+                (false, None)
+            };
+            let audio = within
+                .iter()
+                .filter(|n| matches!(n.facts.role, Role::Tts | Role::AgentSpeaking))
+                .map(|n| n.span.start_unix_nano)
+                .min();
+            let written = within
+                .iter()
+                .filter(|n| n.facts.role == Role::Llm)
+                .map(|n| n.span.end_unix_nano)
+                .min();
+            let time_unix_nano = match (audio, written) {
+                (Some(a), Some(w)) => a.min(w),
+                (a, w) => a.or(w).unwrap_or(from),
+            };
+            replies.push(Reply {
+                time_unix_nano,
+                text,
+                interrupted,
+                spoken_text,
+            });
+        }
+        replies
+    }
+
     /// What the agent meant to say; when only the part heard is known, that part.
     pub fn agent_text(&self) -> String {
+        let replies = self.replies();
+        if !replies.is_empty() {
+            let texts: Vec<&str> = replies
+                .iter()
+                .map(|r| r.text.as_str())
+                .filter(|t| !t.is_empty())
+                .collect();
+            return texts.join(" ");
+        }
         let generated = self
             .text_by_roles(&[Role::AgentTurn, Role::Turn, Role::Llm, Role::Tts], |f| {
                 f.agent_text.as_ref()
@@ -259,7 +434,8 @@ impl<'a> Turn<'a> {
     }
 
     /// When the user stopped speaking: voice activity end, else the end of the user turn
-    /// less its reported end-of-turn delay, else the transcript time less the STT delay.
+    /// less its reported end-of-turn delay, else the transcript time less the STT delay
+    /// (the transcript time is the STT span's end only where that end marks it).
     fn user_speech_end(&self, eou: Option<Reported>, stt: Option<Reported>) -> Option<u64> {
         let ms_to_ns = |ms: f64| (ms * 1e6) as u64;
         self.members
@@ -278,12 +454,11 @@ impl<'a> Turn<'a> {
             })
             .or_else(|| {
                 let stt_span = self.with_role(Role::Stt).last()?;
-                Some(
-                    stt_span
-                        .span
-                        .end_unix_nano
-                        .saturating_sub(ms_to_ns(stt?.ms)),
-                )
+                let transcript_at = stt_span
+                    .facts
+                    .transcript_at_unix_nano
+                    .or((!stt_span.facts.end_is_estimate).then_some(stt_span.span.end_unix_nano))?;
+                Some(transcript_at.saturating_sub(ms_to_ns(stt?.ms)))
             })
     }
 
@@ -385,6 +560,7 @@ impl<'a> Turn<'a> {
             speech_end.zip(agent_audio_start),
             "speech_end_to_agent_audio",
         );
+        let [eou, stt, ttft, tts_ttfb] = [eou, stt, ttft, tts_ttfb].map(|m| m.within(v2v.ms));
         let tool = if calls.is_empty() {
             Measured {
                 ms: None,
@@ -512,7 +688,14 @@ impl<'a> Turn<'a> {
             message.span_id = call.span_id.clone();
             out.push(message);
         }
-        if !row.agent_text.is_empty() {
+        let replies = self.replies();
+        for reply in replies.iter().filter(|r| !r.text.is_empty()) {
+            let mut message = base(reply.time_unix_nano, speaker::AGENT, &reply.text);
+            message.interrupted = u8::from(reply.interrupted);
+            message.spoken_text = reply.spoken_text.clone();
+            out.push(message);
+        }
+        if replies.is_empty() && !row.agent_text.is_empty() {
             let at = [Role::AgentSpeaking, Role::Tts]
                 .iter()
                 .find_map(|r| self.first_start(*r))

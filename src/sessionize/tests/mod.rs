@@ -1,7 +1,10 @@
 //! Sessionization on hand-built spans: the span builders here, the tests by subject.
 
 mod fields;
+mod genai_voice;
+mod openinference;
 mod pipecat_context;
+mod replies;
 mod semantics;
 mod turns;
 
