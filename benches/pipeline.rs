@@ -181,6 +181,37 @@ fn benches(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // Every span looks at its ancestors (session key, turn, failed stage): this must stay
+    // linear in the depth of the trace.
+    let chain = parent_chain(40_000, &spans[0]);
+    let mut group = c.benchmark_group("ancestry");
+    group.throughput(Throughput::Elements(chain.len() as u64));
+    group.sample_size(10);
+    group.bench_function("sessionize_40000_span_chain", |b| {
+        b.iter(|| {
+            sessionize::trace_session_key(&chain);
+            sessionize::sessionize("bench", &chain, 1, 0, &sessionize::Rules::default())
+        })
+    });
+    group.finish();
+}
+
+/// `len` copies of `template`, each the parent of the next, each with a session key.
+fn parent_chain(len: u64, template: &convolog::model::Span) -> Vec<convolog::model::Span> {
+    (1..=len)
+        .map(|n| {
+            let mut span = template.clone();
+            span.span_id = n.to_be_bytes().into();
+            span.parent_span_id = (n > 1).then(|| (n - 1).to_be_bytes().into());
+            span.start_unix_nano = T0 + n * MS;
+            span.end_unix_nano = T0 + (n + 1) * MS;
+            span.attributes = [("conversation.id", format!("conv-{n}"))]
+                .into_iter()
+                .collect();
+            span
+        })
+        .collect()
 }
 
 criterion_group!(pipeline, benches);

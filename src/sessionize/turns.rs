@@ -7,8 +7,9 @@
 //! (`user_turn`, speech before the reply) joins the next anchor, everything else the
 //! latest anchor that started before it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use super::ancestry::from_ancestors;
 use super::latency::{measure, Measured};
 use super::Node;
 use crate::conventions::{Reported, Role, SpanFacts, ToolFacts};
@@ -24,29 +25,22 @@ pub struct Assignment {
 
 pub fn assign(nodes: &[Node]) -> Assignment {
     let is_anchor_role = |role: Role| matches!(role, Role::Turn | Role::AgentTurn);
-    let has_ancestor = |mut i: usize, pred: &dyn Fn(&Node) -> bool| {
-        let mut steps = 0;
-        while let Some(p) = nodes[i].parent {
-            if pred(&nodes[p]) || steps > nodes.len() {
-                return pred(&nodes[p]);
-            }
-            i = p;
-            steps += 1;
-        }
-        false
-    };
-    let mut anchors: Vec<usize> = (0..nodes.len())
-        .filter(|&i| {
-            is_anchor_role(nodes[i].facts.role)
-                && !has_ancestor(i, &|n| is_anchor_role(n.facts.role))
-        })
-        .collect();
-    if anchors.is_empty() {
-        anchors = (0..nodes.len())
+    // Spans of a role with no span of that role above them.
+    let outermost = |has_role: &dyn Fn(Role) -> bool| -> Vec<usize> {
+        let covered = from_ancestors(
+            nodes.len(),
+            |i| nodes[i].parent,
+            |i, above| has_role(nodes[i].facts.role) || above.copied().unwrap_or(false),
+        );
+        (0..nodes.len())
             .filter(|&i| {
-                nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
+                has_role(nodes[i].facts.role) && !nodes[i].parent.is_some_and(|p| covered[p])
             })
-            .collect();
+            .collect()
+    };
+    let mut anchors = outermost(&is_anchor_role);
+    if anchors.is_empty() {
+        anchors = outermost(&|role| role == Role::Llm);
     }
 
     // Containers of anchors (conversation, session, job spans) belong to no turn.
@@ -61,13 +55,31 @@ pub fn assign(nodes: &[Node]) -> Assignment {
         }
     }
 
+    let turn_of_anchor: HashMap<usize, usize> = anchors
+        .iter()
+        .enumerate()
+        .map(|(turn, &a)| (a, turn))
+        .collect();
+    let above = from_ancestors(
+        nodes.len(),
+        |i| nodes[i].parent,
+        |i, parent: Option<&Above>| Above {
+            turn: turn_of_anchor
+                .get(&i)
+                .copied()
+                .or(parent.and_then(|p| p.turn)),
+            user_turn: parent
+                .and_then(|p| p.user_turn)
+                .or((nodes[i].facts.role == Role::UserTurn).then_some(i)),
+        },
+    );
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); anchors.len()];
     let mut outside = Vec::new();
     for i in 0..nodes.len() {
         let turn = if containers.contains(&i) || anchors.is_empty() {
             None
         } else {
-            Some(turn_of(nodes, &anchors, i))
+            Some(turn_of(nodes, &anchors, &above, i))
         };
         match turn {
             Some(t) => members[t].push(i),
@@ -80,39 +92,35 @@ pub fn assign(nodes: &[Node]) -> Assignment {
     }
 }
 
-fn turn_of(nodes: &[Node], anchors: &[usize], i: usize) -> usize {
-    // Nearest anchor ancestor (or self); remember the outermost user-side span on the way.
-    let mut current = i;
-    let mut user_side = is_user_side(&nodes[i].facts).then_some(i);
-    let mut steps = 0;
-    loop {
-        if let Some(pos) = anchors.iter().position(|&a| a == current) {
-            return pos;
-        }
-        match nodes[current].parent {
-            Some(p) if steps <= nodes.len() => {
-                current = p;
-                if nodes[p].facts.role == Role::UserTurn {
-                    user_side = Some(p);
-                }
-                steps += 1;
-            }
-            _ => break,
-        }
+/// What a span's ancestors (itself included) say about its turn.
+struct Above {
+    /// The turn of the nearest anchor.
+    turn: Option<usize>,
+    /// The outermost `user_turn` span.
+    user_turn: Option<usize>,
+}
+
+/// The turn of the nearest anchor above (or at) a span; else, by time, the next turn for the
+/// user's side (judged by its outermost user-side span) and the latest one started for the rest.
+fn turn_of(nodes: &[Node], anchors: &[usize], above: &[Above], i: usize) -> usize {
+    if let Some(turn) = above[i].turn {
+        return turn;
     }
+    let user_side = nodes[i]
+        .parent
+        .and_then(|p| above[p].user_turn)
+        .or(is_user_side(&nodes[i].facts).then_some(i));
     let start = nodes[user_side.unwrap_or(i)].span.start_unix_nano;
-    let started_before = anchors
-        .iter()
-        .rposition(|&a| nodes[a].span.start_unix_nano <= start);
+    // Anchors are in start order, as nodes are.
     if user_side.is_some() {
-        if let Some(next) = anchors
-            .iter()
-            .position(|&a| nodes[a].span.start_unix_nano >= start)
-        {
+        let next = anchors.partition_point(|&a| nodes[a].span.start_unix_nano < start);
+        if next < anchors.len() {
             return next;
         }
     }
-    started_before.unwrap_or(0)
+    anchors
+        .partition_point(|&a| nodes[a].span.start_unix_nano <= start)
+        .saturating_sub(1)
 }
 
 /// Spans that happen before the reply they lead to.
