@@ -464,3 +464,34 @@ async fn ports_are_bound_and_not_ready_until_the_schema_is_applied() {
     assert_eq!(t.count("SELECT count() FROM spans").await, 2);
     t.stop().await;
 }
+
+/// Requests that arrive together go into one INSERT. When ClickHouse refuses that insert for
+/// good because of one request's rows, the others are still stored and only that one fails.
+#[tokio::test]
+async fn one_clients_refused_rows_do_not_fail_the_others() {
+    // A long batch wait so both requests land in the same insert.
+    let t = TestApp::start_with("cobatched", |c| c.ingest.batch_max_wait_ms = 1_000).await;
+    // Make ClickHouse refuse (Code 6, permanent) any row of a span named 'poison'.
+    t.sql
+        .query("ALTER TABLE spans ADD COLUMN refuse UInt8 MATERIALIZED toUInt8(if(name = 'poison', 'x', '0'))")
+        .execute()
+        .await
+        .expect("alter spans");
+    let anchor = anchor();
+    let good: Vec<_> = two_spans(1).iter().map(|s| build(anchor, s)).collect();
+    let bad = vec![build(anchor, &span(2, 1, None, "poison", 0, 10, vec![]))];
+    let (good, bad) = tokio::join!(
+        t.export_grpc(request("agent", "pipecat", good)),
+        t.export_grpc(request("other", "pipecat", bad)),
+    );
+    good.expect("the good client's spans are stored");
+    let refused = bad.expect_err("the bad client's insert is refused");
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    assert_eq!(
+        t.count("SELECT count() FROM spans WHERE name = 'poison'")
+            .await,
+        0
+    );
+    t.stop().await;
+}

@@ -164,6 +164,10 @@ pub struct SpanLimits {
     /// land in absurd partitions and break every time window.
     pub min_unix_nano: u64,
     pub max_future_nanos: u64,
+    /// The spans of one request start within this span of time of its latest one: ClickHouse
+    /// refuses an insert that touches over 100 daily partitions of `spans`, and 99 days touch
+    /// at most 100 calendar days in any time zone.
+    pub max_request_range_nanos: u64,
 }
 
 impl Default for SpanLimits {
@@ -175,6 +179,7 @@ impl Default for SpanLimits {
             // 2000-01-01T00:00:00Z
             min_unix_nano: 946_684_800_000_000_000,
             max_future_nanos: 24 * 3600 * 1_000_000_000,
+            max_request_range_nanos: 99 * 24 * 3600 * 1_000_000_000,
         }
     }
 }
@@ -185,6 +190,8 @@ pub enum SpanRejection {
     Id(#[from] IdError),
     #[error("start_time_unix_nano {0} is outside the accepted range (year 2000 to one day ahead)")]
     StartOutOfRange(u64),
+    #[error("start_time_unix_nano {0} is more than 99 days before the latest span of the request; send spans this far apart in separate requests")]
+    OutsideRequestRange(u64),
 }
 
 /// What a request turned into: the spans to store, and for the client, what was rejected
@@ -267,6 +274,17 @@ pub fn convert(
                 }
             }
         }
+    }
+    if let Some(latest) = out.spans.iter().map(|s| s.start_unix_nano).max() {
+        let earliest = latest.saturating_sub(limits.max_request_range_nanos);
+        out.spans.retain(|s| {
+            let inside = s.start_unix_nano >= earliest;
+            if !inside {
+                let why = SpanRejection::OutsideRequestRange(s.start_unix_nano);
+                out.rejected.push(format!("'{}': {why}", s.name));
+            }
+            inside
+        });
     }
     out
 }
@@ -513,6 +531,29 @@ mod tests {
     }
 
     const NOW: u64 = 1_700_000_100_000_000_000;
+
+    #[test]
+    fn one_request_covers_at_most_99_days() {
+        const DAY: u64 = 86_400 * 1_000_000_000;
+        let latest = wire_span("latest");
+        let mut edge = wire_span("edge");
+        edge.start_time_unix_nano -= 99 * DAY;
+        let mut older = wire_span("older");
+        older.start_time_unix_nano -= 99 * DAY + 1;
+        let out = convert(
+            request(vec![older, latest, edge]),
+            &SpanLimits::default(),
+            NOW,
+        );
+        let names: Vec<&str> = out.spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["latest", "edge"]);
+        assert_eq!(out.rejected.len(), 1);
+        assert!(
+            out.message().contains("'older'") && out.message().contains("more than 99 days"),
+            "{}",
+            out.message()
+        );
+    }
 
     #[test]
     fn decodes_what_the_official_types_encode() {

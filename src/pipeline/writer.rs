@@ -1,7 +1,11 @@
 //! The span writer: takes batches from the receivers, inserts them in groups of up to
 //! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. It reads no
 //! new input while an insert is in flight, so a slow ClickHouse pushes back on the receivers.
+//!
+//! A group merges many clients' requests into one INSERT. When ClickHouse refuses a merged
+//! insert for good, each request is inserted on its own, so only the one at fault fails.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,46 +42,89 @@ pub async fn run(
         // Strictly increasing, so "ingested after X" never misses a batch written in the same nanosecond.
         let ingested_at = now_unix_nano().max(last_stamp + 1);
         last_stamp = ingested_at;
-        let rows: Vec<SpanRow> = group
-            .iter()
-            .flat_map(|b| b.spans.iter())
-            .map(|span| SpanRow::from_span(span, ingested_at))
-            .collect();
-        let started = Instant::now();
-        let result = store.insert_spans(&rows).await;
-        Metrics::add(
-            &metrics.insert_micros_total,
-            started.elapsed().as_micros() as u64,
+        write_group(&store, group, ingested_at, &stored, &metrics).await;
+    }
+    tracing::info!("span writer drained");
+}
+
+/// Inserts a group, acknowledges each of its requests and tells the sessionizer what was stored.
+async fn write_group(
+    store: &Store,
+    group: Vec<Batch>,
+    ingested_at: u64,
+    stored: &mpsc::UnboundedSender<Stored>,
+    metrics: &Metrics,
+) {
+    let mut rows: Vec<SpanRow> = Vec::with_capacity(group.iter().map(|b| b.spans.len()).sum());
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(group.len());
+    for batch in &group {
+        let start = rows.len();
+        rows.extend(
+            batch
+                .spans
+                .iter()
+                .map(|span| SpanRow::from_span(span, ingested_at)),
         );
-        match &result {
-            Ok(()) => {
-                Metrics::add(&metrics.batches_written, 1);
-                Metrics::add(&metrics.batch_spans_written, rows.len() as u64);
-                let mut trace_ids: Vec<String> = rows.into_iter().map(|r| r.trace_id).collect();
-                trace_ids.sort();
-                trace_ids.dedup();
-                // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
-                let _ = stored.send(Stored {
-                    trace_ids,
-                    ingested_at_unix_nano: ingested_at,
-                });
+        ranges.push(start..rows.len());
+    }
+    let outcomes: Vec<Result<(), NotStored>> = match insert(store, &rows, metrics).await {
+        Err(NotStored::Rejected) if group.len() > 1 => {
+            tracing::info!(
+                requests = group.len(),
+                "merged span insert refused; inserting each request on its own"
+            );
+            let mut outcomes = Vec::with_capacity(ranges.len());
+            for range in &ranges {
+                outcomes.push(insert(store, &rows[range.clone()], metrics).await);
             }
-            Err(err) => {
-                Metrics::add(&metrics.batch_failures, 1);
-                tracing::warn!(error = %err, spans = rows.len(), "span insert failed; clients will retry");
-            }
+            outcomes
         }
-        let outcome = result.map_err(|err| {
-            if err.is_retryable() {
+        merged => vec![merged; group.len()],
+    };
+    let mut trace_ids: Vec<String> = Vec::new();
+    for (range, outcome) in ranges.iter().zip(&outcomes) {
+        if outcome.is_ok() {
+            trace_ids.extend(rows[range.clone()].iter().map(|r| r.trace_id.clone()));
+        }
+    }
+    trace_ids.sort();
+    trace_ids.dedup();
+    if !trace_ids.is_empty() {
+        // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
+        let _ = stored.send(Stored {
+            trace_ids,
+            ingested_at_unix_nano: ingested_at,
+        });
+    }
+    for (batch, outcome) in group.into_iter().zip(outcomes) {
+        // A client that gave up waiting is not an error here.
+        let _ = batch.ack.send(outcome);
+    }
+}
+
+/// One INSERT of span rows, measured and logged.
+async fn insert(store: &Store, rows: &[SpanRow], metrics: &Metrics) -> Result<(), NotStored> {
+    let count = rows.len() as u64;
+    let started = Instant::now();
+    let result = store.insert_spans(rows).await;
+    Metrics::add(
+        &metrics.insert_micros_total,
+        started.elapsed().as_micros() as u64,
+    );
+    match result {
+        Ok(()) => {
+            Metrics::add(&metrics.batches_written, 1);
+            Metrics::add(&metrics.batch_spans_written, count);
+            Ok(())
+        }
+        Err(err) => {
+            Metrics::add(&metrics.batch_failures, 1);
+            tracing::warn!(error = %err, spans = count, "span insert failed");
+            Err(if err.is_retryable() {
                 NotStored::Unavailable
             } else {
                 NotStored::Rejected
-            }
-        });
-        for batch in group {
-            // A client that gave up waiting is not an error here.
-            let _ = batch.ack.send(outcome);
+            })
         }
     }
-    tracing::info!("span writer drained");
 }
