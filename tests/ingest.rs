@@ -495,3 +495,71 @@ async fn one_clients_refused_rows_do_not_fail_the_others() {
     );
     t.stop().await;
 }
+
+/// Every field of a span, events, links and the shared resource included, reads back as written.
+#[tokio::test]
+async fn a_stored_span_reads_back_as_written() {
+    use convolog::model::{
+        Attributes, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, TraceId,
+    };
+    let t = TestApp::start("roundtrip").await;
+    let start = anchor();
+    let span = Span {
+        trace_id: TraceId::from([7; 16]),
+        span_id: SpanId::from([3; 8]),
+        parent_span_id: Some(SpanId::from([1; 8])),
+        trace_state: "k=v".into(),
+        flags: 1,
+        name: "llm".into(),
+        kind: SpanKind::Client,
+        start_unix_nano: start,
+        end_unix_nano: start + 5,
+        status_code: StatusCode::Error,
+        status_message: "boom".into(),
+        attributes: [("k", "v"), ("n", "1")].into_iter().collect(),
+        resource: std::sync::Arc::new([("service.name", "agent")].into_iter().collect()),
+        scope_name: "pipecat".into(),
+        scope_version: "1.0".into(),
+        events: vec![SpanEvent {
+            time_unix_nano: start + 1,
+            name: "exception".into(),
+            attributes: [("exception.message", "boom")].into_iter().collect(),
+        }],
+        links: vec![SpanLink {
+            trace_id: TraceId::from([9; 16]),
+            span_id: SpanId::from([8; 8]),
+            attributes: Attributes::default(),
+        }],
+        dropped_attributes_count: 2,
+        dropped_events_count: 3,
+        dropped_links_count: 4,
+    };
+    let root = Span {
+        span_id: SpanId::from([1; 8]),
+        parent_span_id: None,
+        events: Vec::new(),
+        links: Vec::new(),
+        ..span.clone()
+    };
+    t.app
+        .store
+        .insert_spans(&[&root, &span], 42)
+        .await
+        .expect("stored");
+    let mut read = t
+        .app
+        .store
+        .load_spans(&[span.trace_id.to_hex()])
+        .await
+        .expect("read back");
+    read.sort_by_key(|s| s.span_id);
+    assert_eq!(read, [root, span]);
+    assert_eq!(
+        t.count(
+            "SELECT count() FROM spans WHERE service_name = 'agent' AND ingested_at_unix_nano = 42"
+        )
+        .await,
+        2
+    );
+    t.stop().await;
+}

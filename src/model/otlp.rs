@@ -5,6 +5,8 @@
 //! whole request on one invalid UTF-8 string; this one repairs the string (U+FFFD) and keeps
 //! every other span of the request.
 
+use std::sync::Arc;
+
 use super::ids::{IdError, SpanId, TraceId};
 use super::span::{Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 
@@ -239,15 +241,22 @@ pub fn convert(
     let mut out = Converted::default();
     for resource_spans in request.resource_spans {
         let mut notes = Vec::new();
-        let resource = resource_spans
-            .resource
-            .map(|r| attributes(r.attributes, limits, &mut notes))
-            .unwrap_or_default();
+        let resource = Arc::new(
+            resource_spans
+                .resource
+                .map(|r| attributes(r.attributes, limits, &mut notes))
+                .unwrap_or_default(),
+        );
         for scope_spans in resource_spans.scope_spans {
-            let (scope_name, scope_version) = scope_spans
+            let (scope_name, scope_version): (Arc<str>, Arc<str>) = scope_spans
                 .scope
-                .map(|s| (text(s.name, &mut notes), text(s.version, &mut notes)))
-                .unwrap_or_default();
+                .map(|s| {
+                    (
+                        text(s.name, &mut notes).into(),
+                        text(s.version, &mut notes).into(),
+                    )
+                })
+                .unwrap_or_else(|| ("".into(), "".into()));
             for wire in scope_spans.spans {
                 let label = format!("'{}'", String::from_utf8_lossy(&wire.name));
                 let mut span_notes = notes.clone();
@@ -291,9 +300,9 @@ pub fn convert(
 
 fn span(
     wire: WireSpan,
-    resource: &Attributes,
-    scope_name: &str,
-    scope_version: &str,
+    resource: &Arc<Attributes>,
+    scope_name: &Arc<str>,
+    scope_version: &Arc<str>,
     limits: &SpanLimits,
     now_unix_nano: u64,
     notes: &mut Vec<String>,
@@ -391,9 +400,9 @@ fn span(
         status_code: StatusCode::from_otlp(status.code),
         status_message: text(status.message, notes),
         attributes: attrs,
-        resource: resource.clone(),
-        scope_name: scope_name.to_owned(),
-        scope_version: scope_version.to_owned(),
+        resource: Arc::clone(resource),
+        scope_name: Arc::clone(scope_name),
+        scope_version: Arc::clone(scope_version),
         events,
         links,
         dropped_attributes_count,

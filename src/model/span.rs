@@ -3,6 +3,8 @@
 //! maps as JSON), because frameworks disagree on types anyway (LiveKit sends booleans as
 //! strings) and conventions parse what they need.
 
+use std::sync::Arc;
+
 use super::ids::{SpanId, TraceId};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -179,9 +181,11 @@ pub struct Span {
     pub status_code: StatusCode,
     pub status_message: String,
     pub attributes: Attributes,
-    pub resource: Attributes,
-    pub scope_name: String,
-    pub scope_version: String,
+    /// Shared by every span of its `ResourceSpans` (often dozens of attributes).
+    pub resource: Arc<Attributes>,
+    /// Shared by every span of its `ScopeSpans`.
+    pub scope_name: Arc<str>,
+    pub scope_version: Arc<str>,
     pub events: Vec<SpanEvent>,
     pub links: Vec<SpanLink>,
     pub dropped_attributes_count: u32,

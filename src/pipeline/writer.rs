@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use super::{Batch, NotStored, Stored};
 use crate::clock::now_unix_nano;
 use crate::config;
-use crate::store::{SpanRow, Store};
+use crate::model::Span;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 pub async fn run(
@@ -55,36 +56,32 @@ async fn write_group(
     stored: &mpsc::UnboundedSender<Stored>,
     metrics: &Metrics,
 ) {
-    let mut rows: Vec<SpanRow> = Vec::with_capacity(group.iter().map(|b| b.spans.len()).sum());
+    let mut spans: Vec<&Span> = Vec::with_capacity(group.iter().map(|b| b.spans.len()).sum());
     let mut ranges: Vec<Range<usize>> = Vec::with_capacity(group.len());
     for batch in &group {
-        let start = rows.len();
-        rows.extend(
-            batch
-                .spans
-                .iter()
-                .map(|span| SpanRow::from_span(span, ingested_at)),
-        );
-        ranges.push(start..rows.len());
+        let start = spans.len();
+        spans.extend(&batch.spans);
+        ranges.push(start..spans.len());
     }
-    let outcomes: Vec<Result<(), NotStored>> = match insert(store, &rows, metrics).await {
-        Err(NotStored::Rejected) if group.len() > 1 => {
-            tracing::info!(
-                requests = group.len(),
-                "merged span insert refused; inserting each request on its own"
-            );
-            let mut outcomes = Vec::with_capacity(ranges.len());
-            for range in &ranges {
-                outcomes.push(insert(store, &rows[range.clone()], metrics).await);
+    let outcomes: Vec<Result<(), NotStored>> =
+        match insert(store, &spans, ingested_at, metrics).await {
+            Err(NotStored::Rejected) if group.len() > 1 => {
+                tracing::info!(
+                    requests = group.len(),
+                    "merged span insert refused; inserting each request on its own"
+                );
+                let mut outcomes = Vec::with_capacity(ranges.len());
+                for range in &ranges {
+                    outcomes.push(insert(store, &spans[range.clone()], ingested_at, metrics).await);
+                }
+                outcomes
             }
-            outcomes
-        }
-        merged => vec![merged; group.len()],
-    };
+            merged => vec![merged; group.len()],
+        };
     let mut trace_ids: Vec<String> = Vec::new();
     for (range, outcome) in ranges.iter().zip(&outcomes) {
         if outcome.is_ok() {
-            trace_ids.extend(rows[range.clone()].iter().map(|r| r.trace_id.clone()));
+            trace_ids.extend(spans[range.clone()].iter().map(|s| s.trace_id.to_hex()));
         }
     }
     trace_ids.sort();
@@ -103,10 +100,15 @@ async fn write_group(
 }
 
 /// One INSERT of span rows, measured and logged.
-async fn insert(store: &Store, rows: &[SpanRow], metrics: &Metrics) -> Result<(), NotStored> {
-    let count = rows.len() as u64;
+async fn insert(
+    store: &Store,
+    spans: &[&Span],
+    ingested_at: u64,
+    metrics: &Metrics,
+) -> Result<(), NotStored> {
+    let count = spans.len() as u64;
     let started = Instant::now();
-    let result = store.insert_spans(rows).await;
+    let result = store.insert_spans(spans, ingested_at).await;
     Metrics::add(
         &metrics.insert_micros_total,
         started.elapsed().as_micros() as u64,
