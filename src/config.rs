@@ -127,6 +127,9 @@ pub struct Ingest {
     pub batch_max_spans: usize,
     /// ...or after this long, whichever comes first.
     pub batch_max_wait_ms: u64,
+    /// Span inserts running at once. While all are running, no new batch is taken, which
+    /// pushes back on the receivers.
+    pub max_inserts_in_flight: usize,
     /// Longer attribute values are cut (on a character boundary) and the client told.
     pub max_attribute_value_bytes: usize,
     pub max_attributes_per_span: usize,
@@ -208,6 +211,7 @@ impl Default for Ingest {
             queue_wait_ms: 2_000,
             batch_max_spans: 8192,
             batch_max_wait_ms: 200,
+            max_inserts_in_flight: 4,
             max_attribute_value_bytes: 64 * 1024,
             max_attributes_per_span: 1024,
             max_events_per_span: 1024,
@@ -352,6 +356,10 @@ impl Config {
         env!("CONVOLOG_BATCH_MAX_SPANS", self.ingest.batch_max_spans);
         env!("CONVOLOG_BATCH_MAX_WAIT_MS", self.ingest.batch_max_wait_ms);
         env!(
+            "CONVOLOG_MAX_INSERTS_IN_FLIGHT",
+            self.ingest.max_inserts_in_flight
+        );
+        env!(
             "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
             self.sessionize.debounce_ms
         );
@@ -391,6 +399,9 @@ impl Config {
                 "ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans"
                     .into(),
             );
+        }
+        if self.ingest.max_inserts_in_flight == 0 {
+            return invalid("ingest.max_inserts_in_flight must be at least 1".into());
         }
         if self.ingest.max_request_bytes < 1024 {
             return invalid("ingest.max_request_bytes must be at least 1024".into());

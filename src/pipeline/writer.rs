@@ -1,6 +1,7 @@
 //! The span writer: takes batches from the receivers, inserts them in groups of up to
-//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. It reads no
-//! new input while an insert is in flight, so a slow ClickHouse pushes back on the receivers.
+//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. Up to
+//! `max_inserts_in_flight` inserts run at once; while all are running it takes no new input,
+//! so a slow ClickHouse pushes back on the receivers.
 //!
 //! A group merges many clients' requests into one INSERT. When ClickHouse refuses a merged
 //! insert for good, each request is inserted on its own, so only the one at fault fails.
@@ -9,7 +10,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use super::{Batch, NotStored, Stored};
 use crate::clock::now_unix_nano;
@@ -25,8 +27,20 @@ pub async fn run(
     stored: mpsc::UnboundedSender<Stored>,
     metrics: Arc<Metrics>,
 ) {
+    let slots = Arc::new(Semaphore::new(config.max_inserts_in_flight));
+    let mut inserts = JoinSet::new();
+    // Inserts tell the sessionizer what they stored in the order they were stamped, so its
+    // progress ("everything ingested up to X is derived") never passes an insert still running.
+    let (first, mut previous_reported) = oneshot::channel();
+    let _ = first.send(());
     let mut last_stamp = 0u64;
-    while let Some(first) = batches.recv().await {
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let Some(first) = batches.recv().await else {
+            break;
+        };
         let deadline = tokio::time::Instant::now() + config.batch_max_wait();
         let mut group = vec![first];
         let mut span_count = group[0].spans.len();
@@ -43,19 +57,46 @@ pub async fn run(
         // Strictly increasing, so "ingested after X" never misses a batch written in the same nanosecond.
         let ingested_at = now_unix_nano().max(last_stamp + 1);
         last_stamp = ingested_at;
-        write_group(&store, group, ingested_at, &stored, &metrics).await;
+        let (reported, next_reported) = oneshot::channel();
+        let order = Order {
+            after: std::mem::replace(&mut previous_reported, next_reported),
+            reported,
+        };
+        inserts.spawn(write_group(
+            store.clone(),
+            group,
+            ingested_at,
+            slot,
+            order,
+            stored.clone(),
+            Arc::clone(&metrics),
+        ));
+        // Finished inserts have nothing to hand back; reap them as we go.
+        while inserts.try_join_next().is_some() {}
     }
+    while inserts.join_next().await.is_some() {}
     tracing::info!("span writer drained");
+}
+
+/// An insert's place in the order of reports to the sessionizer.
+struct Order {
+    /// Resolves (or is dropped) once the insert before has reported.
+    after: oneshot::Receiver<()>,
+    /// Resolved (or dropped) once this one has.
+    reported: oneshot::Sender<()>,
 }
 
 /// Inserts a group, acknowledges each of its requests and tells the sessionizer what was stored.
 async fn write_group(
-    store: &Store,
+    store: Store,
     group: Vec<Batch>,
     ingested_at: u64,
-    stored: &mpsc::UnboundedSender<Stored>,
-    metrics: &Metrics,
+    slot: OwnedSemaphorePermit,
+    order: Order,
+    stored: mpsc::UnboundedSender<Stored>,
+    metrics: Arc<Metrics>,
 ) {
+    let (store, metrics) = (&store, &*metrics);
     let mut spans: Vec<&Span> = Vec::with_capacity(group.iter().map(|b| b.spans.len()).sum());
     let mut ranges: Vec<Range<usize>> = Vec::with_capacity(group.len());
     for batch in &group {
@@ -84,8 +125,15 @@ async fn write_group(
             trace_ids.extend(spans[range.clone()].iter().map(|s| s.trace_id.to_hex()));
         }
     }
+    drop(slot);
     trace_ids.sort();
     trace_ids.dedup();
+    for (batch, outcome) in group.into_iter().zip(outcomes) {
+        // A client that gave up waiting is not an error here.
+        let _ = batch.ack.send(outcome);
+    }
+    // A dropped sender (the insert before failed to finish) means there is nothing to wait for.
+    let _ = order.after.await;
     if !trace_ids.is_empty() {
         // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
         let _ = stored.send(Stored {
@@ -93,10 +141,7 @@ async fn write_group(
             ingested_at_unix_nano: ingested_at,
         });
     }
-    for (batch, outcome) in group.into_iter().zip(outcomes) {
-        // A client that gave up waiting is not an error here.
-        let _ = batch.ack.send(outcome);
-    }
+    let _ = order.reported.send(());
 }
 
 /// One INSERT of span rows, measured and logged.
