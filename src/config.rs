@@ -121,7 +121,12 @@ pub struct Ingest {
     /// Hard cap on spans received but not yet stored. A request that does not fit is
     /// refused with a retryable status (gRPC UNAVAILABLE, HTTP 503 + Retry-After).
     pub max_pending_spans: usize,
-    /// How long a request may wait for room under `max_pending_spans` before it is refused.
+    /// Hard cap on the memory those spans take, in bytes, as converted (a request's resource
+    /// and scope counted once). A request is first checked against it by its size as
+    /// received, before it is decoded; one larger than the cap is refused for good.
+    pub max_pending_bytes: usize,
+    /// How long a request may wait for room under `max_pending_spans` and
+    /// `max_pending_bytes` before it is refused.
     pub queue_wait_ms: u64,
     /// A batch is written to ClickHouse at this many spans...
     pub batch_max_spans: usize,
@@ -208,6 +213,7 @@ impl Default for Ingest {
         Ingest {
             max_request_bytes: 16 * 1024 * 1024,
             max_pending_spans: 200_000,
+            max_pending_bytes: 128 * 1024 * 1024,
             queue_wait_ms: 2_000,
             batch_max_spans: 8192,
             batch_max_wait_ms: 200,
@@ -352,6 +358,7 @@ impl Config {
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
         env!("CONVOLOG_MAX_REQUEST_BYTES", self.ingest.max_request_bytes);
         env!("CONVOLOG_MAX_PENDING_SPANS", self.ingest.max_pending_spans);
+        env!("CONVOLOG_MAX_PENDING_BYTES", self.ingest.max_pending_bytes);
         env!("CONVOLOG_QUEUE_WAIT_MS", self.ingest.queue_wait_ms);
         env!("CONVOLOG_BATCH_MAX_SPANS", self.ingest.batch_max_spans);
         env!("CONVOLOG_BATCH_MAX_WAIT_MS", self.ingest.batch_max_wait_ms);
@@ -405,6 +412,11 @@ impl Config {
         }
         if self.ingest.max_request_bytes < 1024 {
             return invalid("ingest.max_request_bytes must be at least 1024".into());
+        }
+        if self.ingest.max_pending_bytes < self.ingest.max_request_bytes {
+            return invalid(
+                "ingest.max_pending_bytes must be at least ingest.max_request_bytes".into(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid(format!(

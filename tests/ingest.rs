@@ -563,3 +563,117 @@ async fn a_stored_span_reads_back_as_written() {
     );
     t.stop().await;
 }
+
+fn four_hundred_spans(
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    let anchor = anchor();
+    request(
+        "agent",
+        "pipecat",
+        (1..=400)
+            .map(|i| build(anchor, &span(1, i, None, "x", 0, 10, vec![])))
+            .collect(),
+    )
+}
+
+/// A huge scope name or resource is cut once, not copied into each of the 400 spans, and the
+/// client is told (without the answer growing with it either).
+#[tokio::test]
+async fn oversized_scope_and_resource_are_cut_once() {
+    let t = TestApp::start("cut").await;
+
+    let mut huge_scope = four_hundred_spans();
+    if let Some(scope) = huge_scope.resource_spans[0].scope_spans[0].scope.as_mut() {
+        scope.name = "s".repeat(512 * 1024);
+    }
+    let response = t.export_grpc(huge_scope).await.expect("export succeeds");
+    let warning = response.partial_success.expect("partial_success is set");
+    assert_eq!(warning.rejected_spans, 0);
+    assert!(
+        warning
+            .error_message
+            .contains("scope name truncated from 524288 bytes"),
+        "{}",
+        &warning.error_message[..warning.error_message.len().min(500)]
+    );
+    assert!(warning.error_message.len() < 4096, "the answer stays small");
+    assert_eq!(
+        t.count("SELECT count() FROM spans WHERE length(scope_name) = 1024")
+            .await,
+        400
+    );
+
+    let mut many_attributes = four_hundred_spans();
+    if let Some(resource) = many_attributes.resource_spans[0].resource.as_mut() {
+        resource
+            .attributes
+            .extend((0..10_000).map(|i| kv(&format!("k{i}"), i as i64)));
+    }
+    let response = t
+        .export_grpc(many_attributes)
+        .await
+        .expect("export succeeds");
+    let warning = response.partial_success.expect("partial_success is set");
+    assert!(
+        warning
+            .error_message
+            .contains("resource attributes over the limit of 1024 dropped"),
+        "{}",
+        warning.error_message
+    );
+    assert_eq!(
+        t.count("SELECT count() FROM spans WHERE length(resource_attributes.key) = 1024")
+            .await,
+        400
+    );
+    t.stop().await;
+}
+
+/// The pending-bytes cap holds by the request's size before decoding and by what its spans
+/// take after; a request that can never fit is refused for good, with the setting named.
+#[tokio::test]
+async fn requests_over_the_pending_bytes_cap_are_refused_clearly() {
+    let t = TestApp::start_with("bytes", |c| {
+        c.ingest.max_request_bytes = 48 * 1024;
+        c.ingest.max_pending_bytes = 64 * 1024;
+    })
+    .await;
+    // Small on the wire (about 40 bytes a span), several times that once converted.
+    let request = four_hundred_spans();
+    assert!(prost::Message::encoded_len(&request) < 64 * 1024);
+    let refused = t.export_grpc(request).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("ingest.max_pending_bytes"),
+        "{}",
+        refused.message()
+    );
+
+    let mut big = four_hundred_spans();
+    big.resource_spans[0].scope_spans[0].spans.truncate(1);
+    big.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(kv("blob", "x".repeat(100 * 1024)));
+    let response = t
+        .export_http(big.encode_to_vec(), "application/x-protobuf", None)
+        .await;
+    assert_eq!(response.status(), 413, "over max_request_bytes as before");
+
+    // What fits is stored.
+    t.export_grpc(request_of(&two_spans(1)))
+        .await
+        .expect("a small request is stored");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    t.stop().await;
+}
+
+fn request_of(
+    specs: &[SpanSpec],
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    let anchor = anchor();
+    request(
+        "agent",
+        "pipecat",
+        specs.iter().map(|s| build(anchor, s)).collect(),
+    )
+}

@@ -58,6 +58,14 @@ impl Attributes {
         self.0.len()
     }
 
+    /// Roughly what these attributes take in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -200,6 +208,28 @@ impl Span {
 
     pub fn is_error(&self) -> bool {
         self.status_code == StatusCode::Error
+    }
+
+    /// Roughly what this span takes in memory, apart from the resource and scope it shares
+    /// with the other spans of its request.
+    pub fn memory_bytes(&self) -> usize {
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| std::mem::size_of::<SpanEvent>() + e.name.len() + e.attributes.memory_bytes())
+            .sum();
+        let links: usize = self
+            .links
+            .iter()
+            .map(|l| std::mem::size_of::<SpanLink>() + l.attributes.memory_bytes())
+            .sum();
+        std::mem::size_of::<Span>()
+            + self.trace_state.len()
+            + self.name.len()
+            + self.status_message.len()
+            + self.attributes.memory_bytes()
+            + events
+            + links
     }
 
     pub fn service_name(&self) -> &str {

@@ -1,7 +1,8 @@
 //! The span writer: takes batches from the receivers, inserts them in groups of up to
 //! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. Up to
-//! `max_inserts_in_flight` inserts run at once; while all are running it takes no new input,
-//! so a slow ClickHouse pushes back on the receivers.
+//! `max_inserts_in_flight` inserts run at once; while all are running (or waiting for the
+//! sessionizer to take their report) it takes no new input, so a slow ClickHouse or
+//! sessionizer pushes back on the receivers.
 //!
 //! A group merges many clients' requests into one INSERT. When ClickHouse refuses a merged
 //! insert for good, each request is inserted on its own, so only the one at fault fails.
@@ -24,7 +25,7 @@ pub async fn run(
     store: Store,
     config: config::Ingest,
     mut batches: mpsc::Receiver<Batch>,
-    stored: mpsc::UnboundedSender<Stored>,
+    stored: mpsc::Sender<Stored>,
     metrics: Arc<Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_inserts_in_flight));
@@ -93,7 +94,7 @@ async fn write_group(
     ingested_at: u64,
     slot: OwnedSemaphorePermit,
     order: Order,
-    stored: mpsc::UnboundedSender<Stored>,
+    stored: mpsc::Sender<Stored>,
     metrics: Arc<Metrics>,
 ) {
     let (store, metrics) = (&store, &*metrics);
@@ -125,7 +126,6 @@ async fn write_group(
             trace_ids.extend(spans[range.clone()].iter().map(|s| s.trace_id.to_hex()));
         }
     }
-    drop(slot);
     trace_ids.sort();
     trace_ids.dedup();
     for (batch, outcome) in group.into_iter().zip(outcomes) {
@@ -136,12 +136,17 @@ async fn write_group(
     let _ = order.after.await;
     if !trace_ids.is_empty() {
         // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
-        let _ = stored.send(Stored {
-            trace_ids,
-            ingested_at_unix_nano: ingested_at,
-        });
+        let _ = stored
+            .send(Stored {
+                trace_ids,
+                ingested_at_unix_nano: ingested_at,
+            })
+            .await;
     }
     let _ = order.reported.send(());
+    // Held until the sessionizer has taken the report, so a sessionizer that falls behind
+    // slows the writer down rather than piling up reports.
+    drop(slot);
 }
 
 /// One INSERT of span rows, measured and logged.
