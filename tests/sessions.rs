@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -135,16 +134,16 @@ async fn resent_spans_change_nothing() {
         t.export_grpc(r).await.expect("export");
     }
     let before = t.transcript_when("twice", turns_done(3)).await;
-    let derived_before = t.app.metrics.sessions_derived.load(Ordering::Relaxed);
+    let derived_before = t.app.metrics.value("convolog_sessions_derived_total");
     for _ in 0..2 {
         for r in requests(&all, anchor, 7) {
             t.export_grpc(r).await.expect("re-export");
         }
     }
-    wait_until(async || t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before)
+    wait_until(async || t.app.metrics.value("convolog_sessions_derived_total") > derived_before)
         .await;
     assert!(
-        t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before,
+        t.app.metrics.value("convolog_sessions_derived_total") > derived_before,
         "the resend was derived again"
     );
     let after = t.transcript_when("twice", turns_done(3)).await;

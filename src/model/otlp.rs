@@ -631,7 +631,10 @@ mod tests {
         assert_eq!(span.status_message.len(), 64 * 1024);
         assert_eq!(span.attributes.0[0].0.len(), 1024);
         let message = out.message();
-        assert!(message.contains("name truncated from 5000 bytes"), "{message}");
+        assert!(
+            message.contains("name truncated from 5000 bytes"),
+            "{message}"
+        );
         assert!(message.len() < 1024, "names are quoted short: {message}");
     }
 

@@ -16,6 +16,7 @@ use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
+use crate::progress;
 use crate::sessionize::{self, Rules};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
@@ -34,6 +35,14 @@ pub struct PassSummary {
     pub traces: usize,
     pub sessions: usize,
     pub removed_sessions: usize,
+}
+
+impl std::ops::AddAssign for PassSummary {
+    fn add_assign(&mut self, other: PassSummary) {
+        self.traces += other.traces;
+        self.sessions += other.sessions;
+        self.removed_sessions += other.removed_sessions;
+    }
 }
 
 impl Sessionizer {
@@ -98,6 +107,8 @@ impl Sessionizer {
             let traces: Vec<String> = std::mem::take(&mut dirty).into_iter().collect();
             match self.derive_traces(&traces).await {
                 Ok(_) => {
+                    let lag_nanos = now_unix_nano().saturating_sub(newest_ingested);
+                    self.metrics.sessionize_lag.record(lag_nanos as f64 / 1e9);
                     if let Err(err) = self
                         .store
                         .record_sessionizer_progress(newest_ingested)
@@ -107,7 +118,7 @@ impl Sessionizer {
                     }
                 }
                 Err(err) => {
-                    Metrics::add(&self.metrics.sessionize_failures, 1);
+                    self.metrics.sessionize_failures.increment(1);
                     tracing::warn!(error = %err, traces = traces.len(), "sessionizer pass failed; retrying");
                     dirty.extend(traces);
                     if !open {
@@ -139,16 +150,13 @@ impl Sessionizer {
     async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
-            let summary = self.pass(chunk).await?;
-            total.traces += summary.traces;
-            total.sessions += summary.sessions;
-            total.removed_sessions += summary.removed_sessions;
+            total += self.pass(chunk).await?;
         }
         Ok(total)
     }
 
     async fn pass(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
-        Metrics::add(&self.metrics.sessionize_passes, 1);
+        let _timer = self.metrics.sessionize_pass();
         let revision = self.next_revision();
         let updated_at = unix_seconds(now_unix_nano());
 
@@ -246,7 +254,9 @@ impl Sessionizer {
         self.store
             .write_derived(&moves, &derived, &tombstones)
             .await?;
-        Metrics::add(&self.metrics.sessions_derived, derived.len() as u64);
+        self.metrics
+            .sessions_derived
+            .increment(derived.len() as u64);
         Ok(PassSummary {
             traces: traces.len(),
             sessions: derived.len(),
@@ -271,7 +281,16 @@ pub async fn rebuild(
         config.rules.clone(),
         Arc::new(Metrics::default()),
     );
-    sessionizer.derive_traces(&traces).await
+    // A bar on a terminal (hidden otherwise), moved pass by pass; derive_traces would make
+    // the same passes.
+    let progress = progress::bar(traces.len() as u64, "traces");
+    let mut summary = PassSummary::default();
+    for pass in traces.chunks(config.sessionize.max_traces_per_pass) {
+        summary += sessionizer.derive_traces(pass).await?;
+        progress.inc(pass.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(summary)
 }
 
 fn group_by_trace(spans: Vec<Span>) -> HashMap<String, Vec<Span>> {

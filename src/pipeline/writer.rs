@@ -159,18 +159,16 @@ async fn insert(
     let count = spans.len() as u64;
     let started = Instant::now();
     let result = store.insert_spans(spans, ingested_at).await;
-    Metrics::add(
-        &metrics.insert_micros_total,
-        started.elapsed().as_micros() as u64,
-    );
+    metrics.insert_duration.record(started.elapsed());
     match result {
         Ok(()) => {
-            Metrics::add(&metrics.batches_written, 1);
-            Metrics::add(&metrics.batch_spans_written, count);
+            metrics.batches_written.increment(1);
+            metrics.batch_spans_written.increment(count);
+            metrics.insert_batch_spans.record(count as f64);
             Ok(())
         }
         Err(err) => {
-            Metrics::add(&metrics.batch_failures, 1);
+            metrics.batch_failures.increment(1);
             tracing::warn!(error = %err, spans = count, "span insert failed");
             Err(if err.is_retryable() {
                 NotStored::Unavailable
