@@ -1,5 +1,6 @@
 //! The CPU side of ingest, without I/O: decoding + validating an OTLP request, deriving a
-//! session from its spans, and encoding span rows for ClickHouse.
+//! session from its spans. Span rows are encoded inside the insert, so their cost shows in
+//! end-to-end runs, not here.
 //! Run: cargo bench --bench pipeline
 
 mod common;
@@ -12,7 +13,6 @@ use prost::Message;
 
 use convolog::model::otlp::{self, SpanLimits};
 use convolog::sessionize;
-use convolog::store::SpanRow;
 
 use common::{float as seconds, text};
 
@@ -153,14 +153,6 @@ fn benches(c: &mut Criterion) {
         now,
     )
     .spans;
-    group.bench_function("encode_span_rows_1001_spans", |b| {
-        b.iter(|| {
-            spans
-                .iter()
-                .map(|s| SpanRow::from_span(s, now))
-                .collect::<Vec<_>>()
-        })
-    });
     group.bench_function("sessionize_200_turns_1001_spans", |b| {
         b.iter_batched(
             || spans.clone(),
@@ -169,6 +161,37 @@ fn benches(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // Every span looks at its ancestors (session key, turn, failed stage): this must stay
+    // linear in the depth of the trace.
+    let chain = parent_chain(40_000, &spans[0]);
+    let mut group = c.benchmark_group("ancestry");
+    group.throughput(Throughput::Elements(chain.len() as u64));
+    group.sample_size(10);
+    group.bench_function("sessionize_40000_span_chain", |b| {
+        b.iter(|| {
+            sessionize::trace_session_key(&chain);
+            sessionize::sessionize("bench", &chain, 1, 0, &sessionize::Rules::default())
+        })
+    });
+    group.finish();
+}
+
+/// `len` copies of `template`, each the parent of the next, each with a session key.
+fn parent_chain(len: u64, template: &convolog::model::Span) -> Vec<convolog::model::Span> {
+    (1..=len)
+        .map(|n| {
+            let mut span = template.clone();
+            span.span_id = n.to_be_bytes().into();
+            span.parent_span_id = (n > 1).then(|| (n - 1).to_be_bytes().into());
+            span.start_unix_nano = T0 + n * MS;
+            span.end_unix_nano = T0 + (n + 1) * MS;
+            span.attributes = [("conversation.id", format!("conv-{n}"))]
+                .into_iter()
+                .collect();
+            span
+        })
+        .collect()
 }
 
 criterion_group!(pipeline, benches);

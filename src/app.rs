@@ -25,6 +25,8 @@ use crate::tenants::{key_map, KeyMap, Tenants};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const MIGRATION_PATIENCE: Duration = Duration::from_secs(60);
+/// Reports of stored traces the sessionizer may have waiting (each one insert's trace ids).
+const STORED_QUEUE: usize = 16;
 
 pub struct App {
     pub grpc_addr: SocketAddr,
@@ -235,7 +237,9 @@ fn start_pipelines(
     let mut tasks = Vec::new();
     for store in stores {
         let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(metrics));
-        let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+        // Bounded: a sessionizer that falls behind holds up the writer, which holds up the
+        // receivers, instead of queueing without limit.
+        let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
         let sessionizer = Sessionizer::new(
             store.clone(),
             config.sessionize.clone(),

@@ -121,12 +121,20 @@ pub struct Ingest {
     /// Hard cap on spans received but not yet stored. A request that does not fit is
     /// refused with a retryable status (gRPC UNAVAILABLE, HTTP 503 + Retry-After).
     pub max_pending_spans: usize,
-    /// How long a request may wait for room under `max_pending_spans` before it is refused.
+    /// Hard cap on the memory those spans take, in bytes, as converted (a request's resource
+    /// and scope counted once). A request is first checked against it by its size as
+    /// received, before it is decoded; one larger than the cap is refused for good.
+    pub max_pending_bytes: usize,
+    /// How long a request may wait for room under `max_pending_spans` and
+    /// `max_pending_bytes` before it is refused.
     pub queue_wait_ms: u64,
     /// A batch is written to ClickHouse at this many spans...
     pub batch_max_spans: usize,
     /// ...or after this long, whichever comes first.
     pub batch_max_wait_ms: u64,
+    /// Span inserts running at once. While all are running, no new batch is taken, which
+    /// pushes back on the receivers.
+    pub max_inserts_in_flight: usize,
     /// Longer attribute values are cut (on a character boundary) and the client told.
     pub max_attribute_value_bytes: usize,
     pub max_attributes_per_span: usize,
@@ -205,9 +213,11 @@ impl Default for Ingest {
         Ingest {
             max_request_bytes: 16 * 1024 * 1024,
             max_pending_spans: 200_000,
+            max_pending_bytes: 128 * 1024 * 1024,
             queue_wait_ms: 2_000,
             batch_max_spans: 8192,
             batch_max_wait_ms: 200,
+            max_inserts_in_flight: 4,
             max_attribute_value_bytes: 64 * 1024,
             max_attributes_per_span: 1024,
             max_events_per_span: 1024,
@@ -348,9 +358,14 @@ impl Config {
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
         env!("CONVOLOG_MAX_REQUEST_BYTES", self.ingest.max_request_bytes);
         env!("CONVOLOG_MAX_PENDING_SPANS", self.ingest.max_pending_spans);
+        env!("CONVOLOG_MAX_PENDING_BYTES", self.ingest.max_pending_bytes);
         env!("CONVOLOG_QUEUE_WAIT_MS", self.ingest.queue_wait_ms);
         env!("CONVOLOG_BATCH_MAX_SPANS", self.ingest.batch_max_spans);
         env!("CONVOLOG_BATCH_MAX_WAIT_MS", self.ingest.batch_max_wait_ms);
+        env!(
+            "CONVOLOG_MAX_INSERTS_IN_FLIGHT",
+            self.ingest.max_inserts_in_flight
+        );
         env!(
             "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
             self.sessionize.debounce_ms
@@ -392,8 +407,16 @@ impl Config {
                     .into(),
             );
         }
+        if self.ingest.max_inserts_in_flight == 0 {
+            return invalid("ingest.max_inserts_in_flight must be at least 1".into());
+        }
         if self.ingest.max_request_bytes < 1024 {
             return invalid("ingest.max_request_bytes must be at least 1024".into());
+        }
+        if self.ingest.max_pending_bytes < self.ingest.max_request_bytes {
+            return invalid(
+                "ingest.max_pending_bytes must be at least ingest.max_request_bytes".into(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid(format!(

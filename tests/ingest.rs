@@ -447,3 +447,216 @@ async fn ports_are_bound_and_not_ready_until_the_schema_is_applied() {
     assert_eq!(t.count("SELECT count() FROM spans").await, 2);
     t.stop().await;
 }
+
+/// Requests that arrive together go into one INSERT. When ClickHouse refuses that insert for
+/// good because of one request's rows, the others are still stored and only that one fails.
+#[tokio::test]
+async fn one_clients_refused_rows_do_not_fail_the_others() {
+    // A long batch wait so both requests land in the same insert.
+    let t = TestApp::start_with("cobatched", |c| c.ingest.batch_max_wait_ms = 1_000).await;
+    // Make ClickHouse refuse (Code 6, permanent) any row of a span named 'poison'.
+    t.sql
+        .query("ALTER TABLE spans ADD COLUMN refuse UInt8 MATERIALIZED toUInt8(if(name = 'poison', 'x', '0'))")
+        .execute()
+        .await
+        .expect("alter spans");
+    let anchor = anchor();
+    let good: Vec<_> = two_spans(1).iter().map(|s| s.build(anchor)).collect();
+    let bad = vec![SpanSpec::new(2, 1, "poison").at(0, 10).build(anchor)];
+    let (good, bad) = tokio::join!(
+        t.export_grpc(request("agent", "pipecat", good)),
+        t.export_grpc(request("other", "pipecat", bad)),
+    );
+    good.expect("the good client's spans are stored");
+    let refused = bad.expect_err("the bad client's insert is refused");
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    assert_eq!(
+        t.count("SELECT count() FROM spans WHERE name = 'poison'")
+            .await,
+        0
+    );
+    t.stop().await;
+}
+
+/// Every field of a span, events, links and the shared resource included, reads back as written.
+#[tokio::test]
+async fn a_stored_span_reads_back_as_written() {
+    use convolog::model::{
+        Attributes, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, TraceId,
+    };
+    let t = TestApp::start("roundtrip").await;
+    let start = anchor();
+    let span = Span {
+        trace_id: TraceId::from([7; 16]),
+        span_id: SpanId::from([3; 8]),
+        parent_span_id: Some(SpanId::from([1; 8])),
+        trace_state: "k=v".into(),
+        flags: 1,
+        name: "llm".into(),
+        kind: SpanKind::Client,
+        start_unix_nano: start,
+        end_unix_nano: start + 5,
+        status_code: StatusCode::Error,
+        status_message: "boom".into(),
+        attributes: [("k", "v"), ("n", "1")].into_iter().collect(),
+        resource: std::sync::Arc::new([("service.name", "agent")].into_iter().collect()),
+        scope_name: "pipecat".into(),
+        scope_version: "1.0".into(),
+        events: vec![SpanEvent {
+            time_unix_nano: start + 1,
+            name: "exception".into(),
+            attributes: [("exception.message", "boom")].into_iter().collect(),
+        }],
+        links: vec![SpanLink {
+            trace_id: TraceId::from([9; 16]),
+            span_id: SpanId::from([8; 8]),
+            attributes: Attributes::default(),
+        }],
+        dropped_attributes_count: 2,
+        dropped_events_count: 3,
+        dropped_links_count: 4,
+    };
+    let root = Span {
+        span_id: SpanId::from([1; 8]),
+        parent_span_id: None,
+        events: Vec::new(),
+        links: Vec::new(),
+        ..span.clone()
+    };
+    t.app
+        .store
+        .insert_spans(&[&root, &span], 42)
+        .await
+        .expect("stored");
+    let mut read = t
+        .app
+        .store
+        .load_spans(&[span.trace_id.to_hex()])
+        .await
+        .expect("read back");
+    read.sort_by_key(|s| s.span_id);
+    assert_eq!(read, [root, span]);
+    assert_eq!(
+        t.count(
+            "SELECT count() FROM spans WHERE service_name = 'agent' AND ingested_at_unix_nano = 42"
+        )
+        .await,
+        2
+    );
+    t.stop().await;
+}
+
+fn four_hundred_spans(
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    let anchor = anchor();
+    request(
+        "agent",
+        "pipecat",
+        (1..=400)
+            .map(|i| SpanSpec::new(1, i, "x").at(0, 10).build(anchor))
+            .collect(),
+    )
+}
+
+/// A huge scope name or resource is cut once, not copied into each of the 400 spans, and the
+/// client is told (without the answer growing with it either).
+#[tokio::test]
+async fn oversized_scope_and_resource_are_cut_once() {
+    let t = TestApp::start("cut").await;
+
+    let mut huge_scope = four_hundred_spans();
+    if let Some(scope) = huge_scope.resource_spans[0].scope_spans[0].scope.as_mut() {
+        scope.name = "s".repeat(512 * 1024);
+    }
+    let response = t.export_grpc(huge_scope).await.expect("export succeeds");
+    let warning = response.partial_success.expect("partial_success is set");
+    assert_eq!(warning.rejected_spans, 0);
+    assert!(
+        warning
+            .error_message
+            .contains("scope name truncated from 524288 bytes"),
+        "{}",
+        &warning.error_message[..warning.error_message.len().min(500)]
+    );
+    assert!(warning.error_message.len() < 4096, "the answer stays small");
+    assert_eq!(
+        t.count("SELECT count() FROM spans WHERE length(scope_name) = 1024")
+            .await,
+        400
+    );
+
+    let mut many_attributes = four_hundred_spans();
+    if let Some(resource) = many_attributes.resource_spans[0].resource.as_mut() {
+        resource
+            .attributes
+            .extend((0..10_000).map(|i| kv(&format!("k{i}"), i as i64)));
+    }
+    let response = t
+        .export_grpc(many_attributes)
+        .await
+        .expect("export succeeds");
+    let warning = response.partial_success.expect("partial_success is set");
+    assert!(
+        warning
+            .error_message
+            .contains("resource attributes over the limit of 1024 dropped"),
+        "{}",
+        warning.error_message
+    );
+    assert_eq!(
+        t.count("SELECT count() FROM spans WHERE length(resource_attributes.key) = 1024")
+            .await,
+        400
+    );
+    t.stop().await;
+}
+
+/// The pending-bytes cap holds by the request's size before decoding and by what its spans
+/// take after; a request that can never fit is refused for good, with the setting named.
+#[tokio::test]
+async fn requests_over_the_pending_bytes_cap_are_refused_clearly() {
+    let t = TestApp::start_with("bytes", |c| {
+        c.ingest.max_request_bytes = 48 * 1024;
+        c.ingest.max_pending_bytes = 64 * 1024;
+    })
+    .await;
+    // Small on the wire (about 40 bytes a span), several times that once converted.
+    let request = four_hundred_spans();
+    assert!(prost::Message::encoded_len(&request) < 64 * 1024);
+    let refused = t.export_grpc(request).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("ingest.max_pending_bytes"),
+        "{}",
+        refused.message()
+    );
+
+    let mut big = four_hundred_spans();
+    big.resource_spans[0].scope_spans[0].spans.truncate(1);
+    big.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(kv("blob", "x".repeat(100 * 1024)));
+    let response = t
+        .export_http(big.encode_to_vec(), "application/x-protobuf", None)
+        .await;
+    assert_eq!(response.status(), 413, "over max_request_bytes as before");
+
+    // What fits is stored.
+    t.export_grpc(request_of(&two_spans(1)))
+        .await
+        .expect("a small request is stored");
+    assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    t.stop().await;
+}
+
+fn request_of(
+    specs: &[SpanSpec],
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    let anchor = anchor();
+    request(
+        "agent",
+        "pipecat",
+        specs.iter().map(|s| s.build(anchor)).collect(),
+    )
+}

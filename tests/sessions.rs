@@ -303,7 +303,7 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
     let store = convolog::store::Store::new(&config.clickhouse);
     store.migrate().await.expect("schema");
     let anchor = anchor();
-    let rows: Vec<convolog::store::SpanRow> = requests(
+    let spans: Vec<convolog::model::Span> = requests(
         &pipecat_conversation("orphan-1", 1)
             .iter()
             .collect::<Vec<_>>(),
@@ -324,9 +324,14 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
         )
         .spans
     })
-    .map(|span| convolog::store::SpanRow::from_span(&span, convolog::clock::now_unix_nano()))
     .collect();
-    store.insert_spans(&rows).await.expect("stored");
+    store
+        .insert_spans(
+            &spans.iter().collect::<Vec<_>>(),
+            convolog::clock::now_unix_nano(),
+        )
+        .await
+        .expect("stored");
 
     let t = TestApp::start_with("catchup", |c| c.clickhouse.database = database.clone()).await;
     let transcript = t.transcript_when("orphan-1", turns_done(3)).await;

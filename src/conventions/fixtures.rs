@@ -1,5 +1,7 @@
 //! Hand-built spans for unit tests of conventions and sessionization.
 
+use std::sync::Arc;
+
 use crate::model::{Attributes, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 pub const T0: u64 = 1_700_000_000_000_000_000;
@@ -21,9 +23,9 @@ pub fn span(name: &str) -> SpanBuilder {
         status_code: StatusCode::Unset,
         status_message: String::new(),
         attributes: Attributes::default(),
-        resource: Attributes::default(),
-        scope_name: String::new(),
-        scope_version: String::new(),
+        resource: Default::default(),
+        scope_name: "".into(),
+        scope_version: "".into(),
         events: Vec::new(),
         links: Vec::new(),
         dropped_attributes_count: 0,
@@ -38,11 +40,13 @@ impl SpanBuilder {
         self
     }
     pub fn resource(mut self, key: &str, value: &str) -> Self {
-        self.0.resource.0.push((key.to_owned(), value.to_owned()));
+        Arc::make_mut(&mut self.0.resource)
+            .0
+            .push((key.to_owned(), value.to_owned()));
         self
     }
     pub fn scope(mut self, name: &str) -> Self {
-        self.0.scope_name = name.to_owned();
+        self.0.scope_name = name.into();
         self
     }
     pub fn trace(mut self, n: u8) -> Self {

@@ -5,6 +5,8 @@
 //! whole request on one invalid UTF-8 string; this one repairs the string (U+FFFD) and keeps
 //! every other span of the request.
 
+use std::sync::Arc;
+
 use super::ids::{IdError, SpanId, TraceId};
 use super::span::{Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 
@@ -157,24 +159,34 @@ pub struct KeyValueList {
 /// Hard limits applied to every span; what is over them is cut and reported, never fatal.
 #[derive(Debug, Clone)]
 pub struct SpanLimits {
+    /// Attribute values and status messages.
     pub max_attribute_value_bytes: usize,
+    /// Span, event and scope names, scope versions, attribute keys and trace states.
+    pub max_name_bytes: usize,
+    /// Per span, and for the resource.
     pub max_attributes: usize,
     pub max_events: usize,
     /// Timestamps outside [min_unix_nano, now + max_future_nanos] are rejected: they would
     /// land in absurd partitions and break every time window.
     pub min_unix_nano: u64,
     pub max_future_nanos: u64,
+    /// The spans of one request start within this span of time of its latest one: ClickHouse
+    /// refuses an insert that touches over 100 daily partitions of `spans`, and 99 days touch
+    /// at most 100 calendar days in any time zone.
+    pub max_request_range_nanos: u64,
 }
 
 impl Default for SpanLimits {
     fn default() -> Self {
         SpanLimits {
             max_attribute_value_bytes: 64 * 1024,
+            max_name_bytes: 1024,
             max_attributes: 1024,
             max_events: 1024,
             // 2000-01-01T00:00:00Z
             min_unix_nano: 946_684_800_000_000_000,
             max_future_nanos: 24 * 3600 * 1_000_000_000,
+            max_request_range_nanos: 99 * 24 * 3600 * 1_000_000_000,
         }
     }
 }
@@ -185,6 +197,8 @@ pub enum SpanRejection {
     Id(#[from] IdError),
     #[error("start_time_unix_nano {0} is outside the accepted range (year 2000 to one day ahead)")]
     StartOutOfRange(u64),
+    #[error("start_time_unix_nano {0} is more than 99 days before the latest span of the request; send spans this far apart in separate requests")]
+    OutsideRequestRange(u64),
 }
 
 /// What a request turned into: the spans to store, and for the client, what was rejected
@@ -192,6 +206,8 @@ pub enum SpanRejection {
 #[derive(Debug, Default)]
 pub struct Converted {
     pub spans: Vec<Span>,
+    /// What the spans take in memory, each shared resource and scope counted once.
+    pub memory_bytes: usize,
     pub rejected: Vec<String>,
     pub repaired: Vec<String>,
 }
@@ -231,18 +247,44 @@ pub fn convert(
 ) -> Converted {
     let mut out = Converted::default();
     for resource_spans in request.resource_spans {
-        let mut notes = Vec::new();
-        let resource = resource_spans
-            .resource
-            .map(|r| attributes(r.attributes, limits, &mut notes))
-            .unwrap_or_default();
+        let mut resource_notes = Vec::new();
+        let resource = Arc::new(
+            resource_spans
+                .resource
+                .map(|r| {
+                    over_limit(
+                        "resource attributes",
+                        r.attributes.len(),
+                        limits.max_attributes,
+                        0,
+                        &mut resource_notes,
+                    );
+                    let kept = r.attributes.into_iter().take(limits.max_attributes);
+                    attributes(kept.collect(), limits, &mut resource_notes)
+                })
+                .unwrap_or_default(),
+        );
+        out.memory_bytes += resource.memory_bytes();
         for scope_spans in resource_spans.scope_spans {
-            let (scope_name, scope_version) = scope_spans
+            let mut notes = resource_notes.clone();
+            let (scope_name, scope_version): (Arc<str>, Arc<str>) = scope_spans
                 .scope
-                .map(|s| (text(s.name, &mut notes), text(s.version, &mut notes)))
-                .unwrap_or_default();
+                .map(|s| {
+                    let name = bounded(s.name, limits.max_name_bytes, "scope name", &mut notes);
+                    let version = bounded(
+                        s.version,
+                        limits.max_name_bytes,
+                        "scope version",
+                        &mut notes,
+                    );
+                    (name.into(), version.into())
+                })
+                .unwrap_or_else(|| ("".into(), "".into()));
+            out.memory_bytes += scope_name.len() + scope_version.len();
+            // Every span of the scope repeats these notes: keep them few.
+            let notes = summary(notes);
             for wire in scope_spans.spans {
-                let label = format!("'{}'", String::from_utf8_lossy(&wire.name));
+                let label = format!("'{}'", shown(&String::from_utf8_lossy(&wire.name)));
                 let mut span_notes = notes.clone();
                 match span(
                     wire,
@@ -261,6 +303,7 @@ pub fn convert(
                                 span_notes.join(", ")
                             ));
                         }
+                        out.memory_bytes += span.memory_bytes();
                         out.spans.push(span);
                     }
                     Err(why) => out.rejected.push(format!("{label}: {why}")),
@@ -268,14 +311,26 @@ pub fn convert(
             }
         }
     }
+    if let Some(latest) = out.spans.iter().map(|s| s.start_unix_nano).max() {
+        let earliest = latest.saturating_sub(limits.max_request_range_nanos);
+        out.spans.retain(|s| {
+            let inside = s.start_unix_nano >= earliest;
+            if !inside {
+                out.memory_bytes -= s.memory_bytes();
+                let why = SpanRejection::OutsideRequestRange(s.start_unix_nano);
+                out.rejected.push(format!("'{}': {why}", shown(&s.name)));
+            }
+            inside
+        });
+    }
     out
 }
 
 fn span(
     wire: WireSpan,
-    resource: &Attributes,
-    scope_name: &str,
-    scope_version: &str,
+    resource: &Arc<Attributes>,
+    scope_name: &Arc<str>,
+    scope_version: &Arc<str>,
     limits: &SpanLimits,
     now_unix_nano: u64,
     notes: &mut Vec<String>,
@@ -341,7 +396,7 @@ fn span(
         .take(limits.max_events)
         .map(|e| SpanEvent {
             time_unix_nano: e.time_unix_nano,
-            name: text(e.name, notes),
+            name: bounded(e.name, limits.max_name_bytes, "event name", notes),
             attributes: attributes(e.attributes, limits, notes),
         })
         .collect();
@@ -364,18 +419,28 @@ fn span(
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: text(wire.trace_state, notes),
+        trace_state: bounded(
+            wire.trace_state,
+            limits.max_name_bytes,
+            "trace_state",
+            notes,
+        ),
         flags: wire.flags,
-        name: text(wire.name, notes),
+        name: bounded(wire.name, limits.max_name_bytes, "name", notes),
         kind: SpanKind::from_otlp(wire.kind),
         start_unix_nano: start,
         end_unix_nano: end,
         status_code: StatusCode::from_otlp(status.code),
-        status_message: text(status.message, notes),
+        status_message: bounded(
+            status.message,
+            limits.max_attribute_value_bytes,
+            "status message",
+            notes,
+        ),
         attributes: attrs,
-        resource: resource.clone(),
-        scope_name: scope_name.to_owned(),
-        scope_version: scope_version.to_owned(),
+        resource: Arc::clone(resource),
+        scope_name: Arc::clone(scope_name),
+        scope_version: Arc::clone(scope_version),
         events,
         links,
         dropped_attributes_count,
@@ -400,23 +465,60 @@ fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>)
     Attributes(
         list.into_iter()
             .map(|kv| {
-                let key = text(kv.key, notes);
+                let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
                 let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
-                if value.len() > limits.max_attribute_value_bytes {
-                    notes.push(format!(
-                        "attribute '{key}' truncated from {} bytes",
-                        value.len()
-                    ));
-                    let mut cut = limits.max_attribute_value_bytes;
-                    while !value.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    value.truncate(cut);
-                }
+                let what = format!("attribute '{}'", shown(&key));
+                cut(&mut value, limits.max_attribute_value_bytes, &what, notes);
                 (key, value)
             })
             .collect(),
     )
+}
+
+/// Wire text cut to `limit` bytes (see [`cut`]).
+fn bounded(bytes: Vec<u8>, limit: usize, what: &str, notes: &mut Vec<String>) -> String {
+    let mut value = text(bytes, notes);
+    cut(&mut value, limit, what, notes);
+    value
+}
+
+/// Cuts `value` to `limit` bytes on a character boundary, noting the cut for the client.
+fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
+    if value.len() <= limit {
+        return;
+    }
+    notes.push(format!("{what} truncated from {} bytes", value.len()));
+    let mut at = limit;
+    while !value.is_char_boundary(at) {
+        at -= 1;
+    }
+    value.truncate(at);
+}
+
+/// The start of a name, to quote in a note without copying all of it.
+fn shown(name: &str) -> String {
+    const SHOWN_CHARS: usize = 64;
+    match name.char_indices().nth(SHOWN_CHARS) {
+        Some((at, _)) => format!("{}...", &name[..at]),
+        None => name.to_owned(),
+    }
+}
+
+/// Notes repeated on every span of a scope: each once, and at most a few.
+fn summary(notes: Vec<String>) -> Vec<String> {
+    const KEPT: usize = 5;
+    let mut distinct: Vec<String> = Vec::new();
+    for note in notes {
+        if !distinct.contains(&note) {
+            distinct.push(note);
+        }
+    }
+    if distinct.len() > KEPT {
+        let more = distinct.len() - KEPT;
+        distinct.truncate(KEPT);
+        distinct.push(format!("{more} more problem(s) with the resource or scope"));
+    }
+    distinct
 }
 
 fn text(bytes: Vec<u8>, notes: &mut Vec<String>) -> String {
@@ -513,6 +615,51 @@ mod tests {
     }
 
     const NOW: u64 = 1_700_000_100_000_000_000;
+
+    #[test]
+    fn names_keys_and_status_messages_are_cut_like_values() {
+        let mut wire = wire_span(&"n".repeat(5000));
+        wire.status = Some(WireStatus {
+            message: vec![b'm'; 100 * 1024],
+            code: 2,
+        });
+        wire.attributes
+            .push(kv(&"k".repeat(3000), any_value::Value::BoolValue(true)));
+        let out = convert(request(vec![wire]), &SpanLimits::default(), NOW);
+        let span = &out.spans[0];
+        assert_eq!(span.name.len(), 1024);
+        assert_eq!(span.status_message.len(), 64 * 1024);
+        assert_eq!(span.attributes.0[0].0.len(), 1024);
+        let message = out.message();
+        assert!(
+            message.contains("name truncated from 5000 bytes"),
+            "{message}"
+        );
+        assert!(message.len() < 1024, "names are quoted short: {message}");
+    }
+
+    #[test]
+    fn one_request_covers_at_most_99_days() {
+        const DAY: u64 = 86_400 * 1_000_000_000;
+        let latest = wire_span("latest");
+        let mut edge = wire_span("edge");
+        edge.start_time_unix_nano -= 99 * DAY;
+        let mut older = wire_span("older");
+        older.start_time_unix_nano -= 99 * DAY + 1;
+        let out = convert(
+            request(vec![older, latest, edge]),
+            &SpanLimits::default(),
+            NOW,
+        );
+        let names: Vec<&str> = out.spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["latest", "edge"]);
+        assert_eq!(out.rejected.len(), 1);
+        assert!(
+            out.message().contains("'older'") && out.message().contains("more than 99 days"),
+            "{}",
+            out.message()
+        );
+    }
 
     #[test]
     fn decodes_what_the_official_types_encode() {

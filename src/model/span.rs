@@ -3,6 +3,8 @@
 //! maps as JSON), because frameworks disagree on types anyway (LiveKit sends booleans as
 //! strings) and conventions parse what they need.
 
+use std::sync::Arc;
+
 use super::ids::{SpanId, TraceId};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,6 +56,14 @@ impl Attributes {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Roughly what these attributes take in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,9 +189,11 @@ pub struct Span {
     pub status_code: StatusCode,
     pub status_message: String,
     pub attributes: Attributes,
-    pub resource: Attributes,
-    pub scope_name: String,
-    pub scope_version: String,
+    /// Shared by every span of its `ResourceSpans` (often dozens of attributes).
+    pub resource: Arc<Attributes>,
+    /// Shared by every span of its `ScopeSpans`.
+    pub scope_name: Arc<str>,
+    pub scope_version: Arc<str>,
     pub events: Vec<SpanEvent>,
     pub links: Vec<SpanLink>,
     pub dropped_attributes_count: u32,
@@ -196,6 +208,28 @@ impl Span {
 
     pub fn is_error(&self) -> bool {
         self.status_code == StatusCode::Error
+    }
+
+    /// Roughly what this span takes in memory, apart from the resource and scope it shares
+    /// with the other spans of its request.
+    pub fn memory_bytes(&self) -> usize {
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| std::mem::size_of::<SpanEvent>() + e.name.len() + e.attributes.memory_bytes())
+            .sum();
+        let links: usize = self
+            .links
+            .iter()
+            .map(|l| std::mem::size_of::<SpanLink>() + l.attributes.memory_bytes())
+            .sum();
+        std::mem::size_of::<Span>()
+            + self.trace_state.len()
+            + self.name.len()
+            + self.status_message.len()
+            + self.attributes.memory_bytes()
+            + events
+            + links
     }
 
     pub fn service_name(&self) -> &str {

@@ -17,6 +17,8 @@ pub struct Batch {
     pub ack: oneshot::Sender<Result<(), NotStored>>,
     /// Room under the pending-span cap, released when the batch is dropped after its insert.
     pub permit: OwnedSemaphorePermit,
+    /// Room under the pending-bytes cap, likewise.
+    pub bytes_permit: OwnedSemaphorePermit,
 }
 
 /// Why a batch was not stored, as much as the client needs to know.

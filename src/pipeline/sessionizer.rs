@@ -67,7 +67,7 @@ impl Sessionizer {
     }
 
     /// Runs until `stored` closes (the writer has drained) and what it reported is derived.
-    pub async fn run(mut self, mut stored: mpsc::UnboundedReceiver<Stored>) {
+    pub async fn run(mut self, mut stored: mpsc::Receiver<Stored>) {
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut newest_ingested = 0u64;
         // Catch up on spans stored after the last recorded pass (a crash or restart in between).

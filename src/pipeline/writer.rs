@@ -1,27 +1,47 @@
 //! The span writer: takes batches from the receivers, inserts them in groups of up to
-//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. It reads no
-//! new input while an insert is in flight, so a slow ClickHouse pushes back on the receivers.
+//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. Up to
+//! `max_inserts_in_flight` inserts run at once; while all are running (or waiting for the
+//! sessionizer to take their report) it takes no new input, so a slow ClickHouse or
+//! sessionizer pushes back on the receivers.
+//!
+//! A group merges many clients' requests into one INSERT. When ClickHouse refuses a merged
+//! insert for good, each request is inserted on its own, so only the one at fault fails.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use super::{Batch, NotStored, Stored};
 use crate::clock::now_unix_nano;
 use crate::config;
-use crate::store::{SpanRow, Store};
+use crate::model::Span;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 pub async fn run(
     store: Store,
     config: config::Ingest,
     mut batches: mpsc::Receiver<Batch>,
-    stored: mpsc::UnboundedSender<Stored>,
+    stored: mpsc::Sender<Stored>,
     metrics: Arc<Metrics>,
 ) {
+    let slots = Arc::new(Semaphore::new(config.max_inserts_in_flight));
+    let mut inserts = JoinSet::new();
+    // Inserts tell the sessionizer what they stored in the order they were stamped, so its
+    // progress ("everything ingested up to X is derived") never passes an insert still running.
+    let (first, mut previous_reported) = oneshot::channel();
+    let _ = first.send(());
     let mut last_stamp = 0u64;
-    while let Some(first) = batches.recv().await {
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let Some(first) = batches.recv().await else {
+            break;
+        };
         let deadline = tokio::time::Instant::now() + config.batch_max_wait();
         let mut group = vec![first];
         let mut span_count = group[0].spans.len();
@@ -38,44 +58,123 @@ pub async fn run(
         // Strictly increasing, so "ingested after X" never misses a batch written in the same nanosecond.
         let ingested_at = now_unix_nano().max(last_stamp + 1);
         last_stamp = ingested_at;
-        let rows: Vec<SpanRow> = group
-            .iter()
-            .flat_map(|b| b.spans.iter())
-            .map(|span| SpanRow::from_span(span, ingested_at))
-            .collect();
-        let started = Instant::now();
-        let result = store.insert_spans(&rows).await;
-        metrics.insert_duration.record(started.elapsed());
-        match &result {
-            Ok(()) => {
-                metrics.batches_written.increment(1);
-                metrics.batch_spans_written.increment(rows.len() as u64);
-                metrics.insert_batch_spans.record(rows.len() as f64);
-                let mut trace_ids: Vec<String> = rows.into_iter().map(|r| r.trace_id).collect();
-                trace_ids.sort();
-                trace_ids.dedup();
-                // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
-                let _ = stored.send(Stored {
-                    trace_ids,
-                    ingested_at_unix_nano: ingested_at,
-                });
+        let (reported, next_reported) = oneshot::channel();
+        let order = Order {
+            after: std::mem::replace(&mut previous_reported, next_reported),
+            reported,
+        };
+        inserts.spawn(write_group(
+            store.clone(),
+            group,
+            ingested_at,
+            slot,
+            order,
+            stored.clone(),
+            Arc::clone(&metrics),
+        ));
+        // Finished inserts have nothing to hand back; reap them as we go.
+        while inserts.try_join_next().is_some() {}
+    }
+    while inserts.join_next().await.is_some() {}
+    tracing::info!("span writer drained");
+}
+
+/// An insert's place in the order of reports to the sessionizer.
+struct Order {
+    /// Resolves (or is dropped) once the insert before has reported.
+    after: oneshot::Receiver<()>,
+    /// Resolved (or dropped) once this one has.
+    reported: oneshot::Sender<()>,
+}
+
+/// Inserts a group, acknowledges each of its requests and tells the sessionizer what was stored.
+async fn write_group(
+    store: Store,
+    group: Vec<Batch>,
+    ingested_at: u64,
+    slot: OwnedSemaphorePermit,
+    order: Order,
+    stored: mpsc::Sender<Stored>,
+    metrics: Arc<Metrics>,
+) {
+    let (store, metrics) = (&store, &*metrics);
+    let mut spans: Vec<&Span> = Vec::with_capacity(group.iter().map(|b| b.spans.len()).sum());
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(group.len());
+    for batch in &group {
+        let start = spans.len();
+        spans.extend(&batch.spans);
+        ranges.push(start..spans.len());
+    }
+    let outcomes: Vec<Result<(), NotStored>> =
+        match insert(store, &spans, ingested_at, metrics).await {
+            Err(NotStored::Rejected) if group.len() > 1 => {
+                tracing::info!(
+                    requests = group.len(),
+                    "merged span insert refused; inserting each request on its own"
+                );
+                let mut outcomes = Vec::with_capacity(ranges.len());
+                for range in &ranges {
+                    outcomes.push(insert(store, &spans[range.clone()], ingested_at, metrics).await);
+                }
+                outcomes
             }
-            Err(err) => {
-                metrics.batch_failures.increment(1);
-                tracing::warn!(error = %err, spans = rows.len(), "span insert failed; clients will retry");
-            }
+            merged => vec![merged; group.len()],
+        };
+    let mut trace_ids: Vec<String> = Vec::new();
+    for (range, outcome) in ranges.iter().zip(&outcomes) {
+        if outcome.is_ok() {
+            trace_ids.extend(spans[range.clone()].iter().map(|s| s.trace_id.to_hex()));
         }
-        let outcome = result.map_err(|err| {
-            if err.is_retryable() {
+    }
+    trace_ids.sort();
+    trace_ids.dedup();
+    for (batch, outcome) in group.into_iter().zip(outcomes) {
+        // A client that gave up waiting is not an error here.
+        let _ = batch.ack.send(outcome);
+    }
+    // A dropped sender (the insert before failed to finish) means there is nothing to wait for.
+    let _ = order.after.await;
+    if !trace_ids.is_empty() {
+        // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
+        let _ = stored
+            .send(Stored {
+                trace_ids,
+                ingested_at_unix_nano: ingested_at,
+            })
+            .await;
+    }
+    let _ = order.reported.send(());
+    // Held until the sessionizer has taken the report, so a sessionizer that falls behind
+    // slows the writer down rather than piling up reports.
+    drop(slot);
+}
+
+/// One INSERT of span rows, measured and logged.
+async fn insert(
+    store: &Store,
+    spans: &[&Span],
+    ingested_at: u64,
+    metrics: &Metrics,
+) -> Result<(), NotStored> {
+    let count = spans.len() as u64;
+    let started = Instant::now();
+    let result = store.insert_spans(spans, ingested_at).await;
+    metrics.insert_duration.record(started.elapsed());
+    match result {
+        Ok(()) => {
+            metrics.batches_written.increment(1);
+            metrics.batch_spans_written.increment(count);
+            metrics.insert_batch_spans.record(count as f64);
+            Ok(())
+        }
+        Err(err) => {
+            metrics.batch_failures.increment(1);
+            tracing::warn!(error = %err, spans = count, "span insert failed");
+            Err(if err.is_retryable() {
                 NotStored::Unavailable
             } else {
                 NotStored::Rejected
-            }
-        });
-        for batch in group {
-            // A client that gave up waiting is not an error here.
-            let _ = batch.ack.send(outcome);
+            })
         }
     }
-    tracing::info!("span writer drained");
 }

@@ -1,6 +1,7 @@
 //! OTLP trace receivers. gRPC and HTTP only decode and hand over to [`Ingest::export`], the
-//! one ingest path: convert, wait for room under the pending-span cap, enqueue, and answer
-//! once the spans are stored in ClickHouse.
+//! one ingest path: wait for room under the pending-bytes cap (by the request's size), convert,
+//! wait for room under the pending-span cap (and for what the spans take once converted),
+//! enqueue, and answer once the spans are stored in ClickHouse.
 
 pub mod grpc;
 pub mod http;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::now_unix_nano;
 use crate::config;
@@ -72,8 +73,8 @@ pub enum Protocol {
 #[derive(Clone)]
 pub struct Ingest {
     queue: mpsc::Sender<Batch>,
-    room: Arc<Semaphore>,
-    max_pending_spans: usize,
+    pending_spans: Cap,
+    pending_bytes: Cap,
     queue_wait: Duration,
     limits: Arc<SpanLimits>,
     pub max_request_bytes: usize,
@@ -86,14 +87,15 @@ impl Ingest {
         let (queue, receiver) = mpsc::channel(1024);
         let limits = SpanLimits {
             max_attribute_value_bytes: config.max_attribute_value_bytes,
+            max_name_bytes: SpanLimits::default().max_name_bytes,
             max_attributes: config.max_attributes_per_span,
             max_events: config.max_events_per_span,
             ..SpanLimits::default()
         };
         let ingest = Ingest {
             queue,
-            room: Arc::new(Semaphore::new(config.max_pending_spans)),
-            max_pending_spans: config.max_pending_spans,
+            pending_spans: Cap::new(config.max_pending_spans, "max_pending_spans", "spans"),
+            pending_bytes: Cap::new(config.max_pending_bytes, "max_pending_bytes", "bytes"),
             queue_wait: config.queue_wait(),
             limits: Arc::new(limits),
             max_request_bytes: config.max_request_bytes,
@@ -141,6 +143,9 @@ impl Ingest {
             Protocol::Http => &self.metrics.http_request_duration,
         });
         let _pending = GaugeHold::add(&self.metrics.pending_bytes, body_bytes as f64);
+        // Room for the request as received before decoding it; fitted to what it turns into after.
+        let reserved = body_bytes.max(1);
+        let mut bytes_permit = self.wait_for_room(&self.pending_bytes, reserved).await?;
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let converted = tokio::task::spawn_blocking(move || {
@@ -148,12 +153,22 @@ impl Ingest {
         })
         .await
         .map_err(|_| ExportError::ShuttingDown)??;
-        self.store(converted, protocol).await
+        let needed = converted.memory_bytes.max(1);
+        if needed > reserved {
+            let more = self
+                .wait_for_room(&self.pending_bytes, needed - reserved)
+                .await?;
+            bytes_permit.merge(more);
+        } else {
+            drop(bytes_permit.split(reserved - needed));
+        }
+        self.store(converted, bytes_permit, protocol).await
     }
 
     async fn store(
         &self,
         converted: otlp::Converted,
+        bytes_permit: OwnedSemaphorePermit,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
         let outcome = ExportOutcome {
@@ -168,7 +183,7 @@ impl Ingest {
             return Ok(outcome);
         }
         let count = spans.len();
-        let result = self.enqueue_and_wait(spans).await;
+        let result = self.enqueue_and_wait(spans, bytes_permit).await;
         let (accepted, refused) = match protocol {
             Protocol::Grpc => (
                 &self.metrics.grpc_spans_accepted,
@@ -183,31 +198,20 @@ impl Ingest {
         result.map(|_| outcome)
     }
 
-    async fn enqueue_and_wait(&self, spans: Vec<Span>) -> Result<(), ExportError> {
-        if spans.len() > self.max_pending_spans {
-            return Err(ExportError::BadPayload(format!(
-                "{} spans in one request, more than ingest.max_pending_spans ({}); send smaller batches",
-                spans.len(),
-                self.max_pending_spans
-            )));
-        }
-        let wanted = u32::try_from(spans.len()).unwrap_or(u32::MAX);
-        let permit = match tokio::time::timeout(
-            self.queue_wait,
-            Arc::clone(&self.room).acquire_many_owned(wanted),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return Err(ExportError::ShuttingDown),
-            Err(_elapsed) => {
-                self.metrics.requests_overloaded.increment(1);
-                return Err(ExportError::Overloaded);
-            }
-        };
+    async fn enqueue_and_wait(
+        &self,
+        spans: Vec<Span>,
+        bytes_permit: OwnedSemaphorePermit,
+    ) -> Result<(), ExportError> {
+        let permit = self.wait_for_room(&self.pending_spans, spans.len()).await?;
         let (ack, stored) = oneshot::channel();
         self.queue
-            .send(Batch { spans, ack, permit })
+            .send(Batch {
+                spans,
+                ack,
+                permit,
+                bytes_permit,
+            })
             .await
             .map_err(|_| ExportError::ShuttingDown)?;
         match stored.await {
@@ -218,9 +222,58 @@ impl Ingest {
         }
     }
 
+    /// Takes `wanted` units of room under a pending cap, waiting up to `queue_wait`. More than
+    /// the whole cap can never fit: that request is refused for good, not told to retry.
+    async fn wait_for_room(
+        &self,
+        cap: &Cap,
+        wanted: usize,
+    ) -> Result<OwnedSemaphorePermit, ExportError> {
+        let too_large = || {
+            ExportError::BadPayload(format!(
+                "the request takes {wanted} {}, more than ingest.{} ({}); send smaller batches",
+                cap.unit, cap.setting, cap.max
+            ))
+        };
+        if wanted > cap.max {
+            return Err(too_large());
+        }
+        let wanted = u32::try_from(wanted).map_err(|_| too_large())?;
+        let room = Arc::clone(&cap.room).acquire_many_owned(wanted);
+        match tokio::time::timeout(self.queue_wait, room).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(ExportError::ShuttingDown),
+            Err(_elapsed) => {
+                self.metrics.requests_overloaded.increment(1);
+                Err(ExportError::Overloaded)
+            }
+        }
+    }
+
     /// Spans waiting for their insert, for the gauge.
     pub fn pending_spans(&self) -> usize {
-        self.max_pending_spans
-            .saturating_sub(self.room.available_permits())
+        self.pending_spans
+            .max
+            .saturating_sub(self.pending_spans.room.available_permits())
+    }
+}
+
+/// A cap on what waits for its insert: each request takes room, given back after its insert.
+#[derive(Clone)]
+struct Cap {
+    room: Arc<Semaphore>,
+    max: usize,
+    setting: &'static str,
+    unit: &'static str,
+}
+
+impl Cap {
+    fn new(max: usize, setting: &'static str, unit: &'static str) -> Cap {
+        Cap {
+            room: Arc::new(Semaphore::new(max)),
+            max,
+            setting,
+            unit,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Spans in, conversation rows out. Pure functions, no I/O: the same spans, in any order,
 //! always give the same rows, which is what makes re-sent spans harmless and `rebuild` exact.
 
+mod ancestry;
 mod context;
 mod latency;
 pub mod rules;
@@ -24,26 +25,22 @@ use crate::model::{Span, SpanId, TraceId};
 /// one (ties: earlier start, then span id), else a key on the resource, else none (the
 /// caller then uses the trace id). A trace belongs to one session; a session may span many.
 pub fn trace_session_key(trace: &[Span]) -> Option<String> {
-    let index: HashMap<SpanId, &Span> = trace.iter().map(|s| (s.span_id, s)).collect();
-    let depth = |span: &Span| {
-        let mut depth = 0usize;
-        let mut parent = span.parent_span_id;
-        while let Some(id) = parent {
-            match index.get(&id) {
-                Some(p) if depth < trace.len() => {
-                    depth += 1;
-                    parent = p.parent_span_id;
-                }
-                _ => break,
-            }
-        }
-        depth
-    };
+    let index: HashMap<SpanId, usize> = trace
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
+    let depths = ancestry::from_ancestors(
+        trace.len(),
+        |i| trace[i].parent_span_id.and_then(|p| index.get(&p).copied()),
+        |_, above| above.map_or(0usize, |d| d + 1),
+    );
     let mut keyed: Vec<(usize, u64, SpanId, &str)> = trace
         .iter()
-        .filter_map(|s| {
+        .zip(&depths)
+        .filter_map(|(s, &depth)| {
             conventions::session_key(&s.attributes)
-                .map(|k| (depth(s), s.start_unix_nano, s.span_id, k))
+                .map(|k| (depth, s.start_unix_nano, s.span_id, k))
         })
         .collect();
     keyed.sort();

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use super::ancestry::from_ancestors;
 use super::rules::Rules;
 use super::Node;
 use crate::conventions::{Role, SessionFacts};
@@ -409,7 +410,7 @@ fn classify(
     if unrecovered {
         return "Skill Error";
     }
-    if failed_stages(input.nodes).next().is_some() {
+    if !failed_stages(input.nodes).is_empty() {
         return "Partial Flow Failure";
     }
     if input.turns.is_empty() && row.user_message_count == 0 {
@@ -427,34 +428,38 @@ fn classify(
     }
 }
 
-/// The stage (STT, LLM or TTS) a span works for: its own role, else the nearest stage
-/// span above it, since frameworks record failures on attempt spans below the stage
-/// (LiveKit's `llm_request_run`, `tts_request_run`). A tool call is not part of a stage.
-fn stage_of(nodes: &[Node], mut i: usize) -> Option<Role> {
-    for _ in 0..=nodes.len() {
-        match nodes[i].facts.role {
-            Role::Stt | Role::Llm | Role::Tts => return Some(nodes[i].facts.role),
-            Role::FirstToken => return Some(Role::Llm),
-            Role::Tool => return None,
-            _ => i = nodes[i].parent?,
-        }
-    }
-    None
+/// The stage (STT, LLM or TTS) each span works for: its own role, else the stage of the
+/// nearest stage span above it, since frameworks record failures on attempt spans below the
+/// stage (LiveKit's `llm_request_run`, `tts_request_run`). A tool call is not part of a stage.
+fn stages(nodes: &[Node]) -> Vec<Option<Role>> {
+    from_ancestors(
+        nodes.len(),
+        |i| nodes[i].parent,
+        |i, above| match nodes[i].facts.role {
+            Role::Stt | Role::Llm | Role::Tts => Some(nodes[i].facts.role),
+            Role::FirstToken => Some(Role::Llm),
+            Role::Tool => None,
+            _ => above.copied().flatten(),
+        },
+    )
 }
 
 /// Failed stage spans, each failure once: a failed span whose parent failed in the same
 /// stage is the same failure seen twice.
-fn failed_stages<'n>(nodes: &'n [Node<'n>]) -> impl Iterator<Item = (usize, Role)> + 'n {
-    (0..nodes.len()).filter_map(move |i| {
-        if !nodes[i].span.is_error() {
-            return None;
-        }
-        let stage = stage_of(nodes, i)?;
-        let parent_failed = nodes[i]
-            .parent
-            .is_some_and(|p| nodes[p].span.is_error() && stage_of(nodes, p) == Some(stage));
-        (!parent_failed).then_some((i, stage))
-    })
+fn failed_stages(nodes: &[Node]) -> Vec<(usize, Role)> {
+    let stages = stages(nodes);
+    (0..nodes.len())
+        .filter_map(|i| {
+            if !nodes[i].span.is_error() {
+                return None;
+            }
+            let stage = stages[i]?;
+            let parent_failed = nodes[i]
+                .parent
+                .is_some_and(|p| nodes[p].span.is_error() && stages[p] == Some(stage));
+            (!parent_failed).then_some((i, stage))
+        })
+        .collect()
 }
 
 fn is_fallback(text: &str, rules: &Rules) -> bool {

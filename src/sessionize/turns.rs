@@ -7,8 +7,9 @@
 //! (`user_turn`, speech before the reply) joins the next anchor, everything else the
 //! latest anchor that started before it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use super::ancestry::from_ancestors;
 use super::latency::{measure, Measured};
 use super::Node;
 use crate::conventions::{Reported, Role, SpanFacts, ToolFacts};
@@ -25,23 +26,21 @@ pub struct Assignment {
 pub fn assign(nodes: &[Node]) -> Assignment {
     let is_anchor_role = |role: Role| matches!(role, Role::Turn | Role::AgentTurn);
     let opens_turn = |n: &Node| is_anchor_role(n.facts.role) && !n.facts.follows_generation;
-    let has_ancestor = |mut i: usize, pred: &dyn Fn(&Node) -> bool| {
-        let mut steps = 0;
-        while let Some(p) = nodes[i].parent {
-            if pred(&nodes[p]) || steps > nodes.len() {
-                return pred(&nodes[p]);
-            }
-            i = p;
-            steps += 1;
-        }
-        false
+    // Whether a span or one above it has a role, for every span at once.
+    let covered_by = |has_role: &dyn Fn(Role) -> bool| -> Vec<bool> {
+        from_ancestors(
+            nodes.len(),
+            |i| nodes[i].parent,
+            |i, above| has_role(nodes[i].facts.role) || above.copied().unwrap_or(false),
+        )
     };
+    let under_anchor_role = covered_by(&is_anchor_role);
+    let under_llm = covered_by(&|role| role == Role::Llm);
+    let below = |covered: &[bool], i: usize| nodes[i].parent.is_some_and(|p| covered[p]);
     let mut anchors: Vec<usize> = (0..nodes.len())
-        .filter(|&i| opens_turn(&nodes[i]) && !has_ancestor(i, &|n| is_anchor_role(n.facts.role)))
+        .filter(|&i| opens_turn(&nodes[i]) && !below(&under_anchor_role, i))
         .collect();
-    let top_level_llm = |i: usize| {
-        nodes[i].facts.role == Role::Llm && !has_ancestor(i, &|n| n.facts.role == Role::Llm)
-    };
+    let top_level_llm = |i: usize| nodes[i].facts.role == Role::Llm && !below(&under_llm, i);
     if anchors.is_empty() {
         let openers = user_speech(nodes, 0..nodes.len(), &top_level_llm);
         anchors = if openers.is_empty() {
@@ -52,12 +51,33 @@ pub fn assign(nodes: &[Node]) -> Assignment {
     } else {
         // The GenAI conventions require no per-turn span: one `invoke_agent` may hold a whole
         // call. An agent turn in which the user spoke more than once is split where they did.
+        // Anchors are outermost, so a span lies inside at most one of them.
+        let anchor_set: HashSet<usize> = anchors.iter().copied().collect();
+        let inside_anchor = from_ancestors(
+            nodes.len(),
+            |i| nodes[i].parent,
+            |i, above: Option<&Option<usize>>| {
+                if anchor_set.contains(&i) {
+                    Some(i)
+                } else {
+                    above.copied().flatten()
+                }
+            },
+        );
+        let mut inside: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, anchor) in inside_anchor.iter().enumerate() {
+            if let Some(a) = *anchor {
+                if a != i {
+                    inside.entry(a).or_default().push(i);
+                }
+            }
+        }
         anchors = anchors
             .into_iter()
             .flat_map(|a| {
-                let inside = (0..nodes.len()).filter(|&i| i != a && descends_from(nodes, i, a));
                 let openers = if nodes[a].facts.role == Role::AgentTurn {
-                    user_speech(nodes, inside, &top_level_llm)
+                    let spans = inside.remove(&a).unwrap_or_default();
+                    user_speech(nodes, spans.into_iter(), &top_level_llm)
                 } else {
                     Vec::new()
                 };
@@ -83,13 +103,31 @@ pub fn assign(nodes: &[Node]) -> Assignment {
         }
     }
 
+    let turn_of_anchor: HashMap<usize, usize> = anchors
+        .iter()
+        .enumerate()
+        .map(|(turn, &a)| (a, turn))
+        .collect();
+    let above = from_ancestors(
+        nodes.len(),
+        |i| nodes[i].parent,
+        |i, parent: Option<&Above>| Above {
+            turn: turn_of_anchor
+                .get(&i)
+                .copied()
+                .or(parent.and_then(|p| p.turn)),
+            user_turn: parent
+                .and_then(|p| p.user_turn)
+                .or((nodes[i].facts.role == Role::UserTurn).then_some(i)),
+        },
+    );
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); anchors.len()];
     let mut outside = Vec::new();
     for i in 0..nodes.len() {
         let turn = if containers.contains(&i) || anchors.is_empty() {
             None
         } else {
-            Some(turn_of(nodes, &anchors, i))
+            Some(turn_of(nodes, &anchors, &above, i))
         };
         match turn {
             Some(t) => members[t].push(i),
@@ -128,54 +166,35 @@ fn user_speech(
     openers
 }
 
-fn descends_from(nodes: &[Node], mut i: usize, ancestor: usize) -> bool {
-    let mut steps = 0;
-    while let Some(p) = nodes[i].parent {
-        if p == ancestor {
-            return true;
-        }
-        if steps > nodes.len() {
-            return false;
-        }
-        i = p;
-        steps += 1;
-    }
-    false
+/// What a span's ancestors (itself included) say about its turn.
+struct Above {
+    /// The turn of the nearest anchor.
+    turn: Option<usize>,
+    /// The outermost `user_turn` span.
+    user_turn: Option<usize>,
 }
 
-fn turn_of(nodes: &[Node], anchors: &[usize], i: usize) -> usize {
-    // Nearest anchor ancestor (or self); remember the outermost user-side span on the way.
-    let mut current = i;
-    let mut user_side = is_user_side(&nodes[i].facts).then_some(i);
-    let mut steps = 0;
-    loop {
-        if let Some(pos) = anchors.iter().position(|&a| a == current) {
-            return pos;
-        }
-        match nodes[current].parent {
-            Some(p) if steps <= nodes.len() => {
-                current = p;
-                if nodes[p].facts.role == Role::UserTurn {
-                    user_side = Some(p);
-                }
-                steps += 1;
-            }
-            _ => break,
-        }
+/// The turn of the nearest anchor above (or at) a span; else, by time, the next turn for the
+/// user's side (judged by its outermost user-side span) and the latest one started for the rest.
+fn turn_of(nodes: &[Node], anchors: &[usize], above: &[Above], i: usize) -> usize {
+    if let Some(turn) = above[i].turn {
+        return turn;
     }
+    let user_side = nodes[i]
+        .parent
+        .and_then(|p| above[p].user_turn)
+        .or(is_user_side(&nodes[i].facts).then_some(i));
     let start = nodes[user_side.unwrap_or(i)].span.start_unix_nano;
-    let started_before = anchors
-        .iter()
-        .rposition(|&a| nodes[a].span.start_unix_nano <= start);
+    // Anchors are in start order, as nodes are.
     if user_side.is_some() {
-        if let Some(next) = anchors
-            .iter()
-            .position(|&a| nodes[a].span.start_unix_nano >= start)
-        {
+        let next = anchors.partition_point(|&a| nodes[a].span.start_unix_nano < start);
+        if next < anchors.len() {
             return next;
         }
     }
-    started_before.unwrap_or(0)
+    anchors
+        .partition_point(|&a| nodes[a].span.start_unix_nano <= start)
+        .saturating_sub(1)
 }
 
 /// Spans that happen before the reply they lead to.

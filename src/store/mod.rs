@@ -40,14 +40,19 @@ impl StoreError {
     }
 }
 
-/// ClickHouse exception codes that mean "this request is wrong", not "try later".
+/// ClickHouse exception codes that mean "this request is wrong", not "try later" (checked
+/// against 18.16 and current releases). Codes about the server, its schema or its users
+/// (unknown table, authentication) stay retryable: the data is valid, the operator fixes them.
 const PERMANENT_CODES: &[u32] = &[
     6,   // CANNOT_PARSE_TEXT
     16,  // NO_SUCH_COLUMN_IN_TABLE
     26,  // CANNOT_PARSE_QUOTED_STRING
     27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
     33,  // CANNOT_READ_ALL_DATA
+    36,  // BAD_ARGUMENTS
     41,  // CANNOT_PARSE_DATETIME
+    43,  // ILLEGAL_TYPE_OF_ARGUMENT
+    44,  // ILLEGAL_COLUMN
     47,  // UNKNOWN_IDENTIFIER
     53,  // TYPE_MISMATCH
     62,  // SYNTAX_ERROR
@@ -55,7 +60,24 @@ const PERMANENT_CODES: &[u32] = &[
     70,  // CANNOT_CONVERT_TYPE
     72,  // CANNOT_PARSE_NUMBER
     117, // INCORRECT_DATA
+    130, // CANNOT_READ_ARRAY_FROM_TEXT
+    131, // TOO_LARGE_STRING_SIZE
+    349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+    469, // VIOLATED_CONSTRAINT
 ];
+
+/// Code 252 (TOO_MANY_PARTS) is both "merges are behind, slow down" (retryable) and this,
+/// which the same rows hit again on every retry.
+const TOO_MANY_PARTITIONS: &str = "Too many partitions for single INSERT block";
+
+fn is_permanent(text: &str) -> bool {
+    match exception_code(text) {
+        Some(252) => text.contains(TOO_MANY_PARTITIONS),
+        Some(code) => PERMANENT_CODES.contains(&code),
+        None => false,
+    }
+}
 
 /// The numeric code of a ClickHouse exception text ("Code: 27. DB::Exception: ...").
 fn exception_code(text: &str) -> Option<u32> {
@@ -68,11 +90,7 @@ impl From<clickhouse::error::Error> for StoreError {
     fn from(err: clickhouse::error::Error) -> Self {
         use clickhouse::error::Error as E;
         match &err {
-            E::BadResponse(text)
-                if exception_code(text).is_some_and(|c| PERMANENT_CODES.contains(&c)) =>
-            {
-                StoreError::Rejected(err.to_string())
-            }
+            E::BadResponse(text) if is_permanent(text) => StoreError::Rejected(err.to_string()),
             E::Network(_) | E::TimedOut | E::BadResponse(_) | E::Other(_) => {
                 StoreError::Unavailable(err.to_string())
             }
@@ -151,5 +169,16 @@ mod tests {
         );
         assert!(StoreError::from(memory).is_retryable());
         assert!(StoreError::from(clickhouse::error::Error::TimedOut).is_retryable());
+        let partitions = clickhouse::error::Error::BadResponse(
+            "Code: 252. DB::Exception: Too many partitions for single INSERT block (more than 100). (TOO_MANY_PARTS)".into(),
+        );
+        assert!(matches!(
+            StoreError::from(partitions),
+            StoreError::Rejected(_)
+        ));
+        let merges_behind = clickhouse::error::Error::BadResponse(
+            "Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts. (TOO_MANY_PARTS)".into(),
+        );
+        assert!(StoreError::from(merges_behind).is_retryable());
     }
 }

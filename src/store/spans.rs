@@ -1,6 +1,7 @@
 //! The `spans` table: every received span, as received (after validation).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,8 @@ use super::{Store, StoreError};
 use crate::model::conversation::unix_seconds;
 use crate::model::{Attributes, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, TraceId};
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+/// A row of `spans` as read back.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
 pub struct SpanRow {
     pub trace_id: String,
     pub span_id: String,
@@ -53,8 +55,111 @@ pub struct SpanRow {
     pub ingested_at_unix_nano: u64,
 }
 
-fn split(attributes: &Attributes) -> (Vec<String>, Vec<String>) {
-    attributes.0.iter().cloned().unzip()
+/// A span as one row of `spans`, borrowed from the span and encoded straight into the insert:
+/// nothing is copied per row, neither the span's own fields nor the resource and scope its
+/// request's spans share.
+#[derive(Row, Serialize)]
+pub struct SpanInsert<'a> {
+    trace_id: Hex<'a>,
+    span_id: Hex<'a>,
+    parent_span_id: Hex<'a>,
+    trace_state: &'a str,
+    flags: u32,
+    name: &'a str,
+    kind: &'a str,
+    start_time: u32,
+    start_time_unix_nano: u64,
+    end_time_unix_nano: u64,
+    duration_ns: u64,
+    status_code: &'a str,
+    status_message: &'a str,
+    service_name: &'a str,
+    scope_name: &'a str,
+    scope_version: &'a str,
+    #[serde(rename = "attributes.key")]
+    attribute_keys: Each<'a, (String, String), &'a str>,
+    #[serde(rename = "attributes.value")]
+    attribute_values: Each<'a, (String, String), &'a str>,
+    #[serde(rename = "resource_attributes.key")]
+    resource_keys: Each<'a, (String, String), &'a str>,
+    #[serde(rename = "resource_attributes.value")]
+    resource_values: Each<'a, (String, String), &'a str>,
+    #[serde(rename = "events.time_unix_nano")]
+    event_times: Each<'a, SpanEvent, u64>,
+    #[serde(rename = "events.name")]
+    event_names: Each<'a, SpanEvent, &'a str>,
+    #[serde(rename = "events.attributes")]
+    event_attributes: Each<'a, SpanEvent, String>,
+    #[serde(rename = "links.trace_id")]
+    link_trace_ids: Each<'a, SpanLink, Hex<'a>>,
+    #[serde(rename = "links.span_id")]
+    link_span_ids: Each<'a, SpanLink, Hex<'a>>,
+    #[serde(rename = "links.attributes")]
+    link_attributes: Each<'a, SpanLink, String>,
+    dropped_attributes_count: u32,
+    dropped_events_count: u32,
+    dropped_links_count: u32,
+    ingested_at_unix_nano: u64,
+}
+
+impl<'a> SpanInsert<'a> {
+    pub fn new(span: &'a Span, ingested_at_unix_nano: u64) -> SpanInsert<'a> {
+        SpanInsert {
+            trace_id: Hex(span.trace_id.as_bytes()),
+            span_id: Hex(span.span_id.as_bytes()),
+            parent_span_id: Hex(span.parent_span_id.as_ref().map_or(&[], |p| p.as_bytes())),
+            trace_state: &span.trace_state,
+            flags: span.flags,
+            name: &span.name,
+            kind: span.kind.as_str(),
+            start_time: unix_seconds(span.start_unix_nano),
+            start_time_unix_nano: span.start_unix_nano,
+            end_time_unix_nano: span.end_unix_nano,
+            duration_ns: span.duration_nanos(),
+            status_code: span.status_code.as_str(),
+            status_message: &span.status_message,
+            service_name: span.service_name(),
+            scope_name: &span.scope_name,
+            scope_version: &span.scope_version,
+            attribute_keys: Each(&span.attributes.0, |(k, _)| k),
+            attribute_values: Each(&span.attributes.0, |(_, v)| v),
+            resource_keys: Each(&span.resource.0, |(k, _)| k),
+            resource_values: Each(&span.resource.0, |(_, v)| v),
+            event_times: Each(&span.events, |e| e.time_unix_nano),
+            event_names: Each(&span.events, |e| &e.name),
+            event_attributes: Each(&span.events, |e| to_json(&e.attributes)),
+            link_trace_ids: Each(&span.links, |l| Hex(l.trace_id.as_bytes())),
+            link_span_ids: Each(&span.links, |l| Hex(l.span_id.as_bytes())),
+            link_attributes: Each(&span.links, |l| to_json(&l.attributes)),
+            dropped_attributes_count: span.dropped_attributes_count,
+            dropped_events_count: span.dropped_events_count,
+            dropped_links_count: span.dropped_links_count,
+            ingested_at_unix_nano,
+        }
+    }
+}
+
+/// An id as lowercase hex text (empty for no id), written without allocating.
+struct Hex<'a>(&'a [u8]);
+
+impl Serialize for Hex<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = [0u8; 32];
+        let text = text
+            .get_mut(..self.0.len() * 2)
+            .ok_or_else(|| serde::ser::Error::custom("id longer than 16 bytes"))?;
+        hex::encode_to_slice(self.0, text).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(std::str::from_utf8(text).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+/// One array column: a field of each item of a span's list, written without collecting it.
+struct Each<'a, T, V>(&'a [T], fn(&'a T) -> V);
+
+impl<'a, T, V: Serialize> Serialize for Each<'a, T, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(self.1))
+    }
 }
 
 /// Attributes of events and links are stored as one JSON object each.
@@ -70,43 +175,6 @@ fn from_json(text: &str) -> Result<Attributes, StoreError> {
 }
 
 impl SpanRow {
-    pub fn from_span(span: &Span, ingested_at_unix_nano: u64) -> SpanRow {
-        let (attribute_keys, attribute_values) = split(&span.attributes);
-        let (resource_keys, resource_values) = split(&span.resource);
-        SpanRow {
-            trace_id: span.trace_id.to_hex(),
-            span_id: span.span_id.to_hex(),
-            parent_span_id: span.parent_span_id.map(|p| p.to_hex()).unwrap_or_default(),
-            trace_state: span.trace_state.clone(),
-            flags: span.flags,
-            name: span.name.clone(),
-            kind: span.kind.as_str().to_owned(),
-            start_time: unix_seconds(span.start_unix_nano),
-            start_time_unix_nano: span.start_unix_nano,
-            end_time_unix_nano: span.end_unix_nano,
-            duration_ns: span.duration_nanos(),
-            status_code: span.status_code.as_str().to_owned(),
-            status_message: span.status_message.clone(),
-            service_name: span.service_name().to_owned(),
-            scope_name: span.scope_name.clone(),
-            scope_version: span.scope_version.clone(),
-            attribute_keys,
-            attribute_values,
-            resource_keys,
-            resource_values,
-            event_times: span.events.iter().map(|e| e.time_unix_nano).collect(),
-            event_names: span.events.iter().map(|e| e.name.clone()).collect(),
-            event_attributes: span.events.iter().map(|e| to_json(&e.attributes)).collect(),
-            link_trace_ids: span.links.iter().map(|l| l.trace_id.to_hex()).collect(),
-            link_span_ids: span.links.iter().map(|l| l.span_id.to_hex()).collect(),
-            link_attributes: span.links.iter().map(|l| to_json(&l.attributes)).collect(),
-            dropped_attributes_count: span.dropped_attributes_count,
-            dropped_events_count: span.dropped_events_count,
-            dropped_links_count: span.dropped_links_count,
-            ingested_at_unix_nano,
-        }
-    }
-
     pub fn into_span(self) -> Result<Span, StoreError> {
         let corrupt = |e: crate::model::IdError| StoreError::Corrupt(e.to_string());
         let events = self
@@ -157,14 +225,14 @@ impl SpanRow {
                     .zip(self.attribute_values)
                     .collect(),
             ),
-            resource: Attributes(
+            resource: Arc::new(Attributes(
                 self.resource_keys
                     .into_iter()
                     .zip(self.resource_values)
                     .collect(),
-            ),
-            scope_name: self.scope_name,
-            scope_version: self.scope_version,
+            )),
+            scope_name: self.scope_name.into(),
+            scope_version: self.scope_version.into(),
             events,
             links,
             dropped_attributes_count: self.dropped_attributes_count,
@@ -183,8 +251,22 @@ pub(super) fn placeholders(n: usize) -> String {
 pub(super) const IN_CHUNK: usize = 1000;
 
 impl Store {
-    pub async fn insert_spans(&self, rows: &[SpanRow]) -> Result<(), StoreError> {
-        self.insert_all("spans", rows.iter()).await
+    pub async fn insert_spans(
+        &self,
+        spans: &[&Span],
+        ingested_at_unix_nano: u64,
+    ) -> Result<(), StoreError> {
+        self.timed("spans", async {
+            let mut insert = self.client.insert::<SpanInsert<'_>>("spans").await?;
+            for span in spans {
+                insert
+                    .write(&SpanInsert::new(span, ingested_at_unix_nano))
+                    .await?;
+            }
+            insert.end().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// All stored spans of these traces, each span once (re-sent copies collapse).
@@ -243,35 +325,5 @@ impl Store {
                 .await?)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conventions::fixtures::span;
-
-    #[test]
-    fn row_round_trip() {
-        let mut original = span("llm")
-            .id(3)
-            .parent(1)
-            .attr("k", "v")
-            .resource("service.name", "agent")
-            .error("boom")
-            .build();
-        original.events.push(SpanEvent {
-            time_unix_nano: 5,
-            name: "exception".into(),
-            attributes: [("exception.message", "boom")].into_iter().collect(),
-        });
-        original.links.push(SpanLink {
-            trace_id: TraceId::from([9; 16]),
-            span_id: SpanId::from([8; 8]),
-            attributes: Attributes::default(),
-        });
-        let row = SpanRow::from_span(&original, 42);
-        assert_eq!(row.service_name, "agent");
-        assert_eq!(row.into_span().expect("valid row"), original);
     }
 }

@@ -157,6 +157,37 @@ fn parent_cycles_do_not_hang() {
     let _ = trace_session_key(&spans);
 }
 
+/// Every step that looks at a span's ancestors must not walk the chain once per span: this
+/// chain took minutes that way (its timing is in `benches/pipeline.rs`).
+#[test]
+fn a_40000_span_chain_derives() {
+    let id = |n: u64| crate::model::SpanId::from(n.to_be_bytes());
+    let mut spans = vec![span("turn").attr("turn.number", "1").build()];
+    spans[0].span_id = id(1);
+    for n in 2..=40_000u64 {
+        // Keyed and failed: the session key, turn and failed stage all look up the chain.
+        let mut s = span("step")
+            .attr("conversation.id", &format!("conv-{n}"))
+            .error("boom")
+            .at(n, n + 1)
+            .build();
+        s.span_id = id(n);
+        s.parent_span_id = Some(id(n - 1));
+        spans.push(s);
+    }
+    spans[1].attributes = [("gen_ai.operation.name", "chat")].into_iter().collect();
+    assert_eq!(trace_session_key(&spans).as_deref(), Some("conv-3"));
+    let d = derive(&spans);
+    assert_eq!((d.session.span_count, d.turns.len()), (40_000, 1));
+    assert_eq!(
+        d.issues
+            .iter()
+            .filter(|i| i.issue == issue::LLM_ERROR)
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn unknown_spans_are_counted_and_empty_sessions_are_tombstones() {
     let d = derive(&[span("db.query").build()]);
