@@ -19,6 +19,7 @@ pub struct Metrics {
     pub pending_spans: AtomicU64,
     pub sessionize_passes: AtomicU64,
     pub sessionize_failures: AtomicU64,
+    pub sessionize_skipped_traces: AtomicU64,
     pub sessions_derived: AtomicU64,
 }
 
@@ -28,7 +29,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 15] = [
             (
                 "convolog_spans_accepted_total{protocol=\"grpc\"}",
                 "counter",
@@ -106,6 +107,12 @@ impl Metrics {
                 "counter",
                 "Sessionizer passes that failed and will be retried.",
                 &self.sessionize_failures,
+            ),
+            (
+                "convolog_sessionize_skipped_traces_total",
+                "counter",
+                "Traces left underived because ClickHouse refuses every pass that includes them.",
+                &self.sessionize_skipped_traces,
             ),
             (
                 "convolog_sessions_derived_total",

@@ -34,6 +34,18 @@ pub struct PassSummary {
     pub traces: usize,
     pub sessions: usize,
     pub removed_sessions: usize,
+    /// Traces whose pass ClickHouse refused even alone (logged with their ids); the next
+    /// span of such a trace tries again.
+    pub skipped_traces: usize,
+}
+
+impl PassSummary {
+    fn add(&mut self, other: PassSummary) {
+        self.traces += other.traces;
+        self.sessions += other.sessions;
+        self.removed_sessions += other.removed_sessions;
+        self.skipped_traces += other.skipped_traces;
+    }
 }
 
 impl Sessionizer {
@@ -139,10 +151,37 @@ impl Sessionizer {
     async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
-            let summary = self.pass(chunk).await?;
-            total.traces += summary.traces;
-            total.sessions += summary.sessions;
-            total.removed_sessions += summary.removed_sessions;
+            total.add(self.derive_isolating(chunk).await?);
+        }
+        Ok(total)
+    }
+
+    /// One pass over `traces`, unless ClickHouse refuses it for good (an error retrying cannot
+    /// fix, such as bad stored data): then the set is halved until the traces that cause the
+    /// refusal stand alone; those are logged and skipped, and every other trace is derived.
+    /// Without this, one bad trace would block every trace that arrives with it, forever.
+    /// Retryable errors (ClickHouse down or slow) return at once: the whole set waits.
+    async fn derive_isolating(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+        let mut total = PassSummary::default();
+        let mut pending = vec![traces];
+        while let Some(set) = pending.pop() {
+            match self.pass(set).await {
+                Ok(summary) => total.add(summary),
+                Err(err) if err.is_retryable() => return Err(err),
+                Err(err) => {
+                    Metrics::add(&self.metrics.sessionize_failures, 1);
+                    if let [trace] = set {
+                        Metrics::add(&self.metrics.sessionize_skipped_traces, 1);
+                        tracing::error!(%trace, error = %err, "skipping a trace that cannot be derived");
+                        total.traces += 1;
+                        total.skipped_traces += 1;
+                    } else {
+                        let (first, second) = set.split_at(set.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                    }
+                }
+            }
         }
         Ok(total)
     }
@@ -251,6 +290,7 @@ impl Sessionizer {
             traces: traces.len(),
             sessions: derived.len(),
             removed_sessions: tombstones.len(),
+            skipped_traces: 0,
         })
     }
 }

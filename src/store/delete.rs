@@ -1,6 +1,6 @@
 //! Permanent deletion, for admins: one session, or every conversation of the tenant.
 
-use super::spans::{placeholders, IN_CHUNK};
+use super::spans::{in_chunks, placeholders};
 use super::{Store, StoreError};
 use crate::clock::now_unix_nano;
 use crate::model::conversation::SessionRow;
@@ -48,7 +48,7 @@ impl Store {
             ..SessionRow::default()
         };
         self.write_derived(&[], &[], &[tombstone]).await?;
-        for chunk in current.trace_ids.chunks(IN_CHUNK) {
+        for chunk in in_chunks(&current.trace_ids) {
             let binds: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let list = placeholders(chunk.len());
             self.execute(
