@@ -37,6 +37,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: Listen,
+    pub http: Http,
     pub clickhouse: ClickHouse,
     pub ingest: Ingest,
     pub sessionize: Sessionize,
@@ -98,6 +99,23 @@ pub struct Listen {
     pub http: SocketAddr,
     /// Read API (`/v1/sessions/...`, `/healthz`).
     pub api: SocketAddr,
+}
+
+/// Limits of the two HTTP listeners (OTLP/HTTP and the API), so that slow or idle clients
+/// cannot hold connections and memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Open connections per listener; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time (HTTP/1), and the next
+    /// request's headers within this time on a kept-alive connection.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this time, however steadily it trickles.
+    pub body_timeout_ms: u64,
+    /// A connection on which nothing is read or written for this long is closed: an idle
+    /// client, or one that stopped sending a request or reading a response (an export).
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +202,17 @@ impl Default for Listen {
             grpc: addr("127.0.0.1:4317"),
             http: addr("127.0.0.1:4318"),
             api: addr("127.0.0.1:8080"),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -335,6 +364,13 @@ impl Config {
         env!("CONVOLOG_GRPC_LISTEN", self.listen.grpc);
         env!("CONVOLOG_HTTP_LISTEN", self.listen.http);
         env!("CONVOLOG_API_LISTEN", self.listen.api);
+        env!("CONVOLOG_HTTP_MAX_CONNECTIONS", self.http.max_connections);
+        env!(
+            "CONVOLOG_HTTP_HEADER_TIMEOUT_MS",
+            self.http.header_timeout_ms
+        );
+        env!("CONVOLOG_HTTP_BODY_TIMEOUT_MS", self.http.body_timeout_ms);
+        env!("CONVOLOG_HTTP_IDLE_TIMEOUT_MS", self.http.idle_timeout_ms);
         env!("CONVOLOG_CLICKHOUSE_URL", self.clickhouse.url, string);
         env!(
             "CONVOLOG_CLICKHOUSE_DATABASE",
@@ -390,6 +426,19 @@ impl Config {
             return invalid(
                 "ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans"
                     .into(),
+            );
+        }
+        let h = &self.http;
+        if h.max_connections == 0
+            || h.header_timeout_ms == 0
+            || h.body_timeout_ms == 0
+            || h.idle_timeout_ms == 0
+        {
+            return invalid("http: every limit must be above 0".into());
+        }
+        if h.idle_timeout_ms <= self.clickhouse.timeout_ms {
+            return invalid(
+                "http.idle_timeout_ms must be longer than clickhouse.timeout_ms (a request waits that long for ClickHouse)".into(),
             );
         }
         if self.ingest.max_request_bytes < 1024 {

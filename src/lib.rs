@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod conventions;
 pub mod export_cli;
+pub mod http_server;
 pub mod model;
 pub mod pipeline;
 pub mod query;
