@@ -100,7 +100,10 @@ impl App {
         let api = http_server::serve(
             api_listener,
             api::router(ApiState {
-                tenants: Arc::new(Tenants::new(stores.clone(), Arc::clone(&keys))),
+                tenants: Arc::new(
+                    Tenants::new(stores.clone(), Arc::clone(&keys))
+                        .with_open_hosts(config.http.open_hosts.clone()),
+                ),
                 metrics: Arc::clone(&metrics),
                 ready: Arc::clone(&ready),
             }),
@@ -152,7 +155,9 @@ impl Starting {
             }
         }
         let (ingests, pipeline) = start_pipelines(&self.config, &self.stores, &self.metrics);
-        let receivers = Arc::new(Tenants::new(ingests, self.keys));
+        let receivers = Arc::new(
+            Tenants::new(ingests, self.keys).with_open_hosts(self.config.http.open_hosts.clone()),
+        );
         let (stop_intake, stopping) = watch::channel(false);
         let mut intake = vec![
             serve_grpc(

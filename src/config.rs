@@ -116,6 +116,10 @@ pub struct Http {
     /// A connection on which nothing is read or written for this long is closed: an idle
     /// client, or one that stopped sending a request or reading a response (an export).
     pub idle_timeout_ms: u64,
+    /// With no tenants (no keys): the `Host` names requests may carry, besides loopback
+    /// addresses, which are always accepted. Anything else is refused, so that a web page
+    /// cannot reach convolog through a browser on this machine (DNS rebinding).
+    pub open_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +217,7 @@ impl Default for Http {
             header_timeout_ms: 10_000,
             body_timeout_ms: 60_000,
             idle_timeout_ms: 60_000,
+            open_hosts: crate::tenants::default_open_hosts(),
         }
     }
 }
@@ -371,6 +376,13 @@ impl Config {
         );
         env!("CONVOLOG_HTTP_BODY_TIMEOUT_MS", self.http.body_timeout_ms);
         env!("CONVOLOG_HTTP_IDLE_TIMEOUT_MS", self.http.idle_timeout_ms);
+        if let Some(hosts) = var("CONVOLOG_HTTP_OPEN_HOSTS") {
+            self.http.open_hosts = hosts
+                .split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect();
+        }
         env!("CONVOLOG_CLICKHOUSE_URL", self.clickhouse.url, string);
         env!(
             "CONVOLOG_CLICKHOUSE_DATABASE",

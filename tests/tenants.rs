@@ -258,3 +258,62 @@ async fn a_deleted_session_does_not_come_back_on_rebuild() {
     assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn without_keys_only_requests_addressed_to_this_machine_are_served() {
+    let t = TestApp::start("rebinding").await;
+    let client = reqwest::Client::new();
+    let status = |method: reqwest::Method, url: String, host: &'static str| {
+        let request = client
+            .request(method, url)
+            .header("host", host)
+            .header("content-type", "application/json");
+        async move { request.send().await.expect("answered").status().as_u16() }
+    };
+    // A page served from a name that a rebinding DNS points at 127.0.0.1.
+    let evil = "rebound.example:8080";
+    assert_eq!(
+        status(reqwest::Method::GET, t.api_url("/v1/sessions"), evil).await,
+        403
+    );
+    assert_eq!(
+        status(reqwest::Method::DELETE, t.api_url("/v1/sessions"), evil).await,
+        403
+    );
+    assert_eq!(
+        status(reqwest::Method::GET, t.api_url("/sessions"), evil).await,
+        403
+    );
+    assert_eq!(status(reqwest::Method::POST, t.http_url(), evil).await, 403);
+    assert_eq!(
+        status(
+            reqwest::Method::GET,
+            t.api_url("/v1/sessions"),
+            "localhost:8080"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(reqwest::Method::GET, t.api_url("/v1/sessions"), "127.0.0.1").await,
+        200
+    );
+
+    let page = client
+        .get(t.api_url("/sessions"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert!(!header("content-security-policy").contains("script-src"));
+    t.stop().await;
+}

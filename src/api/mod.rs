@@ -26,7 +26,7 @@ pub use error::ApiError;
 use crate::query::{self, Params};
 use crate::store::{Change, SessionPage, Store};
 use crate::telemetry::Metrics;
-use crate::tenants::{key_map, presented_key, Scope, Tenants};
+use crate::tenants::{key_map, Scope, Tenants};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -64,7 +64,7 @@ fn tenant_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store,
         .map(|info| info.0);
     state
         .tenants
-        .authorize(presented_key(&parts.headers), peer, wanted)
+        .authorize_http(&parts.headers, &parts.uri, peer, wanted)
         .cloned()
         .map_err(ApiError::from)
 }
@@ -107,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/sessions/{id}/flag", put(flag).delete(unflag))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::map_response(no_sniffing))
         .with_state(state)
 }
 
@@ -372,17 +373,38 @@ async fn export_sessions(
 
 async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(detail) = store.session_detail(&id).await? else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            axum::response::Html(page::not_found(&id)),
-        )
-            .into_response());
+        return Ok(html(StatusCode::NOT_FOUND, page::not_found(&id)));
     };
-    Ok(axum::response::Html(page::render(&detail)).into_response())
+    Ok(html(StatusCode::OK, page::render(&detail)))
 }
 
 #[cfg(test)]
 mod openapi_tests;
+
+/// The pages run no script, load nothing from elsewhere and may not be framed.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        axum::response::Html(body),
+    )
+        .into_response()
+}
+
+/// Every answer is what its Content-Type says: browsers must not guess.
+async fn no_sniffing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
 
 async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     // Empty form fields arrive as `name=`: they mean "no filter".
@@ -415,8 +437,8 @@ async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Res
         next_pairs.push(("cursor".into(), query::encode_cursor(&sort, &next)));
         serde_urlencoded::to_string(&next_pairs).unwrap_or_default()
     });
-    Ok(
-        axum::response::Html(page::render_list(&page.rows, &form, next_query.as_deref()))
-            .into_response(),
-    )
+    Ok(html(
+        StatusCode::OK,
+        page::render_list(&page.rows, &form, next_query.as_deref()),
+    ))
 }

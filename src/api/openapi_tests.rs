@@ -118,6 +118,16 @@ fn every_filter_and_sort_is_documented() {
     assert_eq!(sorts, SORTS.iter().map(|s| s.param).collect());
 }
 
+/// A request as a client on this machine sends it.
+fn local_request() -> axum::http::request::Builder {
+    Request::builder()
+        .header("host", "localhost")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40000,
+        ))))
+}
+
 fn unreachable_store() -> ApiState {
     let mut config = crate::config::Config::default();
     // Nothing listens on the discard port: store calls fail fast with 503.
@@ -136,7 +146,7 @@ async fn documented_methods_are_served_and_others_refused() {
     for path in paths {
         let uri = path.replace("{id}", "s1").replace("{label}", "vip");
         for method in METHODS {
-            let request = Request::builder()
+            let request = local_request()
                 .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
                 .uri(&uri)
                 .body(Body::empty())
@@ -152,7 +162,7 @@ async fn documented_methods_are_served_and_others_refused() {
             }
         }
     }
-    let request = Request::builder()
+    let request = local_request()
         .uri("/openapi.json")
         .body(Body::empty())
         .expect("request");
@@ -170,7 +180,7 @@ async fn bad_parameters_answer_400_before_touching_the_store() {
         "/v1/sessions/s1/transcript?format=pdf",
         "/v1/sessions/s1?unknown=1",
     ] {
-        let request = Request::builder()
+        let request = local_request()
             .uri(uri)
             .body(Body::empty())
             .expect("request");

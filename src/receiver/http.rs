@@ -6,7 +6,7 @@ use std::io::Read;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -20,7 +20,7 @@ use axum::extract::ConnectInfo;
 use axum::Extension;
 
 use super::{ExportError, ExportOutcome, Ingest, Protocol};
-use crate::tenants::{presented_key, Scope, Tenants};
+use crate::tenants::{Scope, Tenants};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -57,6 +57,7 @@ pub fn router(tenants: Arc<Tenants<Ingest>>) -> Router {
 async fn export(
     State(tenants): State<Arc<Tenants<Ingest>>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -65,11 +66,11 @@ async fn export(
         // Answer in protobuf, the OTLP/HTTP default, when the request's encoding is unknown.
         Err(err) => return failure(Encoding::Protobuf, err),
     };
-    let ingest =
-        match tenants.authorize(presented_key(&headers), peer.map(|p| p.0 .0), Scope::Ingest) {
-            Ok(ingest) => ingest,
-            Err(err) => return failure(encoding, err.into()),
-        };
+    let peer = peer.map(|p| p.0 .0);
+    let ingest = match tenants.authorize_http(&headers, &uri, peer, Scope::Ingest) {
+        Ok(ingest) => ingest,
+        Err(err) => return failure(encoding, err.into()),
+    };
     let body = match read_body(body, ingest.max_request_bytes).await {
         Ok(body) => body,
         Err(err) => return failure(encoding, err),
