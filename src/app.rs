@@ -106,6 +106,7 @@ impl App {
                 ),
                 metrics: Arc::clone(&metrics),
                 ready: Arc::clone(&ready),
+                public_status: config.http.public_status,
             }),
             http_server::Limits::new(&config.http),
             api_stopping,

@@ -120,6 +120,9 @@ pub struct Http {
     /// addresses, which are always accepted. Anything else is refused, so that a web page
     /// cannot reach convolog through a browser on this machine (DNS rebinding).
     pub open_hosts: Vec<String>,
+    /// With tenants (keys): whether `/metrics` and `/readyz` answer without a key. Off, they
+    /// want a key with the read or admin scope, like the rest of the API.
+    pub public_status: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +221,7 @@ impl Default for Http {
             body_timeout_ms: 60_000,
             idle_timeout_ms: 60_000,
             open_hosts: crate::tenants::default_open_hosts(),
+            public_status: false,
         }
     }
 }
@@ -383,6 +387,7 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .collect();
         }
+        env!("CONVOLOG_HTTP_PUBLIC_STATUS", self.http.public_status);
         env!("CONVOLOG_CLICKHOUSE_URL", self.clickhouse.url, string);
         env!(
             "CONVOLOG_CLICKHOUSE_DATABASE",
@@ -464,7 +469,19 @@ impl Config {
         }
         let identifier =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        // Deleting all of a tenant's conversations drops its database: it must be its own.
+        let shared = |name: &str| {
+            ["system", "default", "information_schema"]
+                .iter()
+                .any(|s| name.eq_ignore_ascii_case(s))
+        };
+        if shared(db) {
+            return invalid(format!(
+                "clickhouse.database {db:?} is ClickHouse's own: use a database of convolog's"
+            ));
+        }
         let mut names = std::collections::HashSet::new();
+        let mut databases = std::collections::HashSet::new();
         let mut hashes = std::collections::HashSet::new();
         for tenant in &self.tenants {
             if !identifier(&tenant.name) || !names.insert(tenant.name.as_str()) {
@@ -476,6 +493,13 @@ impl Config {
             if !identifier(&tenant.database(db)) {
                 return invalid(format!(
                     "tenant {}: database must be letters, digits and underscores",
+                    tenant.name
+                ));
+            }
+            let database = tenant.database(db);
+            if shared(&database) || !databases.insert(database.to_ascii_lowercase()) {
+                return invalid(format!(
+                    "tenant {}: database {database:?} must be the tenant's own (not another tenant's, not system or default)",
                     tenant.name
                 ));
             }
@@ -587,6 +611,17 @@ mod tests {
         let mut duplicate = config.clone();
         duplicate.tenants[1].keys = duplicate.tenants[0].keys.clone();
         assert!(duplicate.validate().is_err(), "a key hash used twice");
+        let mut shared = config.clone();
+        shared.tenants[1].database = Some("convolog_acme".into());
+        assert!(shared.validate().is_err(), "two tenants on one database");
+        for own in ["system", "default", "DEFAULT"] {
+            let mut theirs = config.clone();
+            theirs.tenants[1].database = Some(own.into());
+            assert!(theirs.validate().is_err(), "a tenant on {own}");
+        }
+        let mut base = Config::default();
+        base.clickhouse.database = "system".into();
+        assert!(base.validate().is_err(), "convolog on system");
         assert_eq!(
             Config::default()
                 .tenant_clickhouse(None)

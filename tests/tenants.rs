@@ -317,3 +317,48 @@ async fn without_keys_only_requests_addressed_to_this_machine_are_served() {
     assert!(!header("content-security-policy").contains("script-src"));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn status_endpoints_want_a_key_unless_made_public() {
+    for public in [false, true] {
+        let t = TestApp::start_with("status", |c| {
+            c.tenants = vec![tenant("acme", &[("reader", Scope::Read)])];
+            c.http.public_status = public;
+        })
+        .await;
+        let closed = if public { 200 } else { 401 };
+        for path in ["/metrics", "/readyz"] {
+            assert_eq!(
+                call(&t, reqwest::Method::GET, path, None).await.0,
+                closed,
+                "{path}"
+            );
+            assert_eq!(
+                call(&t, reqwest::Method::GET, path, Some("reader")).await.0,
+                200
+            );
+        }
+        assert_eq!(
+            call(&t, reqwest::Method::GET, "/healthz", None).await.0,
+            200
+        );
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_everything_waits_for_writes_in_progress() {
+    let t = TestApp::start("wipewait").await;
+    // What a span insert or a sessionizer pass holds while it writes.
+    let writing = t.app.store.hold_writes().await;
+    let store = t.app.store.clone();
+    let wipe = tokio::spawn(async move { store.delete_everything().await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !wipe.is_finished(),
+        "the wipe ran under a write in progress"
+    );
+    drop(writing);
+    wipe.await.expect("task").expect("wiped");
+    t.stop().await;
+}

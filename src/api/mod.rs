@@ -35,6 +35,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// False while the server starts (the schema is being applied): reads answer 503.
     pub ready: Arc<AtomicBool>,
+    /// `/metrics` and `/readyz` answer without a key.
+    pub public_status: bool,
 }
 
 impl ApiState {
@@ -44,6 +46,7 @@ impl ApiState {
             tenants: Arc::new(Tenants::new(vec![store], key_map(vec![vec![]]))),
             metrics,
             ready: Arc::new(AtomicBool::new(true)),
+            public_status: false,
         }
     }
 }
@@ -54,10 +57,18 @@ pub struct Reader(pub Store);
 /// The store of the caller's tenant, for a key with the admin scope.
 pub struct Admin(pub Store);
 
+/// A caller allowed to see the service's status (`/metrics`, `/readyz`): anyone when
+/// `http.public_status` is on, else a caller who may read.
+pub struct StatusReader;
+
 fn tenant_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Starting);
     }
+    caller_store(parts, state, wanted)
+}
+
+fn caller_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -74,6 +85,17 @@ impl FromRequestParts<ApiState> for Reader {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         tenant_store(parts, state, Scope::Read).map(Reader)
+    }
+}
+
+impl FromRequestParts<ApiState> for StatusReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        if !state.public_status {
+            caller_store(parts, state, Scope::Read)?;
+        }
+        Ok(StatusReader)
     }
 }
 
@@ -111,7 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
+async fn readyz(_: StatusReader, State(state): State<ApiState>) -> Result<&'static str, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Starting);
     }
@@ -128,7 +150,7 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+async fn metrics(_: StatusReader, State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -298,11 +320,22 @@ async fn delete_all_sessions(Admin(store): Admin) -> Result<StatusCode, ApiError
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Labels one session may carry: enough for any triage scheme, and a bound on what a key
+/// that may only read can add.
+pub const MAX_LABELS_PER_SESSION: usize = 50;
+
 async fn add_label(
     Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
     let label = valid_label(&label)?;
+    let labels = store.annotations(&id).await?.labels;
+    if labels.len() >= MAX_LABELS_PER_SESSION && !labels.contains(&label) {
+        return Err(ApiError::bad(
+            "label",
+            format!("a session carries at most {MAX_LABELS_PER_SESSION} labels"),
+        ));
+    }
     annotate(&store, &id, Change::AddLabel(label)).await
 }
 
@@ -430,7 +463,7 @@ async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Res
         sort: value("sort"),
         order: value("order"),
     };
-    let (page, sort) = read_page(&store, Params::from_pairs(pairs.clone())).await?;
+    let (page, sort) = read_page(&store, Params::from_pairs(pairs.clone())?).await?;
     let next_query = page.next.map(|next| {
         let mut next_pairs: Vec<(String, String)> =
             pairs.into_iter().filter(|(n, _)| n != "cursor").collect();

@@ -173,7 +173,9 @@ async fn documented_methods_are_served_and_others_refused() {
 #[tokio::test]
 async fn bad_parameters_answer_400_before_touching_the_store() {
     let app = router(unreachable_store());
+    let long = format!("/sessions?q={}", "a".repeat(501));
     for uri in [
+        long.as_str(),
         "/v1/sessions?limit=0",
         "/v1/sessions?voice_to_voice_p95_ms_min=fast",
         "/v1/export?format=xml",

@@ -187,6 +187,8 @@ impl Sessionizer {
     }
 
     async fn pass(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+        // A deletion waits for the pass: it must not derive what the deletion just removed.
+        let _hold = self.store.hold_writes().await;
         Metrics::add(&self.metrics.sessionize_passes, 1);
         let revision = self.next_revision();
         let updated_at = unix_seconds(now_unix_nano());

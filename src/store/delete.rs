@@ -32,6 +32,7 @@ impl Store {
     /// once; deletes (applied by ClickHouse in the background) then remove its spans, so no
     /// rebuild can bring it back, and its rows.
     pub async fn delete_session(&self, session_id: &str) -> Result<bool, StoreError> {
+        let _exclusive = self.exclude_writes().await;
         let ids = [session_id.to_owned()];
         let Some(current) = self
             .session_rows(&ids)
@@ -81,8 +82,10 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes every conversation of this tenant: its database is dropped and made anew.
+    /// Removes every conversation of this tenant: its database is dropped and made anew,
+    /// once the span inserts and sessionizer passes in progress are done, and before new ones.
     pub async fn delete_everything(&self) -> Result<(), StoreError> {
+        let _exclusive = self.exclude_writes().await;
         let server = self.client.clone().with_database("default");
         let sql = format!("DROP DATABASE IF EXISTS `{}`", self.database);
         self.timed("drop database", async {

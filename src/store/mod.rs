@@ -10,7 +10,10 @@ mod reads;
 pub mod retention;
 mod spans;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::config;
 
@@ -86,7 +89,13 @@ pub struct Store {
     client: clickhouse::Client,
     database: String,
     timeout: Duration,
+    /// Span inserts and sessionizer passes hold it shared, deletions exclusively: a deletion
+    /// never interleaves with a write that would bring back what it removes.
+    writes: Arc<RwLock<()>>,
 }
+
+/// Held while spans are written or sessions derived; see [`Store::hold_writes`].
+pub type WriteHold = OwnedRwLockReadGuard<()>;
 
 impl Store {
     pub fn new(config: &config::ClickHouse) -> Store {
@@ -104,7 +113,18 @@ impl Store {
             client,
             database: config.database.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
+            writes: Arc::new(RwLock::new(())),
         }
+    }
+
+    /// Keeps deletions of this tenant's data waiting until the hold is dropped.
+    pub async fn hold_writes(&self) -> WriteHold {
+        Arc::clone(&self.writes).read_owned().await
+    }
+
+    /// Waits for the writes in progress and keeps new ones waiting while held.
+    async fn exclude_writes(&self) -> OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.writes).write_owned().await
     }
 
     pub fn database(&self) -> &str {

@@ -209,6 +209,7 @@ pub(super) fn in_chunks(values: &[String]) -> Vec<&[String]> {
 
 impl Store {
     pub async fn insert_spans(&self, rows: &[SpanRow]) -> Result<(), StoreError> {
+        let _hold = self.hold_writes().await;
         self.insert_all("spans", rows.iter()).await
     }
 
