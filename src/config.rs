@@ -134,8 +134,15 @@ pub struct ClickHouse {
     pub database: String,
     pub user: String,
     pub password: Secret,
-    /// Per-request timeout for inserts and queries.
+    /// Per-request timeout for inserts and queries. ClickHouse is told the same limit
+    /// (`max_execution_time`, in whole seconds), so a query convolog gave up on stops too.
     pub timeout_ms: u64,
+    /// Memory one query may use on the server (`max_memory_usage`); 0 leaves the server's.
+    pub max_query_memory_bytes: u64,
+    /// Exports that may stream at once per tenant; one more answers 503 (retry later).
+    pub max_concurrent_exports: usize,
+    /// How long one export's query may run on the server.
+    pub export_max_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +241,9 @@ impl Default for ClickHouse {
             user: "default".into(),
             password: Secret::default(),
             timeout_ms: 30_000,
+            max_query_memory_bytes: 4 * 1024 * 1024 * 1024,
+            max_concurrent_exports: 4,
+            export_max_seconds: 600,
         }
     }
 }
@@ -399,6 +409,18 @@ impl Config {
             self.clickhouse.password = Secret::new(password);
         }
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
+        env!(
+            "CONVOLOG_CLICKHOUSE_MAX_QUERY_MEMORY_BYTES",
+            self.clickhouse.max_query_memory_bytes
+        );
+        env!(
+            "CONVOLOG_MAX_CONCURRENT_EXPORTS",
+            self.clickhouse.max_concurrent_exports
+        );
+        env!(
+            "CONVOLOG_EXPORT_MAX_SECONDS",
+            self.clickhouse.export_max_seconds
+        );
         env!("CONVOLOG_MAX_REQUEST_BYTES", self.ingest.max_request_bytes);
         env!("CONVOLOG_MAX_PENDING_SPANS", self.ingest.max_pending_spans);
         env!("CONVOLOG_QUEUE_WAIT_MS", self.ingest.queue_wait_ms);
@@ -443,6 +465,11 @@ impl Config {
             return invalid(
                 "ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans"
                     .into(),
+            );
+        }
+        if self.clickhouse.max_concurrent_exports == 0 || self.clickhouse.export_max_seconds == 0 {
+            return invalid(
+                "clickhouse.max_concurrent_exports and export_max_seconds must be above 0".into(),
             );
         }
         let h = &self.http;
