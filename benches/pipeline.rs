@@ -2,9 +2,11 @@
 //! session from its spans, and encoding span rows for ClickHouse.
 //! Run: cargo bench --bench pipeline
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
@@ -12,24 +14,10 @@ use convolog::model::otlp::{self, SpanLimits};
 use convolog::sessionize;
 use convolog::store::SpanRow;
 
+use common::{float as seconds, text};
+
 const T0: u64 = 1_700_000_000_000_000_000;
 const MS: u64 = 1_000_000;
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn text(key: &str, value: &str) -> KeyValue {
-    kv(key, any_value::Value::StringValue(value.into()))
-}
-
-fn seconds(key: &str, value: f64) -> KeyValue {
-    kv(key, any_value::Value::DoubleValue(value))
-}
 
 /// A Pipecat-shaped conversation of `turns` turns (5 spans each, plus the root).
 fn conversation(turns: u64) -> ExportTraceServiceRequest {

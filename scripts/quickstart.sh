@@ -15,13 +15,16 @@ clickhouse_url=http://127.0.0.1:18123
 pid_file=$dev/convolog.pid
 log_file=$dev/convolog.log
 api=http://127.0.0.1:8080
+# The settings of this convolog, for `doctor` and `serve` alike.
+convolog_env=(
+  CONVOLOG_CLICKHOUSE_URL=$clickhouse_url
+  CONVOLOG_CLICKHOUSE_DATABASE=convolog
+  CONVOLOG_GRPC_LISTEN=127.0.0.1:4317
+  CONVOLOG_HTTP_LISTEN=127.0.0.1:4318
+  CONVOLOG_API_LISTEN=127.0.0.1:8080
+)
 
 if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-
-# True when something accepts TCP connections on the loopback port.
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 stop_convolog() {
   [ -f "$pid_file" ] || return 0
@@ -69,21 +72,16 @@ echo "==> starting ClickHouse on $clickhouse_url (data in $clickhouse_dir)"
 mkdir -p "$dev"
 scripts/clickhouse.sh start "$clickhouse_dir" 18123
 
-echo "==> starting convolog (log: $log_file)"
 # Restart so the binary just built is the one running.
 stop_convolog
-for port in 4317 4318 8080; do
-  if port_in_use "$port"; then
-    echo "port $port is already in use by another program; stop it and run this again" >&2
-    exit 1
-  fi
-done
-CONVOLOG_CLICKHOUSE_URL=$clickhouse_url \
-CONVOLOG_CLICKHOUSE_DATABASE=convolog \
-CONVOLOG_GRPC_LISTEN=127.0.0.1:4317 \
-CONVOLOG_HTTP_LISTEN=127.0.0.1:4318 \
-CONVOLOG_API_LISTEN=127.0.0.1:8080 \
-  nohup target/release/convolog serve </dev/null >"$log_file" 2>&1 &
+echo "==> checking the setup: convolog doctor"
+if ! env "${convolog_env[@]}" target/release/convolog doctor; then
+  echo "convolog doctor found a problem (above); fix it and run this again" >&2
+  exit 1
+fi
+
+echo "==> starting convolog (log: $log_file)"
+env "${convolog_env[@]}" nohup target/release/convolog serve </dev/null >"$log_file" 2>&1 &
 echo $! > "$pid_file"
 deadline=$((SECONDS + 60))
 until curl -fsS -o /dev/null "$api/healthz" 2>/dev/null; do

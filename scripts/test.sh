@@ -6,8 +6,10 @@
 # Works on a fresh Debian 12 machine as root (or a user with sudo): installs what is missing,
 # starts a private ClickHouse on free ports, runs every Rust test (unit, integration,
 # end-to-end), then, if tests/dashboards/ exists, loads simulated conversations through a real
-# `convolog serve` and runs the dashboard queries against them. Everything it starts is stopped
-# on exit; a failure names the stage that failed.
+# `convolog serve` and runs the dashboard queries against them; last, it builds the Debian
+# package, installs it, runs the installed convolog against the same ClickHouse and purges it.
+# Everything it starts or installs is stopped or removed on exit; a failure names the stage
+# that failed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,16 +22,20 @@ python_requirements=(
   opentelemetry-exporter-otlp-proto-http==1.45.2
   pytest==9.2.0
   chdb-core==26.9.0
+  openapi-spec-validator==0.9.0
 )
 venv="$repo/.venv-test"
 simulated_sessions=30
 # Seconds each fuzz target runs (0 skips the stage).
 fuzz_seconds=${CONVOLOG_FUZZ_SECONDS:-20}
+cargo_deb_version=3.8.0
 
 stage_name="setup"
 work=""             # temp dir: ClickHouse data, logs
 clickhouse_pid=""
 convolog_pid=""
+packaged_pid=""       # the installed /usr/bin/convolog serve
+package_installed=""  # set from dpkg -i until dpkg --purge
 
 stage() {
   stage_name=$1
@@ -44,6 +50,14 @@ cleanup() {
   if [ -n "$convolog_pid" ]; then
     kill "$convolog_pid" 2>/dev/null
     wait "$convolog_pid" 2>/dev/null
+  fi
+  if [ -n "$packaged_pid" ]; then
+    "${sudo[@]}" kill "$packaged_pid" 2>/dev/null
+    wait "$packaged_pid" 2>/dev/null
+  fi
+  if [ -n "$package_installed" ]; then
+    echo "purging the test install of the convolog package" >&2
+    "${sudo[@]}" dpkg --purge convolog >/dev/null
   fi
   if [ -n "$work" ]; then
     scripts/clickhouse.sh stop "$work/clickhouse"
@@ -120,6 +134,21 @@ ch() {
   curl -sS --fail-with-body "$CONVOLOG_TEST_CLICKHOUSE_URL/" --data-binary "$1"
 }
 
+# Waits until the convolog serve with process PID answers /healthz on the API PORT; on failure
+# shows the end of its LOG.
+wait_for_healthz() {
+  local pid=$1 port=$2 log=$3
+  local deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "convolog (pid $pid) did not answer /healthz on port $port; its log:" >&2
+      tail -40 "$log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
 # ---------------------------------------------------------------------------------------------
 stage "install"
 
@@ -193,16 +222,7 @@ if [ -d tests/dashboards ]; then
     target/debug/convolog serve >"$work/convolog.log" 2>&1 &
   convolog_pid=$!
   echo "convolog serve (pid $convolog_pid) on database $db, log $work/convolog.log"
-
-  deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null "http://127.0.0.1:$api_port/healthz" 2>/dev/null; do
-    if ! kill -0 "$convolog_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "convolog did not answer /healthz on port $api_port; its log:" >&2
-      tail -40 "$work/convolog.log" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
+  wait_for_healthz "$convolog_pid" "$api_port" "$work/convolog.log"
 
   target/debug/convolog-simulate --endpoint "http://127.0.0.1:$grpc_port" --protocol grpc \
     --count "$simulated_sessions" --rate 0 --seed 7
@@ -260,6 +280,111 @@ else
   echo
   echo "(no tests/dashboards/: dashboard stage skipped)"
 fi
+
+# ---------------------------------------------------------------------------------------------
+stage "debian package: build"
+
+# Another run of this script on the same machine would install and purge the same package:
+# one at a time.
+exec 9>"${TMPDIR:-/tmp}/convolog-test-package.lock"
+if ! flock -w 1800 9; then
+  echo "another scripts/test.sh held the package stage's lock for 30 minutes" >&2
+  exit 1
+fi
+status=$(dpkg-query -W -f='${Status}' convolog 2>/dev/null || true)
+if [ -n "$status" ] && [ "$status" != "unknown ok not-installed" ]; then
+  echo "a convolog package is already on this machine ($status); this stage would replace" \
+       "and purge it. Remove it first: dpkg --purge convolog" >&2
+  exit 1
+fi
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version "$cargo_deb_version"
+command -v systemd-analyze >/dev/null || apt_install systemd
+# Packages the debug binary the tests already built, so CI compiles nothing twice; the
+# package's contents and scripts are those of a release (plain `cargo deb`).
+cargo build --bin convolog
+deb=$(cargo deb --no-build --profile dev | tail -1)
+echo "built $deb"
+case "$deb" in
+  */convolog_*_amd64.deb) ;;
+  *) echo "expected target/debian/convolog_<version>_amd64.deb, got: $deb" >&2; exit 1 ;;
+esac
+
+stage "debian package: install"
+package_installed=1
+"${sudo[@]}" dpkg -i "$deb"
+conffiles=$(dpkg-query -W -f='${Conffiles}' convolog)
+if ! grep -q '^ /etc/convolog/convolog.toml ' <<<"$conffiles"; then
+  echo "/etc/convolog/convolog.toml is not a conffile of the package: $conffiles" >&2
+  exit 1
+fi
+for path in /usr/bin/convolog /usr/lib/systemd/system/convolog.service \
+            /usr/share/convolog/dashboards/overview.json; do
+  [ -e "$path" ] || { echo "the package did not install $path" >&2; exit 1; }
+done
+id convolog >/dev/null
+"${sudo[@]}" systemd-analyze verify /usr/lib/systemd/system/convolog.service
+
+stage "debian package: run the installed convolog"
+db="pkg_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+grpc_port=$(free_port)
+http_port=$(free_port)
+api_port=$(free_port)
+# The packaged configuration as it is, pointed at the test ClickHouse and free ports, run as
+# the package's user the way the unit runs it.
+packaged=(
+  "${sudo[@]}" setpriv --reuid=convolog --regid=convolog --init-groups --
+  env CONVOLOG_CLICKHOUSE_URL="$CONVOLOG_TEST_CLICKHOUSE_URL"
+      CONVOLOG_CLICKHOUSE_DATABASE="$db"
+      CONVOLOG_GRPC_LISTEN="127.0.0.1:$grpc_port"
+      CONVOLOG_HTTP_LISTEN="127.0.0.1:$http_port"
+      CONVOLOG_API_LISTEN="127.0.0.1:$api_port"
+  /usr/bin/convolog
+)
+"${packaged[@]}" doctor --config /etc/convolog/convolog.toml
+"${packaged[@]}" serve --config /etc/convolog/convolog.toml >"$work/packaged.log" 2>&1 &
+packaged_pid=$!
+wait_for_healthz "$packaged_pid" "$api_port" "$work/packaged.log"
+expected=$("$venv/bin/python" tests/e2e/send_conversation.py --shape pipecat --protocol grpc \
+  --endpoint "http://127.0.0.1:$grpc_port" --session-id pkg-1)
+# True once the API gives back every scripted turn (it derives them shortly after storing).
+transcript_complete() {
+  EXPECTED="$expected" "$venv/bin/python" - "http://127.0.0.1:$api_port" <<'EOF'
+import json, os, sys, urllib.request
+want = json.loads(os.environ["EXPECTED"])
+url = f"{sys.argv[1]}/v1/sessions/{want['session_id']}/transcript"
+try:
+    got = json.load(urllib.request.urlopen(url, timeout=5))
+except Exception:
+    sys.exit(1)
+said = [turn["user_text"] for turn in got["turns"]]
+sys.exit(0 if said == [turn["user_text"] for turn in want["turns"]] else 1)
+EOF
+}
+deadline=$((SECONDS + 60))
+until transcript_complete; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "the installed convolog did not give back conversation pkg-1 within 60 s;" \
+         "what it answers:" >&2
+    curl -sS "http://127.0.0.1:$api_port/v1/sessions/pkg-1/transcript" >&2 || true
+    tail -40 "$work/packaged.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "the installed convolog stored conversation pkg-1 and gave back its transcript"
+
+stage "debian package: purge"
+"${sudo[@]}" kill "$packaged_pid"
+wait "$packaged_pid" || true
+packaged_pid=""
+"${sudo[@]}" dpkg --purge convolog
+package_installed=""
+for path in /usr/bin/convolog /etc/convolog /usr/lib/systemd/system/convolog.service /var/lib/convolog; do
+  if [ -e "$path" ]; then
+    echo "$path is still there after dpkg --purge" >&2
+    exit 1
+  fi
+done
 
 # ---------------------------------------------------------------------------------------------
 if [ "$fuzz_seconds" -gt 0 ]; then

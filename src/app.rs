@@ -299,7 +299,8 @@ fn report_pending_spans(
             tokio::select! {
                 _ = tick.tick() => {
                     let pending: usize = receivers.all().iter().map(Ingest::pending_spans).sum();
-                    metrics.pending_spans.store(pending as u64, Ordering::Relaxed);
+                    metrics.pending_spans.set(pending as f64);
+                    metrics.run_upkeep();
                 }
                 // Dropping the queues' senders here lets the writers see their input close.
                 _ = stopping.wait_for(|s| *s) => break,

@@ -1,14 +1,13 @@
 //! `convolog export`: the export of `GET /v1/export`, straight from ClickHouse to a file or
 //! standard output, with a progress bar on standard error.
 
-use std::io::IsTerminal;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::api::export::{Encoder, Format};
+use crate::progress;
 use crate::query::{self, Params, QueryError};
 use crate::store::Store;
 
@@ -60,7 +59,7 @@ pub async fn run(store: &Store, args: ExportArgs) -> anyhow::Result<u64> {
                 .with_context(|| format!("creating {}", args.output))?,
         )
     });
-    let mut progress = Progress::new(total);
+    let progress = progress::bar(total, "sessions");
     let mut encoder = Encoder::new(format);
     let mut buffer = Vec::with_capacity(64 * 1024);
     encoder.header(&mut buffer);
@@ -70,79 +69,17 @@ pub async fn run(store: &Store, args: ExportArgs) -> anyhow::Result<u64> {
             out.write_all(&buffer).await.context("writing the export")?;
             buffer.clear();
         }
-        progress.update(encoder.rows());
+        progress.set_position(encoder.rows());
     }
     encoder.footer(&mut buffer);
     out.write_all(&buffer).await.context("writing the export")?;
     out.flush().await.context("writing the export")?;
-    progress.finish(
-        encoder.rows(),
-        if to_stdout {
-            "standard output"
-        } else {
-            &args.output
-        },
-    );
+    progress.finish_and_clear();
+    let to = if to_stdout {
+        "standard output"
+    } else {
+        &args.output
+    };
+    eprintln!("exported {} sessions to {to}", encoder.rows());
     Ok(encoder.rows())
-}
-
-/// `[#########...........]  45%  45000/100000 sessions` redrawn in place on a terminal.
-struct Progress {
-    total: u64,
-    terminal: bool,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        Progress {
-            total,
-            terminal: std::io::stderr().is_terminal(),
-            last: Instant::now(),
-        }
-    }
-
-    fn update(&mut self, done: u64) {
-        if !self.terminal || self.last.elapsed() < Duration::from_millis(200) {
-            return;
-        }
-        self.last = Instant::now();
-        eprint!("\r{}", bar(done, self.total));
-    }
-
-    fn finish(&self, done: u64, to: &str) {
-        if self.terminal {
-            eprintln!("\r{}", bar(done, self.total.max(done)));
-        }
-        eprintln!("exported {done} sessions to {to}");
-    }
-}
-
-fn bar(done: u64, total: u64) -> String {
-    const WIDTH: u64 = 30;
-    let done = done.min(total);
-    let filled = done
-        .saturating_mul(WIDTH)
-        .checked_div(total)
-        .unwrap_or(WIDTH);
-    let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
-    format!(
-        "[{}{}] {percent:>3}% {done}/{total} sessions",
-        "#".repeat(filled as usize),
-        ".".repeat((WIDTH - filled) as usize)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_bar() {
-        assert_eq!(
-            bar(45, 100),
-            "[#############.................]  45% 45/100 sessions"
-        );
-        assert!(bar(0, 0).contains("100%"));
-    }
 }

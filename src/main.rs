@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use convolog::app::{self, App};
 use convolog::config::Config;
+use convolog::doctor;
 use convolog::export_cli;
 use convolog::pipeline::sessionizer;
 use convolog::store::Store;
@@ -30,6 +31,10 @@ enum Command {
     Serve,
     /// Create or upgrade the ClickHouse schema, then exit.
     Migrate,
+    /// Check the configuration against this machine and ClickHouse (reachable, version,
+    /// schema, ports free, keys, tenants' databases) and say what is wrong. Changes nothing;
+    /// exits non-zero when something is wrong.
+    Doctor,
     /// Re-derive sessions from stored spans, e.g. after a rule changed.
     Rebuild {
         /// Spans that started since then: a duration ago (24h, 7d) or a UTC date (2026-11-01).
@@ -88,6 +93,14 @@ async fn main() -> anyhow::Result<()> {
                     "schema of database {} is current (applied now: {applied:?})",
                     store.database()
                 );
+            }
+        }
+        Command::Doctor => {
+            telemetry::init_logging("text", "error");
+            let report = doctor::run(cli.config.as_deref()).await;
+            print!("{report}");
+            if report.has_problems() {
+                std::process::exit(1);
             }
         }
         Command::Rebuild { since, tenant } => {

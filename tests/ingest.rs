@@ -350,11 +350,8 @@ async fn full_buffer_refuses_with_a_retryable_status() {
         .expect_err("the stalled request is not acknowledged");
     assert_eq!(first.code(), tonic::Code::Unavailable);
     assert_eq!(
-        t.app
-            .metrics
-            .requests_overloaded
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
+        t.app.metrics.value("convolog_requests_overloaded_total"),
+        Some(2.0)
     );
     t.stop().await;
 }

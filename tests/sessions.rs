@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -135,16 +134,16 @@ async fn resent_spans_change_nothing() {
         t.export_grpc(r).await.expect("export");
     }
     let before = t.transcript_when("twice", turns_done(3)).await;
-    let derived_before = t.app.metrics.sessions_derived.load(Ordering::Relaxed);
+    let derived_before = t.app.metrics.value("convolog_sessions_derived_total");
     for _ in 0..2 {
         for r in requests(&all, anchor, 7) {
             t.export_grpc(r).await.expect("re-export");
         }
     }
-    wait_until(async || t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before)
+    wait_until(async || t.app.metrics.value("convolog_sessions_derived_total") > derived_before)
         .await;
     assert!(
-        t.app.metrics.sessions_derived.load(Ordering::Relaxed) > derived_before,
+        t.app.metrics.value("convolog_sessions_derived_total") > derived_before,
         "the resend was derived again"
     );
     let after = t.transcript_when("twice", turns_done(3)).await;
@@ -400,7 +399,7 @@ async fn a_trace_that_cannot_be_derived_does_not_block_the_others() {
     specs.push(span(7, 1, None, "conversation", 0, 1_000, vec![]));
     t.send_grpc(&specs, anchor(), 100).await;
     t.transcript_when("beside-bad", turns_done(3)).await;
-    let skipped = &t.app.metrics.sessionize_skipped_traces;
-    assert!(wait_until(async || skipped.load(Ordering::Relaxed) == 1).await);
+    let skipped = "convolog_sessionize_skipped_traces_total";
+    assert!(wait_until(async || t.app.metrics.value(skipped) == Some(1.0)).await);
     t.stop().await;
 }

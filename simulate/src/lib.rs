@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use opentelemetry_otlp::{ExporterBuildError, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::trace::SpanExporter as _;
@@ -183,6 +184,8 @@ struct Job {
     stop: AtomicBool,
     conversations: AtomicU64,
     spans: AtomicU64,
+    /// Conversations sent, on standard error when it is a terminal (hidden otherwise).
+    progress: ProgressBar,
 }
 
 impl Job {
@@ -240,6 +243,7 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
         stop: AtomicBool::new(false),
         conversations: AtomicU64::new(0),
         spans: AtomicU64::new(0),
+        progress: progress_bar(count),
     });
 
     let mut set = JoinSet::new();
@@ -254,6 +258,7 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
             first_error.get_or_insert(err);
         }
     }
+    job.progress.finish_and_clear();
     if let Some(err) = first_error {
         return Err(err);
     }
@@ -264,6 +269,16 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
         elapsed: job.started.elapsed(),
         session_ids: (0..count).map(|i| job.session_id(i)).collect(),
     })
+}
+
+/// A bar with the count, the rate and the time left.
+fn progress_bar(count: u64) -> ProgressBar {
+    let template =
+        "[{bar:30}] {percent:>3}% {human_pos}/{human_len} conversations, {per_sec}, {eta} left";
+    // The template is ours; should it ever not parse, indicatif's plain bar still shows progress.
+    let style =
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(count).with_style(style.progress_chars("#>."))
 }
 
 fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
@@ -372,6 +387,7 @@ async fn worker(mut exporter: SpanExporter, job: Arc<Job>) -> Result<(), Simulat
             });
         }
         job.conversations.fetch_add(1, Ordering::Relaxed);
+        job.progress.inc(1);
         job.spans.fetch_add(spans, Ordering::Relaxed);
     }
     // Every export was awaited above, so nothing is buffered; this only

@@ -1,13 +1,69 @@
 //! The one conversion from failures to HTTP answers. Server-side details are logged, not sent.
 
+use std::collections::BTreeMap;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::openapi::response::{Response as AnswerDoc, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::query::QueryError;
 use crate::store::StoreError;
 use crate::tenants::AuthError;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    #[schema(example = "invalid parameter limit: \"0\" is not a whole number from 1 to 500")]
+    pub error: String,
+}
+
+// What each error status means, as the OpenAPI document says it.
+const BAD_PARAMETER: &str = "A bad parameter: the message names it and says why.";
+pub const NO_SESSION: &str = "No such session (or it was merged into another).";
+pub const NO_KEY: &str = "No key, or an unknown key.";
+pub const NOT_ADMIN: &str = "The key is not an admin key.";
+pub const UNAVAILABLE: &str =
+    "ClickHouse unavailable, or the server still starting; retry after Retry-After seconds.";
+
+/// The error answers of an operation on one session, for the OpenAPI document.
+pub struct SessionErrors;
+
+/// The error answers of the list, the export and the list page, for the OpenAPI document.
+pub struct QueryErrors;
+
+fn error_answers(answers: &[(&str, &str)]) -> BTreeMap<String, RefOr<AnswerDoc>> {
+    let body = Content::new(Some(Ref::from_schema_name(ErrorBody::name())));
+    answers
+        .iter()
+        .map(|&(status, description)| {
+            let answer = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body.clone());
+            (status.to_owned(), answer.build().into())
+        })
+        .collect()
+}
+
+impl IntoResponses for SessionErrors {
+    fn responses() -> BTreeMap<String, RefOr<AnswerDoc>> {
+        error_answers(&[
+            ("400", BAD_PARAMETER),
+            ("404", NO_SESSION),
+            ("503", UNAVAILABLE),
+        ])
+    }
+}
+
+impl IntoResponses for QueryErrors {
+    fn responses() -> BTreeMap<String, RefOr<AnswerDoc>> {
+        error_answers(&[("400", BAD_PARAMETER), ("503", UNAVAILABLE)])
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -67,7 +123,7 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

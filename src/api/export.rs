@@ -24,6 +24,9 @@ pub enum Format {
 }
 
 impl Format {
+    /// The names `parse` takes (`ndjson` is also read as `jsonl`); the first is the default.
+    pub const NAMES: [&'static str; 3] = ["csv", "jsonl", "json"];
+
     pub fn parse(name: &str, bom: bool) -> Result<Format, QueryError> {
         match name {
             "csv" => Ok(Format::Csv { bom }),
@@ -31,7 +34,7 @@ impl Format {
             "json" => Ok(Format::Json),
             other => Err(QueryError::new(
                 "format",
-                format!("{other:?} is not one of csv, jsonl, json"),
+                format!("{other:?} is not one of {}", Format::NAMES.join(", ")),
             )),
         }
     }
@@ -121,6 +124,14 @@ const CSV: [CsvColumn; 40] = [
     ("flag_reason", |r| text(&r.flag_reason)),
     ("page", |r| Text(Links::of(&r.session_id).page.into())),
 ];
+
+/// What the OpenAPI document says of an export's answer.
+pub fn response_description() -> String {
+    format!(
+        "The export (Content-Disposition: attachment). CSV columns: {}.",
+        CSV_COLUMNS.join(", ")
+    )
+}
 
 /// The CSV header: the names of [`CSV`], in order.
 pub const CSV_COLUMNS: [&str; CSV.len()] = {

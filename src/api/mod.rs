@@ -3,6 +3,7 @@
 
 mod error;
 pub mod export;
+mod openapi;
 mod page;
 pub mod sessions;
 mod timeline;
@@ -20,8 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 pub use error::ApiError;
+use error::{ErrorBody, QueryErrors, SessionErrors, NOT_ADMIN, NO_KEY, NO_SESSION, UNAVAILABLE};
+use openapi::{ExportQuery, LabelPath, PageQuery, SessionQuery};
 
 use crate::query::{self, Params};
 use crate::store::{Change, SessionPage, Store};
@@ -109,7 +113,7 @@ impl FromRequestParts<ApiState> for Admin {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -133,6 +137,19 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz",
+    summary = "The process is up.",
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz",
+    summary = "ClickHouse is reachable.",
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    ))]
 async fn readyz(_: StatusReader, State(state): State<ApiState>) -> Result<&'static str, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Starting);
@@ -143,13 +160,17 @@ async fn readyz(_: StatusReader, State(state): State<ApiState>) -> Result<&'stat
     Ok("ready")
 }
 
-/// The OpenAPI document, written by hand next to the routes; a test keeps the two in step.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi",
+    summary = "This document.",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi::document())
 }
 
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics",
+    summary = "Prometheus counters.",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain")))]
 async fn metrics(_: StatusReader, State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -163,17 +184,31 @@ struct TranscriptQuery {
     format: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/sessions/{id}/transcript", operation_id = "getTranscript",
+    summary = "The transcript as JSON, plain text, or WebVTT captions timed from the session start.",
+    params(("id" = String, Path, description = "Session id."), TranscriptQuery),
+    responses(
+        (status = 200, description = "The transcript", content(
+            (transcript::Transcript = "application/json"),
+            (String = "text/plain"),
+            (String = "text/vtt"),
+        )),
+        SessionErrors,
+    ))]
 async fn get_transcript(
     Reader(store): Reader,
     Path(id): Path<String>,
     query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad("query", e.body_text()))?;
-    let format = query.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "text" | "vtt") {
+    let format = query.format.as_deref().unwrap_or(transcript::FORMATS[0]);
+    if !transcript::FORMATS.contains(&format) {
         return Err(ApiError::bad(
             "format",
-            format!("{format:?} is not one of json, text, vtt"),
+            format!(
+                "{format:?} is not one of {}",
+                transcript::FORMATS.join(", ")
+            ),
         ));
     }
     let detail = store
@@ -197,6 +232,13 @@ async fn get_transcript(
     })
 }
 
+#[utoipa::path(get, path = "/v1/sessions/{id}/timeline", operation_id = "getTimeline",
+    summary = "The audit timeline step by step, and the spans as a waterfall.",
+    params(("id" = String, Path, description = "Session id.")),
+    responses(
+        (status = 200, description = "The timeline", body = timeline::Timeline),
+        SessionErrors,
+    ))]
 async fn get_timeline(
     Reader(store): Reader,
     Path(id): Path<String>,
@@ -235,6 +277,13 @@ async fn read_page(store: &Store, mut p: Params) -> Result<(SessionPage, query::
     Ok((page, sort))
 }
 
+#[utoipa::path(get, path = "/v1/sessions", operation_id = "listSessions",
+    summary = "The conversation list: filters combine (AND; values of one filter OR), sorted, paginated by cursor.",
+    params(SessionQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of sessions", body = sessions::SessionList),
+        QueryErrors,
+    ))]
 async fn list_sessions(
     Reader(store): Reader,
     RawQuery(raw): RawQuery,
@@ -258,6 +307,13 @@ fn no_parameters(raw: Option<String>) -> Result<(), ApiError> {
     Ok(Params::parse(raw.as_deref())?.finish()?)
 }
 
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "getSession",
+    summary = "One session's summary: times, ids, channel, counts, per-stage latency percentiles, labels, flag.",
+    params(("id" = String, Path, description = "Session id.")),
+    responses(
+        (status = 200, description = "The summary", body = sessions::SessionJson),
+        SessionErrors,
+    ))]
 async fn get_summary(
     Reader(store): Reader,
     Path(id): Path<String>,
@@ -274,11 +330,16 @@ async fn get_summary(
     Ok(Json(sessions::SessionJson::summary(&detail, &latency)))
 }
 
+const MAX_LABEL_CHARS: usize = 64;
+
 /// Labels are short words people filter by: no commas (the list takes `label=a,b`).
 fn valid_label(label: &str) -> Result<String, ApiError> {
     let label = label.trim();
-    if label.is_empty() || label.chars().count() > 64 {
-        return Err(ApiError::bad("label", "must be 1 to 64 characters"));
+    if label.is_empty() || label.chars().count() > MAX_LABEL_CHARS {
+        return Err(ApiError::bad(
+            "label",
+            format!("must be 1 to {MAX_LABEL_CHARS} characters"),
+        ));
     }
     if label.chars().any(|c| c.is_control() || c == ',') {
         return Err(ApiError::bad(
@@ -303,6 +364,17 @@ async fn annotate(
 }
 
 /// `DELETE /v1/sessions/{id}` (admin): gone from the API, exports and dashboards for good.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", operation_id = "deleteSession",
+    summary = "Delete one session permanently: gone from the API, exports and dashboards, and its spans removed so no rebuild brings it back (admin key).",
+    description = "",
+    params(("id" = String, Path, description = "Session id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = NO_KEY, body = ErrorBody),
+        (status = 403, description = NOT_ADMIN, body = ErrorBody),
+        (status = 404, description = "No such session in the caller's tenant.", body = ErrorBody),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    ))]
 async fn delete_session(
     Admin(store): Admin,
     Path(id): Path<String>,
@@ -315,6 +387,15 @@ async fn delete_session(
 }
 
 /// `DELETE /v1/sessions` (admin): every conversation of the caller's tenant.
+#[utoipa::path(delete, path = "/v1/sessions", operation_id = "deleteAllSessions",
+    summary = "Delete every conversation of the caller's tenant, permanently (admin key).",
+    description = "",
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = NO_KEY, body = ErrorBody),
+        (status = 403, description = NOT_ADMIN, body = ErrorBody),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    ))]
 async fn delete_all_sessions(Admin(store): Admin) -> Result<StatusCode, ApiError> {
     store.delete_everything().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -324,6 +405,13 @@ async fn delete_all_sessions(Admin(store): Admin) -> Result<StatusCode, ApiError
 /// that may only read can add.
 pub const MAX_LABELS_PER_SESSION: usize = 50;
 
+#[utoipa::path(put, path = "/v1/sessions/{id}/labels/{label}", operation_id = "addLabel",
+    summary = "Add a label (idempotent).",
+    params(LabelPath),
+    responses(
+        (status = 200, description = "The session's labels and flag now", body = sessions::AnnotationsView),
+        SessionErrors,
+    ))]
 async fn add_label(
     Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
@@ -339,6 +427,13 @@ async fn add_label(
     annotate(&store, &id, Change::AddLabel(label)).await
 }
 
+#[utoipa::path(delete, path = "/v1/sessions/{id}/labels/{label}", operation_id = "removeLabel",
+    summary = "Remove a label (idempotent).",
+    params(LabelPath),
+    responses(
+        (status = 200, description = "The session's labels and flag now", body = sessions::AnnotationsView),
+        SessionErrors,
+    ))]
 async fn remove_label(
     Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
@@ -347,13 +442,23 @@ async fn remove_label(
     annotate(&store, &id, Change::RemoveLabel(label)).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FlagBody {
+    /// Why the session is flagged.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: String,
 }
 
+#[utoipa::path(put, path = "/v1/sessions/{id}/flag", operation_id = "flagSession",
+    summary = "Flag the session, optionally saying why.",
+    params(("id" = String, Path, description = "Session id.")),
+    request_body(content = Option<FlagBody>, description = "Optional: an empty body flags without a reason."),
+    responses(
+        (status = 200, description = "The session's labels and flag now", body = sessions::AnnotationsView),
+        SessionErrors,
+    ))]
 async fn flag(
     Reader(store): Reader,
     Path(id): Path<String>,
@@ -372,6 +477,14 @@ async fn flag(
     annotate(&store, &id, Change::Flag { reason }).await
 }
 
+#[utoipa::path(delete, path = "/v1/sessions/{id}/flag", operation_id = "unflagSession",
+    summary = "Unflag the session.",
+    params(("id" = String, Path, description = "Session id.")),
+    responses(
+        (status = 200, description = "The session's labels and flag now", body = sessions::AnnotationsView),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    ))]
 async fn unflag(
     Reader(store): Reader,
     Path(id): Path<String>,
@@ -379,6 +492,17 @@ async fn unflag(
     annotate(&store, &id, Change::Unflag).await
 }
 
+#[utoipa::path(get, path = "/v1/export", operation_id = "exportSessions",
+    summary = "Every session matching the list's filters, streamed as CSV, JSON Lines or a JSON array.",
+    params(SessionQuery, ExportQuery),
+    responses(
+        (status = 200, description = export::response_description(), content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+            (Vec<sessions::SessionJson> = "application/json"),
+        )),
+        QueryErrors,
+    ))]
 async fn export_sessions(
     Reader(store): Reader,
     RawQuery(raw): RawQuery,
@@ -404,6 +528,15 @@ async fn export_sessions(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/sessions/{id}", operation_id = "sessionPage",
+    summary = "The page a person reads: transcript with speakers and times, per-turn latency bars, tool calls, interruptions, handoff, labels and flag.",
+    params(("id" = String, Path, description = "Session id.")),
+    responses(
+        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
+        (status = 404, description = "HTML page saying the session is unknown", body = String,
+            content_type = "text/html"),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
+    ))]
 async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(detail) = store.session_detail(&id).await? else {
         return Ok(html(StatusCode::NOT_FOUND, page::not_found(&id)));
@@ -439,6 +572,13 @@ async fn no_sniffing(mut response: Response) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/sessions", operation_id = "listPage",
+    summary = "The conversation list as a page for people: the filters, sort and cursor of /v1/sessions (empty values are ignored), each row linking to its session page.",
+    params(SessionQuery, PageQuery),
+    responses(
+        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
+        QueryErrors,
+    ))]
 async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     // Empty form fields arrive as `name=`: they mean "no filter".
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))

@@ -1,13 +1,14 @@
 //! JSON views of the conversation list and of one session's summary.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::model::conversation::SessionView;
 use crate::store::{Annotations, SessionDetail, StagePercentiles};
 use crate::timefmt::rfc3339;
 
 /// Where to read more about a session.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Links {
     pub summary: String,
     pub transcript: String,
@@ -41,7 +42,7 @@ pub fn percent_encode(segment: &str) -> String {
     out
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LatencySummary {
     pub voice_to_voice_p50_ms: Option<f64>,
     pub voice_to_voice_p95_ms: Option<f64>,
@@ -56,7 +57,8 @@ fn flag_reason(flagged: u8, reason: String) -> Option<String> {
 /// One session as the API's JSON shows it: a row of the list and of a JSON export
 /// ([`SessionJson::of`]) and, with what only the summary reads, `GET /v1/sessions/{id}`
 /// ([`SessionJson::summary`]).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionJson {
     pub session_id: String,
     /// Summary only.
@@ -203,7 +205,7 @@ impl SessionJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
     pub sessions: Vec<SessionJson>,
     /// Pass as `cursor` (with the same filters and sort) for the next page; null on the last.
@@ -211,7 +213,7 @@ pub struct SessionList {
 }
 
 /// Percentiles of one latency stage over a session's turns (nearest rank).
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Percentiles {
     pub count: usize,
     pub p50: Option<f64>,
@@ -234,7 +236,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StageLatencies {
     pub voice_to_voice: Percentiles,
     pub end_of_utterance: Percentiles,
@@ -258,7 +260,7 @@ impl StageLatencies {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IssueItem {
     pub issue: String,
     pub turn_number: u32,
@@ -266,7 +268,8 @@ pub struct IssueItem {
 }
 
 /// What a label or flag change answers: the session's marks now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Annotations)]
 pub struct AnnotationsView {
     pub session_id: String,
     pub labels: Vec<String>,

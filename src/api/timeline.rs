@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::model::conversation::{event_kind, speaker, TimelineEventRow};
 use crate::store::{SessionDetail, WaterfallRow};
@@ -16,7 +17,7 @@ use super::transcript::{latencies, Latencies};
 /// Waterfalls longer than this are cut (the response says so).
 pub const MAX_SPANS: u64 = 5000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Timeline {
     pub session_id: String,
     pub start_time: String,
@@ -27,7 +28,7 @@ pub struct Timeline {
     pub spans_truncated: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Step {
     /// `mm:ss.mmm` from the session start.
     pub at: String,
@@ -37,7 +38,7 @@ pub struct Step {
     pub what: What,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum What {
     Turn {
@@ -90,7 +91,7 @@ pub enum What {
     },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WaterfallSpan {
     pub trace_id: String,
     pub span_id: String,

@@ -3,12 +3,16 @@
 use std::fmt::Write;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::model::conversation::{speaker, MessageRow, TurnRow};
 use crate::store::SessionDetail;
 use crate::timefmt::{offset, rfc3339};
 
-#[derive(Debug, Serialize)]
+/// The formats of `GET /v1/sessions/{id}/transcript`; the first is the default.
+pub const FORMATS: [&str; 3] = ["json", "text", "vtt"];
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Transcript {
     pub session_id: String,
     pub start_time: String,
@@ -56,7 +60,7 @@ pub struct Transcript {
     pub interruptions: Vec<Interruption>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DetectedIssue {
     pub issue: String,
     /// 0 when the issue concerns the session as a whole.
@@ -65,7 +69,7 @@ pub struct DetectedIssue {
     pub detail: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Cost {
     pub total_usd: f64,
     pub llm_usd: f64,
@@ -73,14 +77,14 @@ pub struct Cost {
     pub tts_usd: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Latency {
     pub ms: f64,
     /// `reported:<attribute>` when the framework measured it, `derived:<how>` otherwise.
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Latencies {
     pub end_of_utterance: Option<Latency>,
     pub stt: Option<Latency>,
@@ -90,7 +94,7 @@ pub struct Latencies {
     pub voice_to_voice: Option<Latency>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Turn {
     pub turn_number: u32,
     pub start_time: String,
@@ -111,7 +115,7 @@ pub struct Turn {
     pub latency_ms: Latencies,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Message {
     pub index: u32,
     pub turn_number: u32,
@@ -125,7 +129,7 @@ pub struct Message {
     pub tool_name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ToolCall {
     pub turn_number: u32,
     pub time: String,
@@ -138,7 +142,7 @@ pub struct ToolCall {
     pub duration_ms: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Interruption {
     pub turn_number: u32,
     pub time: String,

@@ -42,7 +42,12 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     match facts.role {
         Role::UserTurn => {
             facts.user_text = text(span, &["lk.pii.user_transcript", "lk.user_transcript"]);
-            facts.transcript_confidence = span.attributes.f64("lk.transcript_confidence");
+            // LiveKit writes 0.0 when the STT plugin gives no confidence (the default of
+            // its `SpeechData`), so exactly 0 means "not given", not "no confidence".
+            facts.transcript_confidence = span
+                .attributes
+                .f64("lk.transcript_confidence")
+                .filter(|confidence| *confidence != 0.0);
         }
         Role::AgentTurn => {
             facts.user_text = text(span, &["lk.pii.user_input", "lk.user_input"]);
@@ -88,5 +93,29 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             });
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::conventions::fixtures::span;
+    use crate::conventions::read;
+
+    fn confidence(value: &str) -> Option<f64> {
+        read(
+            &span("user_turn")
+                .attr("lk.user_transcript", "hi")
+                .attr("lk.transcript_confidence", value)
+                .build(),
+        )
+        .transcript_confidence
+    }
+
+    #[test]
+    fn a_transcript_confidence_of_zero_is_unknown() {
+        assert_eq!(confidence("0.0"), None);
+        assert_eq!(confidence("0"), None);
+        assert_eq!(confidence("0.01"), Some(0.01));
+        assert_eq!(confidence("0.93"), Some(0.93));
     }
 }

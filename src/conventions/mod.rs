@@ -84,6 +84,32 @@ pub struct ToolFacts {
     pub error_message: Option<String>,
 }
 
+/// One message of the context an LLM call was given, as far as the transcript needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContextMessage {
+    User,
+    /// The assistant's text (empty when it only asked for tools) and the calls it asked for.
+    Assistant {
+        text: String,
+        tool_calls: Vec<RequestedCall>,
+    },
+    /// A tool's answer to the call `call_id`; `result` is None while the call still runs.
+    ToolResult {
+        call_id: String,
+        result: Option<String>,
+        error: Option<String>,
+    },
+    Other,
+}
+
+/// A tool call the assistant asked for, as its context records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestedCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
 /// Everything conventions know about one span.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpanFacts {
@@ -127,6 +153,8 @@ pub struct SpanFacts {
     pub http_status: Option<u16>,
     /// The agent's reply is a fallback ("I could not help").
     pub fallback: bool,
+    /// The messages an LLM call was given, when the span records them (Pipecat's `input`).
+    pub context: Option<Vec<ContextMessage>>,
 }
 
 /// Session-wide facts a span may carry; the session takes the latest span's value.

@@ -1,9 +1,18 @@
 //! Pipecat (`pipecat.utils.tracing`): one trace per conversation,
 //! `conversation` -> `turn` -> `stt` / `llm` / `tts`; older releases named the stage spans
 //! `stt_<Service>`, `llm_<Service>`, `tts_<Service>`.
+//!
+//! Pipecat 1.x traces no span for a function call, and on a barge-in its `llm.output` and
+//! `tts.text` keep the whole generated reply. Both facts are in the context the next `llm`
+//! span was given (its `input`), which is read here as [`ContextMessage`]s.
 
-use super::{flag, seconds, text, Role, SpanFacts, ToolFacts};
+use serde_json::Value;
+
+use super::{flag, seconds, text, ContextMessage, RequestedCall, Role, SpanFacts, ToolFacts};
 use crate::model::Span;
+
+/// The tool message Pipecat puts in the context while the function still runs.
+const RESULT_PENDING: &str = "IN_PROGRESS";
 
 pub fn recognises(span: &Span) -> bool {
     span.scope_name.starts_with("pipecat") || role(span).is_some()
@@ -57,6 +66,7 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             };
             facts.agent_text = text(span, &["output"]);
             facts.llm_ttft = seconds(span, "metrics.ttfb");
+            facts.context = context(span);
         }
         Role::Tts => {
             facts.agent_text = text(span, &["text"]);
@@ -77,5 +87,121 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             });
         }
         _ => {}
+    }
+}
+
+/// The `input` of an `llm` span: the context as a JSON list of messages, in the format of
+/// the LLM's provider (Pipecat logs what its adapter sends): OpenAI-style `tool_calls` and
+/// `tool` messages, or Anthropic-style `tool_use` and `tool_result` content blocks.
+/// None when absent or not such a list (for instance cut at the attribute size limit).
+fn context(span: &Span) -> Option<Vec<ContextMessage>> {
+    let messages: Vec<Value> = serde_json::from_str(span.attributes.get("input")?).ok()?;
+    Some(messages.iter().flat_map(context_messages).collect())
+}
+
+fn context_messages(message: &Value) -> Vec<ContextMessage> {
+    let content = message.get("content");
+    let blocks = |kind: &'static str| {
+        content
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(move |block| block.get("type").and_then(Value::as_str) == Some(kind))
+    };
+    match message.get("role").and_then(Value::as_str) {
+        Some("user") => {
+            let results: Vec<ContextMessage> = blocks("tool_result")
+                .map(|block| {
+                    tool_result(
+                        string(block, "tool_use_id"),
+                        content_text(block.get("content")),
+                    )
+                })
+                .collect();
+            if results.is_empty() || blocks("text").next().is_some() {
+                results.into_iter().chain([ContextMessage::User]).collect()
+            } else {
+                results
+            }
+        }
+        Some("assistant") => {
+            let openai = message
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(requested_call);
+            let anthropic = blocks("tool_use").map(|block| RequestedCall {
+                id: string(block, "id"),
+                name: string(block, "name"),
+                arguments: block.get("input").map(Value::to_string).unwrap_or_default(),
+            });
+            vec![ContextMessage::Assistant {
+                text: content_text(content),
+                tool_calls: openai.chain(anthropic).collect(),
+            }]
+        }
+        Some("tool") => vec![tool_result(
+            string(message, "tool_call_id"),
+            content_text(content),
+        )],
+        _ => vec![ContextMessage::Other],
+    }
+}
+
+fn tool_result(call_id: String, content: String) -> ContextMessage {
+    ContextMessage::ToolResult {
+        call_id,
+        error: result_error(&content),
+        result: (content != RESULT_PENDING).then_some(content),
+    }
+}
+
+/// A message's content: a string, or the texts of its parts.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn requested_call(call: &Value) -> Option<RequestedCall> {
+    let function = call.get("function")?;
+    let arguments = match function.get("arguments") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    };
+    Some(RequestedCall {
+        id: string(call, "id"),
+        name: string(function, "name"),
+        arguments,
+    })
+}
+
+fn string(object: &Value, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Pipecat stores a function's return value as JSON; handlers report a failure by returning
+/// an object with an `error` member (`{"error": "order not found"}`), which Pipecat's own
+/// examples do. Its value, when set, is the error message.
+fn result_error(content: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(content).ok()?;
+    match value.get("error")? {
+        Value::Null | Value::Bool(false) => None,
+        Value::String(text) if text.is_empty() => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
     }
 }

@@ -3,6 +3,7 @@
 pub mod conversation;
 pub mod ids;
 pub mod otlp;
+pub mod otlp_json;
 pub mod span;
 
 pub use ids::{IdError, SpanId, TraceId};

@@ -16,6 +16,7 @@ use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
+use crate::progress;
 use crate::sessionize::{self, Rules};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
@@ -39,8 +40,8 @@ pub struct PassSummary {
     pub skipped_traces: usize,
 }
 
-impl PassSummary {
-    fn add(&mut self, other: PassSummary) {
+impl std::ops::AddAssign for PassSummary {
+    fn add_assign(&mut self, other: PassSummary) {
         self.traces += other.traces;
         self.sessions += other.sessions;
         self.removed_sessions += other.removed_sessions;
@@ -110,6 +111,8 @@ impl Sessionizer {
             let traces: Vec<String> = std::mem::take(&mut dirty).into_iter().collect();
             match self.derive_traces(&traces).await {
                 Ok(_) => {
+                    let lag_nanos = now_unix_nano().saturating_sub(newest_ingested);
+                    self.metrics.sessionize_lag.record(lag_nanos as f64 / 1e9);
                     if let Err(err) = self
                         .store
                         .record_sessionizer_progress(newest_ingested)
@@ -119,7 +122,7 @@ impl Sessionizer {
                     }
                 }
                 Err(err) => {
-                    Metrics::add(&self.metrics.sessionize_failures, 1);
+                    self.metrics.sessionize_failures.increment(1);
                     tracing::warn!(error = %err, traces = traces.len(), "sessionizer pass failed; retrying");
                     dirty.extend(traces);
                     if !open {
@@ -151,7 +154,7 @@ impl Sessionizer {
     async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
-            total.add(self.derive_isolating(chunk).await?);
+            total += self.derive_isolating(chunk).await?;
         }
         Ok(total)
     }
@@ -166,12 +169,12 @@ impl Sessionizer {
         let mut pending = vec![traces];
         while let Some(set) = pending.pop() {
             match self.pass(set).await {
-                Ok(summary) => total.add(summary),
+                Ok(summary) => total += summary,
                 Err(err) if err.is_retryable() => return Err(err),
                 Err(err) => {
-                    Metrics::add(&self.metrics.sessionize_failures, 1);
+                    self.metrics.sessionize_failures.increment(1);
                     if let [trace] = set {
-                        Metrics::add(&self.metrics.sessionize_skipped_traces, 1);
+                        self.metrics.sessionize_skipped_traces.increment(1);
                         tracing::error!(%trace, error = %err, "skipping a trace that cannot be derived");
                         total.traces += 1;
                         total.skipped_traces += 1;
@@ -189,7 +192,7 @@ impl Sessionizer {
     async fn pass(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         // A deletion waits for the pass: it must not derive what the deletion just removed.
         let _hold = self.store.hold_writes().await;
-        Metrics::add(&self.metrics.sessionize_passes, 1);
+        let _timer = self.metrics.sessionize_pass();
         let revision = self.next_revision();
         let updated_at = unix_seconds(now_unix_nano());
 
@@ -287,7 +290,9 @@ impl Sessionizer {
         self.store
             .write_derived(&moves, &derived, &tombstones)
             .await?;
-        Metrics::add(&self.metrics.sessions_derived, derived.len() as u64);
+        self.metrics
+            .sessions_derived
+            .increment(derived.len() as u64);
         Ok(PassSummary {
             traces: traces.len(),
             sessions: derived.len(),
@@ -313,7 +318,16 @@ pub async fn rebuild(
         config.rules.clone(),
         Arc::new(Metrics::default()),
     );
-    sessionizer.derive_traces(&traces).await
+    // A bar on a terminal (hidden otherwise), moved pass by pass; derive_traces would make
+    // the same passes.
+    let progress = progress::bar(traces.len() as u64, "traces");
+    let mut summary = PassSummary::default();
+    for pass in traces.chunks(config.sessionize.max_traces_per_pass) {
+        summary += sessionizer.derive_traces(pass).await?;
+        progress.inc(pass.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(summary)
 }
 
 fn group_by_trace(spans: Vec<Span>) -> HashMap<String, Vec<Span>> {

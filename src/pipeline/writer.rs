@@ -45,14 +45,12 @@ pub async fn run(
             .collect();
         let started = Instant::now();
         let result = store.insert_spans(&rows).await;
-        Metrics::add(
-            &metrics.insert_micros_total,
-            started.elapsed().as_micros() as u64,
-        );
+        metrics.insert_duration.record(started.elapsed());
         match &result {
             Ok(()) => {
-                Metrics::add(&metrics.batches_written, 1);
-                Metrics::add(&metrics.batch_spans_written, rows.len() as u64);
+                metrics.batches_written.increment(1);
+                metrics.batch_spans_written.increment(rows.len() as u64);
+                metrics.insert_batch_spans.record(rows.len() as f64);
                 let mut trace_ids: Vec<String> = rows.into_iter().map(|r| r.trace_id).collect();
                 trace_ids.sort();
                 trace_ids.dedup();
@@ -63,7 +61,7 @@ pub async fn run(
                 });
             }
             Err(err) => {
-                Metrics::add(&metrics.batch_failures, 1);
+                metrics.batch_failures.increment(1);
                 tracing::warn!(error = %err, spans = rows.len(), "span insert failed; clients will retry");
             }
         }

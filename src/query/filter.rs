@@ -88,7 +88,12 @@ pub const FILTERS: &[FilterSpec] = &[
         "an LLM model used in the session",
     ),
     filter("session", "session_id", Contains, "part of the session id"),
-    filter("duration_ms", "duration_ms", Range, "session duration"),
+    filter(
+        "duration_ms",
+        "duration_ms",
+        Range,
+        "session duration in milliseconds",
+    ),
     filter("turns", "turn_count", Range, "number of turns"),
     filter(
         "messages",
@@ -112,19 +117,19 @@ pub const FILTERS: &[FilterSpec] = &[
         "voice_to_voice_p50_ms",
         "voice_to_voice_p50_ms",
         Range,
-        "median voice-to-voice latency",
+        "median voice-to-voice latency of the session (ms)",
     ),
     filter(
         "voice_to_voice_p95_ms",
         "voice_to_voice_p95_ms",
         Range,
-        "95th percentile voice-to-voice latency",
+        "95th percentile voice-to-voice latency of the session (ms)",
     ),
     filter(
         "llm_ttft_p50_ms",
         "llm_ttft_p50_ms",
         Range,
-        "median LLM time to first token",
+        "median LLM time to first token (ms)",
     ),
     filter(
         "has_interruptions",
@@ -138,7 +143,12 @@ pub const FILTERS: &[FilterSpec] = &[
         NonZero,
         "a tool call failed",
     ),
-    filter("has_errors", "error_span_count", NonZero, "a span failed"),
+    filter(
+        "has_errors",
+        "error_span_count",
+        NonZero,
+        "a span of the session failed",
+    ),
     filter(
         "has_handoff",
         "length(handoff_target)",

@@ -4,7 +4,7 @@
 //! parsed query into SQL.
 //!
 //! A filter on one more `sessions` column is one entry in [`FILTERS`]; a sort order is one
-//! entry in [`SORTS`]. The OpenAPI document lists both, and a test keeps them in step.
+//! entry in [`SORTS`]. The OpenAPI document's query parameters are built from both.
 
 mod filter;
 mod sort;

@@ -1,5 +1,6 @@
 //! OTLP/HTTP: `POST /v1/traces` with `application/x-protobuf` or `application/json`
-//! (OTLP/JSON: hex ids, enum integers, 64-bit integers as strings), optionally gzip.
+//! (OTLP/JSON, every shape the proto3 JSON mapping allows: see `model::otlp_json`),
+//! optionally gzip.
 //! Answers in the request's encoding; errors carry a `google.rpc.Status`.
 
 use std::io::Read;
@@ -133,20 +134,17 @@ async fn decode_and_export(
             )))
         }
     };
-    let protobuf = tokio::task::spawn_blocking(move || {
-        let raw = if gzip { inflate(&body, limit)? } else { body };
-        match encoding {
-            Encoding::Protobuf => Ok(raw),
-            // JSON is parsed with the official message types and re-encoded, so both encodings
-            // share one decoder and one conversion.
-            Encoding::Json => serde_json::from_slice::<official::ExportTraceServiceRequest>(&raw)
-                .map(|request| Bytes::from(request.encode_to_vec()))
-                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}"))),
-        }
-    })
-    .await
-    .map_err(|_| ExportError::ShuttingDown)??;
-    ingest.export_protobuf(protobuf, Protocol::Http).await
+    let raw = if gzip {
+        tokio::task::spawn_blocking(move || inflate(&body, limit))
+            .await
+            .map_err(|_| ExportError::ShuttingDown)??
+    } else {
+        body
+    };
+    match encoding {
+        Encoding::Protobuf => ingest.export_protobuf(raw, Protocol::Http).await,
+        Encoding::Json => ingest.export_json(raw, Protocol::Http).await,
+    }
 }
 
 /// Inflates gzip, refusing to grow past `limit` bytes (a small bomb can inflate to gigabytes).

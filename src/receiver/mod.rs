@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
+use crate::model::otlp_json;
 use crate::model::Span;
 use crate::pipeline::{Batch, NotStored};
-use crate::telemetry::Metrics;
+use crate::telemetry::{GaugeHold, Metrics, Timer};
 use crate::tenants::AuthError;
 
 pub use refusal::Refusal;
@@ -107,12 +108,43 @@ impl Ingest {
         body: bytes::Bytes,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
+        let body_bytes = body.len();
+        self.export(protocol, body_bytes, move || {
+            ExportTraceServiceRequest::decode(body)
+                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))
+        })
+        .await
+    }
+
+    /// Decodes an OTLP/JSON body into the same messages as protobuf and stores its spans.
+    pub async fn export_json(
+        &self,
+        body: bytes::Bytes,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
+        let body_bytes = body.len();
+        self.export(protocol, body_bytes, move || {
+            otlp_json::decode(&body)
+                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}")))
+        })
+        .await
+    }
+
+    async fn export(
+        &self,
+        protocol: Protocol,
+        body_bytes: usize,
+        decode: impl FnOnce() -> Result<ExportTraceServiceRequest, ExportError> + Send + 'static,
+    ) -> Result<ExportOutcome, ExportError> {
+        let _timer = Timer::start(match protocol {
+            Protocol::Grpc => &self.metrics.grpc_request_duration,
+            Protocol::Http => &self.metrics.http_request_duration,
+        });
+        let _pending = GaugeHold::add(&self.metrics.pending_bytes, body_bytes as f64);
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let converted = tokio::task::spawn_blocking(move || {
-            let request = ExportTraceServiceRequest::decode(body)
-                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))?;
-            Ok::<_, ExportError>(otlp::convert(request, &limits, now_unix_nano()))
+            Ok::<_, ExportError>(otlp::convert(decode()?, &limits, now_unix_nano()))
         })
         .await
         .map_err(|_| ExportError::ShuttingDown)??;
@@ -128,10 +160,9 @@ impl Ingest {
             rejected_spans: i64::try_from(converted.rejected.len()).unwrap_or(i64::MAX),
             error_message: converted.message(),
         };
-        Metrics::add(
-            &self.metrics.spans_rejected_invalid,
-            converted.rejected.len() as u64,
-        );
+        self.metrics
+            .spans_rejected_invalid
+            .increment(converted.rejected.len() as u64);
         let spans = converted.spans;
         if spans.is_empty() {
             return Ok(outcome);
@@ -148,10 +179,7 @@ impl Ingest {
                 &self.metrics.http_spans_refused,
             ),
         };
-        Metrics::add(
-            if result.is_ok() { accepted } else { refused },
-            count as u64,
-        );
+        if result.is_ok() { accepted } else { refused }.increment(count as u64);
         result.map(|_| outcome)
     }
 
@@ -173,7 +201,7 @@ impl Ingest {
             Ok(Ok(permit)) => permit,
             Ok(Err(_closed)) => return Err(ExportError::ShuttingDown),
             Err(_elapsed) => {
-                Metrics::add(&self.metrics.requests_overloaded, 1);
+                self.metrics.requests_overloaded.increment(1);
                 return Err(ExportError::Overloaded);
             }
         };

@@ -1,6 +1,7 @@
 //! Spans in, conversation rows out. Pure functions, no I/O: the same spans, in any order,
 //! always give the same rows, which is what makes re-sent spans harmless and `rebuild` exact.
 
+mod context;
 mod latency;
 pub mod rules;
 pub mod semantics;
@@ -116,17 +117,32 @@ pub fn sessionize(
 
     let turn_members = turns::assign(&nodes);
     let mut turn_of_node = vec![0u32; nodes.len()];
+    for (position, (_, members)) in turn_members.turns.iter().enumerate() {
+        let turn_number = u32::try_from(position + 1).unwrap_or(u32::MAX);
+        for &member in members {
+            turn_of_node[member] = turn_number;
+        }
+    }
+    let mut context_calls: HashMap<u32, Vec<ToolCallRow>> = HashMap::new();
+    for call in context::tool_calls(&nodes, &turn_of_node, session_id, revision) {
+        context_calls
+            .entry(call.turn_number)
+            .or_default()
+            .push(call);
+    }
     let mut turn_rows = Vec::new();
     let mut messages = Vec::new();
     let mut tool_calls = Vec::new();
     let mut interruptions = Vec::new();
     for (position, (anchor, members)) in turn_members.turns.iter().enumerate() {
         let turn_number = u32::try_from(position + 1).unwrap_or(u32::MAX);
-        for &member in members {
-            turn_of_node[member] = turn_number;
+        let mut turn = turns::Turn::new(&nodes, *anchor, members);
+        if turn.interruption_signal().is_some() {
+            turn.played_per_context = context::spoken_part(&nodes, members);
         }
-        let turn = turns::Turn::new(&nodes, *anchor, members);
-        let calls = turn.tool_calls(session_id, revision, turn_number);
+        let mut calls = turn.tool_calls(session_id, revision, turn_number);
+        calls.extend(context_calls.remove(&turn_number).unwrap_or_default());
+        calls.sort_by_key(|c| c.start_time_unix_nano);
         let row = turn.row(session_id, revision, turn_number, &calls);
         messages.extend(turn.messages(session_id, revision, turn_number, &row, &calls));
         if let Some(signal) = turn.interruption_signal() {
@@ -147,6 +163,8 @@ pub fn sessionize(
         tool_calls.extend(calls);
         turn_rows.push(row);
     }
+    // Calls asked for outside any turn.
+    tool_calls.extend(context_calls.into_values().flatten());
     // Messages outside any turn, e.g. a human agent writing after a handoff.
     for &i in &turn_members.outside {
         if let Some((who, text)) = &nodes[i].facts.message {

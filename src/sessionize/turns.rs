@@ -134,6 +134,8 @@ pub struct Signal<'a> {
 pub struct Turn<'a> {
     anchor: &'a Node<'a>,
     members: Vec<&'a Node<'a>>,
+    /// The part of an interrupted reply that was played, as a later LLM context records it.
+    pub played_per_context: Option<String>,
 }
 
 impl<'a> Turn<'a> {
@@ -141,6 +143,7 @@ impl<'a> Turn<'a> {
         Turn {
             anchor: &nodes[anchor],
             members: members.iter().map(|&i| &nodes[i]).collect(),
+            played_per_context: None,
         }
     }
 
@@ -224,8 +227,9 @@ impl<'a> Turn<'a> {
         })
     }
 
-    /// What the user heard of an interrupted reply: stated explicitly, or the TTS segments
-    /// that finished before the cut. None when not interrupted or not known.
+    /// What the user heard of an interrupted reply: stated explicitly, recorded in a later
+    /// LLM context, or the TTS segments that finished before the cut. None when not
+    /// interrupted or not known.
     fn spoken_text(&self) -> Option<String> {
         self.interruption_signal()?;
         if let Some(explicit) = self
@@ -234,6 +238,9 @@ impl<'a> Turn<'a> {
             .find_map(|n| n.facts.spoken_text.clone())
         {
             return Some(explicit);
+        }
+        if let Some(played) = &self.played_per_context {
+            return Some(played.clone());
         }
         let tts: Vec<&&Node> = self.with_role(Role::Tts).collect();
         if tts.len() < 2 || tts.iter().all(|n| n.facts.interrupted.is_some()) {

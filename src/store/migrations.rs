@@ -71,6 +71,48 @@ impl Store {
         .await
     }
 
+    /// The server's version string, e.g. `18.16.1`. Works before the database exists.
+    pub async fn server_version(&self) -> Result<String, StoreError> {
+        let server = self.client.clone().with_database("default");
+        self.timed("read the server version", async {
+            Ok(server
+                .query("SELECT version()")
+                .fetch_one::<String>()
+                .await?)
+        })
+        .await
+    }
+
+    /// The schema versions recorded in the database; None when it has no schema yet (no
+    /// database or no `schema_migrations`). Changes nothing.
+    pub async fn applied_migrations(&self) -> Result<Option<Vec<u32>>, StoreError> {
+        let server = self.client.clone().with_database("default");
+        let tables = self
+            .timed("read system.tables", async {
+                Ok(server
+                    .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+                    .bind(&self.database)
+                    .fetch_one::<u64>()
+                    .await?)
+            })
+            .await?;
+        if tables == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.recorded_versions().await?))
+    }
+
+    async fn recorded_versions(&self) -> Result<Vec<u32>, StoreError> {
+        self.timed("read schema_migrations", async {
+            Ok(self
+                .client
+                .query("SELECT version FROM schema_migrations ORDER BY version")
+                .fetch_all::<u32>()
+                .await?)
+        })
+        .await
+    }
+
     /// Creates the database if needed and applies what is missing. Returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
         // The database may not exist yet, so this one statement runs without it.
@@ -93,15 +135,7 @@ impl Store {
                 .await?)
         })
         .await?;
-        let applied: Vec<u32> = self
-            .timed("read schema_migrations", async {
-                Ok(self
-                    .client
-                    .query("SELECT version FROM schema_migrations")
-                    .fetch_all::<u32>()
-                    .await?)
-            })
-            .await?;
+        let applied = self.recorded_versions().await?;
         let mut newly = Vec::new();
         for (version, name, sql) in MIGRATIONS {
             if applied.contains(version) {

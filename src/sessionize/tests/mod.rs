@@ -1,6 +1,7 @@
 //! Sessionization on hand-built spans: the span builders here, the tests by subject.
 
 mod fields;
+mod pipecat_context;
 mod semantics;
 mod turns;
 
