@@ -75,6 +75,11 @@ struct Timing {
 async fn get(app: &axum::Router, uri: &str) -> (u16, bytes::Bytes) {
     let request = Request::builder()
         .uri(uri)
+        .header("host", "localhost")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40000,
+        ))))
         .body(Body::empty())
         .expect("request");
     let response = app.clone().oneshot(request).await.expect("answer");

@@ -26,6 +26,10 @@ python_requirements=(
 )
 venv="$repo/.venv-test"
 simulated_sessions=30
+# Seconds each fuzz target runs; 0, the default, skips the stage: the first nightly build of
+# the fuzz targets (every dependency with coverage instrumentation) takes longer than the rest
+# of the suite. `CONVOLOG_FUZZ_SECONDS=20 scripts/test.sh` includes it.
+fuzz_seconds=${CONVOLOG_FUZZ_SECONDS:-0}
 cargo_deb_version=3.8.0
 
 stage_name="setup"
@@ -392,4 +396,25 @@ for path in /usr/bin/convolog /etc/convolog /usr/lib/systemd/system/convolog.ser
   fi
 done
 
+# ---------------------------------------------------------------------------------------------
+if [ "$fuzz_seconds" -gt 0 ]; then
+  stage "fuzz: each target for ${fuzz_seconds}s"
+
+  rustup run nightly cargo --version >/dev/null 2>&1 \
+    || rustup toolchain install nightly --profile minimal
+  cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+  cargo +nightly fuzz build -O
+  for target in $(cargo +nightly fuzz list); do
+    # New inputs go to a scratch corpus; the small seed corpus in the repo stays as it is.
+    mkdir -p "$work/corpus/$target"
+    log="$work/fuzz-$target.log"
+    if ! cargo +nightly fuzz run -O "$target" "$work/corpus/$target" "fuzz/seeds/$target" -- \
+        -max_total_time="$fuzz_seconds" -print_final_stats=1 >"$log" 2>&1; then
+      echo "fuzz target $target failed (the crashing input is under fuzz/artifacts/$target):" >&2
+      tail -60 "$log" >&2
+      exit 1
+    fi
+    echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" || echo 'no stats')"
+  done
+fi
 stage_name="done"

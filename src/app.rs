@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::http_server;
 use crate::pipeline::sessionizer::Sessionizer;
 use crate::pipeline::{self, writer};
 use crate::receiver::{self, Ingest};
@@ -98,13 +99,18 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let ready = Arc::new(AtomicBool::new(false));
         let (stop_api, api_stopping) = watch::channel(false);
-        let api = serve(
+        let api = http_server::serve(
             api_listener,
             api::router(ApiState {
-                tenants: Arc::new(Tenants::new(stores.clone(), Arc::clone(&keys))),
+                tenants: Arc::new(
+                    Tenants::new(stores.clone(), Arc::clone(&keys))
+                        .with_open_hosts(config.http.open_hosts.clone()),
+                ),
                 metrics: Arc::clone(&metrics),
                 ready: Arc::clone(&ready),
+                public_status: config.http.public_status,
             }),
+            http_server::Limits::new(&config.http),
             api_stopping,
             "API",
         );
@@ -152,7 +158,9 @@ impl Starting {
             }
         }
         let (ingests, pipeline) = start_pipelines(&self.config, &self.stores, &self.metrics);
-        let receivers = Arc::new(Tenants::new(ingests, self.keys));
+        let receivers = Arc::new(
+            Tenants::new(ingests, self.keys).with_open_hosts(self.config.http.open_hosts.clone()),
+        );
         let (stop_intake, stopping) = watch::channel(false);
         let mut intake = vec![
             serve_grpc(
@@ -174,9 +182,10 @@ impl Starting {
                 stopping.clone(),
             )));
         }
-        intake.push(serve(
+        intake.push(http_server::serve(
             self.http_listener,
-            receiver::http::router(receivers, self.config.ingest.max_request_bytes),
+            receiver::http::router(receivers),
+            http_server::Limits::new(&self.config.http),
             stopping,
             "OTLP/HTTP",
         ));
@@ -316,26 +325,4 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the {what} listener on {addr}"))
-}
-
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stopping: watch::Receiver<bool>,
-    what: &'static str,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        // The peer address decides who may come in when no keys are configured.
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        })
-        .await;
-        if let Err(err) = result {
-            tracing::error!(error = %err, "{what} server failed");
-        }
-    })
 }

@@ -37,6 +37,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: Listen,
+    pub http: Http,
     pub clickhouse: ClickHouse,
     pub ingest: Ingest,
     pub sessionize: Sessionize,
@@ -100,6 +101,30 @@ pub struct Listen {
     pub api: SocketAddr,
 }
 
+/// Limits of the two HTTP listeners (OTLP/HTTP and the API), so that slow or idle clients
+/// cannot hold connections and memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Open connections per listener; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time (HTTP/1), and the next
+    /// request's headers within this time on a kept-alive connection.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this time, however steadily it trickles.
+    pub body_timeout_ms: u64,
+    /// A connection on which nothing is read or written for this long is closed: an idle
+    /// client, or one that stopped sending a request or reading a response (an export).
+    pub idle_timeout_ms: u64,
+    /// With no tenants (no keys): the `Host` names requests may carry, besides loopback
+    /// addresses, which are always accepted. Anything else is refused, so that a web page
+    /// cannot reach convolog through a browser on this machine (DNS rebinding).
+    pub open_hosts: Vec<String>,
+    /// With tenants (keys): whether `/metrics` and `/readyz` answer without a key. Off, they
+    /// want a key with the read or admin scope, like the rest of the API.
+    pub public_status: bool,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouse {
@@ -109,8 +134,15 @@ pub struct ClickHouse {
     pub database: String,
     pub user: String,
     pub password: Secret,
-    /// Per-request timeout for inserts and queries.
+    /// Per-request timeout for inserts and queries. ClickHouse is told the same limit
+    /// (`max_execution_time`, in whole seconds), so a query convolog gave up on stops too.
     pub timeout_ms: u64,
+    /// Memory one query may use on the server (`max_memory_usage`); 0 leaves the server's.
+    pub max_query_memory_bytes: u64,
+    /// Exports that may stream at once per tenant; one more answers 503 (retry later).
+    pub max_concurrent_exports: usize,
+    /// How long one export's query may run on the server.
+    pub export_max_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +228,19 @@ impl Default for Listen {
     }
 }
 
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            open_hosts: crate::tenants::default_open_hosts(),
+            public_status: false,
+        }
+    }
+}
+
 impl Default for ClickHouse {
     fn default() -> Self {
         ClickHouse {
@@ -204,6 +249,9 @@ impl Default for ClickHouse {
             user: "default".into(),
             password: Secret::default(),
             timeout_ms: 30_000,
+            max_query_memory_bytes: 4 * 1024 * 1024 * 1024,
+            max_concurrent_exports: 4,
+            export_max_seconds: 600,
         }
     }
 }
@@ -345,6 +393,21 @@ impl Config {
         env!("CONVOLOG_GRPC_LISTEN", self.listen.grpc);
         env!("CONVOLOG_HTTP_LISTEN", self.listen.http);
         env!("CONVOLOG_API_LISTEN", self.listen.api);
+        env!("CONVOLOG_HTTP_MAX_CONNECTIONS", self.http.max_connections);
+        env!(
+            "CONVOLOG_HTTP_HEADER_TIMEOUT_MS",
+            self.http.header_timeout_ms
+        );
+        env!("CONVOLOG_HTTP_BODY_TIMEOUT_MS", self.http.body_timeout_ms);
+        env!("CONVOLOG_HTTP_IDLE_TIMEOUT_MS", self.http.idle_timeout_ms);
+        if let Some(hosts) = var("CONVOLOG_HTTP_OPEN_HOSTS") {
+            self.http.open_hosts = hosts
+                .split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect();
+        }
+        env!("CONVOLOG_HTTP_PUBLIC_STATUS", self.http.public_status);
         env!("CONVOLOG_CLICKHOUSE_URL", self.clickhouse.url, string);
         env!(
             "CONVOLOG_CLICKHOUSE_DATABASE",
@@ -356,6 +419,18 @@ impl Config {
             self.clickhouse.password = Secret::new(password);
         }
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
+        env!(
+            "CONVOLOG_CLICKHOUSE_MAX_QUERY_MEMORY_BYTES",
+            self.clickhouse.max_query_memory_bytes
+        );
+        env!(
+            "CONVOLOG_MAX_CONCURRENT_EXPORTS",
+            self.clickhouse.max_concurrent_exports
+        );
+        env!(
+            "CONVOLOG_EXPORT_MAX_SECONDS",
+            self.clickhouse.export_max_seconds
+        );
         env!("CONVOLOG_MAX_REQUEST_BYTES", self.ingest.max_request_bytes);
         env!("CONVOLOG_MAX_PENDING_SPANS", self.ingest.max_pending_spans);
         env!("CONVOLOG_MAX_PENDING_BYTES", self.ingest.max_pending_bytes);
@@ -410,6 +485,24 @@ impl Config {
         if self.ingest.max_inserts_in_flight == 0 {
             return invalid("ingest.max_inserts_in_flight must be at least 1".into());
         }
+        if self.clickhouse.max_concurrent_exports == 0 || self.clickhouse.export_max_seconds == 0 {
+            return invalid(
+                "clickhouse.max_concurrent_exports and export_max_seconds must be above 0".into(),
+            );
+        }
+        let h = &self.http;
+        if h.max_connections == 0
+            || h.header_timeout_ms == 0
+            || h.body_timeout_ms == 0
+            || h.idle_timeout_ms == 0
+        {
+            return invalid("http: every limit must be above 0".into());
+        }
+        if h.idle_timeout_ms <= self.clickhouse.timeout_ms {
+            return invalid(
+                "http.idle_timeout_ms must be longer than clickhouse.timeout_ms (a request waits that long for ClickHouse)".into(),
+            );
+        }
         if self.ingest.max_request_bytes < 1024 {
             return invalid("ingest.max_request_bytes must be at least 1024".into());
         }
@@ -426,7 +519,19 @@ impl Config {
         }
         let identifier =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        // Deleting all of a tenant's conversations drops its database: it must be its own.
+        let shared = |name: &str| {
+            ["system", "default", "information_schema"]
+                .iter()
+                .any(|s| name.eq_ignore_ascii_case(s))
+        };
+        if shared(db) {
+            return invalid(format!(
+                "clickhouse.database {db:?} is ClickHouse's own: use a database of convolog's"
+            ));
+        }
         let mut names = std::collections::HashSet::new();
+        let mut databases = std::collections::HashSet::new();
         let mut hashes = std::collections::HashSet::new();
         for tenant in &self.tenants {
             if !identifier(&tenant.name) || !names.insert(tenant.name.as_str()) {
@@ -438,6 +543,13 @@ impl Config {
             if !identifier(&tenant.database(db)) {
                 return invalid(format!(
                     "tenant {}: database must be letters, digits and underscores",
+                    tenant.name
+                ));
+            }
+            let database = tenant.database(db);
+            if shared(&database) || !databases.insert(database.to_ascii_lowercase()) {
+                return invalid(format!(
+                    "tenant {}: database {database:?} must be the tenant's own (not another tenant's, not system or default)",
                     tenant.name
                 ));
             }
@@ -549,6 +661,17 @@ mod tests {
         let mut duplicate = config.clone();
         duplicate.tenants[1].keys = duplicate.tenants[0].keys.clone();
         assert!(duplicate.validate().is_err(), "a key hash used twice");
+        let mut shared = config.clone();
+        shared.tenants[1].database = Some("convolog_acme".into());
+        assert!(shared.validate().is_err(), "two tenants on one database");
+        for own in ["system", "default", "DEFAULT"] {
+            let mut theirs = config.clone();
+            theirs.tenants[1].database = Some(own.into());
+            assert!(theirs.validate().is_err(), "a tenant on {own}");
+        }
+        let mut base = Config::default();
+        base.clickhouse.database = "system".into();
+        assert!(base.validate().is_err(), "convolog on system");
         assert_eq!(
             Config::default()
                 .tenant_clickhouse(None)

@@ -53,7 +53,7 @@ pub async fn run(store: &Store, args: ExportArgs) -> anyhow::Result<u64> {
             pairs.push((name.to_owned(), value.clone()));
         }
     }
-    let mut p = Params::from_pairs(pairs);
+    let mut p = Params::from_pairs(pairs).map_err(describe)?;
     let now = crate::clock::now_unix_nano() / 1_000_000_000;
     let filter = query::session_filter(&mut p, now).map_err(describe)?;
     let sort = query::sort(&mut p).map_err(describe)?;

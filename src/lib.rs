@@ -8,6 +8,7 @@ pub mod config;
 pub mod conventions;
 pub mod doctor;
 pub mod export_cli;
+pub mod http_server;
 pub mod model;
 pub mod pipeline;
 pub mod progress;

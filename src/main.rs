@@ -97,8 +97,12 @@ async fn main() -> anyhow::Result<()> {
                 app::migrate_with_retry(&store, Duration::from_secs(10)).await?;
                 let summary = sessionizer::rebuild(store, &config, since).await?;
                 println!(
-                    "{}: rebuilt {} sessions from {} traces ({} sessions removed)",
-                    clickhouse.database, summary.sessions, summary.traces, summary.removed_sessions
+                    "{}: rebuilt {} sessions from {} traces ({} sessions removed, {} traces skipped)",
+                    clickhouse.database,
+                    summary.sessions,
+                    summary.traces,
+                    summary.removed_sessions,
+                    summary.skipped_traces
                 );
             }
         }

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub insert_batch_spans: Histogram,
     pub sessionize_passes: Counter,
     pub sessionize_failures: Counter,
+    pub sessionize_skipped_traces: Counter,
     pub sessionize_pass_duration: Histogram,
     pub sessionize_lag: Histogram,
     pub sessions_derived: Counter,
@@ -177,6 +178,11 @@ impl Metrics {
             sessionize_failures: r.counter(
                 "convolog_sessionize_failures_total",
                 "Sessionizer passes that failed and will be retried.",
+                None,
+            ),
+            sessionize_skipped_traces: r.counter(
+                "convolog_sessionize_skipped_traces_total",
+                "Traces left underived because ClickHouse refuses every pass that includes them.",
                 None,
             ),
             sessionize_pass_duration: r.histogram(

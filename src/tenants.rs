@@ -5,7 +5,7 @@
 //! metadata). With no tenants configured, one tenant serves loopback clients without keys.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -39,6 +39,10 @@ pub enum AuthError {
     WrongScope(Scope),
     #[error("no API keys are configured, so only clients on this machine are served")]
     NotLoopback,
+    /// A page elsewhere can make a browser on this machine send requests under a hostile
+    /// name that resolves to 127.0.0.1 (DNS rebinding); the Host header gives it away.
+    #[error("no API keys are configured, so only requests addressed to this machine are served (Host {0:?} is not)")]
+    ForeignHost(String),
 }
 
 /// The hex SHA-256 of a key, as the configuration stores it.
@@ -59,6 +63,34 @@ pub fn presented_key(headers: &http::HeaderMap) -> Option<&str> {
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
         .filter(|k| !k.is_empty())
+}
+
+/// The host a request is addressed to: its `Host` header, else the authority of its URI
+/// (HTTP/2 carries it there).
+pub fn request_host<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+/// Whether `host` (as in a `Host` header, port optional) names this machine: a loopback
+/// address, or one of `allowed` (compared without case).
+pub fn local_host(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(name, _)| name),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// Host names accepted without keys unless configured otherwise (loopback addresses always are).
+pub fn default_open_hosts() -> Vec<String> {
+    vec!["localhost".to_owned()]
 }
 
 /// Key hash -> (tenant index, scope).
@@ -82,11 +114,21 @@ pub fn key_map(keys: Vec<Vec<(String, Scope)>>) -> KeyMap {
 pub struct Tenants<H> {
     handles: Vec<H>,
     keys: KeyMap,
+    /// Without keys: the `Host` names HTTP requests may carry besides loopback addresses.
+    open_hosts: Vec<String>,
 }
 
 impl<H> Tenants<H> {
     pub fn new(handles: Vec<H>, keys: KeyMap) -> Tenants<H> {
-        Tenants { handles, keys }
+        Tenants {
+            handles,
+            keys,
+            open_hosts: default_open_hosts(),
+        }
+    }
+
+    pub fn with_open_hosts(self, open_hosts: Vec<String>) -> Tenants<H> {
+        Tenants { open_hosts, ..self }
     }
 
     pub fn all(&self) -> &[H] {
@@ -98,7 +140,27 @@ impl<H> Tenants<H> {
         self.keys.is_empty()
     }
 
-    /// The tenant a request acts for. `peer` None means an in-process caller (tests).
+    /// The tenant an HTTP request acts for: as [`Tenants::authorize`], and without keys only
+    /// for requests addressed to this machine by name, which a browser tricked by DNS
+    /// rebinding does not do.
+    pub fn authorize_http(
+        &self,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        peer: Option<SocketAddr>,
+        wanted: Scope,
+    ) -> Result<&H, AuthError> {
+        if self.open() {
+            let host = request_host(headers, uri).unwrap_or("");
+            if !local_host(host, &self.open_hosts) {
+                return Err(AuthError::ForeignHost(host.chars().take(100).collect()));
+            }
+        }
+        self.authorize(presented_key(headers), peer, wanted)
+    }
+
+    /// The tenant a request acts for. Without keys, only clients on this machine are served;
+    /// a request whose peer is unknown is not.
     pub fn authorize(
         &self,
         key: Option<&str>,
@@ -106,7 +168,7 @@ impl<H> Tenants<H> {
         wanted: Scope,
     ) -> Result<&H, AuthError> {
         if self.open() {
-            let local = peer.is_none_or(|p| p.ip().is_loopback());
+            let local = peer.is_some_and(|p| p.ip().is_loopback());
             return match (local, self.handles.first()) {
                 (true, Some(tenant)) => Ok(tenant),
                 _ => Err(AuthError::NotLoopback),
@@ -167,6 +229,10 @@ mod tests {
             open.authorize(None, Some(remote), Scope::Ingest),
             Err(AuthError::NotLoopback)
         );
+        assert_eq!(
+            open.authorize(None, None, Scope::Read),
+            Err(AuthError::NotLoopback)
+        );
 
         let keyed = Tenants::new(
             vec!["a", "b"],
@@ -191,6 +257,74 @@ mod tests {
         assert_eq!(
             keyed.authorize(None, Some(local), Scope::Read),
             Err(AuthError::MissingKey)
+        );
+    }
+
+    #[test]
+    fn open_mode_serves_requests_addressed_to_this_machine_only() {
+        let allowed = default_open_hosts();
+        for host in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.3.4.5",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(local_host(host, &allowed), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "192.0.2.7",
+            "[::2]",
+            "[::1",
+        ] {
+            assert!(!local_host(host, &allowed), "{host}");
+        }
+        assert!(local_host("box.lan:8080", &["box.lan".to_owned()]));
+
+        let open = Tenants::new(vec!["default"], key_map(vec![vec![]]));
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("address");
+        let uri: http::Uri = "/v1/sessions".parse().expect("uri");
+        assert_eq!(
+            open.authorize_http(
+                &headers(&[("host", "localhost:8080")]),
+                &uri,
+                Some(local),
+                Scope::Read
+            ),
+            Ok(&"default")
+        );
+        assert_eq!(
+            open.authorize_http(
+                &headers(&[("host", "rebound.example")]),
+                &uri,
+                Some(local),
+                Scope::Read
+            ),
+            Err(AuthError::ForeignHost("rebound.example".into()))
+        );
+        assert!(open
+            .authorize_http(&headers(&[]), &uri, Some(local), Scope::Read)
+            .is_err());
+        let h2: http::Uri = "http://127.0.0.1:8080/v1/sessions".parse().expect("uri");
+        assert_eq!(
+            open.authorize_http(&headers(&[]), &h2, Some(local), Scope::Read),
+            Ok(&"default")
+        );
+        // With keys, the key decides, whatever the Host.
+        let keyed = Tenants::new(
+            vec!["a"],
+            key_map(vec![vec![(hash_key("ka"), Scope::Read)]]),
+        );
+        let with_key = headers(&[("host", "any.example"), ("x-api-key", "ka")]);
+        assert_eq!(
+            keyed.authorize_http(&with_key, &uri, None, Scope::Read),
+            Ok(&"a")
         );
     }
 

@@ -14,11 +14,6 @@ pub fn rfc3339(unix_nano: u64) -> String {
     )
 }
 
-/// The UTC calendar day of a Unix time, as (year, month, day).
-pub fn civil_date(unix_seconds: u64) -> (i64, u32, u32) {
-    civil_from_days((unix_seconds / 86_400) as i64)
-}
-
 /// `mm:ss.mmm` (or `h:mm:ss.mmm`) since the start of a session.
 pub fn offset(from_unix_nano: u64, at_unix_nano: u64) -> String {
     let ms = at_unix_nano.saturating_sub(from_unix_nano) / 1_000_000;

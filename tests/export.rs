@@ -237,3 +237,66 @@ async fn export_formats_filters_and_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
     t.stop().await;
 }
+
+/// Far more than socket buffers hold as an export, so an unread export keeps streaming.
+async fn load_many_sessions(t: &TestApp) {
+    let base = (anchor() / S - 86_400) * S;
+    t.sql
+        .query(&synthetic::sessions_sql(0, 50_000, base, 500))
+        .execute()
+        .await
+        .expect("synthetic sessions");
+}
+
+#[tokio::test]
+async fn exports_beyond_the_tenant_cap_are_refused_until_one_ends() {
+    let t = TestApp::start_with("exportcap", |c| c.clickhouse.max_concurrent_exports = 1).await;
+    load_many_sessions(&t).await;
+    let url = t.api_url("/v1/export?format=jsonl");
+    // Headers read, body not: the export is still streaming.
+    let first = reqwest::get(&url).await.expect("first export");
+    assert_eq!(first.status(), 200);
+    let second = reqwest::get(&url).await.expect("second export");
+    assert_eq!(second.status(), 503);
+    drop(first);
+    assert!(
+        wait_until(async || reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)).await,
+        "a slot frees once the first export is gone"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_export_nobody_reads_is_cut_off_and_its_query_stopped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestApp::start_with("exportstall", |c| c.http.idle_timeout_ms = 1000).await;
+    load_many_sessions(&t).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let mut stream = socket.connect(t.app.api_addr).await.expect("connects");
+    stream
+        .write_all(b"GET /v1/export?format=jsonl HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.expect("answered");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // The client stalls well past the idle limit, then reads what is left.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        read.is_ok_and(|r| r.is_err() || !rest.ends_with(b"0\r\n\r\n")),
+        "the export ran to its end for a client that stalled"
+    );
+    let running = format!(
+        "SELECT count() FROM system.processes WHERE query_id LIKE 'convolog-export-{}-%'",
+        t.database
+    );
+    assert!(wait_until(async || t.count(&running).await == 0).await);
+    t.stop().await;
+}

@@ -70,3 +70,29 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
     assert_eq!(t.status_of("/v1/sessions/old/transcript").await, 200);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn cutoff_partitions_are_named_in_the_servers_time_zone() {
+    let t = TestApp::start("partkeys").await;
+    // 23:59:59 UTC: already the next day east of UTC, still this day west of it.
+    let at: u32 = 1_795_305_599;
+    t.sql
+        .query("INSERT INTO spans (trace_id, span_id, start_time) VALUES ('t', 's', toDateTime(?))")
+        .bind(at)
+        .execute()
+        .await
+        .expect("insert");
+    let partition: String = t
+        .sql
+        .query(
+            "SELECT partition FROM system.parts WHERE database = ? AND table = 'spans' AND active",
+        )
+        .bind(&t.database)
+        .fetch_one()
+        .await
+        .expect("partition");
+    let (day, month) = t.app.store.partition_keys_at(at).await.expect("keys");
+    assert_eq!(partition, day.to_string());
+    assert_eq!(month, day / 100);
+    t.stop().await;
+}

@@ -341,3 +341,48 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn huge_session_ids_do_not_jam_the_sessionizer() {
+    let t = TestApp::start("hugeids").await;
+    // Six traces whose session ids together exceed ClickHouse's `max_query_size`.
+    let huge: Vec<SpanSpec> = (0..6u64)
+        .map(|n| {
+            let id = format!("{n}").repeat(60_000);
+            SpanSpec::new(10 + n, 1, "conversation")
+                .at(0, 1_000)
+                .attributes([kv("session.id", id)])
+        })
+        .collect();
+    t.send_grpc(&huge, anchor(), 100).await;
+    t.send_grpc(&pipecat_conversation("after-huge", 1), anchor(), 100)
+        .await;
+    t.transcript_when("after-huge", turns_done(3)).await;
+    let hashed = "SELECT count() FROM sessions_current WHERE startsWith(session_id, 'sha256:')";
+    assert!(wait_until(async || t.count(hashed).await == 6).await);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_trace_that_cannot_be_derived_does_not_block_the_others() {
+    let t = TestApp::start("badtrace").await;
+    // A stored span that cannot be read back: its event attributes are not JSON.
+    t.sql
+        .query(
+            "INSERT INTO spans (trace_id, span_id, name, start_time, events.time_unix_nano, \
+             events.name, events.attributes, ingested_at_unix_nano) \
+             VALUES (?, '0000000000000009', 'bad', now(), [1], ['e'], ['{not json'], 1)",
+        )
+        .bind(hex::encode(trace_id(7)))
+        .execute()
+        .await
+        .expect("insert");
+    // The bad trace and a good one arrive together, so they share a pass.
+    let mut specs = pipecat_conversation("beside-bad", 1);
+    specs.push(SpanSpec::new(7, 1, "conversation").at(0, 1_000));
+    t.send_grpc(&specs, anchor(), 100).await;
+    t.transcript_when("beside-bad", turns_done(3)).await;
+    let skipped = "convolog_sessionize_skipped_traces_total";
+    assert!(wait_until(async || t.app.metrics.value(skipped) == Some(1.0)).await);
+    t.stop().await;
+}

@@ -119,3 +119,29 @@ async fn summary_labels_flags_and_span_filters() {
     assert_eq!(r.status(), 400);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_carries_a_bounded_number_of_labels() {
+    let t = TestApp::start("labelcap").await;
+    t.send_grpc(&pipecat_conversation("lc-1", 1), anchor(), 100)
+        .await;
+    t.transcript_when("lc-1", |_| true).await;
+    let client = reqwest::Client::new();
+    let put = |label: String| {
+        let request = client.put(t.api_url(&format!("/v1/sessions/lc-1/labels/{label}")));
+        async move { request.send().await.expect("answered").status().as_u16() }
+    };
+    let max = convolog::api::MAX_LABELS_PER_SESSION;
+    for n in 0..max {
+        assert_eq!(put(format!("l{n}")).await, 200);
+    }
+    assert_eq!(put("one-too-many".into()).await, 400);
+    assert_eq!(
+        put("l0".into()).await,
+        200,
+        "an existing label may be set again"
+    );
+    let (_, summary) = get_json(&t, "/v1/sessions/lc-1").await;
+    assert_eq!(summary["labels"].as_array().map(Vec::len), Some(max));
+    t.stop().await;
+}

@@ -258,3 +258,107 @@ async fn a_deleted_session_does_not_come_back_on_rebuild() {
     assert_eq!(t.status_of("/v1/sessions/gone-1/transcript").await, 404);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn without_keys_only_requests_addressed_to_this_machine_are_served() {
+    let t = TestApp::start("rebinding").await;
+    let client = reqwest::Client::new();
+    let status = |method: reqwest::Method, url: String, host: &'static str| {
+        let request = client
+            .request(method, url)
+            .header("host", host)
+            .header("content-type", "application/json");
+        async move { request.send().await.expect("answered").status().as_u16() }
+    };
+    // A page served from a name that a rebinding DNS points at 127.0.0.1.
+    let evil = "rebound.example:8080";
+    assert_eq!(
+        status(reqwest::Method::GET, t.api_url("/v1/sessions"), evil).await,
+        403
+    );
+    assert_eq!(
+        status(reqwest::Method::DELETE, t.api_url("/v1/sessions"), evil).await,
+        403
+    );
+    assert_eq!(
+        status(reqwest::Method::GET, t.api_url("/sessions"), evil).await,
+        403
+    );
+    assert_eq!(status(reqwest::Method::POST, t.http_url(), evil).await, 403);
+    assert_eq!(
+        status(
+            reqwest::Method::GET,
+            t.api_url("/v1/sessions"),
+            "localhost:8080"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(reqwest::Method::GET, t.api_url("/v1/sessions"), "127.0.0.1").await,
+        200
+    );
+
+    let page = client
+        .get(t.api_url("/sessions"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert!(!header("content-security-policy").contains("script-src"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn status_endpoints_want_a_key_unless_made_public() {
+    for public in [false, true] {
+        let t = TestApp::start_with("status", |c| {
+            c.tenants = vec![tenant("acme", &[("reader", Scope::Read)])];
+            c.http.public_status = public;
+        })
+        .await;
+        let closed = if public { 200 } else { 401 };
+        for path in ["/metrics", "/readyz"] {
+            assert_eq!(
+                call(&t, reqwest::Method::GET, path, None).await.0,
+                closed,
+                "{path}"
+            );
+            assert_eq!(
+                call(&t, reqwest::Method::GET, path, Some("reader")).await.0,
+                200
+            );
+        }
+        assert_eq!(
+            call(&t, reqwest::Method::GET, "/healthz", None).await.0,
+            200
+        );
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_everything_waits_for_writes_in_progress() {
+    let t = TestApp::start("wipewait").await;
+    // What a span insert or a sessionizer pass holds while it writes.
+    let writing = t.app.store.hold_writes().await;
+    let store = t.app.store.clone();
+    let wipe = tokio::spawn(async move { store.delete_everything().await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !wipe.is_finished(),
+        "the wipe ran under a write in progress"
+    );
+    drop(writing);
+    wipe.await.expect("task").expect("wiped");
+    t.stop().await;
+}

@@ -30,7 +30,7 @@ use openapi::{ExportQuery, LabelPath, PageQuery, SessionQuery};
 use crate::query::{self, Params};
 use crate::store::{Change, SessionPage, Store};
 use crate::telemetry::Metrics;
-use crate::tenants::{key_map, presented_key, Scope, Tenants};
+use crate::tenants::{key_map, Scope, Tenants};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -39,6 +39,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// False while the server starts (the schema is being applied): reads answer 503.
     pub ready: Arc<AtomicBool>,
+    /// `/metrics` and `/readyz` answer without a key.
+    pub public_status: bool,
 }
 
 impl ApiState {
@@ -48,6 +50,7 @@ impl ApiState {
             tenants: Arc::new(Tenants::new(vec![store], key_map(vec![vec![]]))),
             metrics,
             ready: Arc::new(AtomicBool::new(true)),
+            public_status: false,
         }
     }
 }
@@ -58,17 +61,25 @@ pub struct Reader(pub Store);
 /// The store of the caller's tenant, for a key with the admin scope.
 pub struct Admin(pub Store);
 
+/// A caller allowed to see the service's status (`/metrics`, `/readyz`): anyone when
+/// `http.public_status` is on, else a caller who may read.
+pub struct StatusReader;
+
 fn tenant_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Starting);
     }
+    caller_store(parts, state, wanted)
+}
+
+fn caller_store(parts: &Parts, state: &ApiState, wanted: Scope) -> Result<Store, ApiError> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
     state
         .tenants
-        .authorize(presented_key(&parts.headers), peer, wanted)
+        .authorize_http(&parts.headers, &parts.uri, peer, wanted)
         .cloned()
         .map_err(ApiError::from)
 }
@@ -78,6 +89,17 @@ impl FromRequestParts<ApiState> for Reader {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         tenant_store(parts, state, Scope::Read).map(Reader)
+    }
+}
+
+impl FromRequestParts<ApiState> for StatusReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        if !state.public_status {
+            caller_store(parts, state, Scope::Read)?;
+        }
+        Ok(StatusReader)
     }
 }
 
@@ -111,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/sessions/{id}/flag", put(flag).delete(unflag))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::map_response(no_sniffing))
         .with_state(state)
 }
 
@@ -127,7 +150,7 @@ async fn healthz() -> &'static str {
         (status = 200, description = "ready", body = String, content_type = "text/plain"),
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     ))]
-async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
+async fn readyz(_: StatusReader, State(state): State<ApiState>) -> Result<&'static str, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Starting);
     }
@@ -148,7 +171,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     summary = "Prometheus counters.",
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
-async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+async fn metrics(_: StatusReader, State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -378,6 +401,10 @@ async fn delete_all_sessions(Admin(store): Admin) -> Result<StatusCode, ApiError
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Labels one session may carry: enough for any triage scheme, and a bound on what a key
+/// that may only read can add.
+pub const MAX_LABELS_PER_SESSION: usize = 50;
+
 #[utoipa::path(put, path = "/v1/sessions/{id}/labels/{label}", operation_id = "addLabel",
     summary = "Add a label (idempotent).",
     params(LabelPath),
@@ -390,6 +417,13 @@ async fn add_label(
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
     let label = valid_label(&label)?;
+    let labels = store.annotations(&id).await?.labels;
+    if labels.len() >= MAX_LABELS_PER_SESSION && !labels.contains(&label) {
+        return Err(ApiError::bad(
+            "label",
+            format!("a session carries at most {MAX_LABELS_PER_SESSION} labels"),
+        ));
+    }
     annotate(&store, &id, Change::AddLabel(label)).await
 }
 
@@ -505,17 +539,38 @@ async fn export_sessions(
     ))]
 async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(detail) = store.session_detail(&id).await? else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            axum::response::Html(page::not_found(&id)),
-        )
-            .into_response());
+        return Ok(html(StatusCode::NOT_FOUND, page::not_found(&id)));
     };
-    Ok(axum::response::Html(page::render(&detail)).into_response())
+    Ok(html(StatusCode::OK, page::render(&detail)))
 }
 
 #[cfg(test)]
 mod openapi_tests;
+
+/// The pages run no script, load nothing from elsewhere and may not be framed.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        axum::response::Html(body),
+    )
+        .into_response()
+}
+
+/// Every answer is what its Content-Type says: browsers must not guess.
+async fn no_sniffing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
 
 #[utoipa::path(get, path = "/sessions", operation_id = "listPage",
     summary = "The conversation list as a page for people: the filters, sort and cursor of /v1/sessions (empty values are ignored), each row linking to its session page.",
@@ -548,15 +603,15 @@ async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Res
         sort: value("sort"),
         order: value("order"),
     };
-    let (page, sort) = read_page(&store, Params::from_pairs(pairs.clone())).await?;
+    let (page, sort) = read_page(&store, Params::from_pairs(pairs.clone())?).await?;
     let next_query = page.next.map(|next| {
         let mut next_pairs: Vec<(String, String)> =
             pairs.into_iter().filter(|(n, _)| n != "cursor").collect();
         next_pairs.push(("cursor".into(), query::encode_cursor(&sort, &next)));
         serde_urlencoded::to_string(&next_pairs).unwrap_or_default()
     });
-    Ok(
-        axum::response::Html(page::render_list(&page.rows, &form, next_query.as_deref()))
-            .into_response(),
-    )
+    Ok(html(
+        StatusCode::OK,
+        page::render_list(&page.rows, &form, next_query.as_deref()),
+    ))
 }

@@ -7,6 +7,11 @@ use std::sync::Arc;
 
 use super::ids::{SpanId, TraceId};
 
+/// Largest magnitude a numeric attribute may have. No latency, count, duration or price in a
+/// conversation comes near it, and the bound keeps every sum and product derived from such
+/// values finite, so that no `inf` reaches a stored row, a sort or a list cursor.
+pub const MAX_NUMBER: f64 = 1e12;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Attributes(pub Vec<(String, String)>);
 
@@ -24,21 +29,23 @@ impl Attributes {
             .find_map(|key| self.get(key).filter(|v| !v.is_empty()))
     }
 
+    /// A number within [`MAX_NUMBER`]; `inf`, `NaN` and absurd magnitudes count as absent.
     pub fn f64(&self, key: &str) -> Option<f64> {
         self.get(key)
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite())
+            .filter(|v| v.abs() <= MAX_NUMBER)
     }
 
+    /// A whole number up to [`MAX_NUMBER`], also when sent as a float (`12.0`).
     pub fn u64(&self, key: &str) -> Option<u64> {
         let value = self.get(key)?.trim();
-        value.parse::<u64>().ok().or_else(|| {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v >= 0.0)
-                .map(|v| v as u64)
-        })
+        let number = match value.parse::<u64>() {
+            Ok(n) => n as f64,
+            Err(_) => value.parse::<f64>().ok()?,
+        };
+        (0.0..=MAX_NUMBER)
+            .contains(&number)
+            .then_some(number as u64)
     }
 
     /// Booleans arrive as OTLP bools or as the strings "true"/"false" (LiveKit).
@@ -234,5 +241,33 @@ impl Span {
 
     pub fn service_name(&self) -> &str {
         self.resource.get("service.name").unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_out_of_bounds_count_as_absent() {
+        let attrs: Attributes = [
+            ("ok", "1.5"),
+            ("whole", "12.0"),
+            ("inf", "inf"),
+            ("nan", "NaN"),
+            ("huge", "1e306"),
+            ("negative", "-3"),
+            ("max", "18446744073709551615"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(attrs.f64("ok"), Some(1.5));
+        assert_eq!(attrs.u64("whole"), Some(12));
+        assert_eq!(attrs.f64("negative"), Some(-3.0));
+        for key in ["inf", "nan", "huge", "max"] {
+            assert_eq!(attrs.f64(key), None, "{key}");
+            assert_eq!(attrs.u64(key), None, "{key}");
+        }
+        assert_eq!(attrs.u64("negative"), None);
     }
 }

@@ -10,33 +10,27 @@ use crate::clock::now_unix_nano;
 use crate::config;
 use crate::store::retention::TRANSCRIPT_TABLES;
 use crate::store::{Store, StoreError};
-use crate::timefmt::civil_date;
 
 const INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Partition keys and times below which data is removed; None keeps everything.
+/// Instants (Unix seconds) before which data is removed; None keeps everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cutoffs {
-    /// YYYYMMDD: spans partitions before this day go.
-    pub span_day: Option<u32>,
-    /// YYYYMM: transcript partitions of months before this one go (a month goes once all of it is past).
-    pub transcript_month: Option<u32>,
-    /// Unix seconds: sessions that ended before this go.
+    /// Spans and transcript older than this go, by whole partition.
+    pub transcript_before: Option<u32>,
+    /// Sessions that ended before this go.
     pub sessions_before: Option<u32>,
 }
 
 pub fn cutoffs(now_unix_seconds: u64, retention: &config::Retention) -> Cutoffs {
-    let before = |days: u32| now_unix_seconds.saturating_sub(u64::from(days) * 86_400);
-    let day_key = |secs: u64| {
-        let (y, m, d) = civil_date(secs);
-        u32::try_from(y).unwrap_or(0) * 10_000 + m * 100 + d
+    let before = |days: u32| {
+        let secs = now_unix_seconds.saturating_sub(u64::from(days) * 86_400);
+        u32::try_from(secs).unwrap_or(u32::MAX)
     };
-    let transcript = (retention.transcript_days > 0).then(|| before(retention.transcript_days));
     Cutoffs {
-        span_day: transcript.map(day_key),
-        transcript_month: transcript.map(|secs| day_key(secs) / 100),
-        sessions_before: (retention.sessions_days > 0)
-            .then(|| u32::try_from(before(retention.sessions_days)).unwrap_or(u32::MAX)),
+        transcript_before: (retention.transcript_days > 0)
+            .then(|| before(retention.transcript_days)),
+        sessions_before: (retention.sessions_days > 0).then(|| before(retention.sessions_days)),
     }
 }
 
@@ -47,10 +41,11 @@ pub async fn apply(
 ) -> Result<Vec<String>, StoreError> {
     let cut = cutoffs(now_unix_nano() / 1_000_000_000, retention);
     let mut removed = Vec::new();
-    if let Some(day) = cut.span_day {
+    if let Some(before) = cut.transcript_before {
+        // Partitions are days and months in the server's time zone, so the server names the
+        // day and month of the cutoff: every partition below them ended before it.
+        let (day, month) = store.partition_keys_at(before).await?;
         removed.extend(store.drop_partitions_before("spans", day).await?);
-    }
-    if let Some(month) = cut.transcript_month {
         for table in TRANSCRIPT_TABLES {
             removed.extend(store.drop_partitions_before(table, month).await?);
         }
@@ -93,8 +88,7 @@ mod tests {
             sessions_days: 365,
         };
         let cut = cutoffs(now, &retention);
-        assert_eq!(cut.span_day, Some(20261023));
-        assert_eq!(cut.transcript_month, Some(202610));
+        assert_eq!(cut.transcript_before, Some(now as u32 - 30 * 86_400));
         assert_eq!(cut.sessions_before, Some(now as u32 - 365 * 86_400));
         let keep_all = cutoffs(
             now,
@@ -106,8 +100,7 @@ mod tests {
         assert_eq!(
             keep_all,
             Cutoffs {
-                span_day: None,
-                transcript_month: None,
+                transcript_before: None,
                 sessions_before: None
             }
         );

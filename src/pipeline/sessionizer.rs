@@ -35,6 +35,9 @@ pub struct PassSummary {
     pub traces: usize,
     pub sessions: usize,
     pub removed_sessions: usize,
+    /// Traces whose pass ClickHouse refused even alone (logged with their ids); the next
+    /// span of such a trace tries again.
+    pub skipped_traces: usize,
 }
 
 impl std::ops::AddAssign for PassSummary {
@@ -42,6 +45,7 @@ impl std::ops::AddAssign for PassSummary {
         self.traces += other.traces;
         self.sessions += other.sessions;
         self.removed_sessions += other.removed_sessions;
+        self.skipped_traces += other.skipped_traces;
     }
 }
 
@@ -150,12 +154,44 @@ impl Sessionizer {
     async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
         let mut total = PassSummary::default();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
-            total += self.pass(chunk).await?;
+            total += self.derive_isolating(chunk).await?;
+        }
+        Ok(total)
+    }
+
+    /// One pass over `traces`, unless ClickHouse refuses it for good (an error retrying cannot
+    /// fix, such as bad stored data): then the set is halved until the traces that cause the
+    /// refusal stand alone; those are logged and skipped, and every other trace is derived.
+    /// Without this, one bad trace would block every trace that arrives with it, forever.
+    /// Retryable errors (ClickHouse down or slow) return at once: the whole set waits.
+    async fn derive_isolating(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+        let mut total = PassSummary::default();
+        let mut pending = vec![traces];
+        while let Some(set) = pending.pop() {
+            match self.pass(set).await {
+                Ok(summary) => total += summary,
+                Err(err) if err.is_retryable() => return Err(err),
+                Err(err) => {
+                    self.metrics.sessionize_failures.increment(1);
+                    if let [trace] = set {
+                        self.metrics.sessionize_skipped_traces.increment(1);
+                        tracing::error!(%trace, error = %err, "skipping a trace that cannot be derived");
+                        total.traces += 1;
+                        total.skipped_traces += 1;
+                    } else {
+                        let (first, second) = set.split_at(set.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                    }
+                }
+            }
         }
         Ok(total)
     }
 
     async fn pass(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+        // A deletion waits for the pass: it must not derive what the deletion just removed.
+        let _hold = self.store.hold_writes().await;
         let _timer = self.metrics.sessionize_pass();
         let revision = self.next_revision();
         let updated_at = unix_seconds(now_unix_nano());
@@ -261,6 +297,7 @@ impl Sessionizer {
             traces: traces.len(),
             sessions: derived.len(),
             removed_sessions: tombstones.len(),
+            skipped_traces: 0,
         })
     }
 }

@@ -45,6 +45,11 @@ impl Params {
     pub fn parse(raw: Option<&str>) -> Result<Params, QueryError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
             .map_err(|e| QueryError::new("query string", e.to_string()))?;
+        Params::from_pairs(pairs)
+    }
+
+    /// Parameters already split into pairs; each value is held to the same length limit.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Params, QueryError> {
         for (name, value) in &pairs {
             if value.chars().count() > MAX_VALUE_CHARS {
                 return Err(QueryError::new(
@@ -54,11 +59,6 @@ impl Params {
             }
         }
         Ok(Params { pairs })
-    }
-
-    /// Pairs given some other way, e.g. `--filter name=value` on the command line.
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
-        Params { pairs }
     }
 
     fn take(&mut self, name: &str) -> Vec<String> {

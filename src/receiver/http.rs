@@ -5,9 +5,9 @@
 
 use std::io::Read;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -21,7 +21,7 @@ use axum::extract::ConnectInfo;
 use axum::Extension;
 
 use super::{ExportError, ExportOutcome, Ingest, Protocol};
-use crate::tenants::{presented_key, Scope, Tenants};
+use crate::tenants::{Scope, Tenants};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -47,34 +47,51 @@ struct RpcStatus {
     message: String,
 }
 
-pub fn router(tenants: Arc<Tenants<Ingest>>, max_request_bytes: usize) -> Router {
+pub fn router(tenants: Arc<Tenants<Ingest>>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
-        // The wire-size limit; the decompressed size is checked separately in `inflate`.
-        .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(tenants)
 }
 
+/// The key is checked from the headers before the body is read, so a client without one
+/// costs no body buffer.
 async fn export(
     State(tenants): State<Arc<Tenants<Ingest>>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let encoding = match content_type(&headers) {
         Ok(encoding) => encoding,
         // Answer in protobuf, the OTLP/HTTP default, when the request's encoding is unknown.
         Err(err) => return failure(Encoding::Protobuf, err),
     };
-    let ingest =
-        match tenants.authorize(presented_key(&headers), peer.map(|p| p.0 .0), Scope::Ingest) {
-            Ok(ingest) => ingest,
-            Err(err) => return failure(encoding, err.into()),
-        };
+    let peer = peer.map(|p| p.0 .0);
+    let ingest = match tenants.authorize_http(&headers, &uri, peer, Scope::Ingest) {
+        Ok(ingest) => ingest,
+        Err(err) => return failure(encoding, err.into()),
+    };
+    let body = match read_body(body, ingest.max_request_bytes).await {
+        Ok(body) => body,
+        Err(err) => return failure(encoding, err),
+    };
     match decode_and_export(ingest, &headers, body, encoding).await {
         Ok(outcome) => success(encoding, outcome),
         Err(err) => failure(encoding, err),
     }
+}
+
+/// The body, up to `limit` bytes on the wire (the decompressed size is checked in `inflate`).
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ExportError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let source = std::error::Error::source(&err);
+        if source.is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
+            ExportError::TooLarge(limit)
+        } else {
+            ExportError::BadPayload(format!("could not read the request body: {err}"))
+        }
+    })
 }
 
 fn content_type(headers: &HeaderMap) -> Result<Encoding, ExportError> {

@@ -94,6 +94,7 @@ mod tests {
             ExportError::Unauthorized(AuthError::UnknownKey),
             ExportError::Unauthorized(AuthError::WrongScope(crate::tenants::Scope::Read)),
             ExportError::Unauthorized(AuthError::NotLoopback),
+            ExportError::Unauthorized(AuthError::ForeignHost("x".into())),
         ]
     }
 

@@ -21,10 +21,30 @@ use crate::model::conversation::{
 };
 use crate::model::{Span, SpanId, TraceId};
 
+/// Longest session key kept as sent. A longer one is replaced by `sha256:` and the hex
+/// SHA-256 of the key: ids travel in query text and URLs, and an unbounded one could make
+/// every query that names it too large for ClickHouse.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// `key` as stored: itself, or its hash when it is longer than [`MAX_KEY_BYTES`].
+pub fn bounded_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if key.len() <= MAX_KEY_BYTES {
+        key.to_owned()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    }
+}
+
 /// The session a trace belongs to: the key on the span closest to the root that carries
 /// one (ties: earlier start, then span id), else a key on the resource, else none (the
 /// caller then uses the trace id). A trace belongs to one session; a session may span many.
+/// Keys are [bounded](bounded_key).
 pub fn trace_session_key(trace: &[Span]) -> Option<String> {
+    raw_session_key(trace).map(|key| bounded_key(&key))
+}
+
+fn raw_session_key(trace: &[Span]) -> Option<String> {
     let index: HashMap<SpanId, usize> = trace
         .iter()
         .enumerate()

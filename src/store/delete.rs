@@ -1,7 +1,7 @@
 //! Permanent deletion, for admins: one session, or every conversation of the tenant.
 
 use super::retention::TRANSCRIPT_TABLES;
-use super::spans::{placeholders, IN_CHUNK};
+use super::spans::{in_chunks, placeholders};
 use super::{Store, StoreError};
 use crate::clock::now_unix_nano;
 use crate::model::conversation::SessionRow;
@@ -31,6 +31,7 @@ impl Store {
     /// once; deletes (applied by ClickHouse in the background) then remove its spans, so no
     /// rebuild can bring it back, and its rows.
     pub async fn delete_session(&self, session_id: &str) -> Result<bool, StoreError> {
+        let _exclusive = self.exclude_writes().await;
         let ids = [session_id.to_owned()];
         let Some(current) = self
             .session_rows(&ids)
@@ -47,7 +48,7 @@ impl Store {
             ..SessionRow::default()
         };
         self.write_derived(&[], &[], &[tombstone]).await?;
-        for chunk in current.trace_ids.chunks(IN_CHUNK) {
+        for chunk in in_chunks(&current.trace_ids) {
             let binds: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let list = placeholders(chunk.len());
             self.execute(
@@ -80,8 +81,10 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes every conversation of this tenant: its database is dropped and made anew.
+    /// Removes every conversation of this tenant: its database is dropped and made anew,
+    /// once the span inserts and sessionizer passes in progress are done, and before new ones.
     pub async fn delete_everything(&self) -> Result<(), StoreError> {
+        let _exclusive = self.exclude_writes().await;
         let server = self.client.clone().with_database("default");
         let sql = format!("DROP DATABASE IF EXISTS `{}`", self.database);
         self.timed("drop database", async {

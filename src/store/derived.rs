@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
-use super::spans::{placeholders, IN_CHUNK};
+use super::spans::{in_chunks, placeholders};
 use super::{Store, StoreError};
 use crate::model::conversation::{DerivedSession, SessionRow, TraceSessionRow};
 
@@ -47,7 +47,7 @@ impl Store {
 
     pub async fn trace_sessions(&self, trace_ids: &[String]) -> Result<TraceSessions, StoreError> {
         let mut out = TraceSessions::new();
-        for chunk in trace_ids.chunks(IN_CHUNK) {
+        for chunk in in_chunks(trace_ids) {
             let sql = format!(
                 "SELECT trace_id, argMax(session_id, revision) AS session_id FROM trace_sessions WHERE trace_id IN {} GROUP BY trace_id",
                 placeholders(chunk.len())
@@ -72,7 +72,7 @@ impl Store {
         session_ids: &[String],
     ) -> Result<Vec<SessionRow>, StoreError> {
         let mut out = Vec::new();
-        for chunk in session_ids.chunks(IN_CHUNK) {
+        for chunk in in_chunks(session_ids) {
             let sql = format!(
                 "SELECT ?fields FROM sessions FINAL WHERE session_id IN {}",
                 placeholders(chunk.len())

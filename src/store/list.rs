@@ -2,8 +2,12 @@
 //! every value bound, and keyset pagination. The same query, without a limit, streams every
 //! matching session for export.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use clickhouse::Row;
 use serde::Deserialize;
+use tokio::runtime::Handle;
 
 use super::{Store, StoreError};
 use crate::model::conversation::SessionView;
@@ -255,23 +259,81 @@ const CANDIDATES_PER_ROW: u64 = 4;
 const MIN_CANDIDATES: u64 = 200;
 const MAX_CANDIDATES: u64 = 8192;
 
-/// Rows of an export, read one at a time from ClickHouse's response.
+/// Rows of an export, read one at a time from ClickHouse's response. It holds one of the
+/// tenant's export slots until dropped; dropped before its last row (the client went away or
+/// stalled), it kills its query on the server.
 pub struct SessionStream {
     cursor: clickhouse::query::RowCursor<SessionView>,
     timeout: std::time::Duration,
+    /// Until the last row is read: the query to kill if the stream is dropped.
+    running: Option<RunningQuery>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl SessionStream {
     /// The next row; each wait for ClickHouse is bounded by the configured timeout.
     pub async fn next(&mut self) -> Result<Option<SessionView>, StoreError> {
-        match tokio::time::timeout(self.timeout, self.cursor.next()).await {
-            Ok(row) => Ok(row?),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "export stalled for {:?}",
-                self.timeout
-            ))),
+        let row = match tokio::time::timeout(self.timeout, self.cursor.next()).await {
+            Ok(row) => row?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "export stalled for {:?}",
+                    self.timeout
+                )))
+            }
+        };
+        if row.is_none() {
+            self.running = None;
+        }
+        Ok(row)
+    }
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        if let (Some(query), Ok(runtime)) = (self.running.take(), Handle::try_current()) {
+            runtime.spawn(query.kill());
         }
     }
+}
+
+/// A query that may outlive the connection that sent it: ClickHouse 18.16 does not cancel an
+/// HTTP query when its client goes, so it is killed by id.
+struct RunningQuery {
+    client: clickhouse::Client,
+    query_id: String,
+    timeout: std::time::Duration,
+}
+
+impl RunningQuery {
+    async fn kill(self) {
+        let kill = self
+            .client
+            .query("KILL QUERY WHERE query_id = ? ASYNC")
+            .bind(&self.query_id)
+            .execute();
+        match tokio::time::timeout(self.timeout, kill).await {
+            Ok(Ok(())) => tracing::debug!(query_id = %self.query_id, "killed an abandoned export"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, query_id = %self.query_id, "could not kill an abandoned export")
+            }
+            Err(_) => {
+                tracing::warn!(query_id = %self.query_id, "killing an abandoned export timed out")
+            }
+        }
+    }
+}
+
+/// Names the tenant's database (for whoever reads `system.processes`) and is unique across
+/// processes and restarts.
+fn export_query_id(database: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "convolog-export-{database}-{}-{}-{}",
+        std::process::id(),
+        crate::clock::now_unix_nano(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Store {
@@ -398,16 +460,35 @@ impl Store {
     }
 
     /// Every matching session in `sort` order, streamed: memory stays flat however many match.
+    /// At most `clickhouse.max_concurrent_exports` run at once per tenant; one more is refused
+    /// as unavailable (retry later). The query may run `clickhouse.export_max_seconds`.
     pub fn stream_sessions(
         &self,
         filter: &SessionFilter,
         sort: &Sort,
     ) -> Result<SessionStream, StoreError> {
+        let slot = Arc::clone(&self.export_slots)
+            .try_acquire_owned()
+            .map_err(|_| {
+                StoreError::Unavailable("too many exports in progress, retry later".into())
+            })?;
+        let query_id = export_query_id(&self.database);
         let (text, sql) = full_sql(filter, sort, None, None);
-        let cursor = sql.apply(self.client.query(&text)).fetch::<SessionView>()?;
+        let query = self
+            .client
+            .query(&text)
+            .with_setting("query_id", query_id.as_str())
+            .with_setting("max_execution_time", self.export_max_seconds.to_string());
+        let cursor = sql.apply(query).fetch::<SessionView>()?;
         Ok(SessionStream {
             cursor,
             timeout: self.timeout,
+            running: Some(RunningQuery {
+                client: self.client.clone(),
+                query_id,
+                timeout: self.timeout,
+            }),
+            _slot: slot,
         })
     }
 }

@@ -10,7 +10,10 @@ mod reads;
 pub mod retention;
 mod spans;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore};
 
 use crate::config;
 
@@ -104,11 +107,20 @@ pub struct Store {
     client: clickhouse::Client,
     database: String,
     timeout: Duration,
+    /// Span inserts and sessionizer passes hold it shared, deletions exclusively: a deletion
+    /// never interleaves with a write that would bring back what it removes.
+    writes: Arc<RwLock<()>>,
+    /// Exports of this tenant that may stream at once.
+    export_slots: Arc<Semaphore>,
+    export_max_seconds: u64,
 }
+
+/// Held while spans are written or sessions derived; see [`Store::hold_writes`].
+pub type WriteHold = OwnedRwLockReadGuard<()>;
 
 impl Store {
     pub fn new(config: &config::ClickHouse) -> Store {
-        let client = clickhouse::Client::default()
+        let mut client = clickhouse::Client::default()
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(config.password.expose())
@@ -116,13 +128,38 @@ impl Store {
             // Lets a WHERE on a view (the annotation views) reach the table below it; 18.16 has
             // it off by default, current releases on.
             .with_setting("enable_optimize_predicate_expression", "1")
+            // ClickHouse stops a query itself when convolog stops waiting for it: a query left
+            // running after a timeout would still hold the server.
+            .with_setting(
+                "max_execution_time",
+                config.timeout_ms.div_ceil(1000).to_string(),
+            )
             // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
             .with_validation(false);
+        if config.max_query_memory_bytes > 0 {
+            client = client.with_setting(
+                "max_memory_usage",
+                config.max_query_memory_bytes.to_string(),
+            );
+        }
         Store {
             client,
             database: config.database.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
+            writes: Arc::new(RwLock::new(())),
+            export_slots: Arc::new(Semaphore::new(config.max_concurrent_exports)),
+            export_max_seconds: config.export_max_seconds,
         }
+    }
+
+    /// Keeps deletions of this tenant's data waiting until the hold is dropped.
+    pub async fn hold_writes(&self) -> WriteHold {
+        Arc::clone(&self.writes).read_owned().await
+    }
+
+    /// Waits for the writes in progress and keeps new ones waiting while held.
+    async fn exclude_writes(&self) -> OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.writes).write_owned().await
     }
 
     pub fn database(&self) -> &str {

@@ -29,6 +29,30 @@ impl Store {
         .await
     }
 
+    /// The day (YYYYMMDD) and month (YYYYMM) partition keys of an instant, in the server's
+    /// time zone, which is the one the partition expressions use.
+    pub async fn partition_keys_at(&self, unix_seconds: u32) -> Result<(u32, u32), StoreError> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Keys {
+            day: u32,
+            month: u32,
+        }
+        let keys = self
+            .timed("partition keys", async {
+                Ok(self
+                    .client
+                    .query(
+                        "SELECT toYYYYMMDD(toDateTime(?)) AS day, toYYYYMM(toDateTime(?)) AS month",
+                    )
+                    .bind(unix_seconds)
+                    .bind(unix_seconds)
+                    .fetch_one::<Keys>()
+                    .await?)
+            })
+            .await?;
+        Ok((keys.day, keys.month))
+    }
+
     /// Drops the partitions of `table` whose key (YYYYMMDD or YYYYMM) is below `cutoff`.
     pub async fn drop_partitions_before(
         &self,

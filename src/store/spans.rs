@@ -247,8 +247,33 @@ pub(super) fn placeholders(n: usize) -> String {
     format!("({})", vec!["?"; n.max(1)].join(", "))
 }
 
-/// IN lists are sent in chunks of this many values to stay under `max_query_size`.
-pub(super) const IN_CHUNK: usize = 1000;
+/// IN lists are sent in chunks of at most this many values...
+const IN_CHUNK_VALUES: usize = 1000;
+/// ...and this many bytes of values. Bound values are inlined into the query text, which
+/// must stay under the server's `max_query_size` (256 KiB by default); escaping can at most
+/// double a value, so 64 KiB leaves room for it and the rest of the query.
+const IN_CHUNK_BYTES: usize = 64 * 1024;
+
+/// `values` split into runs that each fit one IN list. A value larger than the byte budget
+/// goes alone; keys are length-limited before they get here (see `sessionize::MAX_KEY_BYTES`).
+pub(super) fn in_chunks(values: &[String]) -> Vec<&[String]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, value) in values.iter().enumerate() {
+        let full = i - start == IN_CHUNK_VALUES || bytes + value.len() > IN_CHUNK_BYTES;
+        if full && i > start {
+            chunks.push(&values[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += value.len();
+    }
+    if start < values.len() {
+        chunks.push(&values[start..]);
+    }
+    chunks
+}
 
 impl Store {
     pub async fn insert_spans(
@@ -256,6 +281,7 @@ impl Store {
         spans: &[&Span],
         ingested_at_unix_nano: u64,
     ) -> Result<(), StoreError> {
+        let _hold = self.hold_writes().await;
         self.timed("spans", async {
             let mut insert = self.client.insert::<SpanInsert<'_>>("spans").await?;
             for span in spans {
@@ -272,7 +298,7 @@ impl Store {
     /// All stored spans of these traces, each span once (re-sent copies collapse).
     pub async fn load_spans(&self, trace_ids: &[String]) -> Result<Vec<Span>, StoreError> {
         let mut spans = Vec::new();
-        for chunk in trace_ids.chunks(IN_CHUNK) {
+        for chunk in in_chunks(trace_ids) {
             let sql = format!(
                 "SELECT ?fields FROM spans WHERE trace_id IN {} ORDER BY trace_id, span_id, ingested_at_unix_nano DESC LIMIT 1 BY trace_id, span_id",
                 placeholders(chunk.len())
@@ -325,5 +351,26 @@ impl Store {
                 .await?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_chunks_bound_values_and_bytes() {
+        let small: Vec<String> = (0..2500).map(|i| i.to_string()).collect();
+        let sizes: Vec<usize> = in_chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+
+        // Six 60 KB ids once made one query over `max_query_size`.
+        let large: Vec<String> = (0..6).map(|i| i.to_string().repeat(60_000)).collect();
+        let chunks = in_chunks(&large);
+        assert_eq!(chunks.len(), 6);
+        assert_eq!(chunks.concat(), large);
+        let huge = vec!["x".repeat(IN_CHUNK_BYTES * 2)];
+        assert_eq!(in_chunks(&huge), [&huge[..]]);
+        assert!(in_chunks(&[]).is_empty());
     }
 }

@@ -140,6 +140,21 @@ fn session_key_from_root_most_span_or_resource() {
 }
 
 #[test]
+fn overlong_session_keys_are_hashed() {
+    let limit = "k".repeat(crate::sessionize::MAX_KEY_BYTES);
+    let keyed = |key: &str| vec![span("root").attr("session.id", key).build()];
+    assert_eq!(trace_session_key(&keyed(&limit)), Some(limit.clone()));
+    let long = format!("{limit}k");
+    let hashed = trace_session_key(&keyed(&long)).expect("a key");
+    assert!(
+        hashed.starts_with("sha256:") && hashed.len() == 7 + 64,
+        "{hashed}"
+    );
+    assert_eq!(trace_session_key(&keyed(&long)), Some(hashed.clone()));
+    assert_ne!(trace_session_key(&keyed(&format!("{long}k"))), Some(hashed));
+}
+
+#[test]
 fn parent_cycles_do_not_hang() {
     let spans = vec![
         span("turn")
