@@ -27,6 +27,8 @@ const BAD_PARAMETER: &str = "A bad parameter: the message names it and says why.
 pub const NO_SESSION: &str = "No such session (or it was merged into another).";
 pub const NO_KEY: &str = "No key, or an unknown key.";
 pub const NOT_ADMIN: &str = "The key is not an admin key.";
+pub const NOT_ALLOWED: &str = "The key's scope does not allow this; with no keys configured, the \
+    client, or the Host it addressed, is not this machine.";
 pub const UNAVAILABLE: &str =
     "ClickHouse unavailable, or the server still starting; retry after Retry-After seconds.";
 
@@ -53,6 +55,8 @@ impl IntoResponses for SessionErrors {
     fn responses() -> BTreeMap<String, RefOr<AnswerDoc>> {
         error_answers(&[
             ("400", BAD_PARAMETER),
+            ("401", NO_KEY),
+            ("403", NOT_ALLOWED),
             ("404", NO_SESSION),
             ("503", UNAVAILABLE),
         ])
@@ -61,7 +65,12 @@ impl IntoResponses for SessionErrors {
 
 impl IntoResponses for QueryErrors {
     fn responses() -> BTreeMap<String, RefOr<AnswerDoc>> {
-        error_answers(&[("400", BAD_PARAMETER), ("503", UNAVAILABLE)])
+        error_answers(&[
+            ("400", BAD_PARAMETER),
+            ("401", NO_KEY),
+            ("403", NOT_ALLOWED),
+            ("503", UNAVAILABLE),
+        ])
     }
 }
 

@@ -24,7 +24,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 pub use error::ApiError;
-use error::{ErrorBody, QueryErrors, SessionErrors, NOT_ADMIN, NO_KEY, NO_SESSION, UNAVAILABLE};
+use error::{
+    ErrorBody, QueryErrors, SessionErrors, NOT_ADMIN, NOT_ALLOWED, NO_KEY, NO_SESSION, UNAVAILABLE,
+};
 use openapi::{ExportQuery, LabelPath, PageQuery, SessionQuery};
 
 use crate::query::{self, Params};
@@ -148,6 +150,8 @@ async fn healthz() -> &'static str {
     summary = "ClickHouse is reachable.",
     responses(
         (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 401, description = NO_KEY, body = ErrorBody),
+        (status = 403, description = NOT_ALLOWED, body = ErrorBody),
         (status = 503, description = UNAVAILABLE, body = ErrorBody),
     ))]
 async fn readyz(_: StatusReader, State(state): State<ApiState>) -> Result<&'static str, ApiError> {
@@ -168,9 +172,13 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics",
-    summary = "Prometheus counters.",
-    responses((status = 200, description = "Prometheus text format", body = String,
-        content_type = "text/plain")))]
+    summary = "Prometheus metrics (keyed unless http.public_status is set).",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String,
+            content_type = "text/plain"),
+        (status = 401, description = NO_KEY, body = ErrorBody),
+        (status = 403, description = NOT_ALLOWED, body = ErrorBody),
+    ))]
 async fn metrics(_: StatusReader, State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
