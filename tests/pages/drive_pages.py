@@ -72,6 +72,7 @@ def wait(driver, what, predicate, seconds=20):
 
 def screenshot(driver, name, width):
     driver.set_window_size(width, 1000)
+    driver.execute_script("window.scrollTo(0, 0)")
     # Let the layout settle at the new width.
     time.sleep(0.3)
     path = SHOTS / f"{name}-{width}.png"

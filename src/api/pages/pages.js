@@ -72,7 +72,7 @@
     var time = line.querySelector(".time");
     button.textContent = "▶ Play";
     button.setAttribute("aria-label", "Play from " + (time ? time.textContent : "this line"));
-    line.appendChild(button);
+    (time || line).appendChild(button);
     line.addEventListener("click", function (event) {
       if (event.target.closest("a, details, form")) return;
       playFrom(line);

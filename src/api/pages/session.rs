@@ -768,8 +768,8 @@ button.x { border: 0; background: none; color: #1e3a8a; padding: 0 2px; font-siz
 .stages b { color: var(--fg); } .stages code { font-size: 12px; color: #4a5361; }
 .msg[data-cue] { cursor: pointer; }
 .msg.speaking { outline: 3px solid #2456b3; background: #dbe7ff; }
-.msg .seek { grid-column: 1; font: inherit; font-size: 12px; padding: 0 6px; border: 1px solid #8a93a0;
-  border-radius: 4px; background: #fff; color: #1d2430; cursor: pointer; justify-self: start; }
+.msg .seek { display: block; margin-top: 3px; font: inherit; font-size: 12px; padding: 0 6px;
+  border: 1px solid #8a93a0; border-radius: 4px; background: #fff; color: #1d2430; cursor: pointer; }
 .waterfall { margin: 8px 0 4px; } .waterfall > summary { cursor: pointer; color: #2456b3; font-size: 14px; }
 .axis { display: flex; justify-content: space-between; margin: 4px 0 0 172px; padding-right: 76px;
   font-size: 12px; color: var(--muted); }
