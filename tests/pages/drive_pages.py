@@ -87,6 +87,51 @@ def screenshot(driver, name, width):
     print(f"screenshot {path} ({len(png)} bytes)")
 
 
+# Every visible form control has a label (a <label>, or aria-label on icon buttons), and every
+# text meets WCAG AA contrast against the background it is drawn on (4.5:1; 3:1 for large
+# text). Returns what fails.
+ACCESSIBILITY = """
+function rgb(s) { var m = s.match(/[\\d.]+/g) || []; return m.map(Number); }
+function lum(c) {
+  var v = c.slice(0, 3).map(function (x) { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+}
+function background(el) {
+  for (; el; el = el.parentElement) {
+    var c = rgb(getComputedStyle(el).backgroundColor);
+    if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c;
+  }
+  return [255, 255, 255];
+}
+var problems = [];
+document.querySelectorAll("input:not([type=hidden]), select, textarea, button").forEach(function (el) {
+  if (el.offsetParent === null && el.type !== "checkbox") return;
+  var named = (el.labels && el.labels.length) || el.getAttribute("aria-label") || (el.tagName === "BUTTON" && el.textContent.trim());
+  if (!named) problems.push("unlabelled " + el.outerHTML.slice(0, 80));
+});
+var walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+var seen = new Set();
+while (walker.nextNode()) {
+  var el = walker.currentNode.parentElement;
+  if (!walker.currentNode.textContent.trim() || seen.has(el) || el.offsetParent === null) continue;
+  seen.add(el);
+  var style = getComputedStyle(el);
+  var fg = rgb(style.color), bg = background(el);
+  var a = lum(fg), b = lum(bg);
+  var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  var size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+  var needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+  if (ratio < needed) problems.push(ratio.toFixed(2) + ":1 for " + JSON.stringify(el.textContent.trim().slice(0, 40)) + " (" + el.className + ")");
+}
+return problems;
+"""
+
+
+def accessible(driver, page):
+    problems = driver.execute_script(ACCESSIBILITY)
+    check(not problems, f"{page}: {problems}")
+
+
 def api(path):
     with urllib.request.urlopen(BASE + path, timeout=10) as r:
         return json.load(r)
@@ -111,6 +156,10 @@ def list_page(driver):
     driver.get(BASE + "/sessions?limit=1")
     total = driver.find_element(By.ID, "match-count").text
     check(total.startswith("6 conversations"), f"match count: {total!r}")
+    for pick in driver.find_elements(By.CSS_SELECTOR, "details.pick, details.more"):
+        pick.find_element(By.TAG_NAME, "summary").click()
+    accessible(driver, "list page")
+    driver.get(BASE + "/sessions?limit=1")
     screenshot(driver, "list", 1400)
     screenshot(driver, "list", 400)
     driver.set_window_size(1400, 1000)
@@ -235,6 +284,9 @@ def session_page(driver):
     check(state["text"] == third.find_element(By.CSS_SELECTOR, ".text").text, f"highlighted text: {state}")
     print(f"played from line 3: cue {state['start']:.3f}-{state['end']:.3f} s, player at {state['time']:.3f} s")
 
+    for details in driver.find_elements(By.CSS_SELECTOR, "details.waterfall"):
+        details.find_element(By.TAG_NAME, "summary").click()
+    accessible(driver, "session page")
     screenshot(driver, "session", 1400)
     screenshot(driver, "session", 400)
 
