@@ -23,6 +23,7 @@ os.environ["SE_OFFLINE"] = "true"
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 BASE = os.environ["CONVOLOG_PAGES_URL"]
@@ -283,6 +284,16 @@ def session_page(driver):
     check(state["speaking"] == ["3"], f"highlighted lines: {state}")
     check(state["text"] == third.find_element(By.CSS_SELECTOR, ".text").text, f"highlighted text: {state}")
     print(f"played from line 3: cue {state['start']:.3f}-{state['end']:.3f} s, player at {state['time']:.3f} s")
+
+    # The same from the keyboard: the fifth line's Play button, Enter.
+    lines[4].find_element(By.CSS_SELECTOR, "button.seek").send_keys(Keys.ENTER)
+    state = driver.execute_script(
+        "var a = document.getElementById('recording'); a.pause();"
+        "return {time: a.currentTime, start: a.textTracks[0].cues.getCueById('5').startTime,"
+        "  speaking: document.querySelector('.msg.speaking').getAttribute('data-cue')};"
+    )
+    check(state["start"] - 0.05 <= state["time"] <= state["start"] + 1.5, f"keyboard seek: {state}")
+    check(state["speaking"] == "5", f"keyboard seek highlight: {state}")
 
     for details in driver.find_elements(By.CSS_SELECTOR, "details.waterfall"):
         details.find_element(By.TAG_NAME, "summary").click()
