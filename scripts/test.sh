@@ -23,6 +23,7 @@ python_requirements=(
   pytest==9.2.0
   chdb-core==26.9.0
   openapi-spec-validator==0.9.0
+  selenium==4.38.0
 )
 venv="$repo/.venv-test"
 simulated_sessions=30
@@ -161,8 +162,12 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
-# The session page's browser test (Debian's package; the test finds /usr/bin/chromium).
+# The pages' browser tests (Debian's packages): Chromium driven through WebDriver, and a
+# spoken recording made with espeak-ng and sox for the player.
 command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v sox >/dev/null || missing+=(sox)
 apt_install "${missing[@]}"
 
 # A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.

@@ -3,7 +3,7 @@
 //! spans), and the session's spans as a waterfall. Every step is a row the sessionizer
 //! stored; the waterfall is the first spans by start, as many as the store was asked for.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -105,6 +105,18 @@ pub struct WaterfallSpan {
     pub duration_ms: f64,
     pub status: String,
     pub status_message: String,
+    /// The span's attributes, as stored.
+    pub attributes: BTreeMap<String, String>,
+    pub events: Vec<SpanEvent>,
+}
+
+/// An event recorded on a span.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpanEvent {
+    pub name: String,
+    pub offset_ms: f64,
+    /// Its attributes as a JSON object, as stored.
+    pub attributes: String,
 }
 
 fn ms_between(from: u64, to: u64) -> f64 {
@@ -251,7 +263,7 @@ pub fn build(
 
 /// Spans depth-first, children after their parent ordered by start; orphans (parent not
 /// among these spans) are roots. Cycles cannot recurse: each span is placed once.
-fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
+pub(super) fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
     fn key(s: &WaterfallRow) -> (&str, &str) {
         (&s.trace_id, &s.span_id)
     }
@@ -293,6 +305,23 @@ fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
                 duration_ms: span.duration_ns as f64 / 1e6,
                 status: span.status_code.clone(),
                 status_message: span.status_message.clone(),
+                attributes: span
+                    .attribute_keys
+                    .iter()
+                    .cloned()
+                    .zip(span.attribute_values.iter().cloned())
+                    .collect(),
+                events: span
+                    .event_names
+                    .iter()
+                    .zip(&span.event_times_unix_nano)
+                    .zip(&span.event_attributes)
+                    .map(|((name, time), attributes)| SpanEvent {
+                        name: name.clone(),
+                        offset_ms: ms_between(session_start, *time),
+                        attributes: attributes.clone(),
+                    })
+                    .collect(),
             });
             if let Some(kids) = children.get(&key(span)) {
                 stack.extend(kids.iter().rev().map(|k| (*k, depth.saturating_add(1))));

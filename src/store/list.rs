@@ -403,6 +403,35 @@ impl Store {
         .await
     }
 
+    /// The values a column of `sessions` holds (array columns: their elements), sorted, at
+    /// most `limit`: what the list page offers to pick from. `column` is one of the
+    /// filters' columns, never input.
+    pub async fn distinct_values(
+        &self,
+        column: &'static str,
+        array: bool,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let value = if array {
+            format!("arrayJoin({column})")
+        } else {
+            column.to_owned()
+        };
+        let text = format!(
+            "SELECT DISTINCT {value} AS value FROM sessions \
+             WHERE deleted = 0 AND value != '' ORDER BY value LIMIT ?"
+        );
+        self.timed("distinct values", async {
+            Ok(self
+                .client
+                .query(&text)
+                .bind(limit)
+                .fetch_all::<String>()
+                .await?)
+        })
+        .await
+    }
+
     /// How many sessions match.
     pub async fn count_sessions(&self, filter: &SessionFilter) -> Result<u64, StoreError> {
         let sql = conditions(filter);

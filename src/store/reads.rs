@@ -25,6 +25,12 @@ pub struct WaterfallRow {
     pub duration_ns: u64,
     pub status_code: String,
     pub status_message: String,
+    pub attribute_keys: Vec<String>,
+    pub attribute_values: Vec<String>,
+    pub event_times_unix_nano: Vec<u64>,
+    pub event_names: Vec<String>,
+    /// Each event's attributes as the receiver stored them (a JSON object).
+    pub event_attributes: Vec<String>,
 }
 
 /// The per-turn latency stages, each a `<stage>_ms` column of `turns`.
@@ -161,7 +167,10 @@ impl Store {
                 .query(
                     "SELECT ?fields FROM (\
                          SELECT trace_id, span_id, parent_span_id, name, kind, service_name, \
-                             start_time_unix_nano, duration_ns, status_code, status_message \
+                             start_time_unix_nano, duration_ns, status_code, status_message, \
+                             attributes.key AS attribute_keys, attributes.value AS attribute_values, \
+                             events.time_unix_nano AS event_times_unix_nano, events.name AS event_names, \
+                             events.attributes AS event_attributes \
                          FROM spans \
                          WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions WHERE session_id = ? AND revision = ?) \
                          ORDER BY trace_id, span_id, ingested_at_unix_nano DESC \
