@@ -1,14 +1,18 @@
 //! The pages a person reads. `/sessions/{id}`: the transcript with speakers and times,
-//! per-turn latency bars, tool calls, interruptions, outcome and state, labels and flag. `/sessions`: the
+//! per-turn latency bars, tool calls, interruptions, the agent's log lines under their turn,
+//! outcome and state, labels and flag. `/sessions`: the
 //! conversation list. Server-rendered HTML with inline CSS and no script; every value from the
 //! store is escaped.
 
 use std::fmt::Write;
 
 use crate::model::conversation::{speaker, MessageRow, SessionView, ToolCallRow, TurnRow};
-use crate::store::SessionDetail;
+use crate::model::log::{severity_name, SEVERITY_ERROR};
+use crate::sessionize::logs::{turn_at, turn_spans};
+use crate::store::{LogLine, SessionDetail};
 use crate::timefmt::{offset, rfc3339};
 
+use super::logs::severity_label;
 use super::sessions::percent_encode;
 use super::transcript::speaker_name;
 
@@ -72,6 +76,11 @@ ol.items { list-style: none; margin: 6px 0 0; padding: 0; }
 .tool.failed details { border-color: var(--bad); } .tool.failed summary { color: var(--bad); }
 .tool pre { background: #f6f7f9; padding: 6px 8px; margin: 4px 0; white-space: pre-wrap;
   overflow-wrap: anywhere; font-size: 13px; }
+.logs { margin: 6px 0 0 102px; font-size: 13px; } .logs summary { cursor: pointer; color: var(--muted); }
+.logs.failed summary { color: var(--bad); font-weight: 600; }
+.log { display: grid; grid-template-columns: 90px 60px 140px 1fr; gap: 8px; }
+.log pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+.log .bad { color: var(--bad); font-weight: 600; }
 footer { margin-top: 32px; color: var(--muted); font-size: 13px; }
 "#;
 
@@ -106,7 +115,8 @@ impl Item<'_> {
     }
 }
 
-pub fn render(detail: &SessionDetail) -> String {
+/// The session page; `logs` are the session's log records by time, shown under their turns.
+pub fn render(detail: &SessionDetail, logs: &[LogLine]) -> String {
     let s = &detail.view;
     let start = s.start_time_unix_nano;
     let id = escape(&s.session_id);
@@ -238,6 +248,18 @@ pub fn render(detail: &SessionDetail) -> String {
     turn_numbers.extend(detail.messages.iter().map(|m| m.turn_number));
     turn_numbers.sort_unstable();
     turn_numbers.dedup();
+    let turns = turn_spans(&detail.turns);
+    let log_turns: Vec<Option<u32>> = logs
+        .iter()
+        .map(|l| turn_at(&turns, l.time_unix_nano))
+        .collect();
+    let logs_of = |turn: Option<u32>| {
+        logs.iter()
+            .zip(&log_turns)
+            .filter(move |(_, t)| **t == turn)
+            .map(|(l, _)| l)
+    };
+    render_logs(&mut out, logs_of(None), start, "before the first turn");
     for number in turn_numbers {
         let turn = detail.turns.iter().find(|t| t.turn_number == number);
         let _ = write!(out, "<section class=\"turn\" id=\"turn-{number}\">");
@@ -263,7 +285,9 @@ pub fn render(detail: &SessionDetail) -> String {
                 Item::Tool(c) => render_tool(&mut out, c, start),
             }
         }
-        out.push_str("</ol></section>\n");
+        out.push_str("</ol>");
+        render_logs(&mut out, logs_of(Some(number)), start, "");
+        out.push_str("</section>\n");
     }
     if detail.messages.is_empty() {
         out.push_str("<p class=\"meta\">No transcript for this session.</p>");
@@ -379,6 +403,40 @@ fn render_tool(out: &mut String, c: &ToolCallRow, start: u64) {
         let _ = write!(out, "<pre>error: {}</pre>", escape(&c.error_message));
     }
     out.push_str("</details></li>");
+}
+
+/// Log records under their step, collapsed; the summary counts them and names the worst
+/// severity, so an error shows without opening it.
+fn render_logs<'a>(
+    out: &mut String,
+    lines: impl Iterator<Item = &'a LogLine>,
+    start: u64,
+    when: &str,
+) {
+    let lines: Vec<&LogLine> = lines.collect();
+    let Some(worst) = lines.iter().max_by_key(|l| l.severity_number) else {
+        return;
+    };
+    let bad = worst.severity_number >= SEVERITY_ERROR;
+    let _ = write!(
+        out,
+        "<details class=\"logs{}\"><summary>Logs {when} ({}) · worst {}</summary><ol class=\"items\">",
+        if bad { " failed" } else { "" },
+        lines.len(),
+        escape(severity_name(worst.severity_number)),
+    );
+    for line in lines {
+        let _ = write!(
+            out,
+            "<li class=\"log\"><span class=\"time\">{}</span><span class=\"sev{}\">{}</span><span class=\"span\">{}</span><pre>{}</pre></li>",
+            escape(&offset(start, line.time_unix_nano)),
+            if line.severity_number >= SEVERITY_ERROR { " bad" } else { "" },
+            escape(&severity_label(line)),
+            escape(&line.span_name),
+            escape(&line.body),
+        );
+    }
+    out.push_str("</ol></details>");
 }
 
 /// The answer for a session that does not exist, as a page.
