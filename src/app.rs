@@ -245,7 +245,7 @@ fn start_pipelines(
     let mut ingests = Vec::new();
     let mut tasks = Vec::new();
     for store in stores {
-        let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(metrics));
+        let (ingest, batches) = Ingest::new(&config.ingest, store.clone(), Arc::clone(metrics));
         // Bounded: a sessionizer that falls behind holds up the writer, which holds up the
         // receivers, instead of queueing without limit.
         let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
@@ -274,10 +274,13 @@ fn serve_grpc(
     config: &Config,
     mut stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let service = receiver::grpc::TraceService::new(receivers, config.ingest.max_request_bytes);
+    let limit = config.ingest.max_request_bytes;
+    let traces = receiver::grpc::TraceService::new(Arc::clone(&receivers), limit);
+    let logs = receiver::grpc::LogsService::new(receivers, limit);
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
-            .add_service(service)
+            .add_service(traces)
+            .add_service(logs)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
                 async move {

@@ -84,7 +84,8 @@ impl TenantConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
-    /// Spans and the transcript (turns, messages, tool calls, interruptions, issues).
+    /// Spans, log records and the transcript (turns, messages, tool calls, interruptions,
+    /// issues).
     pub transcript_days: u32,
     /// Session summaries; at least `transcript_days` when both are set.
     pub sessions_days: u32,
@@ -93,7 +94,7 @@ pub struct Retention {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
-    /// OTLP/gRPC receiver (TraceService/Export).
+    /// OTLP/gRPC receiver (TraceService/Export and LogsService/Export).
     pub grpc: SocketAddr,
     /// OTLP/HTTP receiver (`POST /v1/traces`).
     pub http: SocketAddr,
@@ -150,7 +151,7 @@ pub struct ClickHouse {
 pub struct Ingest {
     /// Largest accepted request body after decompression, in bytes (gRPC and HTTP).
     pub max_request_bytes: usize,
-    /// Hard cap on spans received but not yet stored. A request that does not fit is
+    /// Hard cap on spans (and log records) received but not yet stored. A request that does not fit is
     /// refused with a retryable status (gRPC UNAVAILABLE, HTTP 503 + Retry-After).
     pub max_pending_spans: usize,
     /// Hard cap on the memory those spans take, in bytes, as converted (a request's resource

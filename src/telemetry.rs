@@ -25,6 +25,11 @@ pub struct Metrics {
     pub http_spans_accepted: Counter,
     pub http_spans_refused: Counter,
     pub spans_rejected_invalid: Counter,
+    pub grpc_log_records_accepted: Counter,
+    pub grpc_log_records_refused: Counter,
+    pub http_log_records_accepted: Counter,
+    pub http_log_records_refused: Counter,
+    pub log_records_rejected_invalid: Counter,
     pub requests_overloaded: Counter,
     pub grpc_request_duration: Histogram,
     pub http_request_duration: Histogram,
@@ -116,6 +121,14 @@ impl Metrics {
             "convolog_spans_refused_total",
             "Spans answered with an error the client retries (overload, ClickHouse down), by protocol.",
         );
+        let logs_accepted = (
+            "convolog_log_records_accepted_total",
+            "Log records stored and acknowledged, by protocol.",
+        );
+        let logs_refused = (
+            "convolog_log_records_refused_total",
+            "Log records answered with an error at their insert (ClickHouse down or refusing), by protocol.",
+        );
         let request = (
             "convolog_request_duration_seconds",
             "Export requests from receipt to answer (decoding, waiting for room, storing), by protocol.",
@@ -130,6 +143,15 @@ impl Metrics {
             spans_rejected_invalid: r.counter(
                 "convolog_spans_rejected_invalid_total",
                 "Spans rejected as invalid (reported in partial_success).",
+                None,
+            ),
+            grpc_log_records_accepted: r.counter(logs_accepted.0, logs_accepted.1, Some("grpc")),
+            grpc_log_records_refused: r.counter(logs_refused.0, logs_refused.1, Some("grpc")),
+            http_log_records_accepted: r.counter(logs_accepted.0, logs_accepted.1, Some("http")),
+            http_log_records_refused: r.counter(logs_refused.0, logs_refused.1, Some("http")),
+            log_records_rejected_invalid: r.counter(
+                "convolog_log_records_rejected_invalid_total",
+                "Log records rejected as invalid (reported in partial_success).",
                 None,
             ),
             requests_overloaded: r.counter(

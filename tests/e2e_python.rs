@@ -1,7 +1,9 @@
 //! End to end: the Python OpenTelemetry SDK sends a scripted conversation, in Pipecat shape
 //! and in LiveKit shape, over gRPC and over HTTP, to convolog running on port 0; the session
 //! read back over the API must match the script. The script (tests/e2e/send_conversation.py)
-//! prints what it sent as JSON before sending.
+//! prints what it sent as JSON before sending. With `--logs` the agent also writes log lines
+//! through Python's `logging` and the SDK's LoggingHandler inside its STT, LLM and tool spans;
+//! each must land at its step.
 
 mod common;
 
@@ -9,7 +11,13 @@ use common::*;
 use serde_json::Value;
 
 /// The app runs on this test's runtime, so the sender must not block it.
-async fn send(shape: &str, protocol: &str, endpoint: &str, session_id: &str) -> Value {
+async fn send(
+    shape: &str,
+    protocol: &str,
+    endpoint: &str,
+    session_id: &str,
+    extra: &[&str],
+) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/e2e/send_conversation.py"
@@ -26,6 +34,7 @@ async fn send(shape: &str, protocol: &str, endpoint: &str, session_id: &str) -> 
             "--session-id",
             session_id,
         ])
+        .args(extra)
         .output()
         .await
         .expect("the Python sender runs");
@@ -52,7 +61,7 @@ async fn check(t: &TestApp, shape: &str, protocol: &str) {
         "grpc" => t.grpc_url(),
         _ => format!("http://{}", t.app.http_addr),
     };
-    let script = send(shape, protocol, &endpoint, &session_id).await;
+    let script = send(shape, protocol, &endpoint, &session_id, &[]).await;
     let expected_turns = script["turns"].as_array().expect("script turns");
     let expected_calls: usize = expected_turns
         .iter()
@@ -160,5 +169,123 @@ async fn python_sdk_pipecat_and_livekit_over_grpc_and_http() {
         }
     }
     assert_eq!(t.count("SELECT count() FROM sessions_current").await, 4);
+    t.stop().await;
+}
+
+/// The log lines of a Pipecat run over `protocol`: each at its step in the timeline (its span,
+/// its turn, after the turn starts), under its turn on the page; gone once the session is deleted.
+async fn check_logs(t: &TestApp, protocol: &str) {
+    let session_id = format!("e2e-logs-{protocol}");
+    let endpoint = match protocol {
+        "grpc" => t.grpc_url(),
+        _ => format!("http://{}", t.app.http_addr),
+    };
+    let script = send("pipecat", protocol, &endpoint, &session_id, &["--logs"]).await;
+    let expected = script["logs"].as_array().expect("script logs");
+    let turns = script["turns"].as_array().expect("script turns").len();
+    t.transcript_when(&session_id, |tr| {
+        tr["turns"].as_array().map(Vec::len) == Some(turns)
+    })
+    .await;
+    let mut timeline = Value::Null;
+    let complete = wait_until(async || {
+        let (status, body) = get_json(t, &format!("/v1/sessions/{session_id}/timeline")).await;
+        timeline = body;
+        let lines = timeline["steps"]
+            .as_array()
+            .map_or(0, |s| s.iter().filter(|s| s["kind"] == "log").count());
+        status == 200 && lines == expected.len()
+    })
+    .await;
+    assert!(
+        complete,
+        "{protocol}: not every log line arrived: {timeline}"
+    );
+    let steps = timeline["steps"].as_array().expect("steps");
+    let lines: Vec<&Value> = steps.iter().filter(|s| s["kind"] == "log").collect();
+    for want in expected {
+        let got = lines
+            .iter()
+            .find(|l| l["body"] == want["body"] && l["turn_number"] == want["turn_number"])
+            .unwrap_or_else(|| panic!("{protocol}: {want} not at its turn in {lines:?}"));
+        assert_eq!(got["span_name"], want["span_name"], "{protocol}: {want}");
+        assert_eq!(got["severity"], want["severity"], "{protocol}: {want}");
+        // Inside its turn: after the turn's own step, and after the span it was written in began.
+        let at = steps
+            .iter()
+            .position(|s| std::ptr::eq(s, *got))
+            .expect("a step");
+        let turn_step = steps
+            .iter()
+            .position(|s| s["kind"] == "turn" && s["turn_number"] == want["turn_number"])
+            .expect("the turn step");
+        assert!(turn_step < at, "{protocol}: {want} before its turn");
+        let span = timeline["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["span_id"] == got["span_id"]))
+            .unwrap_or_else(|| panic!("{protocol}: the span of {want} is in the waterfall"));
+        assert_eq!(span["name"], want["span_name"]);
+        let (line_ms, span_ms) = (got["offset_ms"].as_f64(), span["offset_ms"].as_f64());
+        assert!(
+            line_ms >= span_ms,
+            "{protocol}: {want} before its span starts"
+        );
+    }
+    let failed_tool = expected
+        .iter()
+        .find(|l| l["severity"] == "ERROR")
+        .expect("the script logs an error");
+    assert!(
+        steps.iter().any(|s| s["issue"] == "error_logged"
+            && s["turn_number"] == failed_tool["turn_number"]),
+        "{protocol}: error_logged at the failing turn"
+    );
+    let (status, _, page) = text_of(t, &format!("/sessions/{session_id}")).await;
+    assert_eq!(status, 200);
+    let turn = page
+        .split(&format!("id=\"turn-{}\"", failed_tool["turn_number"]))
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("the turn on the page");
+    assert!(turn.contains("<details class=\"logs failed\">"), "{turn}");
+    let body = failed_tool["body"].as_str().expect("text");
+    assert!(
+        turn.contains(&page_escape(body)),
+        "{protocol}: {body} under its turn"
+    );
+
+    let deleted = reqwest::Client::new()
+        .delete(t.api_url(&format!("/v1/sessions/{session_id}")))
+        .send()
+        .await
+        .expect("answered")
+        .status();
+    assert_eq!(deleted, 204);
+    let gone = wait_until(async || {
+        t.count(&format!(
+            "SELECT count() FROM logs WHERE service_name = 'e2e-pipecat-bot' AND positionCaseInsensitiveUTF8(body, '{}') > 0",
+            body.replace('\'', "")
+        ))
+        .await
+            == 0
+    })
+    .await;
+    assert!(gone, "{protocol}: the log lines outlive their session");
+}
+
+fn page_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn python_sdk_logging_handler_lines_land_at_their_steps_over_grpc_and_http() {
+    let t = TestApp::start("e2e_logs").await;
+    for protocol in ["grpc", "http"] {
+        check_logs(&t, protocol).await;
+    }
     t.stop().await;
 }

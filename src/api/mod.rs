@@ -3,6 +3,7 @@
 
 mod error;
 pub mod export;
+pub mod logs;
 mod openapi;
 mod pages;
 pub mod sessions;
@@ -27,10 +28,10 @@ pub use error::ApiError;
 use error::{
     ErrorBody, QueryErrors, SessionErrors, NOT_ADMIN, NOT_ALLOWED, NO_KEY, NO_SESSION, UNAVAILABLE,
 };
-use openapi::{ExportQuery, LabelPath, PageQuery, SessionQuery};
+use openapi::{ExportQuery, LabelPath, LogsQuery, PageQuery, SessionQuery};
 
 use crate::query::{self, Params};
-use crate::store::{Change, SessionPage, Store};
+use crate::store::{Change, LogQuery, SessionPage, Store};
 use crate::telemetry::Metrics;
 use crate::tenants::{key_map, Scope, Tenants};
 
@@ -135,6 +136,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sessions/{id}", get(get_summary).delete(delete_session))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/timeline", get(get_timeline))
+        .route("/v1/sessions/{id}/logs", get(get_logs))
         .route(
             "/v1/sessions/{id}/labels/{label}",
             put(add_label).delete(remove_label),
@@ -264,14 +266,54 @@ async fn get_timeline(
         .await?
         .ok_or_else(|| no_session(&id))?;
     let (id, revision) = (&detail.session.session_id, detail.session.revision);
-    // One span more than shown says whether the waterfall is cut.
-    let (events, mut spans) = futures::try_join!(
+    // One span (and log record) more than shown says whether the list is cut.
+    let every_log = LogQuery {
+        limit: timeline::MAX_LOG_LINES + 1,
+        ..LogQuery::default()
+    };
+    let (events, mut spans, mut logs) = futures::try_join!(
         store.timeline_events(id, revision),
         store.waterfall_spans(id, revision, timeline::MAX_SPANS + 1),
+        store.session_logs(id, revision, &every_log),
     )?;
-    let truncated = spans.len() as u64 > timeline::MAX_SPANS;
+    let spans_truncated = spans.len() as u64 > timeline::MAX_SPANS;
     spans.truncate(timeline::MAX_SPANS as usize);
-    Ok(Json(timeline::build(&detail, &events, &spans, truncated)))
+    let logs_truncated = logs.len() as u64 > timeline::MAX_LOG_LINES;
+    logs.truncate(timeline::MAX_LOG_LINES as usize);
+    let parts = timeline::Parts {
+        events: &events,
+        spans: &spans,
+        spans_truncated,
+        logs: &logs,
+        logs_truncated,
+    };
+    Ok(Json(timeline::build(&detail, parts)))
+}
+
+#[utoipa::path(get, path = "/v1/sessions/{id}/logs", operation_id = "getLogs",
+    summary = "The agent's log records during the session (OTLP logs in the session's traces, or naming its key), by time, each with its span and turn; filtered by severity and text, paginated by cursor.",
+    params(("id" = String, Path, description = "Session id."), LogsQuery),
+    responses(
+        (status = 200, description = "The records", body = logs::SessionLogs),
+        SessionErrors,
+    ))]
+async fn get_logs(
+    Reader(store): Reader,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<logs::SessionLogs>, ApiError> {
+    let mut p = Params::parse(raw.as_deref())?;
+    let query = logs::parse_query(&mut p)?;
+    p.finish()?;
+    let detail = store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    let lines = store
+        .session_logs(&id, detail.session.revision, &query)
+        .await?;
+    let full_page = lines.len() as u64 == query.limit;
+    Ok(Json(logs::build(&detail, &lines, full_page)))
 }
 
 fn now_unix_seconds() -> u64 {

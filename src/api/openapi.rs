@@ -31,6 +31,7 @@ use crate::query::{FilterKind, Sort, DEFAULT_LIMIT, FILTERS, MAX_LIMIT, SORTS};
         super::delete_session,
         super::get_transcript,
         super::get_timeline,
+        super::get_logs,
         super::add_label,
         super::remove_label,
         super::flag,
@@ -267,6 +268,34 @@ impl IntoParams for ExportQuery {
 }
 
 /// The path of the label routes; `valid_label` is what checks the label.
+/// The parameters of a session's log records.
+pub struct LogsQuery;
+
+impl IntoParams for LogsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = vec![
+            query(
+                "severity",
+                "Records at or above this severity: trace, debug, info, warn, error, fatal (any case), or a severity number 1 to 24.",
+                text(),
+            ),
+            query(
+                "q",
+                "Records whose body contains this text, ignoring case.",
+                text(),
+            ),
+        ];
+        params.extend(PageQuery::into_params(|| None).into_iter().map(|mut p| {
+            if p.name == "cursor" {
+                p.description =
+                    Some("next_cursor of the previous page, with the same filters.".into());
+            }
+            p
+        }));
+        params
+    }
+}
+
 pub struct LabelPath;
 
 impl IntoParams for LabelPath {

@@ -216,28 +216,34 @@ impl Converted {
     /// The `partial_success.error_message` text: rejections first, then repairs (a
     /// non-empty message with zero rejected spans is an OTLP warning).
     pub fn message(&self) -> String {
-        const SHOWN: usize = 5;
-        let mut parts: Vec<String> = Vec::new();
-        for (label, list) in [("rejected", &self.rejected), ("repaired", &self.repaired)] {
-            if list.is_empty() {
-                continue;
-            }
-            let mut text = format!(
-                "{} span(s) {label}: {}",
-                list.len(),
-                list.iter()
-                    .take(SHOWN)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            if list.len() > SHOWN {
-                text.push_str(&format!("; and {} more", list.len() - SHOWN));
-            }
-            parts.push(text);
-        }
-        parts.join(". ")
+        partial_message("span(s)", &self.rejected, &self.repaired)
     }
+}
+
+/// The `partial_success.error_message` text of any signal: rejections first, then repairs,
+/// each list cut to its first few.
+pub(crate) fn partial_message(noun: &str, rejected: &[String], repaired: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = Vec::new();
+    for (label, list) in [("rejected", rejected), ("repaired", repaired)] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut text = format!(
+            "{} {noun} {label}: {}",
+            list.len(),
+            list.iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        if list.len() > SHOWN {
+            text.push_str(&format!("; and {} more", list.len() - SHOWN));
+        }
+        parts.push(text);
+    }
+    parts.join(". ")
 }
 
 pub fn convert(
@@ -248,38 +254,15 @@ pub fn convert(
     let mut out = Converted::default();
     for resource_spans in request.resource_spans {
         let mut resource_notes = Vec::new();
-        let resource = Arc::new(
-            resource_spans
-                .resource
-                .map(|r| {
-                    over_limit(
-                        "resource attributes",
-                        r.attributes.len(),
-                        limits.max_attributes,
-                        0,
-                        &mut resource_notes,
-                    );
-                    let kept = r.attributes.into_iter().take(limits.max_attributes);
-                    attributes(kept.collect(), limits, &mut resource_notes)
-                })
-                .unwrap_or_default(),
-        );
+        let resource = Arc::new(resource(
+            resource_spans.resource,
+            limits,
+            &mut resource_notes,
+        ));
         out.memory_bytes += resource.memory_bytes();
         for scope_spans in resource_spans.scope_spans {
             let mut notes = resource_notes.clone();
-            let (scope_name, scope_version): (Arc<str>, Arc<str>) = scope_spans
-                .scope
-                .map(|s| {
-                    let name = bounded(s.name, limits.max_name_bytes, "scope name", &mut notes);
-                    let version = bounded(
-                        s.version,
-                        limits.max_name_bytes,
-                        "scope version",
-                        &mut notes,
-                    );
-                    (name.into(), version.into())
-                })
-                .unwrap_or_else(|| ("".into(), "".into()));
+            let (scope_name, scope_version) = scope(scope_spans.scope, limits, &mut notes);
             out.memory_bytes += scope_name.len() + scope_version.len();
             // Every span of the scope repeats these notes: keep them few.
             let notes = summary(notes);
@@ -449,8 +432,50 @@ fn span(
     })
 }
 
+/// A request's resource attributes, cut to the attribute limits; none is empty.
+pub(crate) fn resource(
+    resource: Option<Resource>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> Attributes {
+    resource
+        .map(|r| {
+            over_limit(
+                "resource attributes",
+                r.attributes.len(),
+                limits.max_attributes,
+                0,
+                notes,
+            );
+            let kept = r.attributes.into_iter().take(limits.max_attributes);
+            attributes(kept.collect(), limits, notes)
+        })
+        .unwrap_or_default()
+}
+
+/// An instrumentation scope's name and version, cut to the name limit.
+pub(crate) fn scope(
+    scope: Option<InstrumentationScope>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> (Arc<str>, Arc<str>) {
+    scope
+        .map(|s| {
+            let name = bounded(s.name, limits.max_name_bytes, "scope name", notes);
+            let version = bounded(s.version, limits.max_name_bytes, "scope version", notes);
+            (name.into(), version.into())
+        })
+        .unwrap_or_else(|| ("".into(), "".into()))
+}
+
 /// The dropped count after cutting `len` items to `limit`, noting the cut for the client.
-fn over_limit(what: &str, len: usize, limit: usize, dropped: u32, notes: &mut Vec<String>) -> u32 {
+pub(crate) fn over_limit(
+    what: &str,
+    len: usize,
+    limit: usize,
+    dropped: u32,
+    notes: &mut Vec<String>,
+) -> u32 {
     if len <= limit {
         return dropped;
     }
@@ -461,7 +486,11 @@ fn over_limit(what: &str, len: usize, limit: usize, dropped: u32, notes: &mut Ve
     dropped.saturating_add(u32::try_from(len - limit).unwrap_or(u32::MAX))
 }
 
-fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>) -> Attributes {
+pub(crate) fn attributes(
+    list: Vec<KeyValue>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> Attributes {
     Attributes(
         list.into_iter()
             .map(|kv| {
@@ -476,14 +505,14 @@ fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>)
 }
 
 /// Wire text cut to `limit` bytes (see [`cut`]).
-fn bounded(bytes: Vec<u8>, limit: usize, what: &str, notes: &mut Vec<String>) -> String {
+pub(crate) fn bounded(bytes: Vec<u8>, limit: usize, what: &str, notes: &mut Vec<String>) -> String {
     let mut value = text(bytes, notes);
     cut(&mut value, limit, what, notes);
     value
 }
 
 /// Cuts `value` to `limit` bytes on a character boundary, noting the cut for the client.
-fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
+pub(crate) fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
     if value.len() <= limit {
         return;
     }
@@ -496,7 +525,7 @@ fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
 }
 
 /// The start of a name, to quote in a note without copying all of it.
-fn shown(name: &str) -> String {
+pub(crate) fn shown(name: &str) -> String {
     const SHOWN_CHARS: usize = 64;
     match name.char_indices().nth(SHOWN_CHARS) {
         Some((at, _)) => format!("{}...", &name[..at]),
@@ -505,7 +534,7 @@ fn shown(name: &str) -> String {
 }
 
 /// Notes repeated on every span of a scope: each once, and at most a few.
-fn summary(notes: Vec<String>) -> Vec<String> {
+pub(crate) fn summary(notes: Vec<String>) -> Vec<String> {
     const KEPT: usize = 5;
     let mut distinct: Vec<String> = Vec::new();
     for note in notes {
@@ -531,7 +560,7 @@ fn text(bytes: Vec<u8>, notes: &mut Vec<String>) -> String {
     }
 }
 
-fn render(value: AnyValue, notes: &mut Vec<String>) -> String {
+pub(crate) fn render(value: AnyValue, notes: &mut Vec<String>) -> String {
     use any_value::Value;
     match value.value {
         None => String::new(),

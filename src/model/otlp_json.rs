@@ -1,4 +1,4 @@
-//! OTLP/JSON trace requests decoded into the same messages the protobuf path decodes
+//! OTLP/JSON trace and log requests decoded into the same messages the protobuf path decodes
 //! ([`super::otlp`]), so both encodings share one conversion and one validation.
 //!
 //! The proto3 JSON mapping lets an encoder omit empty lists, empty messages and default
@@ -16,6 +16,7 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
 use serde_json::{Map, Value};
 
+use super::log::{ExportLogsServiceRequest, ResourceLogs, ScopeLogs, WireLogRecord};
 use super::otlp::{
     any_value, AnyValue, ArrayValue, ExportTraceServiceRequest, InstrumentationScope, KeyValue,
     KeyValueList, Resource, ResourceSpans, ScopeSpans, WireEvent, WireLink, WireSpan, WireStatus,
@@ -46,11 +47,7 @@ pub fn decode(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
 fn resource_spans(value: &Value, at: &At) -> Result<ResourceSpans, JsonError> {
     let obj = object(value, at)?;
     Ok(ResourceSpans {
-        resource: message(obj, ["resource", "resource"], at, |obj, at| {
-            Ok(Resource {
-                attributes: list(obj, ["attributes", "attributes"], at, key_value)?,
-            })
-        })?,
+        resource: message(obj, ["resource", "resource"], at, resource)?,
         scope_spans: list(obj, ["scopeSpans", "scope_spans"], at, scope_spans)?,
     })
 }
@@ -58,13 +55,21 @@ fn resource_spans(value: &Value, at: &At) -> Result<ResourceSpans, JsonError> {
 fn scope_spans(value: &Value, at: &At) -> Result<ScopeSpans, JsonError> {
     let obj = object(value, at)?;
     Ok(ScopeSpans {
-        scope: message(obj, ["scope", "scope"], at, |obj, at| {
-            Ok(InstrumentationScope {
-                name: string(obj, ["name", "name"], at)?,
-                version: string(obj, ["version", "version"], at)?,
-            })
-        })?,
+        scope: message(obj, ["scope", "scope"], at, scope)?,
         spans: list(obj, ["spans", "spans"], at, span)?,
+    })
+}
+
+fn resource(obj: &Map<String, Value>, at: &At) -> Result<Resource, JsonError> {
+    Ok(Resource {
+        attributes: list(obj, ["attributes", "attributes"], at, key_value)?,
+    })
+}
+
+fn scope(obj: &Map<String, Value>, at: &At) -> Result<InstrumentationScope, JsonError> {
+    Ok(InstrumentationScope {
+        name: string(obj, ["name", "name"], at)?,
+        version: string(obj, ["version", "version"], at)?,
     })
 }
 
@@ -98,6 +103,95 @@ fn span(value: &Value, at: &At) -> Result<WireSpan, JsonError> {
         })?,
     })
 }
+
+/// An OTLP/JSON logs request, decoded the same way as traces.
+pub fn decode_logs(body: &[u8]) -> Result<ExportLogsServiceRequest, JsonError> {
+    let root: Value = serde_json::from_slice(body)?;
+    let at = At::ROOT;
+    let root = object(&root, &at)?;
+    Ok(ExportLogsServiceRequest {
+        resource_logs: list(root, ["resourceLogs", "resource_logs"], &at, resource_logs)?,
+    })
+}
+
+fn resource_logs(value: &Value, at: &At) -> Result<ResourceLogs, JsonError> {
+    let obj = object(value, at)?;
+    Ok(ResourceLogs {
+        resource: message(obj, ["resource", "resource"], at, resource)?,
+        scope_logs: list(obj, ["scopeLogs", "scope_logs"], at, scope_logs)?,
+    })
+}
+
+fn scope_logs(value: &Value, at: &At) -> Result<ScopeLogs, JsonError> {
+    let obj = object(value, at)?;
+    Ok(ScopeLogs {
+        scope: message(obj, ["scope", "scope"], at, scope)?,
+        log_records: list(obj, ["logRecords", "log_records"], at, log_record)?,
+    })
+}
+
+fn log_record(value: &Value, at: &At) -> Result<WireLogRecord, JsonError> {
+    let obj = object(value, at)?;
+    Ok(WireLogRecord {
+        time_unix_nano: integer(obj, ["timeUnixNano", "time_unix_nano"], at)?,
+        observed_time_unix_nano: integer(
+            obj,
+            ["observedTimeUnixNano", "observed_time_unix_nano"],
+            at,
+        )?,
+        severity_number: enumeration(
+            obj,
+            ["severityNumber", "severity_number"],
+            at,
+            SEVERITY_NUMBERS,
+        )?,
+        severity_text: string(obj, ["severityText", "severity_text"], at)?,
+        body: message(obj, ["body", "body"], at, |obj, at| {
+            Ok(AnyValue {
+                value: any(obj, at)?,
+            })
+        })?,
+        attributes: list(obj, ["attributes", "attributes"], at, key_value)?,
+        dropped_attributes_count: integer(
+            obj,
+            ["droppedAttributesCount", "dropped_attributes_count"],
+            at,
+        )?,
+        flags: integer(obj, ["flags", "flags"], at)?,
+        trace_id: id(obj, ["traceId", "trace_id"], at)?,
+        span_id: id(obj, ["spanId", "span_id"], at)?,
+        event_name: string(obj, ["eventName", "event_name"], at)?,
+    })
+}
+
+/// `opentelemetry.proto.logs.v1.SeverityNumber` names, indexed by value.
+const SEVERITY_NUMBERS: &[&str] = &[
+    "SEVERITY_NUMBER_UNSPECIFIED",
+    "SEVERITY_NUMBER_TRACE",
+    "SEVERITY_NUMBER_TRACE2",
+    "SEVERITY_NUMBER_TRACE3",
+    "SEVERITY_NUMBER_TRACE4",
+    "SEVERITY_NUMBER_DEBUG",
+    "SEVERITY_NUMBER_DEBUG2",
+    "SEVERITY_NUMBER_DEBUG3",
+    "SEVERITY_NUMBER_DEBUG4",
+    "SEVERITY_NUMBER_INFO",
+    "SEVERITY_NUMBER_INFO2",
+    "SEVERITY_NUMBER_INFO3",
+    "SEVERITY_NUMBER_INFO4",
+    "SEVERITY_NUMBER_WARN",
+    "SEVERITY_NUMBER_WARN2",
+    "SEVERITY_NUMBER_WARN3",
+    "SEVERITY_NUMBER_WARN4",
+    "SEVERITY_NUMBER_ERROR",
+    "SEVERITY_NUMBER_ERROR2",
+    "SEVERITY_NUMBER_ERROR3",
+    "SEVERITY_NUMBER_ERROR4",
+    "SEVERITY_NUMBER_FATAL",
+    "SEVERITY_NUMBER_FATAL2",
+    "SEVERITY_NUMBER_FATAL3",
+    "SEVERITY_NUMBER_FATAL4",
+];
 
 /// `opentelemetry.proto.trace.v1.Span.SpanKind` names, indexed by value.
 const SPAN_KINDS: &[&str] = &[

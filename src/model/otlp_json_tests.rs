@@ -479,3 +479,69 @@ fn corrupted_json_never_panics() {
         }
     }
 }
+
+#[test]
+fn logs_decode_like_their_protobuf() {
+    use crate::model::log::{self, ExportLogsServiceRequest};
+    use opentelemetry_proto::tonic::collector::logs::v1 as logs_collector;
+    use opentelemetry_proto::tonic::logs::v1 as logs;
+    let official = logs_collector::ExportLogsServiceRequest {
+        resource_logs: vec![logs::ResourceLogs {
+            resource: Some(resource::Resource {
+                attributes: vec![common::KeyValue {
+                    key: "service.name".into(),
+                    value: Some(common::AnyValue {
+                        value: Some(common::any_value::Value::StringValue("agent".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![logs::ScopeLogs {
+                log_records: vec![logs::LogRecord {
+                    time_unix_nano: START,
+                    observed_time_unix_nano: END,
+                    severity_number: 17,
+                    severity_text: "ERROR".into(),
+                    body: Some(common::AnyValue {
+                        value: Some(common::any_value::Value::StringValue("tool failed".into())),
+                    }),
+                    trace_id: trace_id(),
+                    span_id: span_id(),
+                    event_name: "tool.error".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let limits = SpanLimits::default();
+    let via_protobuf = log::convert(
+        ExportLogsServiceRequest::decode(official.encode_to_vec().as_slice()).expect("decodes"),
+        &limits,
+        NOW,
+    );
+    // What the official types serialize, and the same by hand with the shapes the mapping
+    // allows: an enum by name, 64-bit integers as numbers, .proto field names.
+    let serialized = serde_json::to_string(&official).expect("serializes");
+    let by_hand = format!(
+        r#"{{"resource_logs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"agent"}}}}]}},
+            "scopeLogs":[{{"logRecords":[{{"timeUnixNano":{START},"observed_time_unix_nano":"{END}",
+            "severityNumber":"SEVERITY_NUMBER_ERROR","severityText":"ERROR","body":{{"stringValue":"tool failed"}},
+            "traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","eventName":"tool.error","attributes":[]}}]}}]}}]}}"#
+    );
+    for body in [serialized, by_hand] {
+        let decoded = decode_logs(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let via_json = log::convert(decoded, &limits, NOW);
+        assert_eq!(via_json.records, via_protobuf.records, "{body}");
+        assert!(via_json.rejected.is_empty() && via_json.repaired.is_empty());
+    }
+    assert_eq!(via_protobuf.records[0].severity_number, 17);
+    let wrong =
+        decode_logs(br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":"text"}]}]}]}"#);
+    assert!(
+        matches!(&wrong, Err(JsonError::Shape { path, .. }) if path == "$.resourceLogs[0].scopeLogs[0].logRecords[0].body"),
+        "{wrong:?}"
+    );
+}

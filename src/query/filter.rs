@@ -67,6 +67,20 @@ const fn closed(
 
 use FilterKind::*;
 
+/// Whether the session has an ERROR-or-worse log record (severity number 17 or more): one in
+/// a trace the session holds (each trace's session as last resolved), or one naming the
+/// session's key whose trace is in no session. Log records are tied to sessions when read,
+/// like this, never by the sessionizer, so the answer holds whichever arrived first.
+macro_rules! errors_logged {
+    () => {
+        "(session_id IN (SELECT argMax(session_id, revision) FROM trace_sessions \
+         WHERE trace_id IN (SELECT trace_id FROM logs WHERE severity_number >= 17) GROUP BY trace_id) \
+         OR session_id IN (SELECT session_key FROM logs WHERE severity_number >= 17 AND session_key != '' \
+         AND trace_id NOT IN (SELECT trace_id FROM trace_sessions \
+         WHERE trace_id IN (SELECT trace_id FROM logs WHERE severity_number >= 17))))"
+    };
+}
+
 pub const FILTERS: &[FilterSpec] = &[
     filter(
         "environment",
@@ -174,6 +188,12 @@ pub const FILTERS: &[FilterSpec] = &[
         "a span of the session failed",
     ),
     filter(
+        "has_errors_logged",
+        errors_logged!(),
+        NonZero,
+        "the agent logged an ERROR-or-worse record (OTLP logs) during the session",
+    ),
+    filter(
         "has_handoff",
         "length(handoff_target)",
         NonZero,
@@ -211,9 +231,14 @@ pub const FILTERS: &[FilterSpec] = &[
     filter("node", "node", EqualsAny, "current flow node"),
     filter(
         "detected_issue",
-        "detected_issues",
+        // `error_logged` comes from the log records when read (see `errors_logged!`).
+        concat!(
+            "if(",
+            errors_logged!(),
+            ", arrayPushBack(detected_issues, 'error_logged'), detected_issues)"
+        ),
         HasAny,
-        "a detected-issue tag, e.g. slow_turn, tool_error",
+        "a detected-issue tag, e.g. slow_turn, tool_error, error_logged",
     ),
     filter("cost_usd", "cost_usd", Range, "session cost in US dollars"),
     filter("feedback", "feedback", EqualsAny, "up or down"),

@@ -4,6 +4,7 @@
 mod ancestry;
 mod context;
 mod latency;
+pub mod logs;
 pub mod rules;
 pub mod semantics;
 mod timeline;

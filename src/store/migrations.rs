@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "timeline events",
         include_str!("../../migrations/0005_timeline_events.sql"),
     ),
+    (6, "logs", include_str!("../../migrations/0006_logs.sql")),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

@@ -5,11 +5,14 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use super::list::{with_annotations, SEMANTICS};
+use super::logs::LogQuery;
 use super::{Store, StoreError};
 use crate::model::conversation::{
-    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow, ToolCallRow,
-    TurnRow,
+    unix_seconds, InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow,
+    ToolCallRow, TurnRow,
 };
+use crate::model::log::SEVERITY_ERROR;
+use crate::sessionize::logs::{errors_logged, turn_at, turn_spans, ERROR_LOGGED};
 
 /// What the waterfall shows of a span.
 #[derive(Debug, Clone, Row, Deserialize)]
@@ -131,7 +134,7 @@ impl Store {
             self.children("interruptions", "interruption_index", session_id, revision),
             self.children("session_issues", "issue_index", session_id, revision),
         )?;
-        Ok(Some(SessionDetail {
+        let mut detail = SessionDetail {
             view,
             issues,
             session,
@@ -139,7 +142,56 @@ impl Store {
             messages,
             tool_calls,
             interruptions,
-        }))
+        };
+        self.add_errors_logged(&mut detail).await?;
+        Ok(Some(detail))
+    }
+
+    /// The `error_logged` issues, one per turn with ERROR-or-worse log records, added to the
+    /// session's issues and detected-issue tags. Log records are tied to a session when read,
+    /// not by the sessionizer, so this is computed here, where every reader of a session gets it.
+    async fn add_errors_logged(&self, detail: &mut SessionDetail) -> Result<(), StoreError> {
+        const MAX_ERRORS_READ: u64 = 1000;
+        let query = LogQuery {
+            min_severity: SEVERITY_ERROR,
+            limit: MAX_ERRORS_READ,
+            ..LogQuery::default()
+        };
+        let s = &detail.session;
+        let errors = self.session_logs(&s.session_id, s.revision, &query).await?;
+        let turns = turn_spans(&detail.turns);
+        let issues = errors_logged(errors.iter().map(|line| {
+            (
+                line.time_unix_nano,
+                line.severity_number,
+                turn_at(&turns, line.time_unix_nano),
+                line.body.as_str(),
+            )
+        }));
+        if issues.is_empty() {
+            return Ok(());
+        }
+        let first_index = detail.issues.iter().map(|i| i.issue_index + 1).max();
+        for (n, issue) in issues.iter().enumerate() {
+            detail.issues.push(IssueRow {
+                session_id: s.session_id.clone(),
+                revision: s.revision,
+                issue_index: first_index.unwrap_or(0) + n as u32,
+                issue: ERROR_LOGGED.to_owned(),
+                turn_number: issue.turn_number.unwrap_or(0),
+                time: unix_seconds(issue.time_unix_nano),
+                time_unix_nano: issue.time_unix_nano,
+                detail: issue.detail(),
+            });
+        }
+        detail
+            .issues
+            .sort_by_key(|i| (i.time_unix_nano, i.issue_index));
+        let tags = &mut detail.view.detected_issues;
+        if !tags.iter().any(|t| t == ERROR_LOGGED) {
+            tags.push(ERROR_LOGGED.to_owned());
+        }
+        Ok(())
     }
 
     /// The session's timeline events at `revision`, in order.

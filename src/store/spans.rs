@@ -140,7 +140,7 @@ impl<'a> SpanInsert<'a> {
 }
 
 /// An id as lowercase hex text (empty for no id), written without allocating.
-struct Hex<'a>(&'a [u8]);
+pub(super) struct Hex<'a>(pub(super) &'a [u8]);
 
 impl Serialize for Hex<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -154,7 +154,7 @@ impl Serialize for Hex<'_> {
 }
 
 /// One array column: a field of each item of a span's list, written without collecting it.
-struct Each<'a, T, V>(&'a [T], fn(&'a T) -> V);
+pub(super) struct Each<'a, T, V>(pub(super) &'a [T], pub(super) fn(&'a T) -> V);
 
 impl<'a, T, V: Serialize> Serialize for Each<'a, T, V> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

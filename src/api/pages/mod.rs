@@ -15,10 +15,10 @@ use serde::Deserialize;
 
 use super::error::{ErrorBody, QueryErrors, UNAVAILABLE};
 use super::openapi::{PageQuery, SessionQuery};
-use super::timeline::{waterfall, MAX_SPANS};
+use super::timeline::{waterfall, MAX_LOG_LINES, MAX_SPANS};
 use super::{annotate, export_answer, list_query, read_page, transcript, ApiError};
 use crate::query::Params;
-use crate::store::Change;
+use crate::store::{Change, LogQuery};
 use crate::tenants::AuthError;
 use access::{forget_key_cookie, key_cookie, now_unix_seconds, PageRequest};
 
@@ -261,6 +261,11 @@ async fn render_session(
     let spans_truncated = rows.len() as u64 > MAX_SPANS;
     rows.truncate(MAX_SPANS as usize);
     let spans = waterfall(&rows, detail.session.start_time_unix_nano);
+    let every_log = LogQuery {
+        limit: MAX_LOG_LINES,
+        ..LogQuery::default()
+    };
+    let logs = store.session_logs(sid, revision, &every_log).await?;
     let (csrf, cookie) = req.csrf();
     let recording = session::Recording::of(&detail.session.recording_url);
     let mode = match shared {
@@ -275,6 +280,7 @@ async fn render_session(
         detail: &detail,
         spans: &spans,
         spans_truncated,
+        logs: &logs,
         recording: recording.as_ref(),
         mode,
     });

@@ -1,16 +1,19 @@
 //! `/sessions/{id}`: the call as a person reads it. The recording with the transcript (the
 //! script seeks and highlights by the WebVTT cues), per turn the latency bars, each stage's
 //! latency with its source and the turn's spans as a waterfall (a span opens to its
-//! attributes and events), tool calls, interruptions, outcome and state; labels and flag as
-//! forms; share links. Also the key form and the problem pages the pages answer with.
+//! attributes and events), tool calls, interruptions, the agent's log lines under their turn,
+//! outcome and state; labels and flag as forms; share links. Also the key form and the problem pages the pages answer with.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::model::conversation::{speaker, MessageRow, ToolCallRow, TurnRow};
-use crate::store::SessionDetail;
+use crate::model::log::{severity_name, SEVERITY_ERROR};
+use crate::sessionize::logs::{turn_at, turn_spans};
+use crate::store::{LogLine, SessionDetail};
 use crate::timefmt::{offset, rfc3339};
 
+use super::super::logs::severity_label;
 use super::super::sessions::percent_encode;
 use super::super::timeline::WaterfallSpan;
 use super::super::transcript::{latencies, speaker_name, Latency};
@@ -166,6 +169,8 @@ pub struct SessionPage<'a> {
     pub detail: &'a SessionDetail,
     pub spans: &'a [WaterfallSpan],
     pub spans_truncated: bool,
+    /// The session's log records by time, shown under their turns.
+    pub logs: &'a [LogLine],
     pub recording: Option<&'a Recording>,
     pub mode: Mode<'a>,
 }
@@ -284,6 +289,20 @@ pub fn render(page: &SessionPage) -> String {
     turn_numbers.extend(detail.messages.iter().map(|m| m.turn_number));
     turn_numbers.sort_unstable();
     turn_numbers.dedup();
+    let log_windows = turn_spans(&detail.turns);
+    let log_turns: Vec<Option<u32>> = page
+        .logs
+        .iter()
+        .map(|l| turn_at(&log_windows, l.time_unix_nano))
+        .collect();
+    let logs_of = |turn: Option<u32>| {
+        page.logs
+            .iter()
+            .zip(&log_turns)
+            .filter(move |(_, t)| **t == turn)
+            .map(|(l, _)| l)
+    };
+    render_logs(&mut out, logs_of(None), start, "before the first turn");
     for number in turn_numbers {
         let turn = detail.turns.iter().find(|t| t.turn_number == number);
         let _ = write!(out, "<section class=\"turn\" id=\"turn-{number}\">");
@@ -319,6 +338,7 @@ pub fn render(page: &SessionPage) -> String {
             }
         }
         out.push_str("</ol>");
+        render_logs(&mut out, logs_of(Some(number)), start, "");
         let spans: Vec<&WaterfallSpan> = page
             .spans
             .iter()
@@ -354,6 +374,40 @@ pub fn render(page: &SessionPage) -> String {
         escape(&s.trace_ids.join(", "))
     );
     out
+}
+
+/// Log records under their step, collapsed; the summary counts them and names the worst
+/// severity, so an error shows without opening it.
+fn render_logs<'a>(
+    out: &mut String,
+    lines: impl Iterator<Item = &'a LogLine>,
+    start: u64,
+    when: &str,
+) {
+    let lines: Vec<&LogLine> = lines.collect();
+    let Some(worst) = lines.iter().max_by_key(|l| l.severity_number) else {
+        return;
+    };
+    let bad = worst.severity_number >= SEVERITY_ERROR;
+    let _ = write!(
+        out,
+        "<details class=\"logs{}\"><summary>Logs {when} ({}) · worst {}</summary><ol class=\"items\">",
+        if bad { " failed" } else { "" },
+        lines.len(),
+        escape(severity_name(worst.severity_number)),
+    );
+    for line in lines {
+        let _ = write!(
+            out,
+            "<li class=\"log\"><span class=\"time\">{}</span><span class=\"sev{}\">{}</span><span class=\"span\">{}</span><pre>{}</pre></li>",
+            escape(&offset(start, line.time_unix_nano)),
+            if line.severity_number >= SEVERITY_ERROR { " bad" } else { "" },
+            escape(&severity_label(line)),
+            escape(&line.span_name),
+            escape(&line.body),
+        );
+    }
+    out.push_str("</ol></details>");
 }
 
 fn ms_since(start: u64, at: u64) -> f64 {
@@ -795,8 +849,14 @@ table.attrs { border-collapse: collapse; font-size: 12px; margin: 4px 0; width: 
 .attrs th { font-weight: 500; color: #4a5361; width: 35%; }
 ul.events { margin: 2px 0; padding-left: 18px; } .events code { font-size: 12px; overflow-wrap: anywhere; }
 main.narrow { max-width: 560px; } main.narrow input { font: inherit; padding: 3px 6px; }
+.logs { margin: 6px 0 0 102px; font-size: 13px; } .logs summary { cursor: pointer; color: var(--muted); }
+.logs.failed summary { color: var(--bad); font-weight: 600; }
+.log { display: grid; grid-template-columns: 90px 60px 140px 1fr; gap: 8px; }
+.log pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+.log .bad { color: var(--bad); font-weight: 600; }
 :focus-visible { outline: 3px solid #2456b3; outline-offset: 2px; }
 @media (max-width: 760px) {
+  .logs { margin-left: 0; } .log { grid-template-columns: 70px 1fr; } .log pre { grid-column: 1 / -1; }
   body { padding: 12px; }
   .turn-head { grid-template-columns: 60px 1fr; } .turn-head > span:last-child { grid-column: 1 / -1; }
   .msg { grid-template-columns: 70px 1fr; } .msg .text { grid-column: 1 / -1; }
