@@ -228,6 +228,10 @@ pub fn read(span: &Span) -> SpanFacts {
     facts
 }
 
+/// Attributes holding the whole context an LLM call was given. They grow with the
+/// conversation and are read whole, so the receiver allows them more room than other values.
+pub const LLM_CONTEXT_KEYS: &[&str] = &["input", "gen_ai.input.messages", "input.value"];
+
 /// Session key attributes, first found wins. `convolog.session.id` lets anyone override.
 pub const SESSION_KEYS: &[&str] = &[
     convolog::SESSION_ID,
