@@ -16,6 +16,13 @@ use crate::model::Span;
 /// The tool message Pipecat puts in the context while the function still runs.
 const RESULT_PENDING: &str = "IN_PROGRESS";
 
+/// How the results Pipecat writes for a function that raised (`FUNCTION_CALL_ERROR_MESSAGE_
+/// TEMPLATE`) or is not registered (`MISSING_FUNCTION_CALL_MESSAGE_TEMPLATE`) end.
+const PIPECAT_FAILURES: [&str; 2] = [
+    "` failed and returned no result.",
+    "` is not currently available.",
+];
+
 pub fn recognises(span: &Span) -> bool {
     span.scope_name.starts_with("pipecat") || role(span).is_some()
 }
@@ -301,9 +308,16 @@ fn string(object: &Value, key: &str) -> String {
 
 /// Pipecat stores a function's return value as JSON; handlers report a failure by returning
 /// an object with an `error` member (`{"error": "order not found"}`), which Pipecat's own
-/// examples do. Its value, when set, is the error message.
+/// examples do. Its value, when set, is the error message. When a handler raises, or the
+/// LLM asks for a function nobody registered, Pipecat answers with a sentence of its own
+/// (`"The function `get_forecast` failed and returned no result."`), which is the message.
 fn result_error(content: &str) -> Option<String> {
     let value: Value = serde_json::from_str(content).ok()?;
+    if let Value::String(text) = &value {
+        let failed = text.starts_with("The function `")
+            && PIPECAT_FAILURES.iter().any(|end| text.ends_with(end));
+        return failed.then(|| text.clone());
+    }
     match value.get("error")? {
         Value::Null | Value::Bool(false) => None,
         Value::String(text) if text.is_empty() => None,

@@ -483,3 +483,51 @@ fn gemini_contexts_give_the_same_calls() {
     assert!(derived.tool_calls.iter().all(|c| c.turn_number == 1));
     assert_eq!(derived.tool_calls[0].duration_ms, 400.0);
 }
+
+#[test]
+fn a_function_that_raised_is_a_failed_call() {
+    // When a handler raises, Pipecat settles the call with a sentence of its own as the
+    // result (JSON-encoded, like every result); so it does for a function nobody registered.
+    let raised = "\"The function `get_forecast` failed and returned no result.\"";
+    let missing = "\"The function `book_table` is not currently available.\"";
+    let asked = [system(), user("Forecast, and book a table")];
+    let mut answered = asked.to_vec();
+    answered.push(json!({"role": "assistant", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_forecast", "arguments": "{}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "book_table", "arguments": "{}"}}
+    ]}));
+    answered.push(answers("call_1", raised));
+    answered.push(answers("call_2", missing));
+    answered.push(answers("call_3", "\"The function `x` returned fine.\""));
+    let spans = vec![
+        span("conversation")
+            .scope("pipecat.turn")
+            .id(1)
+            .at(0, 9000)
+            .attr("conversation.id", "conv-raised")
+            .build(),
+        turn(2, "1", (0, 4000), false),
+        llm(3, 2, (100, 500), &asked, None),
+        llm(4, 2, (900, 1200), &answered, Some("Sorry, neither worked.")),
+    ];
+    let calls = derive(&spans).tool_calls;
+    let errors: Vec<(&str, u8, &str)> = calls
+        .iter()
+        .map(|c| (c.name.as_str(), c.is_error, c.error_message.as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "get_forecast",
+                1,
+                "The function `get_forecast` failed and returned no result."
+            ),
+            (
+                "book_table",
+                1,
+                "The function `book_table` is not currently available."
+            ),
+        ]
+    );
+}

@@ -1,0 +1,238 @@
+//! End to end with the real frameworks, offline: a real Pipecat pipeline with scripted STT,
+//! LLM and TTS services (tests/e2e/pipecat_conversation.py) traced by Pipecat's own tracing
+//! and exported with the OpenTelemetry SDK to convolog on port 0. The transcript read back
+//! must match the script: user lines in order, every reply and the part of it that played,
+//! the barge-in, the tool calls with their arguments and results, and each stage latency
+//! equal to what the framework reported (within 5 ms) and consistent with the injected delay.
+//!
+//! The frameworks live in their own venv (.venv-pipecat, made by scripts/test.sh), apart
+//! from .venv-test, so their dependencies cannot disturb the other tests.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// How far a reported stage may run past its injected delay: the event loop's scheduling on
+/// a busy machine, never less than the delay itself.
+const SCHEDULING_SLACK_MS: f64 = 150.0;
+/// How close convolog's figure must be to the one the framework reported.
+const REPORTED_TOLERANCE_MS: f64 = 5.0;
+
+/// The Python of the Pipecat venv: CONVOLOG_TEST_PIPECAT_PYTHON, else .venv-pipecat; without
+/// either the test is skipped.
+fn pipecat_python() -> String {
+    if let Ok(python) = std::env::var("CONVOLOG_TEST_PIPECAT_PYTHON") {
+        return python;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-pipecat/bin/python");
+    if std::path::Path::new(venv).exists() {
+        return venv.to_owned();
+    }
+    skip("CONVOLOG_TEST_PIPECAT_PYTHON is not set and there is no .venv-pipecat (scripts/test.sh makes it)")
+}
+
+/// Runs the conversation; returns the script and what the framework reported per turn.
+async fn run_pipecat(t: &TestApp, session_id: &str, tracing: &str) -> (Value, Value) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/e2e/pipecat_conversation.py"
+    );
+    let output = tokio::process::Command::new(pipecat_python())
+        .args([
+            script,
+            "--endpoint",
+            &format!("http://{}", t.app.http_addr),
+            "--session-id",
+            session_id,
+            "--tracing",
+            tracing,
+        ])
+        .output()
+        .await
+        .expect("the Pipecat conversation runs");
+    assert!(
+        output.status.success(),
+        "conversation failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut documents = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("each line is JSON"));
+    let script = documents.next().expect("the script");
+    let reported = documents.next().expect("the reported figures");
+    (script, reported["reported"].clone())
+}
+
+fn json_text(text: &Value) -> Value {
+    text.as_str()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// One stage of one turn: convolog's figure is the framework's, and the framework's is the
+/// injected delay plus scheduling.
+fn check_stage(
+    latency: &Value,
+    reported: &Value,
+    injected_ms: Option<f64>,
+    stage: &str,
+    turn: u64,
+) {
+    let Some(reported) = reported.as_f64() else {
+        return;
+    };
+    let got = &latency[stage];
+    let ms = got["ms"].as_f64();
+    assert!(
+        ms.is_some_and(|ms| (ms - reported).abs() <= REPORTED_TOLERANCE_MS),
+        "turn {turn} {stage}: convolog {got}, framework reported {reported} ms"
+    );
+    assert!(
+        got["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("reported:")),
+        "turn {turn} {stage}: {got}"
+    );
+    if let Some(injected) = injected_ms {
+        assert!(
+            (injected..injected + SCHEDULING_SLACK_MS).contains(&reported),
+            "turn {turn} {stage}: reported {reported} ms for an injected {injected} ms"
+        );
+    }
+}
+
+async fn check_pipecat(tracing: &str) {
+    let t = TestApp::start(&format!("frameworks_{tracing}")).await;
+    let session_id = format!("pipecat-{tracing}");
+    let (script, reported) = run_pipecat(&t, &session_id, tracing).await;
+    let turns = script["turns"].as_array().expect("script turns");
+    let calls: usize = turns
+        .iter()
+        .map(|t| t["tool_calls"].as_array().map_or(0, Vec::len))
+        .sum();
+    let transcript = t
+        .transcript_when(&session_id, |tr| {
+            tr["turns"].as_array().map(Vec::len) == Some(turns.len())
+                && tr["tool_calls"].as_array().map(Vec::len) == Some(calls)
+        })
+        .await;
+    assert_eq!(transcript["channel"], "voice", "{transcript}");
+
+    for (index, (got, want)) in transcript["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .zip(turns)
+        .enumerate()
+    {
+        let n = index as u64 + 1;
+        assert_eq!(got["turn_number"], n);
+        assert_eq!(got["user_text"], want["user_text"], "turn {n} user text");
+        assert_eq!(got["agent_text"], want["agent_text"], "turn {n} agent text");
+        assert_eq!(
+            got["interrupted"], want["interrupted"],
+            "turn {n} interrupted"
+        );
+        if want["interrupted"] == true {
+            assert_eq!(
+                got["agent_spoken_text"], want["spoken_text"],
+                "turn {n} part heard"
+            );
+        }
+
+        let latency = &got["latency_ms"];
+        let framework = reported
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["turn_number"] == n))
+            .unwrap_or_else(|| panic!("the framework traced turn {n}"));
+        check_stage(
+            latency,
+            &framework["stt_ms"],
+            script["stt_ms"].as_f64(),
+            "stt",
+            n,
+        );
+        check_stage(
+            latency,
+            &framework["llm_ttft_ms"],
+            script["llm_ttft_ms"].as_f64(),
+            "llm_ttft",
+            n,
+        );
+        check_stage(
+            latency,
+            &framework["tts_ttfb_ms"],
+            script["tts_ttfb_ms"].as_f64(),
+            "tts_ttfb",
+            n,
+        );
+        check_stage(
+            latency,
+            &framework["voice_to_voice_ms"],
+            None,
+            "voice_to_voice",
+            n,
+        );
+
+        let got_calls: Vec<&Value> = transcript["tool_calls"]
+            .as_array()
+            .expect("tool calls")
+            .iter()
+            .filter(|c| c["turn_number"] == n)
+            .collect();
+        let want_calls = want["tool_calls"].as_array().expect("script tool calls");
+        assert_eq!(got_calls.len(), want_calls.len(), "turn {n} tool calls");
+        for (got_call, want_call) in got_calls.iter().zip(want_calls) {
+            assert_eq!(got_call["name"], want_call["name"], "turn {n}");
+            assert_eq!(
+                json_text(&got_call["arguments"]),
+                want_call["arguments"],
+                "turn {n}"
+            );
+            assert_eq!(
+                got_call["is_error"], want_call["is_error"],
+                "turn {n}: {got_call}"
+            );
+            if want_call["is_error"] == false {
+                assert_eq!(
+                    json_text(&got_call["result"]),
+                    want_call["result"],
+                    "turn {n}"
+                );
+            }
+        }
+    }
+
+    let interrupted = turns.iter().filter(|t| t["interrupted"] == true).count();
+    assert_eq!(
+        transcript["interruptions"].as_array().map(Vec::len),
+        Some(interrupted),
+        "{}",
+        transcript["interruptions"]
+    );
+    // Every line of the script appears in the transcript, in order: the caller's, then the
+    // agent's as heard.
+    let messages = transcript["messages"].as_array().expect("messages");
+    let mut texts = messages
+        .iter()
+        .filter(|m| m["speaker"] != "tool")
+        .map(|m| m["text"].as_str().unwrap_or(""));
+    for turn in turns {
+        for key in ["user_text", "agent_text"] {
+            let want = turn[key].as_str().expect("script text");
+            assert!(
+                texts.any(|t| t == want),
+                "{want:?} missing or out of order in {messages:#?}"
+            );
+        }
+    }
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_pipecat_pipeline_traced_by_pipecat() {
+    check_pipecat("pipecat").await;
+}
