@@ -236,3 +236,8 @@ async fn check_pipecat(tracing: &str) {
 async fn a_real_pipecat_pipeline_traced_by_pipecat() {
     check_pipecat("pipecat").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_pipecat_pipeline_traced_by_openinference() {
+    check_pipecat("openinference").await;
+}

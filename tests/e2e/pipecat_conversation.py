@@ -12,7 +12,7 @@ the audio the TTS makes. Fixed delays stand in for the services' latencies.
 
 It prints two JSON documents to stdout, one per line: before the conversation, the script
 (what convolog should show, delays in ms); after it, what Pipecat itself reported per turn
-(`turn.user_bot_latency_seconds` and each stage's first `metrics.ttfb`, in ms), read from
+(its voice-to-voice and each stage's first time to first byte, in ms), read from
 the same spans in process. Exit status 0 when the run and the export succeeded.
 """
 
@@ -112,7 +112,7 @@ def expected() -> dict:
     }
 
 
-async def run(session_id: str) -> None:
+async def run(session_id: str, tracing: str) -> None:
     # Imported here: the tracer provider must be set before Pipecat creates its tracers.
     from pipecat.frames.frames import (
         BotStartedSpeakingFrame,
@@ -324,7 +324,8 @@ async def run(session_id: str) -> None:
     task = PipelineTask(
         pipeline,
         params=PipelineParams(audio_out_sample_rate=SAMPLE_RATE, enable_metrics=True),
-        enable_tracing=True,
+        # OpenInference's instrumentation replaces Pipecat's own tracing.
+        enable_tracing=tracing == "pipecat",
         enable_turn_tracking=True,
         conversation_id=session_id,
     )
@@ -386,20 +387,31 @@ class Reported(SpanExporter):
         self.spans.extend(spans)
         return SpanExportResult.SUCCESS
 
-    def per_turn(self) -> list[dict]:
+    def per_turn(self, tracing: str) -> list[dict]:
+        # Pipecat's names, or the OpenInference instrumentation's.
+        prefix, number, latency, ttfb = {
+            "pipecat": ("", "turn.number", "turn.user_bot_latency_seconds", "metrics.ttfb"),
+            "openinference": (
+                "pipecat.",
+                "conversation.turn_number",
+                "conversation.user_to_bot_latency",
+                "service.ttfb_seconds",
+            ),
+        }[tracing]
+        turn_span = "pipecat.conversation.turn" if prefix else "turn"
         turns = {}
         for span in self.spans:
-            if span.name == "turn":
+            if span.name == turn_span:
                 turns[span.context.span_id] = {
-                    "turn_number": span.attributes.get("turn.number"),
-                    "voice_to_voice_ms": ms(span.attributes.get("turn.user_bot_latency_seconds")),
+                    "turn_number": span.attributes.get(number),
+                    "voice_to_voice_ms": ms(span.attributes.get(latency)),
                 }
         for stage, key in (("stt", "stt_ms"), ("llm", "llm_ttft_ms"), ("tts", "tts_ttfb_ms")):
             for span in sorted(self.spans, key=lambda s: s.start_time):
                 turn = turns.get(span.parent.span_id if span.parent else None)
-                ttfb = span.attributes.get("metrics.ttfb")
-                if span.name == stage and turn is not None and key not in turn and ttfb:
-                    turn[key] = ms(ttfb)
+                value = span.attributes.get(ttfb)
+                if span.name == prefix + stage and turn is not None and key not in turn and value:
+                    turn[key] = ms(value)
         return sorted(turns.values(), key=lambda t: t["turn_number"])
 
 
@@ -427,9 +439,9 @@ def main() -> int:
 
         PipecatInstrumentor().instrument(tracer_provider=provider)
 
-    asyncio.run(run(args.session_id))
+    asyncio.run(run(args.session_id, args.tracing))
     provider.shutdown()
-    print(json.dumps({"reported": reported.per_turn()}), flush=True)
+    print(json.dumps({"reported": reported.per_turn(args.tracing)}), flush=True)
     return 0
 
 
