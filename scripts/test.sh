@@ -34,6 +34,12 @@ pipecat_requirements=(
   opentelemetry-exporter-otlp-proto-http==1.45.2
 )
 pipecat_venv="$repo/.venv-pipecat"
+livekit_requirements=(
+  livekit-agents==1.8.9
+  opentelemetry-sdk==1.45.2
+  opentelemetry-exporter-otlp-proto-http==1.45.2
+)
+livekit_venv="$repo/.venv-livekit"
 simulated_sessions=30
 # Seconds each fuzz target runs; 0, the default, skips the stage: the first nightly build of
 # the fuzz targets (every dependency with coverage instrumentation) takes longer than the rest
@@ -194,6 +200,7 @@ python_venv() {
 }
 python_venv "$venv" "${python_requirements[@]}"
 python_venv "$pipecat_venv" "${pipecat_requirements[@]}"
+python_venv "$livekit_venv" "${livekit_requirements[@]}"
 
 # The JavaScript end-to-end sender (tests/e2e_js.rs) uses the OpenTelemetry JS SDK; without
 # Node that test skips itself.
@@ -224,6 +231,7 @@ fi
 export CONVOLOG_TEST_CLICKHOUSE_URL="http://127.0.0.1:$ch_port"
 export CONVOLOG_TEST_PYTHON="$venv/bin/python"
 export CONVOLOG_TEST_PIPECAT_PYTHON="$pipecat_venv/bin/python"
+export CONVOLOG_TEST_LIVEKIT_PYTHON="$livekit_venv/bin/python"
 echo "ClickHouse $(ch 'SELECT version()') on $CONVOLOG_TEST_CLICKHOUSE_URL (data in $work/clickhouse)"
 
 # ---------------------------------------------------------------------------------------------

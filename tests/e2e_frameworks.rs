@@ -1,12 +1,14 @@
-//! End to end with the real frameworks, offline: a real Pipecat pipeline with scripted STT,
-//! LLM and TTS services (tests/e2e/pipecat_conversation.py) traced by Pipecat's own tracing
-//! and exported with the OpenTelemetry SDK to convolog on port 0. The transcript read back
-//! must match the script: user lines in order, every reply and the part of it that played,
-//! the barge-in, the tool calls with their arguments and results, and each stage latency
-//! equal to what the framework reported (within 5 ms) and consistent with the injected delay.
+//! End to end with the real frameworks, offline, exporting with the OpenTelemetry SDK to
+//! convolog on port 0: a real Pipecat pipeline with scripted STT, LLM and TTS services
+//! (tests/e2e/pipecat_conversation.py), traced by Pipecat's own tracing and by OpenInference's
+//! instrumentation, and a real LiveKit AgentSession with a scripted LLM in LiveKit's text
+//! mode (tests/e2e/livekit_conversation.py). The transcript read back must match the script:
+//! user lines in order, every reply (several in a turn) and the part of it that played, the
+//! barge-in, the tool calls with their arguments and results, and each stage latency equal to
+//! what the framework reported (within 5 ms) and consistent with the injected delay.
 //!
-//! The frameworks live in their own venv (.venv-pipecat, made by scripts/test.sh), apart
-//! from .venv-test, so their dependencies cannot disturb the other tests.
+//! The frameworks live in venvs of their own (.venv-pipecat, .venv-livekit, made by
+//! scripts/test.sh), apart from .venv-test, so their dependencies cannot disturb the others.
 
 mod common;
 
@@ -19,38 +21,37 @@ const SCHEDULING_SLACK_MS: f64 = 150.0;
 /// How close convolog's figure must be to the one the framework reported.
 const REPORTED_TOLERANCE_MS: f64 = 5.0;
 
-/// The Python of the Pipecat venv: CONVOLOG_TEST_PIPECAT_PYTHON, else .venv-pipecat; without
-/// either the test is skipped.
-fn pipecat_python() -> String {
-    if let Ok(python) = std::env::var("CONVOLOG_TEST_PIPECAT_PYTHON") {
+/// The Python of a framework's venv: the variable if set, else the venv scripts/test.sh
+/// makes; without either the test is skipped.
+fn framework_python(variable: &str, venv: &str) -> String {
+    if let Ok(python) = std::env::var(variable) {
         return python;
     }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-pipecat/bin/python");
-    if std::path::Path::new(venv).exists() {
-        return venv.to_owned();
+    let python = format!("{}/{venv}/bin/python", env!("CARGO_MANIFEST_DIR"));
+    if std::path::Path::new(&python).exists() {
+        return python;
     }
-    skip("CONVOLOG_TEST_PIPECAT_PYTHON is not set and there is no .venv-pipecat (scripts/test.sh makes it)")
+    skip(&format!(
+        "{variable} is not set and there is no {venv} (scripts/test.sh makes it)"
+    ))
 }
 
-/// Runs the conversation; returns the script and what the framework reported per turn.
-async fn run_pipecat(t: &TestApp, session_id: &str, tracing: &str) -> (Value, Value) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/e2e/pipecat_conversation.py"
-    );
-    let output = tokio::process::Command::new(pipecat_python())
-        .args([
-            script,
-            "--endpoint",
-            &format!("http://{}", t.app.http_addr),
-            "--session-id",
-            session_id,
-            "--tracing",
-            tracing,
-        ])
+/// Runs a conversation script; returns the script and what the framework reported per turn.
+async fn run_conversation(
+    python: &str,
+    script: &str,
+    t: &TestApp,
+    args: &[&str],
+) -> (Value, Value) {
+    let script = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
+    let endpoint = format!("http://{}", t.app.http_addr);
+    let output = tokio::process::Command::new(python)
+        .arg(&script)
+        .args(["--endpoint", &endpoint])
+        .args(args)
         .output()
         .await
-        .expect("the Pipecat conversation runs");
+        .expect("the conversation runs");
     assert!(
         output.status.success(),
         "conversation failed: {}\n{}",
@@ -104,10 +105,52 @@ fn check_stage(
     }
 }
 
+/// The turn's tool calls are the script's: names, arguments, results of those that
+/// succeeded, and failures.
+fn check_calls(transcript: &Value, n: u64, want: &Value) {
+    let got_calls: Vec<&Value> = transcript["tool_calls"]
+        .as_array()
+        .expect("tool calls")
+        .iter()
+        .filter(|c| c["turn_number"] == n)
+        .collect();
+    let want_calls = want["tool_calls"].as_array().expect("script tool calls");
+    assert_eq!(got_calls.len(), want_calls.len(), "turn {n} tool calls");
+    for (got_call, want_call) in got_calls.iter().zip(want_calls) {
+        assert_eq!(got_call["name"], want_call["name"], "turn {n}");
+        assert_eq!(
+            json_text(&got_call["arguments"]),
+            want_call["arguments"],
+            "turn {n}"
+        );
+        assert_eq!(
+            got_call["is_error"], want_call["is_error"],
+            "turn {n}: {got_call}"
+        );
+        if want_call["is_error"] == false {
+            // A result the framework records as JSON is compared as JSON; one it records
+            // as text (LiveKit writes Python's `str()` of the value) as that text.
+            let got_result = if want_call["result"].is_string() {
+                got_call["result"].clone()
+            } else {
+                json_text(&got_call["result"])
+            };
+            assert_eq!(got_result, want_call["result"], "turn {n}");
+        }
+    }
+}
+
 async fn check_pipecat(tracing: &str) {
     let t = TestApp::start(&format!("frameworks_{tracing}")).await;
     let session_id = format!("pipecat-{tracing}");
-    let (script, reported) = run_pipecat(&t, &session_id, tracing).await;
+    let python = framework_python("CONVOLOG_TEST_PIPECAT_PYTHON", ".venv-pipecat");
+    let (script, reported) = run_conversation(
+        &python,
+        "pipecat_conversation.py",
+        &t,
+        &["--session-id", &session_id, "--tracing", tracing],
+    )
+    .await;
     let turns = script["turns"].as_array().expect("script turns");
     let calls: usize = turns
         .iter()
@@ -177,33 +220,7 @@ async fn check_pipecat(tracing: &str) {
             n,
         );
 
-        let got_calls: Vec<&Value> = transcript["tool_calls"]
-            .as_array()
-            .expect("tool calls")
-            .iter()
-            .filter(|c| c["turn_number"] == n)
-            .collect();
-        let want_calls = want["tool_calls"].as_array().expect("script tool calls");
-        assert_eq!(got_calls.len(), want_calls.len(), "turn {n} tool calls");
-        for (got_call, want_call) in got_calls.iter().zip(want_calls) {
-            assert_eq!(got_call["name"], want_call["name"], "turn {n}");
-            assert_eq!(
-                json_text(&got_call["arguments"]),
-                want_call["arguments"],
-                "turn {n}"
-            );
-            assert_eq!(
-                got_call["is_error"], want_call["is_error"],
-                "turn {n}: {got_call}"
-            );
-            if want_call["is_error"] == false {
-                assert_eq!(
-                    json_text(&got_call["result"]),
-                    want_call["result"],
-                    "turn {n}"
-                );
-            }
-        }
+        check_calls(&transcript, n, want);
     }
 
     let interrupted = turns.iter().filter(|t| t["interrupted"] == true).count();
@@ -240,4 +257,65 @@ async fn a_real_pipecat_pipeline_traced_by_pipecat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_pipecat_pipeline_traced_by_openinference() {
     check_pipecat("openinference").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_livekit_agent_session() {
+    let t = TestApp::start("frameworks_livekit").await;
+    let python = framework_python("CONVOLOG_TEST_LIVEKIT_PYTHON", ".venv-livekit");
+    let session_id = "livekit-text";
+    let (script, reported) = run_conversation(
+        &python,
+        "livekit_conversation.py",
+        &t,
+        &["--session-id", session_id],
+    )
+    .await;
+    let turns = script["turns"].as_array().expect("script turns");
+    let replies: usize = turns
+        .iter()
+        .map(|t| t["replies"].as_array().map_or(0, Vec::len))
+        .sum();
+    let transcript = t
+        .transcript_when(session_id, |tr| {
+            tr["turns"].as_array().map(Vec::len) == Some(turns.len())
+                && tr["messages"].as_array().is_some_and(|m| {
+                    m.iter().filter(|m| m["speaker"] == "agent").count() == replies
+                })
+        })
+        .await;
+    assert_eq!(transcript["framework"], "livekit", "{transcript}");
+    let messages = transcript["messages"].as_array().expect("messages");
+    for (index, (got, want)) in transcript["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .zip(turns)
+        .enumerate()
+    {
+        let n = index as u64 + 1;
+        assert_eq!(got["user_text"], want["user_text"], "turn {n} user text");
+        // Every reply of the turn is its own agent message, in order (text before a tool
+        // call, then the answer).
+        let said: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["turn_number"] == n && m["speaker"] == "agent")
+            .map(|m| &m["text"])
+            .collect();
+        let want_replies: Vec<&Value> = want["replies"]
+            .as_array()
+            .expect("replies")
+            .iter()
+            .collect();
+        assert_eq!(said, want_replies, "turn {n} replies");
+        check_calls(&transcript, n, want);
+        check_stage(
+            &got["latency_ms"],
+            &reported[index]["llm_ttft_ms"],
+            script["llm_ttft_ms"].as_f64(),
+            "llm_ttft",
+            n,
+        );
+    }
+    t.stop().await;
 }
