@@ -50,7 +50,7 @@ FORECAST_REPLY = FORECAST_REPLY_PLAYED + " Please try again in a few minutes, or
 
 # Each user line, and what the LLM streams for each request of that turn: a list of tool
 # calls (name, arguments) or a text. `barge_in_s`: the user speaks again this long after
-# the agent started its reply.
+# the first sentence of the reply has played.
 SCRIPT = [
     {
         "user": "What's the weather in Paris?",
@@ -59,7 +59,7 @@ SCRIPT = [
     {
         "user": "And the forecast for London?",
         "llm": [[("get_forecast", {"city": "London"})], FORECAST_REPLY],
-        "barge_in_s": 1.2,
+        "barge_in_s": 0.4,
     },
     {"user": "Okay, thanks.", "llm": ["You're welcome, goodbye."]},
 ]
@@ -148,6 +148,8 @@ async def run(session_id: str, tracing: str) -> None:
     from pipecat.adapters.schemas.tools_schema import ToolsSchema
 
     bot_started = asyncio.Event()
+    # Set when the output has played a whole sentence of the reply (its TTSTextFrame passes).
+    sentence_played = asyncio.Event()
 
     class ScriptedSTT(STTService):
         """Hears the next scripted line, STT_DELAY_S after the user stops speaking."""
@@ -247,9 +249,12 @@ async def run(session_id: str, tracing: str) -> None:
             await asyncio.sleep(0.3)
             for turn in SCRIPT:
                 bot_started.clear()
+                sentence_played.clear()
                 await self._speak()
                 await bot_started.wait()
                 if turn.get("barge_in_s"):
+                    # Into the second sentence, whatever the machine's load did to playback.
+                    await sentence_played.wait()
                     await asyncio.sleep(turn["barge_in_s"])
                 else:
                     await wait_until_quiet()
@@ -271,6 +276,8 @@ async def run(session_id: str, tracing: str) -> None:
             if name == "BotStartedSpeakingFrame":
                 quiet["speaking"] = True
                 bot_started.set()
+            elif name == "TTSTextFrame":
+                sentence_played.set()
             elif name == "BotStoppedSpeakingFrame":
                 quiet["speaking"] = False
                 quiet["since"] = time.monotonic()
