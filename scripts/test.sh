@@ -26,6 +26,21 @@ python_requirements=(
   selenium==4.38.0
 )
 venv="$repo/.venv-test"
+# The real agent frameworks that tests/e2e_frameworks.rs drives, each in a venv of its own so
+# their dependencies cannot disturb the tests above (about a minute to install, once).
+pipecat_requirements=(
+  pipecat-ai[tracing]==1.14.0
+  openinference-instrumentation-pipecat==2.0.9
+  opentelemetry-sdk==1.45.2
+  opentelemetry-exporter-otlp-proto-http==1.45.2
+)
+pipecat_venv="$repo/.venv-pipecat"
+livekit_requirements=(
+  livekit-agents==1.8.9
+  opentelemetry-sdk==1.45.2
+  opentelemetry-exporter-otlp-proto-http==1.45.2
+)
+livekit_venv="$repo/.venv-livekit"
 simulated_sessions=30
 # Seconds each fuzz target runs; 0, the default, skips the stage: the first nightly build of
 # the fuzz targets (every dependency with coverage instrumentation) takes longer than the rest
@@ -170,19 +185,27 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 apt_install "${missing[@]}"
 
-# A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.
-if [ -d "$venv" ] && ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
-  rm -rf "$venv"
-fi
-[ -d "$venv" ] || python3 -m venv "$venv"
-# Reinstall only when the pinned list changes, so a warm run needs no network.
-if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "${python_requirements[*]}" ]; then
-  echo "installing python packages into $venv: ${python_requirements[*]}"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q "${python_requirements[@]}"
-  echo "${python_requirements[*]}" > "$venv/.requirements"
-fi
-echo "python venv: $venv"
+# python_venv DIR REQUIREMENT...: a venv in DIR with exactly these pinned packages.
+python_venv() {
+  local dir=$1
+  shift
+  # A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.
+  if [ -d "$dir" ] && ! "$dir/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$dir"
+  fi
+  [ -d "$dir" ] || python3 -m venv "$dir"
+  # Reinstall only when the pinned list changes, so a warm run needs no network.
+  if [ "$(cat "$dir/.requirements" 2>/dev/null)" != "$*" ]; then
+    echo "installing python packages into $dir: $*"
+    "$dir/bin/python" -m pip install -q --upgrade pip
+    "$dir/bin/python" -m pip install -q "$@"
+    echo "$*" > "$dir/.requirements"
+  fi
+  echo "python venv: $dir"
+}
+python_venv "$venv" "${python_requirements[@]}"
+python_venv "$pipecat_venv" "${pipecat_requirements[@]}"
+python_venv "$livekit_venv" "${livekit_requirements[@]}"
 
 # The JavaScript end-to-end sender (tests/e2e_js.rs) uses the OpenTelemetry JS SDK; without
 # Node that test skips itself.
@@ -212,6 +235,8 @@ if ! clickhouse_pid=$(cat "$work/clickhouse/pid" 2>/dev/null); then
 fi
 export CONVOLOG_TEST_CLICKHOUSE_URL="http://127.0.0.1:$ch_port"
 export CONVOLOG_TEST_PYTHON="$venv/bin/python"
+export CONVOLOG_TEST_PIPECAT_PYTHON="$pipecat_venv/bin/python"
+export CONVOLOG_TEST_LIVEKIT_PYTHON="$livekit_venv/bin/python"
 echo "ClickHouse $(ch 'SELECT version()') on $CONVOLOG_TEST_CLICKHOUSE_URL (data in $work/clickhouse)"
 
 # ---------------------------------------------------------------------------------------------

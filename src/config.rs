@@ -170,6 +170,10 @@ pub struct Ingest {
     pub max_inserts_in_flight: usize,
     /// Longer attribute values are cut (on a character boundary) and the client told.
     pub max_attribute_value_bytes: usize,
+    /// The same for attributes that hold an LLM call's whole context (Pipecat's `input`,
+    /// `gen_ai.input.messages`, OpenInference's `input.value`): tool calls and the played
+    /// part of interrupted replies are read from them, and only a whole context can be read.
+    pub max_context_value_bytes: usize,
     pub max_attributes_per_span: usize,
     pub max_events_per_span: usize,
 }
@@ -268,6 +272,7 @@ impl Default for Ingest {
             batch_max_wait_ms: 200,
             max_inserts_in_flight: 4,
             max_attribute_value_bytes: 64 * 1024,
+            max_context_value_bytes: 1024 * 1024,
             max_attributes_per_span: 1024,
             max_events_per_span: 1024,
         }

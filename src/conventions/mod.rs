@@ -228,10 +228,16 @@ pub fn read(span: &Span) -> SpanFacts {
     facts
 }
 
+/// Attributes holding the whole context an LLM call was given. They grow with the
+/// conversation and are read whole, so the receiver allows them more room than other values.
+pub const LLM_CONTEXT_KEYS: &[&str] = &["input", "gen_ai.input.messages", "input.value"];
+
 /// Session key attributes, first found wins. `convolog.session.id` lets anyone override.
 pub const SESSION_KEYS: &[&str] = &[
     convolog::SESSION_ID,
     "gen_ai.conversation.id",
+    // A realtime (speech-to-speech) connection: one conversation.
+    "gen_ai.live_session.id",
     "session.id",
     "conversation.id",
     "room_id",
@@ -376,6 +382,104 @@ mod tests {
         );
         assert_eq!(facts.user_text.as_deref(), Some("where is my order"));
         assert_eq!(facts.agent_text.as_deref(), Some("On its way."));
+    }
+
+    #[test]
+    fn invoke_agent_end_reasons() {
+        let invocation = |reason: &str| {
+            read(
+                &span("invoke_agent")
+                    .attr("gen_ai.operation.name", "invoke_agent")
+                    .attr("gen_ai.agent.invocation.end_reason", reason)
+                    .build(),
+            )
+        };
+        let interrupted = invocation("interrupted");
+        assert_eq!(
+            interrupted.interrupted,
+            Some("gen_ai.agent.invocation.end_reason")
+        );
+        assert!(!interrupted.session.ended);
+        let closed = invocation("session_closed");
+        assert_eq!(closed.interrupted, None);
+        assert!(closed.session.ended);
+        let completed = invocation("completed");
+        assert_eq!(
+            (completed.interrupted, completed.session.ended),
+            (None, false)
+        );
+    }
+
+    #[test]
+    fn audio_tokens_under_both_spellings_make_the_total_when_it_is_missing() {
+        let tokens = |attrs: &[(&str, &str)]| {
+            let mut builder = span("chat").attr("gen_ai.operation.name", "chat");
+            for (key, value) in attrs {
+                builder = builder.attr(key, value);
+            }
+            let facts = read(&builder.build());
+            (facts.input_tokens, facts.output_tokens)
+        };
+        assert_eq!(
+            tokens(&[
+                ("gen_ai.usage.text.input_tokens", "20"),
+                ("gen_ai.usage.audio.input_tokens", "100"),
+                ("gen_ai.usage.audio.output_tokens", "300"),
+            ]),
+            (Some(120), Some(300))
+        );
+        assert_eq!(
+            tokens(&[
+                ("gen_ai.usage.input_text_tokens", "20"),
+                ("gen_ai.usage.input_audio_tokens", "100"),
+                ("gen_ai.usage.output_audio_tokens", "300"),
+            ]),
+            (Some(120), Some(300))
+        );
+        // A total, where given, is the total: the split is part of it.
+        assert_eq!(
+            tokens(&[
+                ("gen_ai.usage.input_tokens", "130"),
+                ("gen_ai.usage.audio.input_tokens", "100"),
+            ]),
+            (Some(130), None)
+        );
+    }
+
+    #[test]
+    fn audio_message_parts_give_their_transcript() {
+        let stt = span("speech_to_text")
+            .attr("gen_ai.operation.name", "speech_to_text")
+            .attr(
+                "gen_ai.output.messages",
+                r#"[{"role":"user","parts":[{"type":"blob","modality":"audio","content":"","transcript":"Is it open today?"}]}]"#,
+            )
+            .build();
+        assert_eq!(read(&stt).user_text.as_deref(), Some("Is it open today?"));
+        let chat = span("chat")
+            .attr("gen_ai.operation.name", "chat")
+            .attr(
+                "gen_ai.input.messages",
+                r#"[{"role":"user","parts":[{"type":"uri","modality":"audio","uri":"s3://a.wav"},{"type":"text","content":"hello"}]}]"#,
+            )
+            .build();
+        assert_eq!(read(&chat).user_text.as_deref(), Some("hello"));
+        let image = span("chat")
+            .attr("gen_ai.operation.name", "chat")
+            .attr(
+                "gen_ai.input.messages",
+                r#"[{"role":"user","parts":[{"type":"blob","modality":"image","transcript":"no"}]}]"#,
+            )
+            .build();
+        assert_eq!(read(&image).user_text, None);
+    }
+
+    #[test]
+    fn a_live_session_id_is_a_session_key() {
+        let attrs: Attributes = [("gen_ai.live_session.id", "live-1"), ("session.id", "s")]
+            .into_iter()
+            .collect();
+        assert_eq!(session_key(&attrs), Some("live-1"));
     }
 
     #[test]

@@ -53,21 +53,33 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     match facts.role {
         Role::Turn => {
             facts.user_text = text(span, &["input.value"]);
-            facts.agent_text = text(span, &["output.value"]);
             facts.interrupted = flag(span, "conversation.was_interrupted");
+            // The turn's output is what the bot said aloud: for an interrupted turn the
+            // part heard, while its LLM span holds the whole reply.
+            let said = text(span, &["output.value"]);
+            if facts.interrupted.is_some() {
+                facts.spoken_text = said;
+            } else {
+                facts.agent_text = said;
+            }
             facts.session.ended_reason = text(span, &["conversation.end_reason"]);
             facts.session.user_id = text(span, &["user.id"]);
             facts.voice_to_voice = seconds(span, "conversation.user_to_bot_latency");
         }
         Role::Stt => {
-            // The input is what the STT service transcribed (its output is empty).
-            facts.user_text = text(span, &["audio.transcript", "output.value", "input.value"]);
+            // The input is what the STT service transcribed (its output is empty); the
+            // Pipecat instrumentation leaves a space after each segment it joined.
+            facts.user_text = trimmed(text(
+                span,
+                &["audio.transcript", "output.value", "input.value"],
+            ));
             facts.stt = ttfb;
             // Measured from the span start (the user starting to speak).
             facts.transcript_at_unix_nano = seconds(span, "stt.time_to_last_transcription_seconds")
                 .map(|r| span.start_unix_nano.saturating_add((r.ms * 1e6) as u64));
         }
         Role::Llm | Role::AgentTurn => {
+            facts.user_text = new_user_message(span);
             facts.agent_text = text(span, &["output.value"]);
             facts.model = text(span, &["llm.model_name"]);
             facts.provider = text(span, &["llm.provider", "llm.system"]);
@@ -77,7 +89,7 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         }
         Role::Tts => {
             // The Pipecat instrumentation records the spoken text as the output.
-            facts.agent_text = text(span, &["output.value", "input.value"]);
+            facts.agent_text = trimmed(text(span, &["output.value", "input.value"]));
             facts.tts_ttfb = ttfb;
         }
         Role::Tool => {
@@ -87,10 +99,33 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
                 call_id: text(span, &["tool_call.id", "tool.call_id"]),
                 arguments: text(span, &["tool.parameters", "input.value"]),
                 result: text(span, &["output.value"]),
-                is_error: false,
-                error_message: None,
+                // The Pipecat instrumentation copies the error of the result frame (the
+                // exception a handler raised).
+                is_error: span.attributes.get("frame.error.message").is_some(),
+                error_message: text(span, &["frame.error.message"]),
             });
         }
         _ => {}
     }
+}
+
+fn trimmed(text: Option<String>) -> Option<String> {
+    text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The user's message when the call's input (`llm.input_messages.N.message.*`, in order)
+/// ends with one: a call that continues after a tool result repeats the same user text in
+/// `input.value` but brings nothing new.
+fn new_user_message(span: &Span) -> Option<String> {
+    let last = (0..)
+        .take_while(|i| {
+            span.attributes
+                .get(&format!("llm.input_messages.{i}.message.role"))
+                .is_some()
+        })
+        .last()?;
+    let message = |field: &str| format!("llm.input_messages.{last}.message.{field}");
+    (span.attributes.get(&message("role")) == Some("user"))
+        .then(|| span.attributes.get(&message("content")).map(str::to_owned))
+        .flatten()
 }

@@ -161,6 +161,10 @@ pub struct KeyValueList {
 pub struct SpanLimits {
     /// Attribute values and status messages.
     pub max_attribute_value_bytes: usize,
+    /// The values of `context_keys`: LLM contexts, which repeat the whole conversation and
+    /// are only readable whole.
+    pub max_context_value_bytes: usize,
+    pub context_keys: &'static [&'static str],
     /// Span, event and scope names, scope versions, attribute keys and trace states.
     pub max_name_bytes: usize,
     /// Per span, and for the resource.
@@ -180,6 +184,8 @@ impl Default for SpanLimits {
     fn default() -> Self {
         SpanLimits {
             max_attribute_value_bytes: 64 * 1024,
+            max_context_value_bytes: 64 * 1024,
+            context_keys: &[],
             max_name_bytes: 1024,
             max_attributes: 1024,
             max_events: 1024,
@@ -497,7 +503,12 @@ pub(crate) fn attributes(
                 let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
                 let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
                 let what = format!("attribute '{}'", shown(&key));
-                cut(&mut value, limits.max_attribute_value_bytes, &what, notes);
+                let limit = if limits.context_keys.contains(&key.as_str()) {
+                    limits.max_context_value_bytes
+                } else {
+                    limits.max_attribute_value_bytes
+                };
+                cut(&mut value, limit, &what, notes);
                 (key, value)
             })
             .collect(),
@@ -783,6 +794,26 @@ mod tests {
         assert_eq!(span.resource.get("service.name"), Some("agent"));
         assert_eq!(converted.repaired.len(), 1);
         assert!(converted.message().contains("invalid UTF-8 replaced"));
+    }
+
+    #[test]
+    fn llm_contexts_have_their_own_limit() {
+        let mut span = wire_span("llm");
+        let long = |n| any_value::Value::StringValue(vec![b'x'; n]);
+        span.attributes = vec![kv("input", long(200)), kv("output", long(200))];
+        let limits = SpanLimits {
+            max_attribute_value_bytes: 100,
+            max_context_value_bytes: 300,
+            context_keys: &["input"],
+            ..SpanLimits::default()
+        };
+        let converted = convert(request(vec![span]), &limits, NOW);
+        let span = &converted.spans[0];
+        assert_eq!(span.attributes.get("input").map(str::len), Some(200));
+        assert_eq!(span.attributes.get("output").map(str::len), Some(100));
+        assert!(converted
+            .message()
+            .contains("attribute 'output' truncated from 200 bytes"));
     }
 
     #[test]

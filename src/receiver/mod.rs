@@ -227,6 +227,8 @@ impl Ingest {
         let (queue, receiver) = mpsc::channel(1024);
         let limits = SpanLimits {
             max_attribute_value_bytes: config.max_attribute_value_bytes,
+            max_context_value_bytes: config.max_context_value_bytes,
+            context_keys: crate::conventions::LLM_CONTEXT_KEYS,
             max_name_bytes: SpanLimits::default().max_name_bytes,
             max_attributes: config.max_attributes_per_span,
             max_events: config.max_events_per_span,

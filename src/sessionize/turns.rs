@@ -683,9 +683,17 @@ impl<'a> Turn<'a> {
         };
         let mut out = Vec::new();
         if !row.user_text.is_empty() {
-            let at = [Role::UserTurn, Role::UserSpeaking, Role::Stt]
+            // A speech-to-text span that heard nothing (OpenInference leaves one open as the
+            // next turn starts) does not say when the user spoke.
+            let heard = self
+                .with_role(Role::Stt)
+                .filter(|n| n.facts.user_text.is_some())
+                .map(|n| n.span.start_unix_nano)
+                .min();
+            let at = [Role::UserTurn, Role::UserSpeaking]
                 .iter()
                 .find_map(|r| self.first_start(*r))
+                .or(heard)
                 .unwrap_or(row.start_time_unix_nano);
             out.push(base(at, speaker::USER, &row.user_text));
         }
