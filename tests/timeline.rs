@@ -42,6 +42,8 @@ fn derived(
         interruptions: Vec::new(),
         issues: Vec::new(),
         timeline_events: events,
+        answers: Vec::new(),
+        citations: Vec::new(),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::store::SessionDetail;
 use crate::timefmt::{offset, rfc3339};
 
 use super::sessions::percent_encode;
-use super::transcript::speaker_name;
+use super::transcript::{answer_of, citations_of, speaker_name, Citation};
 
 /// Text and attribute values: the five characters HTML gives meaning to.
 pub fn escape(text: &str) -> String {
@@ -263,7 +263,9 @@ pub fn render(detail: &SessionDetail) -> String {
                 Item::Tool(c) => render_tool(&mut out, c, start),
             }
         }
-        out.push_str("</ol></section>\n");
+        out.push_str("</ol>");
+        render_grounding(&mut out, detail, number);
+        out.push_str("</section>\n");
     }
     if detail.messages.is_empty() {
         out.push_str("<p class=\"meta\">No transcript for this session.</p>");
@@ -356,6 +358,37 @@ fn render_message(out: &mut String, m: &MessageRow, start: u64, agent_name: &str
         out.push_str("<span class=\"badge\">interrupted</span>");
     }
     out.push_str("</p></li>");
+}
+
+/// Under a turn's reply: the answer's confidence and feedback, and the documents it stood on.
+fn render_grounding(out: &mut String, detail: &SessionDetail, turn_number: u32) {
+    let answer = answer_of(detail, turn_number);
+    let citations: Vec<_> = citations_of(detail, turn_number).collect();
+    let confidence = answer.and_then(|a| a.confidence);
+    let feedback = answer.map_or("", |a| a.feedback.as_str());
+    if citations.is_empty() && confidence.is_none() && feedback.is_empty() {
+        return;
+    }
+    out.push_str("<div class=\"grounding\"><p class=\"meta\">");
+    if let Some(confidence) = confidence {
+        let _ = write!(out, "confidence {confidence:.2} ");
+    }
+    if !feedback.is_empty() {
+        let _ = write!(
+            out,
+            "<span class=\"badge\">feedback {}</span>",
+            escape(feedback)
+        );
+    }
+    out.push_str("</p>");
+    if !citations.is_empty() {
+        out.push_str("<ol class=\"sources\">");
+        for c in citations {
+            let _ = write!(out, "<li>{}</li>", escape(&Citation::line(c)));
+        }
+        out.push_str("</ol>");
+    }
+    out.push_str("</div>");
 }
 
 fn render_tool(out: &mut String, c: &ToolCallRow, start: u64) {

@@ -3,6 +3,7 @@
 
 mod ancestry;
 mod context;
+pub mod grounding;
 mod latency;
 pub mod rules;
 pub mod semantics;
@@ -209,6 +210,16 @@ pub fn sessionize(
         },
     );
     let timeline_events = timeline::events(session_id, revision, &nodes, &turn_rows, &tool_calls);
+    let turn_spans: Vec<(&TurnRow, &[usize])> = turn_rows
+        .iter()
+        .zip(&turn_members.turns)
+        .map(|(row, (_, members))| (row, members.as_slice()))
+        .collect();
+    let agent = [&session.agent_name, &session.service_name]
+        .into_iter()
+        .find(|a| !a.is_empty())
+        .map_or("", |a| a.as_str());
+    let (answers, citations) = grounding::answers(&nodes, &turn_spans, agent);
     DerivedSession {
         session,
         turns: turn_rows,
@@ -217,6 +228,8 @@ pub fn sessionize(
         interruptions,
         issues,
         timeline_events,
+        answers,
+        citations,
     }
 }
 

@@ -730,7 +730,7 @@ fn detect_issues(row: &SessionRow, ended: bool, voice: bool, input: &Inputs) -> 
         .collect()
 }
 
-fn normalize_feedback(value: &str) -> &'static str {
+pub(crate) fn normalize_feedback(value: &str) -> &'static str {
     match value.trim().to_ascii_lowercase().as_str() {
         "up" | "thumbs_up" | "thumbsup" | "positive" | "good" | "1" | "+1" | "true" => "up",
         "down" | "thumbs_down" | "thumbsdown" | "negative" | "bad" | "0" | "-1" | "false" => "down",

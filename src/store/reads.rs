@@ -7,8 +7,8 @@ use serde::Deserialize;
 use super::list::{with_annotations, SEMANTICS};
 use super::{Store, StoreError};
 use crate::model::conversation::{
-    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow, ToolCallRow,
-    TurnRow,
+    AnswerRow, CitationRow, InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView,
+    TimelineEventRow, ToolCallRow, TurnRow,
 };
 
 /// What the waterfall shows of a span.
@@ -67,6 +67,8 @@ pub struct SessionDetail {
     pub messages: Vec<MessageRow>,
     pub tool_calls: Vec<ToolCallRow>,
     pub interruptions: Vec<InterruptionRow>,
+    pub answers: Vec<AnswerRow>,
+    pub citations: Vec<CitationRow>,
 }
 
 impl Store {
@@ -118,12 +120,14 @@ impl Store {
             })?;
         let revision = session.revision;
         // The child tables are independent: read them at once.
-        let (turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
+        let (turns, messages, tool_calls, interruptions, issues, answers, citations) = futures::try_join!(
             self.children("turns", "turn_number", session_id, revision),
             self.children("messages", "message_index", session_id, revision),
             self.children("tool_calls", "call_index", session_id, revision),
             self.children("interruptions", "interruption_index", session_id, revision),
             self.children("session_issues", "issue_index", session_id, revision),
+            self.children("answers", "turn_number", session_id, revision),
+            self.children("citations", "citation_index", session_id, revision),
         )?;
         Ok(Some(SessionDetail {
             view,
@@ -133,6 +137,8 @@ impl Store {
             messages,
             tool_calls,
             interruptions,
+            answers,
+            citations,
         }))
     }
 

@@ -13,6 +13,8 @@ pub const TRANSCRIPT_TABLES: &[&str] = &[
     "interruptions",
     "session_issues",
     "timeline_events",
+    "answers",
+    "citations",
 ];
 
 impl Store {

@@ -63,6 +63,8 @@ pub fn derived(fixture: &Fixture) -> DerivedSession {
         interruptions: Vec::new(),
         issues: Vec::new(),
         timeline_events: Vec::new(),
+        answers: Vec::new(),
+        citations: Vec::new(),
     }
 }
 
