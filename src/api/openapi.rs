@@ -12,7 +12,10 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use super::error::ErrorBody;
 use super::export::Format;
 use super::{transcript, TranscriptQuery, MAX_LABEL_CHARS};
-use crate::query::{FilterKind, Sort, DEFAULT_LIMIT, FILTERS, MAX_LIMIT, SORTS};
+use crate::query::{
+    FilterKind, Sort, DEFAULT_EXAMPLES, DEFAULT_LIMIT, DEFAULT_LOW_CONFIDENCE,
+    DEFAULT_USUALLY_CITES, FILTERS, MAX_EXAMPLES, MAX_LIMIT, SORTS,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +41,7 @@ use crate::query::{FilterKind, Sort, DEFAULT_LIMIT, FILTERS, MAX_LIMIT, SORTS};
         super::export_sessions,
         super::list_page,
         super::session_page,
+        super::knowledge_gaps,
     ),
     // Named here too since the shared error answers refer to it by name.
     components(schemas(ErrorBody)),
@@ -121,6 +125,15 @@ fn list() -> Schema {
     ArrayBuilder::new().items(typed(Type::String)).into()
 }
 
+/// A whole number from 1 to `max`.
+fn count(max: u32, default: u32) -> Schema {
+    typed(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(max))
+        .default(Some(json!(default)))
+        .into()
+}
+
 /// One of a fixed set of words.
 fn one_of(values: &[&str], default: &str) -> Schema {
     typed(Type::String)
@@ -135,7 +148,75 @@ pub struct SessionQuery;
 
 impl IntoParams for SessionQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let mut out = vec![
+        let mut out = filter_params();
+        let sorts: Vec<&str> = SORTS.iter().map(|s| s.param).collect();
+        let default = Sort::default();
+        out.push(query(
+            "sort",
+            "Sort key (latency = voice_to_voice_p95). Sessions without a value sort last.",
+            one_of(&sorts, default.spec.param),
+        ));
+        out.push(query(
+            "order",
+            "Sort direction.",
+            one_of(
+                &["desc", "asc"],
+                if default.descending { "desc" } else { "asc" },
+            ),
+        ));
+        out
+    }
+}
+
+/// The list's filters alone (`query::session_filter`), for reports over the sessions they
+/// select.
+pub struct FilterQuery;
+
+impl IntoParams for FilterQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        filter_params()
+    }
+}
+
+/// What the knowledge-gaps report reads beyond the filters (`query::gap_query`).
+pub struct GapsQuery;
+
+impl IntoParams for GapsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let share = |default: f64| -> Schema {
+            typed(Type::Number)
+                .minimum(Some(0.0))
+                .maximum(Some(1.0))
+                .default(Some(json!(default)))
+                .into()
+        };
+        vec![
+            query(
+                "low_confidence",
+                "An answer whose confidence is below this is weak.",
+                share(DEFAULT_LOW_CONFIDENCE),
+            ),
+            query(
+                "usually_cites",
+                "An answer without citations is weak when its agent cites in at least this share of its answers.",
+                share(DEFAULT_USUALLY_CITES),
+            ),
+            query(
+                "limit",
+                "Questions shown, the most often weak first.",
+                count(MAX_LIMIT, DEFAULT_LIMIT),
+            ),
+            query(
+                "examples",
+                "Newest weak answers shown per question.",
+                count(MAX_EXAMPLES, DEFAULT_EXAMPLES),
+            ),
+        ]
+    }
+}
+
+fn filter_params() -> Vec<Parameter> {
+    let mut out = vec![
             query(
                 "from",
                 "Sessions that started at or after: an RFC 3339 instant (2026-11-01T08:00:00Z), a date (2026-11-01) or a duration ago (90s, 30m, 24h, 7d).",
@@ -163,57 +244,41 @@ impl IntoParams for SessionQuery {
                 typed(Type::Boolean).into(),
             ),
         ];
-        for spec in FILTERS {
-            let doc = spec.doc;
-            match spec.kind {
-                FilterKind::EqualsAny => out.push(query(
-                    spec.param,
-                    format!("Equals any of these values (comma-separated or repeated): {doc}."),
-                    list(),
-                )),
-                FilterKind::HasAny => out.push(query(
-                    spec.param,
-                    format!("Holds any of these values (comma-separated or repeated): {doc}."),
-                    list(),
-                )),
-                FilterKind::Range => {
-                    for (suffix, bound) in [("min", "At least"), ("max", "At most")] {
-                        out.push(query(
-                            format!("{}_{suffix}", spec.param),
-                            format!("{bound} this: {doc}. Sessions without a value do not match."),
-                            typed(Type::Number).into(),
-                        ));
-                    }
+    for spec in FILTERS {
+        let doc = spec.doc;
+        match spec.kind {
+            FilterKind::EqualsAny => out.push(query(
+                spec.param,
+                format!("Equals any of these values (comma-separated or repeated): {doc}."),
+                list(),
+            )),
+            FilterKind::HasAny => out.push(query(
+                spec.param,
+                format!("Holds any of these values (comma-separated or repeated): {doc}."),
+                list(),
+            )),
+            FilterKind::Range => {
+                for (suffix, bound) in [("min", "At least"), ("max", "At most")] {
+                    out.push(query(
+                        format!("{}_{suffix}", spec.param),
+                        format!("{bound} this: {doc}. Sessions without a value do not match."),
+                        typed(Type::Number).into(),
+                    ));
                 }
-                FilterKind::NonZero => out.push(query(
-                    spec.param,
-                    format!("true: {doc}; false: not."),
-                    typed(Type::Boolean).into(),
-                )),
-                FilterKind::Contains => out.push(query(
-                    spec.param,
-                    format!("Contains this text: {doc}, ignoring case."),
-                    nonempty_text(),
-                )),
             }
+            FilterKind::NonZero => out.push(query(
+                spec.param,
+                format!("true: {doc}; false: not."),
+                typed(Type::Boolean).into(),
+            )),
+            FilterKind::Contains => out.push(query(
+                spec.param,
+                format!("Contains this text: {doc}, ignoring case."),
+                nonempty_text(),
+            )),
         }
-        let sorts: Vec<&str> = SORTS.iter().map(|s| s.param).collect();
-        let default = Sort::default();
-        out.push(query(
-            "sort",
-            "Sort key (latency = voice_to_voice_p95). Sessions without a value sort last.",
-            one_of(&sorts, default.spec.param),
-        ));
-        out.push(query(
-            "order",
-            "Sort direction.",
-            one_of(
-                &["desc", "asc"],
-                if default.descending { "desc" } else { "asc" },
-            ),
-        ));
-        out
     }
+    out
 }
 
 /// A page of the list (`query::limit`, `query::cursor`).
@@ -222,15 +287,7 @@ pub struct PageQuery;
 impl IntoParams for PageQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![
-            query(
-                "limit",
-                "Rows per page.",
-                typed(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(MAX_LIMIT))
-                    .default(Some(json!(DEFAULT_LIMIT)))
-                    .into(),
-            ),
+            query("limit", "Rows per page.", count(MAX_LIMIT, DEFAULT_LIMIT)),
             query(
                 "cursor",
                 "next_cursor of the previous page; only valid with the same sort and order.",

@@ -21,7 +21,7 @@ pub struct SessionPage {
 
 /// A value to bind to the next `?` of a query.
 #[derive(Debug, Clone, PartialEq)]
-enum Bind {
+pub(super) enum Bind {
     Str(String),
     Strs(Vec<String>),
     F64(f64),
@@ -31,18 +31,22 @@ enum Bind {
 
 /// SQL text with its bind values in order.
 #[derive(Debug, Default, PartialEq)]
-struct Sql {
-    conditions: Vec<String>,
-    binds: Vec<Bind>,
+pub(super) struct Sql {
+    pub(super) conditions: Vec<String>,
+    pub(super) binds: Vec<Bind>,
 }
 
 impl Sql {
-    fn push(&mut self, condition: impl Into<String>, binds: impl IntoIterator<Item = Bind>) {
+    pub(super) fn push(
+        &mut self,
+        condition: impl Into<String>,
+        binds: impl IntoIterator<Item = Bind>,
+    ) {
         self.conditions.push(condition.into());
         self.binds.extend(binds);
     }
 
-    fn apply(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+    pub(super) fn apply(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
         for bind in &self.binds {
             query = match bind {
                 Bind::Str(v) => query.bind(v),
@@ -80,7 +84,7 @@ fn sort_bind(sort: &Sort, value: SortValue) -> Bind {
 }
 
 /// The WHERE conditions of a filter, over `sessions` columns.
-fn conditions(filter: &SessionFilter) -> Sql {
+pub(super) fn conditions(filter: &SessionFilter) -> Sql {
     let mut sql = Sql::default();
     sql.push("deleted = 0", []);
     if let Some(from) = filter.from_unix_nano {

@@ -4,6 +4,7 @@
 mod annotations;
 mod delete;
 mod derived;
+mod gaps;
 mod list;
 mod migrations;
 mod reads;
@@ -19,6 +20,7 @@ use crate::config;
 
 pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
+pub use gaps::{GapExampleRow, GapRow, KnowledgeGap};
 pub use list::{SessionPage, SessionStream};
 pub use migrations::{statements, MIGRATIONS};
 pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
