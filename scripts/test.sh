@@ -23,6 +23,7 @@ python_requirements=(
   pytest==9.2.0
   chdb-core==26.9.0
   openapi-spec-validator==0.9.0
+  openinference-semantic-conventions==0.1.42
 )
 venv="$repo/.venv-test"
 simulated_sessions=30
