@@ -1,3 +1,4 @@
+-- Grounding per answer, and contact pseudonyms.
 -- Grounding per answer: each reply's question, confidence, feedback and citation count
 -- (answers), and the documents it stood on (citations). Written by the sessionizer with the
 -- other children; the knowledge-gaps report reads answers. feedback is 'up', 'down' or ''.
@@ -38,6 +39,18 @@ CREATE TABLE IF NOT EXISTS citations (
 ) ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(time)
 ORDER BY (session_id, citation_index);
+
+-- The keyed pseudonym of each session's contact (HMAC-SHA-256 of the normalised phone number
+-- or email address under rules.contact_key), so a search by the full contact finds the
+-- session while only the masked contact is shown. One row per session, the latest revision wins.
+CREATE TABLE IF NOT EXISTS session_contacts (
+    session_id String,
+    revision UInt64,
+    time DateTime,
+    contact_pseudonym String
+) ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(time)
+ORDER BY session_id;
 
 CREATE VIEW IF NOT EXISTS answers_current AS
     SELECT * FROM answers WHERE (session_id, revision) IN (SELECT session_id, revision FROM sessions_current);

@@ -193,7 +193,7 @@ pub struct Log {
 }
 
 /// A value that never appears in logs or debug output.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -417,6 +417,9 @@ impl Config {
         env!("CONVOLOG_CLICKHOUSE_USER", self.clickhouse.user, string);
         if let Some(password) = var("CONVOLOG_CLICKHOUSE_PASSWORD") {
             self.clickhouse.password = Secret::new(password);
+        }
+        if let Some(key) = var("CONVOLOG_CONTACT_KEY") {
+            self.rules.contact_key = Secret::new(key);
         }
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
         env!(

@@ -52,6 +52,7 @@ fn every_filter() -> SessionFilter {
             },
             FilterKind::NonZero => FilterValue::Bool(true),
             FilterKind::Contains => FilterValue::Text("x".into()),
+            FilterKind::Contact => FilterValue::Text("+1 (555) 010-9999".into()),
         };
         filter.columns.push((spec, value));
     }

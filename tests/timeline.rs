@@ -44,6 +44,7 @@ fn derived(
         timeline_events: events,
         answers: Vec::new(),
         citations: Vec::new(),
+        contact: Default::default(),
     }
 }
 

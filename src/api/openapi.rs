@@ -225,7 +225,7 @@ fn filter_params() -> Vec<Parameter> {
             query("to", "Sessions that started before (same forms as from).", text()),
             query(
                 "q",
-                "Free text: some transcript message of the session contains it, ignoring case.",
+                "Free text: some transcript message of the session contains it, ignoring case; or it is the full phone number or email address of the session's contact (matched by its keyed pseudonym).",
                 nonempty_text(),
             ),
             query(
@@ -271,7 +271,7 @@ fn filter_params() -> Vec<Parameter> {
                 format!("true: {doc}; false: not."),
                 typed(Type::Boolean).into(),
             )),
-            FilterKind::Contains => out.push(query(
+            FilterKind::Contains | FilterKind::Contact => out.push(query(
                 spec.param,
                 format!("Contains this text: {doc}, ignoring case."),
                 nonempty_text(),

@@ -320,6 +320,16 @@ pub struct CitationRow {
     pub span_id: String,
 }
 
+/// The keyed pseudonym of a session's contact (empty when it has none), which a search by
+/// the full contact matches; the contact itself is not stored.
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
+pub struct ContactRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub time: u32,
+    pub contact_pseudonym: String,
+}
+
 /// Everything one session derives to, written together at one revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedSession {
@@ -332,6 +342,7 @@ pub struct DerivedSession {
     pub timeline_events: Vec<TimelineEventRow>,
     pub answers: Vec<AnswerRow>,
     pub citations: Vec<CitationRow>,
+    pub contact: ContactRow,
 }
 
 /// Seconds since the epoch, for `DateTime` columns (saturating: ClickHouse's DateTime ends in 2106).

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::conventions::{self, Framework, Role, SpanFacts};
 use crate::model::conversation::{
-    speaker, unix_seconds, DerivedSession, InterruptionRow, MessageRow, SessionRow, ToolCallRow,
-    TurnRow,
+    speaker, unix_seconds, ContactRow, DerivedSession, InterruptionRow, MessageRow, SessionRow,
+    ToolCallRow, TurnRow,
 };
 use crate::model::{Span, SpanId, TraceId};
 
@@ -220,6 +220,12 @@ pub fn sessionize(
         .find(|a| !a.is_empty())
         .map_or("", |a| a.as_str());
     let (answers, citations) = grounding::answers(&nodes, &turn_spans, agent);
+    let contact = ContactRow {
+        session_id: session_id.to_owned(),
+        revision,
+        time: session.start_time,
+        contact_pseudonym: semantics::contact_pseudonym(&nodes, rules),
+    };
     DerivedSession {
         session,
         turns: turn_rows,
@@ -230,6 +236,7 @@ pub fn sessionize(
         timeline_events,
         answers,
         citations,
+        contact,
     }
 }
 

@@ -141,6 +141,10 @@ impl Store {
         if !citations.is_empty() {
             self.insert_all("citations", citations.into_iter()).await?;
         }
+        if !sessions.is_empty() {
+            self.insert_all("session_contacts", sessions.iter().map(|s| &s.contact))
+                .await?;
+        }
         let session_rows: Vec<&SessionRow> = sessions
             .iter()
             .map(|s| &s.session)

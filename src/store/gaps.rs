@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::list::{conditions, Bind, Sql};
 use super::{Store, StoreError};
+use crate::config::Secret;
 use crate::query::{GapQuery, SessionFilter};
 
 /// One question and how often its answers were weak.
@@ -50,8 +51,8 @@ pub struct KnowledgeGap {
 }
 
 /// The current answers of the sessions the filter selects.
-fn current_answers(filter: &SessionFilter) -> Sql {
-    let selected = conditions(filter);
+fn current_answers(filter: &SessionFilter, contact_key: &Secret) -> Sql {
+    let selected = conditions(filter, contact_key);
     let mut sql = Sql::default();
     sql.push(
         format!(
@@ -149,7 +150,7 @@ impl Store {
         filter: &SessionFilter,
         query: &GapQuery,
     ) -> Result<Vec<KnowledgeGap>, StoreError> {
-        let current = current_answers(filter);
+        let current = current_answers(filter, &self.contact_key);
         let (text, sql) = citing_sql(&current, query);
         let citing: Vec<String> = self
             .timed("citing agents", async {
@@ -200,7 +201,7 @@ impl Store {
     /// and for none: for checking the SQL on other ClickHouse releases.
     #[doc(hidden)]
     pub fn rendered_gaps_sql(&self, filter: &SessionFilter, query: &GapQuery) -> Vec<String> {
-        let current = current_answers(filter);
+        let current = current_answers(filter, &self.contact_key);
         let mut rendered = vec![citing_sql(&current, query)];
         for citing in [vec![], vec!["a".to_owned(), "b'c".to_owned()]] {
             rendered.push(groups_sql(&current, query, &citing));

@@ -15,6 +15,7 @@ pub const TRANSCRIPT_TABLES: &[&str] = &[
     "timeline_events",
     "answers",
     "citations",
+    "session_contacts",
 ];
 
 impl Store {

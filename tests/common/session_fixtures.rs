@@ -65,6 +65,7 @@ pub fn derived(fixture: &Fixture) -> DerivedSession {
         timeline_events: Vec::new(),
         answers: Vec::new(),
         citations: Vec::new(),
+        contact: Default::default(),
     }
 }
 
