@@ -609,16 +609,20 @@ mod tests {
             .apply_env(|name| match name {
                 "CONVOLOG_CLICKHOUSE_DATABASE" => Some("other".into()),
                 "CONVOLOG_BATCH_MAX_SPANS" => Some("100".into()),
+                "CONVOLOG_CONTACT_KEY" => Some("k3y".into()),
                 _ => None,
             })
             .expect("valid overrides");
         assert_eq!(
             (
                 config.clickhouse.database.as_str(),
-                config.ingest.batch_max_spans
+                config.ingest.batch_max_spans,
+                config.rules.contact_key.expose()
             ),
-            ("other", 100)
+            ("other", 100, "k3y")
         );
+        // A secret never shows in debug output.
+        assert!(!format!("{:?}", config.rules).contains("k3y"));
         let err = Config::default()
             .apply_env(|name| (name == "CONVOLOG_GRPC_LISTEN").then(|| "nonsense".to_string()))
             .expect_err("bad address");
