@@ -24,6 +24,7 @@ python_requirements=(
   chdb-core==26.9.0
   openapi-spec-validator==0.9.0
   selenium==4.38.0
+  openinference-semantic-conventions==0.1.42
 )
 venv="$repo/.venv-test"
 # The real agent frameworks that tests/e2e_frameworks.rs drives, each in a venv of its own so

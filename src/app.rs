@@ -93,8 +93,16 @@ impl App {
         let stores: Vec<Store> = config
             .tenant_clickhouse(None)?
             .iter()
-            .map(Store::new)
+            .map(|clickhouse| {
+                Store::new(clickhouse).with_contact_key(config.rules.contact_key.clone())
+            })
             .collect();
+        if config.rules.contact_key.expose().is_empty() {
+            tracing::warn!(
+                "rules.contact_key is not set: contact pseudonyms are unkeyed hashes, which anyone \
+                 can recompute from a guessed number; set CONVOLOG_CONTACT_KEY"
+            );
+        }
         let keys = tenant_keys(&config);
         let metrics = Arc::new(Metrics::default());
         let ready = Arc::new(AtomicBool::new(false));

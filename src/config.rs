@@ -198,7 +198,7 @@ pub struct Log {
 }
 
 /// A value that never appears in logs or debug output.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -424,6 +424,9 @@ impl Config {
         if let Some(password) = var("CONVOLOG_CLICKHOUSE_PASSWORD") {
             self.clickhouse.password = Secret::new(password);
         }
+        if let Some(key) = var("CONVOLOG_CONTACT_KEY") {
+            self.rules.contact_key = Secret::new(key);
+        }
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
         env!(
             "CONVOLOG_CLICKHOUSE_MAX_QUERY_MEMORY_BYTES",
@@ -612,16 +615,20 @@ mod tests {
             .apply_env(|name| match name {
                 "CONVOLOG_CLICKHOUSE_DATABASE" => Some("other".into()),
                 "CONVOLOG_BATCH_MAX_SPANS" => Some("100".into()),
+                "CONVOLOG_CONTACT_KEY" => Some("k3y".into()),
                 _ => None,
             })
             .expect("valid overrides");
         assert_eq!(
             (
                 config.clickhouse.database.as_str(),
-                config.ingest.batch_max_spans
+                config.ingest.batch_max_spans,
+                config.rules.contact_key.expose()
             ),
-            ("other", 100)
+            ("other", 100, "k3y")
         );
+        // A secret never shows in debug output.
+        assert!(!format!("{:?}", config.rules).contains("k3y"));
         let err = Config::default()
             .apply_env(|name| (name == "CONVOLOG_GRPC_LISTEN").then(|| "nonsense".to_string()))
             .expect_err("bad address");

@@ -3,38 +3,21 @@
 //! read back over the API must match the script. The script (tests/e2e/send_conversation.py)
 //! prints what it sent as JSON before sending. With `--logs` the agent also writes log lines
 //! through Python's `logging` and the SDK's LoggingHandler inside its STT, LLM and tool spans;
-//! each must land at its step.
+//! each must land at its step. A retrieval-augmented chat in the OpenInference
+//! conventions (tests/e2e/send_rag_answer.py) must show its cited documents with their scores.
 
 mod common;
 
 use common::*;
 use serde_json::Value;
 
-/// The app runs on this test's runtime, so the sender must not block it.
-async fn send(
-    shape: &str,
-    protocol: &str,
-    endpoint: &str,
-    session_id: &str,
-    extra: &[&str],
-) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/e2e/send_conversation.py"
-    );
+/// Runs a sender script of tests/e2e/ with `args` and returns the JSON it prints. The app runs
+/// on this test's runtime, so the sender must not block it.
+async fn run_sender(script: &str, args: &[&str]) -> Value {
+    let script = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = tokio::process::Command::new(python())
-        .args([
-            script,
-            "--shape",
-            shape,
-            "--protocol",
-            protocol,
-            "--endpoint",
-            endpoint,
-            "--session-id",
-            session_id,
-        ])
-        .args(extra)
+        .arg(script)
+        .args(args)
         .output()
         .await
         .expect("the Python sender runs");
@@ -45,6 +28,27 @@ async fn send(
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("the sender prints its script as JSON")
+}
+
+async fn send(
+    shape: &str,
+    protocol: &str,
+    endpoint: &str,
+    session_id: &str,
+    extra: &[&str],
+) -> Value {
+    let mut args = vec![
+        "--shape",
+        shape,
+        "--protocol",
+        protocol,
+        "--endpoint",
+        endpoint,
+        "--session-id",
+        session_id,
+    ];
+    args.extend_from_slice(extra);
+    run_sender("send_conversation.py", &args).await
 }
 
 fn close(actual: &Value, expected: &Value, what: &str) {
@@ -287,5 +291,72 @@ async fn python_sdk_logging_handler_lines_land_at_their_steps_over_grpc_and_http
     for protocol in ["grpc", "http"] {
         check_logs(&t, protocol).await;
     }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn python_sdk_openinference_retrieval_shows_citations_with_scores() {
+    let t = TestApp::start("e2e_rag").await;
+    let session_id = "e2e-rag";
+    let endpoint = format!("http://{}", t.app.http_addr);
+    let script = run_sender(
+        "send_rag_answer.py",
+        &[
+            "--protocol",
+            "http",
+            "--endpoint",
+            &endpoint,
+            "--session-id",
+            session_id,
+        ],
+    )
+    .await;
+    let expected_turns = script["turns"].as_array().expect("script turns");
+    let transcript = t
+        .transcript_when(session_id, |tr| {
+            tr["turns"].as_array().map(Vec::len) == Some(expected_turns.len())
+                && tr["messages"].as_array().is_some_and(|m| {
+                    m.iter().filter(|m| m["citations"].is_array()).count() == expected_turns.len()
+                })
+        })
+        .await;
+    assert_eq!(transcript["framework"], "openinference", "{transcript}");
+    let messages = transcript["messages"].as_array().expect("messages");
+    for want in expected_turns {
+        let n = &want["turn_number"];
+        let reply = messages
+            .iter()
+            .find(|m| m["turn_number"] == *n && m["speaker"] == "agent")
+            .expect("the agent's reply");
+        assert_eq!(reply["text"], want["answer"], "turn {n}");
+        close(&reply["confidence"], &want["confidence"], "confidence");
+        let citations = reply["citations"].as_array().expect("citations");
+        let cited = want["citations"].as_array().expect("expected citations");
+        assert_eq!(citations.len(), cited.len(), "turn {n}: {reply}");
+        for (got, want_doc) in citations.iter().zip(cited) {
+            assert_eq!(got["document_id"], want_doc["document_id"], "turn {n}");
+            assert_eq!(got["title"], want_doc["title"], "turn {n}");
+            assert_eq!(got["url"], want_doc["url"], "turn {n}");
+            assert_eq!(got["stage"], want["stage"], "turn {n}");
+            close(&got["score"], &want_doc["score"], "score");
+            assert!(!got["snippet"].as_str().unwrap_or_default().is_empty());
+        }
+    }
+    // The text transcript lists them under the reply, with their scores.
+    let (status, _, text) = text_of(
+        &t,
+        &format!("/v1/sessions/{session_id}/transcript?format=text"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(text.contains("    (confidence 0.86)"), "{text}");
+    assert!(
+        text.contains("[1] Opening hours (kb-hours, score 0.97) https://help.example.com/hours"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[2] Holiday closures (kb-holidays, score 0.55)"),
+        "{text}"
+    );
     t.stop().await;
 }

@@ -7,6 +7,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use serde_json::json;
 
+use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{Script, Stage, Usage};
 
@@ -16,6 +17,8 @@ const AGENT_NAME: &str = "support-agent";
 const PROVIDER: &str = "openai";
 const MODEL: &str = "gpt-4o-mini";
 const HOP: f64 = 0.005;
+/// A search of the help center before each answer.
+const RETRIEVAL: f64 = 0.04;
 
 pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<PlannedSpan>) {
     let mut traces = Vec::with_capacity(script.turns.len());
@@ -25,6 +28,16 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
         let tm = &turn.timing;
         let mut children = Vec::new();
         let mut cursor = start + 2.0 * HOP;
+        if let Some(g) = turn.grounding.as_ref().filter(|g| !g.documents.is_empty()) {
+            children.push(grounding::genai_retrieval(
+                g,
+                &turn.user,
+                SCOPE,
+                cursor,
+                cursor + RETRIEVAL,
+            ));
+            cursor += RETRIEVAL + HOP;
+        }
 
         if let (Some(call), Some(usage)) = (&turn.tool, turn.tool_usage) {
             let end = cursor + tm.llm_ttft + tm.tool_call_stream;
@@ -98,6 +111,9 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
             .attr("gen_ai.input.messages", input.to_string());
         if !turn.unanswered {
             root = root.attr("gen_ai.output.messages", output.to_string());
+        }
+        if let Some(g) = &turn.grounding {
+            root = grounding::rate(root, g);
         }
         root.children = children;
         traces.push(root);

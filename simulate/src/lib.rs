@@ -13,6 +13,7 @@
 mod corpus;
 mod emit;
 mod genai;
+mod grounding;
 mod livekit;
 mod pipecat;
 mod plan;
@@ -88,6 +89,10 @@ pub struct SimulateArgs {
     /// Share of chats the application marks as ended (the rest stay open)
     #[arg(long, default_value_t = 0.5)]
     pub chat_end_rate: f64,
+    /// Share of conversations that ask one of the planted weak questions (answered
+    /// with low confidence, rated thumbs-down, or without citations)
+    #[arg(long, default_value_t = 0.2)]
+    pub weak_rate: f64,
     /// Per-request export timeout in seconds (the exporter retries within it)
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
@@ -300,6 +305,7 @@ fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
         ("--stage-error-rate", args.stage_error_rate),
         ("--misheard-rate", args.misheard_rate),
         ("--chat-end-rate", args.chat_end_rate),
+        ("--weak-rate", args.weak_rate),
     ] {
         if !(0.0..=1.0).contains(&value) {
             return invalid(format!("{name} must be within 0..1, got {value}"));
@@ -318,6 +324,7 @@ fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
         stage_error_rate: args.stage_error_rate,
         misheard_rate: args.misheard_rate,
         chat_end_rate: args.chat_end_rate,
+        weak_rate: args.weak_rate,
     })
 }
 

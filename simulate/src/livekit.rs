@@ -11,6 +11,7 @@ use opentelemetry::KeyValue;
 use rand::Rng;
 use serde_json::json;
 
+use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{alnum, spoken_prefix, Failure, Script, Stage, Turn, Usage};
 use super::voice::{self, Inference};
@@ -125,6 +126,9 @@ pub(crate) fn build(
         if turn.unanswered {
             root = root.child(agent_turn.child(reply));
             continue;
+        }
+        if let Some(g) = &turn.grounding {
+            agent_turn = grounding::rate(grounding::cite(agent_turn, g), g);
         }
         agent_turn = agent_turn
             .child(reply.attr("lk.pii.response.text", turn.agent.clone()))

@@ -6,6 +6,7 @@ use opentelemetry::KeyValue;
 use serde_json::json;
 
 use super::corpus::SYSTEM_PROMPT;
+use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{Script, Stage};
 use super::voice;
@@ -60,6 +61,15 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                     .fail_with(turn.failure_at(Stage::Stt)),
             );
             messages.push(json!({"role": "user", "content": turn.user}));
+        }
+
+        if let Some(g) = turn.grounding.as_ref().filter(|g| !g.documents.is_empty()) {
+            // The application searches its help center between the transcript and the LLM.
+            let llm_start = t.tool_round.map_or(t.reply.start, |r| r.start);
+            let start = t.stt_final.min(llm_start);
+            span = span.child(grounding::openinference_retriever(
+                g, &turn.user, start, llm_start,
+            ));
         }
 
         if let (Some(round), Some((tool_start, tool_end)), Some(call), Some(usage)) =
@@ -132,6 +142,9 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                 .attr("tts.interrupted", turn.interrupted)
                 .fail_with(turn.failure_at(Stage::Tts)),
         );
+        if let Some(g) = &turn.grounding {
+            span = grounding::rate(span, g);
+        }
         root = root.child(span);
     }
 

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod export;
+pub mod insights;
 pub mod logs;
 mod openapi;
 mod pages;
@@ -28,7 +29,7 @@ pub use error::ApiError;
 use error::{
     ErrorBody, QueryErrors, SessionErrors, NOT_ADMIN, NOT_ALLOWED, NO_KEY, NO_SESSION, UNAVAILABLE,
 };
-use openapi::{ExportQuery, LabelPath, LogsQuery, PageQuery, SessionQuery};
+use openapi::{ExportQuery, FilterQuery, GapsQuery, LabelPath, LogsQuery, PageQuery, SessionQuery};
 
 use crate::query::{self, Params};
 use crate::store::{Change, LogQuery, SessionPage, Store};
@@ -142,6 +143,7 @@ pub fn router(state: ApiState) -> Router {
             put(add_label).delete(remove_label),
         )
         .route("/v1/sessions/{id}/flag", put(flag).delete(unflag))
+        .route("/v1/insights/gaps", get(knowledge_gaps))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(no_sniffing))
         .with_state(state)
@@ -314,6 +316,25 @@ async fn get_logs(
         .await?;
     let full_page = lines.len() as u64 == query.limit;
     Ok(Json(logs::build(&detail, &lines, full_page)))
+}
+
+#[utoipa::path(get, path = "/v1/insights/gaps", operation_id = "knowledgeGaps",
+    summary = "Knowledge gaps: user questions whose answers had low confidence, a thumbs-down, or no citation from an agent that normally cites, grouped by normalised question text, the most often weak first; over the sessions the list's filters select.",
+    params(FilterQuery, GapsQuery),
+    responses(
+        (status = 200, description = "The weakest-answered questions", body = insights::GapList),
+        QueryErrors,
+    ))]
+async fn knowledge_gaps(
+    Reader(store): Reader,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<insights::GapList>, ApiError> {
+    let mut p = Params::parse(raw.as_deref())?;
+    let filter = query::session_filter(&mut p, now_unix_seconds())?;
+    let gaps = query::gap_query(&mut p)?;
+    p.finish()?;
+    let found = store.knowledge_gaps(&filter, &gaps).await?;
+    Ok(Json(insights::GapList::of(found, &gaps)))
 }
 
 fn now_unix_seconds() -> u64 {

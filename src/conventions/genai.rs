@@ -2,7 +2,7 @@
 //! model, provider and token usage attributes are shared by every framework that follows
 //! them (Pipecat and LiveKit included), so [`read_shared`] runs for every span.
 
-use super::{seconds, text, Role, SpanFacts, ToolFacts};
+use super::{seconds, text, Document, Grounding, GroundingStage, Role, SpanFacts, ToolFacts};
 use crate::model::Span;
 
 const END_REASON: &str = "gen_ai.agent.invocation.end_reason";
@@ -64,6 +64,49 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         }
         _ => {}
     }
+    if span.attributes.get("gen_ai.operation.name") == Some("retrieval") {
+        facts.grounding = span
+            .attributes
+            .get("gen_ai.retrieval.documents")
+            .and_then(retrieved_documents);
+    }
+}
+
+/// `gen_ai.retrieval.documents`: a JSON array of `{"id", "score"}` objects, which may also
+/// carry the content (and, from some emitters, a title, URL or metadata object).
+fn retrieved_documents(json: &str) -> Option<Grounding> {
+    let parsed: serde_json::Value = serde_json::from_str(json).ok()?;
+    let string = |v: &serde_json::Value, key: &str| match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let documents: Vec<Document> = parsed
+        .as_array()?
+        .iter()
+        .filter(|d| d.is_object())
+        .map(|d| {
+            let mut document = Document {
+                id: string(d, "id"),
+                title: string(d, "title"),
+                url: string(d, "url"),
+                content: string(d, "content"),
+                score: d
+                    .get("score")
+                    .and_then(|s| s.as_f64())
+                    .filter(|s| s.is_finite()),
+            };
+            if let Some(metadata) = d.get("metadata") {
+                document.fill_from_metadata(metadata);
+            }
+            document
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    (!documents.is_empty()).then_some(Grounding {
+        stage: GroundingStage::Retrieved,
+        documents,
+    })
 }
 
 /// Model, provider, tokens and TTFT, wherever a framework left them unset.
@@ -187,4 +230,34 @@ fn message_text(message: &serde_json::Value) -> Option<String> {
         .filter_map(part_text)
         .collect();
     (!text.is_empty()).then(|| text.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::span;
+    use super::super::{read, GroundingStage};
+
+    #[test]
+    fn retrieval_documents() {
+        let retrieval = span("retrieval kb")
+            .attr("gen_ai.operation.name", "retrieval")
+            .attr("gen_ai.data_source.id", "kb")
+            .attr(
+                "gen_ai.retrieval.documents",
+                r#"[{"id":"doc_123","score":0.95},{"id":7,"content":"Refunds take 5 days.","metadata":{"title":"Refunds"}},"junk"]"#,
+            )
+            .build();
+        let grounding = read(&retrieval).grounding.expect("documents");
+        assert_eq!(grounding.stage, GroundingStage::Retrieved);
+        let ids: Vec<&str> = grounding.documents.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["doc_123", "7"]);
+        assert_eq!(grounding.documents[0].score, Some(0.95));
+        assert_eq!(grounding.documents[1].title, "Refunds");
+
+        let broken = span("retrieval kb")
+            .attr("gen_ai.operation.name", "retrieval")
+            .attr("gen_ai.retrieval.documents", "not json")
+            .build();
+        assert_eq!(read(&broken).grounding, None);
+    }
 }

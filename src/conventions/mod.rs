@@ -163,6 +163,120 @@ pub struct SpanFacts {
     pub end_is_estimate: bool,
     /// When the final transcript arrived, where a speech-to-text span's end does not say.
     pub transcript_at_unix_nano: Option<u64>,
+    /// Documents this span retrieved, reranked or cites for the answer.
+    pub grounding: Option<Grounding>,
+    /// How confident the system is in the answer this span gave, 0..1.
+    pub answer_confidence: Option<f64>,
+}
+
+/// How close a list of documents is to what an answer stood on; a later stage wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroundingStage {
+    /// What a search returned (OpenInference `RETRIEVER`, GenAI `retrieval`).
+    Retrieved,
+    /// What a reranker kept, in its order (OpenInference `RERANKER` output).
+    Reranked,
+    /// What the answer says it cites (`convolog.citations.*`).
+    Cited,
+}
+
+impl GroundingStage {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GroundingStage::Retrieved => "retrieved",
+            GroundingStage::Reranked => "reranked",
+            GroundingStage::Cited => "cited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grounding {
+    pub stage: GroundingStage,
+    pub documents: Vec<Document>,
+}
+
+/// One document an answer stood on; empty strings where the span does not say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Document {
+    pub id: String,
+    pub title: String,
+    pub url: String,
+    pub content: String,
+    pub score: Option<f64>,
+}
+
+impl Document {
+    /// Title and URL from a document's metadata (a JSON object, as OpenInference records
+    /// it), where the document does not state them itself.
+    fn fill_from_metadata(&mut self, metadata: &serde_json::Value) {
+        let first = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| metadata.get(*k).and_then(|v| v.as_str()))
+                .map(str::to_owned)
+        };
+        if self.title.is_empty() {
+            self.title = first(&["title", "name", "file_name"]).unwrap_or_default();
+        }
+        if self.url.is_empty() {
+            self.url = first(&["url", "uri", "link", "source_url", "source"]).unwrap_or_default();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.id.is_empty()
+            && self.title.is_empty()
+            && self.url.is_empty()
+            && self.content.is_empty()
+    }
+}
+
+/// The documents of flattened, indexed attributes: `{prefix}{N}.{field}` (OpenInference's
+/// `retrieval.documents.0.document.id`, convolog's `convolog.citations.0.id`), in index
+/// order. `field` maps the part after the index to what it fills.
+fn indexed_documents(
+    span: &Span,
+    prefix: &str,
+    field: fn(&str) -> Option<DocumentField>,
+) -> Vec<Document> {
+    let mut by_index: std::collections::BTreeMap<u32, Document> = Default::default();
+    for (key, value) in span.attributes.iter() {
+        let Some((index, rest)) = key
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            continue;
+        };
+        let (Ok(index), Some(field)) = (index.parse::<u32>(), field(rest)) else {
+            continue;
+        };
+        let document = by_index.entry(index).or_default();
+        match field {
+            DocumentField::Id => document.id = value.to_owned(),
+            DocumentField::Title => document.title = value.to_owned(),
+            DocumentField::Url => document.url = value.to_owned(),
+            DocumentField::Content => document.content = value.to_owned(),
+            DocumentField::Score => {
+                document.score = value.trim().parse::<f64>().ok().filter(|s| s.is_finite())
+            }
+            DocumentField::Metadata => {
+                if let Ok(metadata) = serde_json::from_str::<serde_json::Value>(value) {
+                    document.fill_from_metadata(&metadata);
+                }
+            }
+        }
+    }
+    by_index.into_values().filter(|d| !d.is_empty()).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocumentField {
+    Id,
+    Title,
+    Url,
+    Content,
+    Score,
+    Metadata,
 }
 
 /// Session-wide facts a span may carry; the session takes the latest span's value.

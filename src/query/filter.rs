@@ -18,6 +18,9 @@ pub enum FilterKind {
     NonZero,
     /// `param=text`: the column contains the text, ignoring case.
     Contains,
+    /// `param=text`: the (masked) contact contains the text, ignoring case; or the text is a
+    /// full phone number or email address whose keyed pseudonym is the session's.
+    Contact,
 }
 
 /// One filter on a column (or a fixed expression over columns) of `sessions`.
@@ -248,8 +251,9 @@ pub const FILTERS: &[FilterSpec] = &[
     filter(
         "contact",
         "contact",
-        Contains,
-        "part of the (masked) contact, e.g. its last digits",
+        Contact,
+        "part of the masked contact (e.g. its last digits), or the full phone number or email \
+         address, matched by its keyed pseudonym",
     ),
     filter("user", "user_name", EqualsAny, "the end user's pseudonym"),
     filter("confidence", "confidence", Range, "answer confidence, 0..1"),
@@ -274,7 +278,8 @@ pub struct SessionFilter {
     pub columns: Vec<(&'static FilterSpec, FilterValue)>,
     /// A span with any of these names is part of the session.
     pub span_names: Vec<String>,
-    /// Some transcript message contains this text, ignoring case.
+    /// Some transcript message contains this text, ignoring case; or it is the full contact
+    /// of the session.
     pub text: Option<String>,
     /// Carries any of these labels.
     pub labels: Vec<String>,
@@ -332,7 +337,7 @@ pub fn session_filter(p: &mut Params, now_unix_seconds: u64) -> Result<SessionFi
                 (min.is_some() || max.is_some()).then_some(FilterValue::Range { min, max })
             }
             FilterKind::NonZero => p.bool(spec.param)?.map(FilterValue::Bool),
-            FilterKind::Contains => match p.one(spec.param)? {
+            FilterKind::Contains | FilterKind::Contact => match p.one(spec.param)? {
                 Some(text) if text.trim().is_empty() => {
                     return Err(QueryError::new(spec.param, "empty text"))
                 }

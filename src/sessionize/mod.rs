@@ -3,6 +3,7 @@
 
 mod ancestry;
 mod context;
+pub mod grounding;
 mod latency;
 pub mod logs;
 pub mod rules;
@@ -17,8 +18,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::conventions::{self, Framework, Role, SpanFacts};
 use crate::model::conversation::{
-    speaker, unix_seconds, DerivedSession, InterruptionRow, MessageRow, SessionRow, ToolCallRow,
-    TurnRow,
+    speaker, unix_seconds, ContactRow, DerivedSession, InterruptionRow, MessageRow, SessionRow,
+    ToolCallRow, TurnRow,
 };
 use crate::model::{Span, SpanId, TraceId};
 
@@ -210,6 +211,22 @@ pub fn sessionize(
         },
     );
     let timeline_events = timeline::events(session_id, revision, &nodes, &turn_rows, &tool_calls);
+    let turn_spans: Vec<(&TurnRow, &[usize])> = turn_rows
+        .iter()
+        .zip(&turn_members.turns)
+        .map(|(row, (_, members))| (row, members.as_slice()))
+        .collect();
+    let agent = [&session.agent_name, &session.service_name]
+        .into_iter()
+        .find(|a| !a.is_empty())
+        .map_or("", |a| a.as_str());
+    let (answers, citations) = grounding::answers(&nodes, &turn_spans, agent);
+    let contact = ContactRow {
+        session_id: session_id.to_owned(),
+        revision,
+        time: session.start_time,
+        contact_pseudonym: semantics::contact_pseudonym(&nodes, rules),
+    };
     DerivedSession {
         session,
         turns: turn_rows,
@@ -218,6 +235,9 @@ pub fn sessionize(
         interruptions,
         issues,
         timeline_events,
+        answers,
+        citations,
+        contact,
     }
 }
 

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0005_timeline_events.sql"),
     ),
     (6, "logs", include_str!("../../migrations/0006_logs.sql")),
+    (
+        7,
+        "grounding",
+        include_str!("../../migrations/0007_grounding.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

@@ -4,6 +4,7 @@
 mod annotations;
 mod delete;
 mod derived;
+mod gaps;
 mod list;
 mod logs;
 mod migrations;
@@ -20,6 +21,7 @@ use crate::config;
 
 pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
+pub use gaps::{GapExampleRow, GapRow, KnowledgeGap};
 pub use list::{SessionPage, SessionStream};
 pub use logs::{LogLine, LogQuery};
 pub use migrations::{statements, MIGRATIONS};
@@ -115,6 +117,9 @@ pub struct Store {
     /// Exports of this tenant that may stream at once.
     export_slots: Arc<Semaphore>,
     export_max_seconds: u64,
+    /// The key contact pseudonyms were made with (`rules.contact_key`), so that a search by
+    /// a full contact matches them.
+    contact_key: config::Secret,
 }
 
 /// Held while spans are written or sessions derived; see [`Store::hold_writes`].
@@ -151,7 +156,14 @@ impl Store {
             writes: Arc::new(RwLock::new(())),
             export_slots: Arc::new(Semaphore::new(config.max_concurrent_exports)),
             export_max_seconds: config.export_max_seconds,
+            contact_key: config::Secret::default(),
         }
+    }
+
+    /// Searches by a full contact match pseudonyms made with `key` (`rules.contact_key`).
+    pub fn with_contact_key(mut self, key: config::Secret) -> Store {
+        self.contact_key = key;
+        self
     }
 
     /// Keeps deletions of this tenant's data waiting until the hold is dropped.

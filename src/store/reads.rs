@@ -8,8 +8,8 @@ use super::list::{with_annotations, SEMANTICS};
 use super::logs::LogQuery;
 use super::{Store, StoreError};
 use crate::model::conversation::{
-    unix_seconds, InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow,
-    ToolCallRow, TurnRow,
+    unix_seconds, AnswerRow, CitationRow, InterruptionRow, IssueRow, MessageRow, SessionRow,
+    SessionView, TimelineEventRow, ToolCallRow, TurnRow,
 };
 use crate::model::log::SEVERITY_ERROR;
 use crate::sessionize::logs::{errors_logged, turn_at, turn_spans, ERROR_LOGGED};
@@ -76,6 +76,8 @@ pub struct SessionDetail {
     pub messages: Vec<MessageRow>,
     pub tool_calls: Vec<ToolCallRow>,
     pub interruptions: Vec<InterruptionRow>,
+    pub answers: Vec<AnswerRow>,
+    pub citations: Vec<CitationRow>,
 }
 
 impl Store {
@@ -127,12 +129,14 @@ impl Store {
             })?;
         let revision = session.revision;
         // The child tables are independent: read them at once.
-        let (turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
+        let (turns, messages, tool_calls, interruptions, issues, answers, citations) = futures::try_join!(
             self.children("turns", "turn_number", session_id, revision),
             self.children("messages", "message_index", session_id, revision),
             self.children("tool_calls", "call_index", session_id, revision),
             self.children("interruptions", "interruption_index", session_id, revision),
             self.children("session_issues", "issue_index", session_id, revision),
+            self.children("answers", "turn_number", session_id, revision),
+            self.children("citations", "citation_index", session_id, revision),
         )?;
         let mut detail = SessionDetail {
             view,
@@ -142,6 +146,8 @@ impl Store {
             messages,
             tool_calls,
             interruptions,
+            answers,
+            citations,
         };
         self.add_errors_logged(&mut detail).await?;
         Ok(Some(detail))

@@ -13,6 +13,9 @@ pub const TRANSCRIPT_TABLES: &[&str] = &[
     "interruptions",
     "session_issues",
     "timeline_events",
+    "answers",
+    "citations",
+    "session_contacts",
 ];
 
 impl Store {

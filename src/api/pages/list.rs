@@ -394,7 +394,9 @@ fn render_filter(out: &mut String, page: &ListPage, spec: &FilterSpec) {
         (FilterKind::EqualsAny | FilterKind::HasAny, None) => {
             text_input(out, name, &label, &page.values(name).join(","), spec.doc)
         }
-        (FilterKind::Contains, _) => text_input(out, name, &label, page.value(name), spec.doc),
+        (FilterKind::Contains | FilterKind::Contact, _) => {
+            text_input(out, name, &label, page.value(name), spec.doc)
+        }
         (FilterKind::Range, _) => {
             let _ = write!(
                 out,

@@ -16,7 +16,9 @@ use crate::timefmt::{offset, rfc3339};
 use super::super::logs::severity_label;
 use super::super::sessions::percent_encode;
 use super::super::timeline::WaterfallSpan;
-use super::super::transcript::{latencies, speaker_name, Latency};
+use super::super::transcript::{
+    answer_of, citations_of, latencies, speaker_name, Citation, Latency,
+};
 
 /// Text and attribute values: the five characters HTML gives meaning to.
 pub fn escape(text: &str) -> String {
@@ -338,6 +340,7 @@ pub fn render(page: &SessionPage) -> String {
             }
         }
         out.push_str("</ol>");
+        render_grounding(&mut out, detail, number);
         render_logs(&mut out, logs_of(Some(number)), start, "");
         let spans: Vec<&WaterfallSpan> = page
             .spans
@@ -374,6 +377,37 @@ pub fn render(page: &SessionPage) -> String {
         escape(&s.trace_ids.join(", "))
     );
     out
+}
+
+/// Under a turn's reply: the answer's confidence and feedback, and the documents it stood on.
+fn render_grounding(out: &mut String, detail: &SessionDetail, turn_number: u32) {
+    let answer = answer_of(detail, turn_number);
+    let citations: Vec<_> = citations_of(detail, turn_number).collect();
+    let confidence = answer.and_then(|a| a.confidence);
+    let feedback = answer.map_or("", |a| a.feedback.as_str());
+    if citations.is_empty() && confidence.is_none() && feedback.is_empty() {
+        return;
+    }
+    out.push_str("<div class=\"grounding\"><p class=\"meta\">");
+    if let Some(confidence) = confidence {
+        let _ = write!(out, "confidence {confidence:.2} ");
+    }
+    if !feedback.is_empty() {
+        let _ = write!(
+            out,
+            "<span class=\"badge\">feedback {}</span>",
+            escape(feedback)
+        );
+    }
+    out.push_str("</p>");
+    if !citations.is_empty() {
+        out.push_str("<ol class=\"sources\">");
+        for c in citations {
+            let _ = write!(out, "<li>{}</li>", escape(&Citation::line(c)));
+        }
+        out.push_str("</ol>");
+    }
+    out.push_str("</div>");
 }
 
 /// Log records under their step, collapsed; the summary counts them and names the worst
@@ -849,6 +883,7 @@ table.attrs { border-collapse: collapse; font-size: 12px; margin: 4px 0; width: 
 .attrs th { font-weight: 500; color: #4a5361; width: 35%; }
 ul.events { margin: 2px 0; padding-left: 18px; } .events code { font-size: 12px; overflow-wrap: anywhere; }
 main.narrow { max-width: 560px; } main.narrow input { font: inherit; padding: 3px 6px; }
+.grounding { margin: 6px 0 0 102px; font-size: 13px; } .sources { margin: 2px 0; padding-left: 20px; }
 .logs { margin: 6px 0 0 102px; font-size: 13px; } .logs summary { cursor: pointer; color: var(--muted); }
 .logs.failed summary { color: var(--bad); font-weight: 600; }
 .log { display: grid; grid-template-columns: 90px 60px 140px 1fr; gap: 8px; }
@@ -856,7 +891,7 @@ main.narrow { max-width: 560px; } main.narrow input { font: inherit; padding: 3p
 .log .bad { color: var(--bad); font-weight: 600; }
 :focus-visible { outline: 3px solid #2456b3; outline-offset: 2px; }
 @media (max-width: 760px) {
-  .logs { margin-left: 0; } .log { grid-template-columns: 70px 1fr; } .log pre { grid-column: 1 / -1; }
+  .logs, .grounding { margin-left: 0; } .log { grid-template-columns: 70px 1fr; } .log pre { grid-column: 1 / -1; }
   body { padding: 12px; }
   .turn-head { grid-template-columns: 60px 1fr; } .turn-head > span:last-child { grid-column: 1 / -1; }
   .msg { grid-template-columns: 70px 1fr; } .msg .text { grid-column: 1 / -1; }
