@@ -181,6 +181,10 @@ pub struct Sessionize {
     pub debounce_ms: u64,
     /// Upper bound on traces re-derived in one pass (bounds memory).
     pub max_traces_per_pass: usize,
+    /// Memory (bytes, per tenant) for the spans of recent conversations, kept so their
+    /// sessions are derived again without reading the spans back from ClickHouse. Past it,
+    /// the least recently derived conversations are forgotten and read back if they resume.
+    pub cache_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +282,7 @@ impl Default for Sessionize {
         Sessionize {
             debounce_ms: 500,
             max_traces_per_pass: 5000,
+            cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -444,6 +449,10 @@ impl Config {
         env!(
             "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
             self.sessionize.debounce_ms
+        );
+        env!(
+            "CONVOLOG_SESSIONIZE_CACHE_MAX_BYTES",
+            self.sessionize.cache_max_bytes
         );
         env!(
             "CONVOLOG_RETENTION_TRANSCRIPT_DAYS",
