@@ -184,6 +184,8 @@ pub struct Sessionize {
     /// Memory (bytes, per tenant) for the spans of recent conversations, kept so their
     /// sessions are derived again without reading the spans back from ClickHouse. Past it,
     /// the least recently derived conversations are forgotten and read back if they resume.
+    /// Memory holds what this process stored: with several convolog processes writing to one
+    /// database, set 0 (always read back) unless each conversation reaches only one of them.
     pub cache_max_bytes: usize,
 }
 
