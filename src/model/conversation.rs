@@ -277,7 +277,7 @@ pub struct TimelineEventRow {
 }
 
 /// Everything one session derives to, written together at one revision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DerivedSession {
     pub session: SessionRow,
     pub turns: Vec<TurnRow>,

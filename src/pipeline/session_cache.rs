@@ -10,14 +10,35 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::model::{Attributes, Span, SpanId};
 
 /// A span with the time its insert was stamped: of two stored copies, the later one counts.
 pub type StampedSpan = (u64, Span);
 
+/// What a session's rows are derived from (its id and the content of each of its spans): the
+/// same inputs always give the same rows, so a session whose inputs did not change since
+/// its rows were written needs no new pass.
+pub type Inputs = u128;
+
+struct CachedSpan {
+    ingested_at: u64,
+    span: Span,
+    /// Of the span's content, computed once when it arrives.
+    digest: u128,
+}
+
+fn digest(text: &str) -> u128 {
+    let hash = Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_le_bytes(first)
+}
+
 #[derive(Default)]
 struct CachedTrace {
-    spans: HashMap<SpanId, StampedSpan>,
+    spans: HashMap<SpanId, CachedSpan>,
     bytes: usize,
     /// The last resource counted in `bytes`: spans of one request share theirs.
     last_resource: Option<Arc<Attributes>>,
@@ -32,7 +53,7 @@ impl CachedTrace {
         if self
             .spans
             .get(&span.span_id)
-            .is_some_and(|(kept_at, _)| *kept_at > ingested_at)
+            .is_some_and(|kept| kept.ingested_at > ingested_at)
         {
             return 0;
         }
@@ -45,10 +66,15 @@ impl CachedTrace {
             added += span.resource.memory_bytes();
             self.last_resource = Some(Arc::clone(&span.resource));
         }
+        let cached = CachedSpan {
+            ingested_at,
+            digest: digest(&format!("{span:?}")),
+            span,
+        };
         let removed = self
             .spans
-            .insert(span.span_id, (ingested_at, span))
-            .map_or(0, |(_, old)| old.memory_bytes());
+            .insert(cached.span.span_id, cached)
+            .map_or(0, |old| old.span.memory_bytes());
         self.bytes = (self.bytes + added).saturating_sub(removed);
         added as isize - removed as isize
     }
@@ -58,8 +84,8 @@ struct CachedSession {
     traces: BTreeSet<String>,
     /// Its current stored row is not deleted.
     live: bool,
-    /// Of the rows last written for it; None if not written by this process.
-    fingerprint: Option<[u8; 32]>,
+    /// Of what its rows last written were derived from; None if not written by this process.
+    inputs: Option<Inputs>,
     last_used: u64,
 }
 
@@ -68,8 +94,7 @@ pub struct Derived {
     pub session: String,
     /// Empty: the session has no spans left and was removed.
     pub traces: BTreeSet<String>,
-    /// Of the rows written; None if they could not be fingerprinted (always written again).
-    pub fingerprint: Option<[u8; 32]>,
+    pub inputs: Inputs,
 }
 
 pub struct SessionCache {
@@ -147,7 +172,19 @@ impl SessionCache {
         self.traces
             .get(trace)
             .filter(|c| c.whole && !c.spans.is_empty())
-            .map(|c| c.spans.values().map(|(_, span)| span).collect())
+            .map(|c| c.spans.values().map(|cached| &cached.span).collect())
+    }
+
+    /// What a session of these whole traces is derived from. Order-free: a sum of digests
+    /// (each span is held once).
+    pub fn inputs(&self, session: &str, traces: &BTreeSet<String>) -> Inputs {
+        traces
+            .iter()
+            .filter_map(|t| self.traces.get(t))
+            .flat_map(|c| c.spans.values())
+            .fold(digest(session), |sum, cached| {
+                sum.wrapping_add(cached.digest)
+            })
     }
 
     /// The session a whole trace's stored row names.
@@ -160,11 +197,11 @@ impl SessionCache {
         self.sessions.get(session).map(|s| (&s.traces, s.live))
     }
 
-    /// Whether `fingerprint` is that of the rows last written for the session.
-    pub fn unchanged(&self, session: &str, fingerprint: &[u8; 32]) -> bool {
+    /// Whether the session's rows last written were derived from these inputs.
+    pub fn unchanged(&self, session: &str, inputs: Inputs) -> bool {
         self.sessions
             .get(session)
-            .is_some_and(|s| s.fingerprint.as_ref() == Some(fingerprint))
+            .is_some_and(|s| s.inputs == Some(inputs))
     }
 
     /// Holds a session read from ClickHouse; every trace in `traces` must be whole.
@@ -176,7 +213,7 @@ impl SessionCache {
             CachedSession {
                 traces,
                 live,
-                fingerprint: None,
+                inputs: None,
                 last_used,
             },
         );
@@ -201,7 +238,7 @@ impl SessionCache {
                 CachedSession {
                     traces: d.traces,
                     live: true,
-                    fingerprint: d.fingerprint,
+                    inputs: Some(d.inputs),
                     last_used,
                 },
             );
@@ -291,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn inputs_follow_the_content_of_spans_not_their_order_or_copies() {
+        let held = |spans: Vec<Span>| {
+            let mut cache = SessionCache::new(1 << 20);
+            let trace = TraceId::from([1; 16]).to_hex();
+            for (at, span) in (1..).zip(spans) {
+                cache.add_stored(at, [span]);
+            }
+            cache.make_whole(&trace, Vec::new(), None);
+            cache.inputs("s", &[trace].into())
+        };
+        let a = || span(1, 1, "a");
+        let b = || span(1, 2, "b");
+        assert_eq!(held(vec![a(), b()]), held(vec![b(), a(), a()]));
+        assert_ne!(
+            held(vec![a(), b()]),
+            held(vec![a(), span(1, 2, "b changed")])
+        );
+        assert_ne!(held(vec![a()]), held(vec![a(), b()]));
+    }
+
+    #[test]
     fn least_recently_derived_sessions_go_first_and_bytes_follow() {
         let mut cache = SessionCache::new(1 << 20);
         let derive = |cache: &mut SessionCache, trace: u8, session: &str| {
@@ -300,7 +358,7 @@ mod tests {
             cache.record(vec![Derived {
                 session: session.into(),
                 traces: [id].into(),
-                fingerprint: Some([trace; 32]),
+                inputs: u128::from(trace),
             }]);
         };
         derive(&mut cache, 1, "a");
@@ -312,7 +370,7 @@ mod tests {
         assert_eq!(cache.evict_to_bound(), 1);
         assert!(cache.session("b").is_none());
         assert!(cache.session("a").is_some());
-        assert!(cache.unchanged("a", &[1; 32]));
+        assert!(cache.unchanged("a", 1));
         assert!(cache.bytes() < full && cache.bytes() > 1000);
         cache.max_bytes = 0;
         assert_eq!(cache.evict_to_bound(), 1);

@@ -12,8 +12,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::session_cache::{Derived, SessionCache, StampedSpan};
@@ -343,21 +341,27 @@ impl Sessionizer {
                 records.push(Derived {
                     session: session.to_owned(),
                     traces: BTreeSet::new(),
-                    fingerprint: None,
+                    inputs: 0,
                 });
                 continue;
             }
-            let derived = sessionize::sessionize(session, spans, revision, updated_at, &self.rules);
-            let fingerprint = fingerprint(&derived);
-            if fingerprint.is_some_and(|f| self.cache.unchanged(session, &f)) {
+            let inputs = self.cache.inputs(session, &trace_ids);
+            if self.cache.unchanged(session, inputs) {
+                // Same spans, same rules: the rows written last time are these.
                 unchanged += 1;
             } else {
-                changed.push(derived);
+                changed.push(sessionize::sessionize(
+                    session,
+                    spans,
+                    revision,
+                    updated_at,
+                    &self.rules,
+                ));
             }
             records.push(Derived {
                 session: session.to_owned(),
                 traces: trace_ids,
-                fingerprint,
+                inputs,
             });
         }
         self.store
@@ -471,28 +475,6 @@ impl Sessionizer {
         }
         Ok(out)
     }
-}
-
-/// What a derived session's rows say, without the revision and time of the pass that derived
-/// them: equal fingerprints mean there is nothing new to write. None if the rows do not
-/// serialise (never expected; such a session is always written).
-fn fingerprint(derived: &DerivedSession) -> Option<[u8; 32]> {
-    fn without_pass_stamps(value: &mut Value) {
-        match value {
-            Value::Object(fields) => {
-                fields.remove("revision");
-                fields.remove("updated_at");
-                fields.values_mut().for_each(without_pass_stamps);
-            }
-            Value::Array(items) => items.iter_mut().for_each(without_pass_stamps),
-            _ => {}
-        }
-    }
-    let mut value = serde_json::to_value(derived).ok()?;
-    without_pass_stamps(&mut value);
-    let mut hasher = Sha256::new();
-    serde_json::to_writer(&mut hasher, &value).ok()?;
-    Some(hasher.finalize().into())
 }
 
 /// `convolog rebuild`: re-derives the sessions of every trace with a span that started at or
