@@ -284,7 +284,7 @@ impl Default for Sessionize {
         Sessionize {
             debounce_ms: 500,
             max_traces_per_pass: 5000,
-            cache_max_bytes: 64 * 1024 * 1024,
+            cache_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
