@@ -186,6 +186,12 @@ pub struct Sessionize {
     pub debounce_ms: u64,
     /// Upper bound on traces re-derived in one pass (bounds memory).
     pub max_traces_per_pass: usize,
+    /// Memory (bytes, per tenant) for the spans of recent conversations, kept so their
+    /// sessions are derived again without reading the spans back from ClickHouse. Past it,
+    /// the least recently derived conversations are forgotten and read back if they resume.
+    /// Memory holds what this process stored: with several convolog processes writing to one
+    /// database, set 0 (always read back) unless each conversation reaches only one of them.
+    pub cache_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,6 +290,7 @@ impl Default for Sessionize {
         Sessionize {
             debounce_ms: 500,
             max_traces_per_pass: 5000,
+            cache_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -453,6 +460,10 @@ impl Config {
         env!(
             "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
             self.sessionize.debounce_ms
+        );
+        env!(
+            "CONVOLOG_SESSIONIZE_CACHE_MAX_BYTES",
+            self.sessionize.cache_max_bytes
         );
         env!(
             "CONVOLOG_RETENTION_TRANSCRIPT_DAYS",

@@ -42,11 +42,12 @@ pub fn bounded_key(key: &str) -> String {
 /// one (ties: earlier start, then span id), else a key on the resource, else none (the
 /// caller then uses the trace id). A trace belongs to one session; a session may span many.
 /// Keys are [bounded](bounded_key).
-pub fn trace_session_key(trace: &[Span]) -> Option<String> {
-    raw_session_key(trace).map(|key| bounded_key(&key))
+pub fn trace_session_key<'a>(trace: impl IntoIterator<Item = &'a Span>) -> Option<String> {
+    let trace: Vec<&Span> = trace.into_iter().collect();
+    raw_session_key(&trace).map(|key| bounded_key(&key))
 }
 
-fn raw_session_key(trace: &[Span]) -> Option<String> {
+fn raw_session_key(trace: &[&Span]) -> Option<String> {
     let index: HashMap<SpanId, usize> = trace
         .iter()
         .enumerate()
@@ -69,7 +70,7 @@ fn raw_session_key(trace: &[Span]) -> Option<String> {
     if let Some((_, _, _, key)) = keyed.first() {
         return Some((*key).to_owned());
     }
-    let mut by_start: Vec<&Span> = trace.iter().collect();
+    let mut by_start: Vec<&Span> = trace.to_vec();
     by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
     by_start
         .into_iter()
@@ -86,14 +87,14 @@ pub(crate) struct Node<'a> {
 
 /// Derives a whole session from all of its spans. Duplicate spans (same trace and span id)
 /// count once.
-pub fn sessionize(
+pub fn sessionize<'a>(
     session_id: &str,
-    spans: &[Span],
+    spans: impl IntoIterator<Item = &'a Span>,
     revision: u64,
     updated_at: u32,
     rules: &Rules,
 ) -> DerivedSession {
-    let mut unique: Vec<&Span> = spans.iter().collect();
+    let mut unique: Vec<&Span> = spans.into_iter().collect();
     unique.sort_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano));
     let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
     unique.retain(|s| seen.insert((s.trace_id, s.span_id)));

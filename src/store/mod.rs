@@ -12,6 +12,7 @@ mod reads;
 pub mod retention;
 mod spans;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,6 +115,8 @@ pub struct Store {
     /// Span inserts and sessionizer passes hold it shared, deletions exclusively: a deletion
     /// never interleaves with a write that would bring back what it removes.
     writes: Arc<RwLock<()>>,
+    /// Deletions started so far: memory derived from stored data is stale once it moves.
+    deletions: Arc<AtomicU64>,
     /// Exports of this tenant that may stream at once.
     export_slots: Arc<Semaphore>,
     export_max_seconds: u64,
@@ -154,6 +157,7 @@ impl Store {
             database: config.database.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
             writes: Arc::new(RwLock::new(())),
+            deletions: Arc::new(AtomicU64::new(0)),
             export_slots: Arc::new(Semaphore::new(config.max_concurrent_exports)),
             export_max_seconds: config.export_max_seconds,
             contact_key: config::Secret::default(),
@@ -173,7 +177,19 @@ impl Store {
 
     /// Waits for the writes in progress and keeps new ones waiting while held.
     async fn exclude_writes(&self) -> OwnedRwLockWriteGuard<()> {
-        Arc::clone(&self.writes).write_owned().await
+        let exclusive = Arc::clone(&self.writes).write_owned().await;
+        self.note_deletion();
+        exclusive
+    }
+
+    pub(super) fn note_deletion(&self) {
+        self.deletions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many deletions (of sessions, or by retention) have started; what was read before
+    /// a change may hold data that is gone.
+    pub fn deletions(&self) -> u64 {
+        self.deletions.load(Ordering::SeqCst)
     }
 
     pub fn database(&self) -> &str {

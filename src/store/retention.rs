@@ -72,6 +72,7 @@ impl Store {
                 continue;
             }
             let sql = format!("ALTER TABLE {table} DROP PARTITION {key}");
+            self.note_deletion();
             self.timed("drop partition", async {
                 Ok(self.client.query(&sql).execute().await?)
             })
@@ -106,6 +107,7 @@ impl Store {
         if due == 0 {
             return Ok(false);
         }
+        self.note_deletion();
         self.timed("delete old sessions", async {
             Ok(self
                 .client

@@ -297,6 +297,15 @@ impl Store {
 
     /// All stored spans of these traces, each span once (re-sent copies collapse).
     pub async fn load_spans(&self, trace_ids: &[String]) -> Result<Vec<Span>, StoreError> {
+        let stamped = self.load_stamped_spans(trace_ids).await?;
+        Ok(stamped.into_iter().map(|(_, span)| span).collect())
+    }
+
+    /// [`Store::load_spans`], each span with the stamp of the insert that stored its copy.
+    pub async fn load_stamped_spans(
+        &self,
+        trace_ids: &[String],
+    ) -> Result<Vec<(u64, Span)>, StoreError> {
         let mut spans = Vec::new();
         for chunk in in_chunks(trace_ids) {
             let sql = format!(
@@ -313,7 +322,8 @@ impl Store {
                 })
                 .await?;
             for row in rows {
-                spans.push(row.into_span()?);
+                let ingested_at = row.ingested_at_unix_nano;
+                spans.push((ingested_at, row.into_span()?));
             }
         }
         Ok(spans)
