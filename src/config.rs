@@ -169,6 +169,8 @@ pub struct Ingest {
     pub max_inserts_in_flight: usize,
     /// Longer attribute values are cut (on a character boundary) and the client told.
     pub max_attribute_value_bytes: usize,
+    /// Also the limit for each event's, each link's and the resource's attributes; what is
+    /// over it is dropped and the client told.
     pub max_attributes_per_span: usize,
     pub max_events_per_span: usize,
 }

@@ -163,7 +163,7 @@ pub struct SpanLimits {
     pub max_attribute_value_bytes: usize,
     /// Span, event and scope names, scope versions, attribute keys and trace states.
     pub max_name_bytes: usize,
-    /// Per span, and for the resource.
+    /// Per span, per event, per link, and for the resource.
     pub max_attributes: usize,
     pub max_events: usize,
     /// Timestamps outside [min_unix_nano, now + max_future_nanos] are rejected: they would
@@ -252,15 +252,8 @@ pub fn convert(
             resource_spans
                 .resource
                 .map(|r| {
-                    over_limit(
-                        "resource attributes",
-                        r.attributes.len(),
-                        limits.max_attributes,
-                        0,
-                        &mut resource_notes,
-                    );
-                    let kept = r.attributes.into_iter().take(limits.max_attributes);
-                    attributes(kept.collect(), limits, &mut resource_notes)
+                    let what = "resource attributes";
+                    limited_attributes(r.attributes, what, 0, limits, &mut resource_notes).0
                 })
                 .unwrap_or_default(),
         );
@@ -368,11 +361,11 @@ fn span(
         end = start;
     }
 
-    let dropped_attributes_count = over_limit(
+    let (attrs, dropped_attributes_count) = limited_attributes(
+        wire.attributes,
         "attributes",
-        wire.attributes.len(),
-        limits.max_attributes,
         wire.dropped_attributes_count,
+        limits,
         notes,
     );
     let dropped_events_count = over_limit(
@@ -382,14 +375,6 @@ fn span(
         wire.dropped_events_count,
         notes,
     );
-    let attrs = attributes(
-        wire.attributes
-            .into_iter()
-            .take(limits.max_attributes)
-            .collect(),
-        limits,
-        notes,
-    );
     let events = wire
         .events
         .into_iter()
@@ -397,7 +382,7 @@ fn span(
         .map(|e| SpanEvent {
             time_unix_nano: e.time_unix_nano,
             name: bounded(e.name, limits.max_name_bytes, "event name", notes),
-            attributes: attributes(e.attributes, limits, notes),
+            attributes: limited_attributes(e.attributes, "event attributes", 0, limits, notes).0,
         })
         .collect();
     let mut links = Vec::new();
@@ -409,7 +394,14 @@ fn span(
             (Ok(trace_id), Ok(span_id)) => links.push(SpanLink {
                 trace_id,
                 span_id,
-                attributes: attributes(link.attributes, limits, notes),
+                attributes: limited_attributes(
+                    link.attributes,
+                    "link attributes",
+                    0,
+                    limits,
+                    notes,
+                )
+                .0,
             }),
             _ => notes.push("link with an invalid id dropped".into()),
         }
@@ -461,17 +453,34 @@ fn over_limit(what: &str, len: usize, limit: usize, dropped: u32, notes: &mut Ve
     dropped.saturating_add(u32::try_from(len - limit).unwrap_or(u32::MAX))
 }
 
-fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>) -> Attributes {
+/// At most `max_attributes` of `list` (a span's, a resource's, an event's or a link's), with
+/// the dropped count after the cut (see [`over_limit`]).
+fn limited_attributes(
+    list: Vec<KeyValue>,
+    what: &str,
+    dropped: u32,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> (Attributes, u32) {
+    let dropped = over_limit(what, list.len(), limits.max_attributes, dropped, notes);
+    let kept = list.into_iter().take(limits.max_attributes);
+    (attributes(kept, limits, notes), dropped)
+}
+
+fn attributes(
+    list: impl Iterator<Item = KeyValue>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> Attributes {
     Attributes(
-        list.into_iter()
-            .map(|kv| {
-                let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
-                let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
-                let what = format!("attribute '{}'", shown(&key));
-                cut(&mut value, limits.max_attribute_value_bytes, &what, notes);
-                (key, value)
-            })
-            .collect(),
+        list.map(|kv| {
+            let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
+            let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
+            let what = format!("attribute '{}'", shown(&key));
+            cut(&mut value, limits.max_attribute_value_bytes, &what, notes);
+            (key, value)
+        })
+        .collect(),
     )
 }
 
@@ -496,7 +505,7 @@ fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
 }
 
 /// The start of a name, to quote in a note without copying all of it.
-fn shown(name: &str) -> String {
+pub(super) fn shown(name: &str) -> String {
     const SHOWN_CHARS: usize = 64;
     match name.char_indices().nth(SHOWN_CHARS) {
         Some((at, _)) => format!("{}...", &name[..at]),
@@ -762,7 +771,18 @@ mod tests {
         span.attributes = (0..5)
             .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
             .collect();
+        let four = || {
+            (0..4)
+                .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
+                .collect::<Vec<_>>()
+        };
         span.events = (0..4).map(|_| WireEvent::default()).collect();
+        span.events[0].attributes = four();
+        span.links = vec![WireLink {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            attributes: four(),
+        }];
         span.dropped_attributes_count = 1;
         let limits = SpanLimits {
             max_attributes: 3,
@@ -776,9 +796,16 @@ mod tests {
             (3, 3)
         );
         assert_eq!((span.events.len(), span.dropped_events_count), (2, 2));
-        assert!(converted
-            .message()
-            .contains("2 attributes over the limit of 3 dropped"));
+        assert_eq!(span.events[0].attributes.len(), 3);
+        assert_eq!(span.links[0].attributes.len(), 3);
+        let message = converted.message();
+        for note in [
+            "2 attributes over the limit of 3 dropped",
+            "1 event attributes over the limit of 3 dropped",
+            "1 link attributes over the limit of 3 dropped",
+        ] {
+            assert!(message.contains(note), "{message}");
+        }
     }
 
     #[test]

@@ -166,7 +166,11 @@ fn success(encoding: Encoding, outcome: ExportOutcome) -> Response {
     };
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        // The proto3 JSON mapping leaves an unset message out: a full success is `{}`.
+        Encoding::Json => match response.partial_success {
+            None => b"{}".to_vec(),
+            Some(_) => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        },
     };
     (
         StatusCode::OK,

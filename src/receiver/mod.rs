@@ -113,6 +113,7 @@ impl Ingest {
         let body_bytes = body.len();
         self.export(protocol, body_bytes, move || {
             ExportTraceServiceRequest::decode(body)
+                .map(|request| (request, Vec::new()))
                 .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))
         })
         .await
@@ -127,6 +128,7 @@ impl Ingest {
         let body_bytes = body.len();
         self.export(protocol, body_bytes, move || {
             otlp_json::decode(&body)
+                .map(|decoded| (decoded.request, decoded.rejected))
                 .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}")))
         })
         .await
@@ -136,7 +138,10 @@ impl Ingest {
         &self,
         protocol: Protocol,
         body_bytes: usize,
-        decode: impl FnOnce() -> Result<ExportTraceServiceRequest, ExportError> + Send + 'static,
+        // The request, and the spans the decoder could not read (rejected like invalid ones).
+        decode: impl FnOnce() -> Result<(ExportTraceServiceRequest, Vec<String>), ExportError>
+            + Send
+            + 'static,
     ) -> Result<ExportOutcome, ExportError> {
         let _timer = Timer::start(match protocol {
             Protocol::Grpc => &self.metrics.grpc_request_duration,
@@ -149,7 +154,10 @@ impl Ingest {
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let converted = tokio::task::spawn_blocking(move || {
-            Ok::<_, ExportError>(otlp::convert(decode()?, &limits, now_unix_nano()))
+            let (request, unreadable) = decode()?;
+            let mut converted = otlp::convert(request, &limits, now_unix_nano());
+            converted.rejected.splice(0..0, unreadable);
+            Ok::<_, ExportError>(converted)
         })
         .await
         .map_err(|_| ExportError::ShuttingDown)??;
