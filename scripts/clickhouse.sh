@@ -68,6 +68,11 @@ stop)
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
+    # Not gone after 30 s: no longer waiting for a clean shutdown.
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
     rm -f "$dir/pid"
   fi
   ;;

@@ -147,6 +147,31 @@ impl OwnClickHouse {
     /// Stops the server; returns once it is gone.
     pub fn stop(&self) {
         run_script(&self.dir.join("server"), None, None);
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err(),
+            "ClickHouse still listens on {} after it was stopped",
+            self.port
+        );
+    }
+
+    /// Kills the server (SIGKILL: at once, where a clean stop may take a while under load);
+    /// returns once it is gone.
+    pub fn kill(&self) {
+        let pid_file = self.dir.join("server/pid");
+        let pid = fs::read_to_string(&pid_file).expect("the server's pid file");
+        let pid = pid.trim();
+        let signal = |args: &[&str]| {
+            Command::new("kill")
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(signal(&["-9", pid]), "killing ClickHouse ({pid})");
+        while signal(&["-0", pid]) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        fs::remove_file(pid_file).expect("removing the pid file");
     }
 
     /// Starts it again on the same port, with the same data.
