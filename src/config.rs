@@ -174,6 +174,8 @@ pub struct Ingest {
     /// `gen_ai.input.messages`, OpenInference's `input.value`): tool calls and the played
     /// part of interrupted replies are read from them, and only a whole context can be read.
     pub max_context_value_bytes: usize,
+    /// Also the limit for each event's, each link's and the resource's attributes; what is
+    /// over it is dropped and the client told.
     pub max_attributes_per_span: usize,
     pub max_events_per_span: usize,
 }

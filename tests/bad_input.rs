@@ -385,7 +385,7 @@ fn cases(anchor: u64) -> Vec<Case> {
             stored: vec![],
         },
         Case {
-            name: "JSON with a wrong value type",
+            name: "JSON with a wrong value type (span rejected)",
             sent: http_json(json_request(
                 anchor,
                 &[
@@ -393,8 +393,11 @@ fn cases(anchor: u64) -> Vec<Case> {
                     json_span(28, 2, "5", "[]"),
                 ],
             )),
-            answer: Answer::HttpError(400, "$.resourceSpans[0].scopeSpans[0].spans[1].name"),
-            stored: vec![in_trace(28, 0)],
+            answer: rejected(
+                1,
+                "a span: $.resourceSpans[0].scopeSpans[0].spans[1].name: expected a string, found a number",
+            ),
+            stored: vec![named(28, "good", 1), in_trace(28, 1)],
         },
         Case {
             name: "JSON shapes the mapping allows",
@@ -525,8 +528,7 @@ fn cases(anchor: u64) -> Vec<Case> {
             ],
         },
         Case {
-            // A JSON shape error fails the whole request, its valid spans too.
-            name: "JSON id neither hex nor base64",
+            name: "JSON id neither hex nor base64 (span rejected)",
             sent: http_json(json_request(
                 anchor,
                 &[
@@ -534,8 +536,11 @@ fn cases(anchor: u64) -> Vec<Case> {
                     json_span(41, 2, "\"bad\"", "[]").replace(&hex::encode(span_id(2)), "not-an-id!"),
                 ],
             )),
-            answer: Answer::HttpError(400, "is neither hex nor base64"),
-            stored: vec![in_trace(41, 0)],
+            answer: rejected(
+                1,
+                "'bad': $.resourceSpans[0].scopeSpans[0].spans[1].spanId: \"not-an-id!\" is neither hex nor base64",
+            ),
+            stored: vec![named(41, "good", 1), in_trace(41, 1)],
         },
         Case {
             name: "Content-Type with a charset",
@@ -562,6 +567,77 @@ fn cases(anchor: u64) -> Vec<Case> {
             ),
             answer: accepted(),
             stored: vec![named(43, "snake", 1)],
+        },
+        Case {
+            name: "JSON attribute of the wrong type (span rejected)",
+            sent: http_json(json_request(
+                anchor,
+                &[
+                    json_span(44, 1, "\"good\"", "[]"),
+                    json_span(44, 2, "\"odd\"", r#"[{"key":"k","value":{"intValue":"x"}}]"#),
+                ],
+            )),
+            answer: rejected(1, "'odd': $.resourceSpans[0].scopeSpans[0].spans[1].attributes[0].value.intValue: expected an integer"),
+            stored: vec![named(44, "good", 1), in_trace(44, 1)],
+        },
+        Case {
+            name: "JSON resource of the wrong type (its spans rejected)",
+            sent: http_json(
+                format!(
+                    r#"{{"resourceSpans":[
+                        {{"resource":{{"attributes":{{"service.name":"agent"}}}},"scopeSpans":[{{"spans":[{},{}]}}]}},
+                        {{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+                    json_span(45, 1, "\"a\"", "[]"),
+                    json_span(45, 2, "\"b\"", "[]"),
+                    json_span(45, 3, "\"good\"", "[]"),
+                )
+                .replace("START", &anchor.to_string())
+                .into_bytes(),
+            ),
+            answer: rejected(2, "'a': $.resourceSpans[0].resource.attributes: expected a list, found an object"),
+            stored: vec![named(45, "good", 1), in_trace(45, 1)],
+        },
+        Case {
+            // Without a readable list of spans there is nothing to keep.
+            name: "JSON spans that are not a list (refused)",
+            sent: http_json(br#"{"resourceSpans":[{"scopeSpans":[{"spans":{}}]}]}"#.to_vec()),
+            answer: Answer::HttpError(
+                400,
+                "$.resourceSpans[0].scopeSpans[0].spans: expected a list, found an object",
+            ),
+            stored: vec![],
+        },
+        Case {
+            name: "too many event attributes (cut)",
+            sent: grpc(vec![
+                ok(47, 1, "good"),
+                with(47, 2, "eventful", &|s| {
+                    s.events = vec![Event {
+                        time_unix_nano: anchor,
+                        name: "e".into(),
+                        attributes: (0..1030i64).map(|i| kv(&format!("k{i}"), i)).collect(),
+                        ..Default::default()
+                    }]
+                }),
+            ]),
+            answer: repaired("6 event attributes over the limit of 1024 dropped"),
+            stored: vec![named(47, "good", 1), kept(47, "eventful", &only_first_1024("events"))],
+        },
+        Case {
+            name: "too many link attributes (cut)",
+            sent: grpc(vec![
+                ok(48, 1, "good"),
+                with(48, 2, "linked", &|s| {
+                    s.links = vec![Link {
+                        trace_id: trace_id(48),
+                        span_id: span_id(1),
+                        attributes: (0..1030i64).map(|i| kv(&format!("k{i}"), i)).collect(),
+                        ..Default::default()
+                    }]
+                }),
+            ]),
+            answer: repaired("6 link attributes over the limit of 1024 dropped"),
+            stored: vec![named(48, "good", 1), kept(48, "linked", &only_first_1024("links"))],
         },
     ]
 }
@@ -851,7 +927,16 @@ fn partial_success(reply: Reply) -> Result<(i64, String), String> {
         Reply::Http(200, content_type, body, logs) if content_type == "application/json" => {
             let answer: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
-            let partial = &answer["partialSuccess"];
+            // The proto3 JSON mapping leaves an unset message out; it is never `null`.
+            let partial = match answer.get("partialSuccess") {
+                Some(serde_json::Value::Null) => {
+                    return Err(format!("partialSuccess is null in {answer}"))
+                }
+                None if answer != serde_json::json!({}) => {
+                    return Err(format!("a full success is {{}}, not {answer}"))
+                }
+                partial => partial.unwrap_or(&serde_json::Value::Null),
+            };
             let rejected = &partial[if logs {
                 "rejectedLogRecords"
             } else {
@@ -1094,6 +1179,13 @@ fn logs_in_trace(n: u64, expected: u64) -> (String, u64) {
 
 fn logged(n: u64, body: &str, expected: u64) -> (String, u64) {
     log_count_where(&format!("{} AND body = '{body}'", trace(n)), expected)
+}
+
+/// The first event's or link's attributes (`nested` is `events` or `links`) hold k0..k1023.
+fn only_first_1024(nested: &str) -> String {
+    format!(
+        "position({nested}.attributes[1], '\"k1023\":') > 0 AND position({nested}.attributes[1], '\"k1024\":') = 0"
+    )
 }
 
 fn long_session_key() -> String {

@@ -107,7 +107,11 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
 
 #[tokio::test]
 async fn cutoff_partitions_are_named_in_the_servers_time_zone() {
-    let t = TestApp::start("partkeys").await;
+    // A server east of UTC, where a day key worked out in UTC would name the wrong partition.
+    let own = OwnClickHouse::start("partkeys", Some("Asia/Kolkata"), &[]);
+    let url = own.url.clone();
+    let mut t = TestApp::start_with("partkeys", |c| c.clickhouse.url = url).await;
+    t.sql = t.sql.with_url(&own.url);
     // 23:59:59 UTC: already the next day east of UTC, still this day west of it.
     let at: u32 = 1_795_305_599;
     t.sql
@@ -125,8 +129,10 @@ async fn cutoff_partitions_are_named_in_the_servers_time_zone() {
         .fetch_one()
         .await
         .expect("partition");
+    assert_eq!(partition, "20261122", "05:29:59 the next day in Kolkata");
     let (day, month) = t.app.store.partition_keys_at(at).await.expect("keys");
     assert_eq!(partition, day.to_string());
     assert_eq!(month, day / 100);
     t.stop().await;
+    own.stop();
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::ids::{IdError, SpanId, TraceId};
 use super::otlp::{
-    attributes, bounded, cut, over_limit, partial_message, render, resource, scope, shown, summary,
+    bounded, cut, limited_attributes, partial_message, render, resource, scope, shown, summary,
     AnyValue, InstrumentationScope, KeyValue, Resource, SpanLimits,
 };
 use super::span::Attributes;
@@ -222,11 +222,11 @@ fn record(
         "severity text",
         notes,
     );
-    let dropped_attributes_count = over_limit(
+    let (attributes, dropped_attributes_count) = limited_attributes(
+        wire.attributes,
         "attributes",
-        wire.attributes.len(),
-        limits.max_attributes,
         wire.dropped_attributes_count,
+        limits,
         notes,
     );
     let mut body = wire.body.map(|b| render(b, notes)).unwrap_or_default();
@@ -237,14 +237,7 @@ fn record(
         severity_number: severity(wire.severity_number, &severity_text),
         severity_text,
         body,
-        attributes: attributes(
-            wire.attributes
-                .into_iter()
-                .take(limits.max_attributes)
-                .collect(),
-            limits,
-            notes,
-        ),
+        attributes,
         resource: Arc::clone(shared.resource),
         scope_name: Arc::clone(shared.scope_name),
         scope_version: Arc::clone(shared.scope_version),

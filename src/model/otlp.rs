@@ -167,7 +167,7 @@ pub struct SpanLimits {
     pub context_keys: &'static [&'static str],
     /// Span, event and scope names, scope versions, attribute keys and trace states.
     pub max_name_bytes: usize,
-    /// Per span, and for the resource.
+    /// Per span, per event, per link, and for the resource.
     pub max_attributes: usize,
     pub max_events: usize,
     /// Timestamps outside [min_unix_nano, now + max_future_nanos] are rejected: they would
@@ -357,11 +357,11 @@ fn span(
         end = start;
     }
 
-    let dropped_attributes_count = over_limit(
+    let (attrs, dropped_attributes_count) = limited_attributes(
+        wire.attributes,
         "attributes",
-        wire.attributes.len(),
-        limits.max_attributes,
         wire.dropped_attributes_count,
+        limits,
         notes,
     );
     let dropped_events_count = over_limit(
@@ -371,14 +371,6 @@ fn span(
         wire.dropped_events_count,
         notes,
     );
-    let attrs = attributes(
-        wire.attributes
-            .into_iter()
-            .take(limits.max_attributes)
-            .collect(),
-        limits,
-        notes,
-    );
     let events = wire
         .events
         .into_iter()
@@ -386,7 +378,7 @@ fn span(
         .map(|e| SpanEvent {
             time_unix_nano: e.time_unix_nano,
             name: bounded(e.name, limits.max_name_bytes, "event name", notes),
-            attributes: attributes(e.attributes, limits, notes),
+            attributes: limited_attributes(e.attributes, "event attributes", 0, limits, notes).0,
         })
         .collect();
     let mut links = Vec::new();
@@ -398,7 +390,14 @@ fn span(
             (Ok(trace_id), Ok(span_id)) => links.push(SpanLink {
                 trace_id,
                 span_id,
-                attributes: attributes(link.attributes, limits, notes),
+                attributes: limited_attributes(
+                    link.attributes,
+                    "link attributes",
+                    0,
+                    limits,
+                    notes,
+                )
+                .0,
             }),
             _ => notes.push("link with an invalid id dropped".into()),
         }
@@ -445,17 +444,7 @@ pub(crate) fn resource(
     notes: &mut Vec<String>,
 ) -> Attributes {
     resource
-        .map(|r| {
-            over_limit(
-                "resource attributes",
-                r.attributes.len(),
-                limits.max_attributes,
-                0,
-                notes,
-            );
-            let kept = r.attributes.into_iter().take(limits.max_attributes);
-            attributes(kept.collect(), limits, notes)
-        })
+        .map(|r| limited_attributes(r.attributes, "resource attributes", 0, limits, notes).0)
         .unwrap_or_default()
 }
 
@@ -492,26 +481,39 @@ pub(crate) fn over_limit(
     dropped.saturating_add(u32::try_from(len - limit).unwrap_or(u32::MAX))
 }
 
-pub(crate) fn attributes(
+/// At most `max_attributes` of `list` (a span's, a resource's, an event's or a link's), with
+/// the dropped count after the cut (see [`over_limit`]).
+pub(crate) fn limited_attributes(
     list: Vec<KeyValue>,
+    what: &str,
+    dropped: u32,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> (Attributes, u32) {
+    let dropped = over_limit(what, list.len(), limits.max_attributes, dropped, notes);
+    let kept = list.into_iter().take(limits.max_attributes);
+    (attributes(kept, limits, notes), dropped)
+}
+
+fn attributes(
+    list: impl Iterator<Item = KeyValue>,
     limits: &SpanLimits,
     notes: &mut Vec<String>,
 ) -> Attributes {
     Attributes(
-        list.into_iter()
-            .map(|kv| {
-                let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
-                let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
-                let what = format!("attribute '{}'", shown(&key));
-                let limit = if limits.context_keys.contains(&key.as_str()) {
-                    limits.max_context_value_bytes
-                } else {
-                    limits.max_attribute_value_bytes
-                };
-                cut(&mut value, limit, &what, notes);
-                (key, value)
-            })
-            .collect(),
+        list.map(|kv| {
+            let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
+            let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
+            let what = format!("attribute '{}'", shown(&key));
+            let limit = if limits.context_keys.contains(&key.as_str()) {
+                limits.max_context_value_bytes
+            } else {
+                limits.max_attribute_value_bytes
+            };
+            cut(&mut value, limit, &what, notes);
+            (key, value)
+        })
+        .collect(),
     )
 }
 
@@ -822,7 +824,18 @@ mod tests {
         span.attributes = (0..5)
             .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
             .collect();
+        let four = || {
+            (0..4)
+                .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
+                .collect::<Vec<_>>()
+        };
         span.events = (0..4).map(|_| WireEvent::default()).collect();
+        span.events[0].attributes = four();
+        span.links = vec![WireLink {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            attributes: four(),
+        }];
         span.dropped_attributes_count = 1;
         let limits = SpanLimits {
             max_attributes: 3,
@@ -836,9 +849,16 @@ mod tests {
             (3, 3)
         );
         assert_eq!((span.events.len(), span.dropped_events_count), (2, 2));
-        assert!(converted
-            .message()
-            .contains("2 attributes over the limit of 3 dropped"));
+        assert_eq!(span.events[0].attributes.len(), 3);
+        assert_eq!(span.links[0].attributes.len(), 3);
+        let message = converted.message();
+        for note in [
+            "2 attributes over the limit of 3 dropped",
+            "1 event attributes over the limit of 3 dropped",
+            "1 link attributes over the limit of 3 dropped",
+        ] {
+            assert!(message.contains(note), "{message}");
+        }
     }
 
     #[test]

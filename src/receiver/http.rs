@@ -153,7 +153,13 @@ fn success<S: Signal>(encoding: Encoding, outcome: ExportOutcome) -> Response {
     let response = S::response(outcome);
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        // The proto3 JSON mapping leaves an unset message out: a full success is `{}`.
+        Encoding::Json => match serde_json::to_value(&response) {
+            Ok(value) if !value["partialSuccess"].is_null() => {
+                serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec())
+            }
+            _ => b"{}".to_vec(),
+        },
     };
     (
         StatusCode::OK,

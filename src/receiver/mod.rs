@@ -103,10 +103,17 @@ pub trait Signal: Send + Sync + 'static {
     type Converted: Send + 'static;
     type Response: prost::Message + serde::Serialize + Default + Send + 'static;
 
-    fn decode_json(body: &[u8]) -> Result<Self::Request, otlp_json::JsonError>;
+    /// The request, and the items the decoder could not read (rejected like invalid ones).
+    fn decode_json(body: &[u8]) -> Result<(Self::Request, Vec<String>), otlp_json::JsonError>;
 
-    /// Validates and converts a request; with what the result takes in memory.
-    fn convert(request: Self::Request, limits: &SpanLimits, now: u64) -> (Self::Converted, usize);
+    /// Validates and converts a request, `unreadable` items counted as rejected; with what
+    /// the result takes in memory.
+    fn convert(
+        request: Self::Request,
+        unreadable: Vec<String>,
+        limits: &SpanLimits,
+        now: u64,
+    ) -> (Self::Converted, usize);
 
     /// Stores what a request turned into, holding `bytes_permit` until it is stored.
     fn store(
@@ -136,12 +143,20 @@ impl Signal for Traces {
     type Converted = otlp::Converted;
     type Response = ExportTraceServiceResponse;
 
-    fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, otlp_json::JsonError> {
-        otlp_json::decode(body)
+    fn decode_json(
+        body: &[u8],
+    ) -> Result<(ExportTraceServiceRequest, Vec<String>), otlp_json::JsonError> {
+        otlp_json::decode(body).map(|decoded| (decoded.request, decoded.rejected))
     }
 
-    fn convert(request: Self::Request, limits: &SpanLimits, now: u64) -> (otlp::Converted, usize) {
-        let converted = otlp::convert(request, limits, now);
+    fn convert(
+        request: Self::Request,
+        unreadable: Vec<String>,
+        limits: &SpanLimits,
+        now: u64,
+    ) -> (otlp::Converted, usize) {
+        let mut converted = otlp::convert(request, limits, now);
+        converted.rejected.splice(0..0, unreadable);
         let memory = converted.memory_bytes;
         (converted, memory)
     }
@@ -172,12 +187,20 @@ impl Signal for Logs {
     type Converted = ConvertedLogs;
     type Response = ExportLogsServiceResponse;
 
-    fn decode_json(body: &[u8]) -> Result<ExportLogsServiceRequest, otlp_json::JsonError> {
-        otlp_json::decode_logs(body)
+    fn decode_json(
+        body: &[u8],
+    ) -> Result<(ExportLogsServiceRequest, Vec<String>), otlp_json::JsonError> {
+        otlp_json::decode_logs(body).map(|request| (request, Vec::new()))
     }
 
-    fn convert(request: Self::Request, limits: &SpanLimits, now: u64) -> (ConvertedLogs, usize) {
-        let converted = log::convert(request, limits, now);
+    fn convert(
+        request: Self::Request,
+        unreadable: Vec<String>,
+        limits: &SpanLimits,
+        now: u64,
+    ) -> (ConvertedLogs, usize) {
+        let mut converted = log::convert(request, limits, now);
+        converted.rejected.splice(0..0, unreadable);
         let memory = converted.memory_bytes;
         (converted, memory)
     }
@@ -272,14 +295,16 @@ impl Ingest {
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let (converted, memory_bytes) = tokio::task::spawn_blocking(move || {
-            let request = match encoding {
-                Encoding::Protobuf => S::Request::decode(body).map_err(|e| {
-                    ExportError::BadPayload(format!("malformed OTLP protobuf: {e}"))
-                })?,
+            let (request, unreadable) = match encoding {
+                Encoding::Protobuf => S::Request::decode(body)
+                    .map(|request| (request, Vec::new()))
+                    .map_err(|e| {
+                        ExportError::BadPayload(format!("malformed OTLP protobuf: {e}"))
+                    })?,
                 Encoding::Json => S::decode_json(&body)
                     .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}")))?,
             };
-            Ok::<_, ExportError>(S::convert(request, &limits, now_unix_nano()))
+            Ok::<_, ExportError>(S::convert(request, unreadable, &limits, now_unix_nano()))
         })
         .await
         .map_err(|_| ExportError::ShuttingDown)??;
