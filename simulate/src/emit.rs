@@ -95,6 +95,11 @@ impl LogProcessor for Collector<(SdkLogRecord, InstrumentationScope)> {
     fn force_flush(&self) -> OTelSdkResult {
         Ok(())
     }
+
+    // Holds nothing to release; without this the SDK warns on every provider it drops.
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
 }
 
 /// Records `plan` as SDK spans laid out so the conversation ends at `now`:
