@@ -7,6 +7,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use serde_json::json;
 
+use super::debug_log::Step;
 use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{Script, Stage, Usage};
@@ -67,21 +68,19 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                     &format!("{} failed: {}", call.name, call.result),
                 );
             }
-            children.push(tool);
+            children.push(tool.logged(turn, Step::CallTool));
             cursor = tool_end + HOP;
         }
 
-        let ttft = if turn.tool.is_some() {
-            tm.tool_llm_ttft
-        } else {
-            tm.llm_ttft
-        };
+        let ttft = turn.reply_ttft();
         let reply_end = cursor + ttft + turn.reply_usage.output_tokens as f64 * tm.token_interval;
         let failure = turn.failure_at(Stage::Llm);
         // An unanswered request has a reply call only if that call failed.
         if !turn.unanswered || failure.is_some() {
             children.push(
-                chat(cursor, reply_end, ttft, turn.reply_usage, script.priced).fail_with(failure),
+                chat(cursor, reply_end, ttft, turn.reply_usage, script.priced)
+                    .fail_with(failure)
+                    .logged(turn, Step::Reply),
             );
         }
         let mut end = reply_end + HOP;

@@ -318,6 +318,15 @@ impl Turn {
     pub fn failure_at(&self, stage: Stage) -> Option<&'static Failure> {
         self.failure.filter(|(s, _)| *s == stage).map(|(_, f)| f)
     }
+
+    /// Time to the reply's first token: after a tool round the LLM has the result to read.
+    pub fn reply_ttft(&self) -> f64 {
+        if self.tool.is_some() {
+            self.timing.tool_llm_ttft
+        } else {
+            self.timing.llm_ttft
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
