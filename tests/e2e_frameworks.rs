@@ -113,7 +113,7 @@ fn check_stage(
 }
 
 /// The turn's tool calls are the script's: names, arguments, results of those that
-/// succeeded, and failures.
+/// succeeded, and failures (with their message where the script knows it).
 fn check_calls(transcript: &Value, n: u64, want: &Value) {
     let got_calls: Vec<&Value> = transcript["tool_calls"]
         .as_array()
@@ -134,6 +134,9 @@ fn check_calls(transcript: &Value, n: u64, want: &Value) {
             got_call["is_error"], want_call["is_error"],
             "turn {n}: {got_call}"
         );
+        if let Some(message) = want_call.get("error_message") {
+            assert_eq!(got_call["error_message"], *message, "turn {n}: {got_call}");
+        }
         if want_call["is_error"] == false {
             // A result the framework records as JSON is compared as JSON; one it records
             // as text (LiveKit writes Python's `str()` of the value) as that text.
@@ -350,7 +353,22 @@ async fn check_livekit(mode: &str) {
         }
         check_calls(&transcript, n, want);
         let framework = &reported[index];
-        for stage in ["end_of_utterance", "stt", "llm_ttft", "tts_ttfb"] {
+        if let Some(providers) = script["providers"].as_object() {
+            for (stage, provider) in providers {
+                assert_eq!(
+                    got[&format!("{stage}_provider")],
+                    *provider,
+                    "turn {n} {stage} provider"
+                );
+            }
+        }
+        for stage in [
+            "end_of_utterance",
+            "stt",
+            "llm_ttft",
+            "tts_ttfb",
+            "voice_to_voice",
+        ] {
             let key = format!("{stage}_ms");
             assert_eq!(
                 framework[&key].is_number(),

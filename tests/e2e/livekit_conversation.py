@@ -93,6 +93,8 @@ TOOL_CALLS = {
         "arguments": {"city": "London"},
         "result": None,
         "is_error": True,
+        # What LiveKit tells the LLM of an exception that is not a `ToolError`.
+        "error_message": "An internal error occurred",
     },
 }
 
@@ -113,6 +115,8 @@ def expected(mode: str) -> dict:
         script["stt_ms"] = STT_DELAY_S * 1000
         script["end_of_utterance_ms"] = ENDPOINTING_S * 1000
         script["tts_ttfb_ms"] = TTS_TTFB_S * 1000
+        script["voice_to_voice_ms"] = (ENDPOINTING_S + LLM_TTFT_S + TTS_TTFB_S) * 1000
+        script["providers"] = {"stt": "scripted-stt", "llm": "scripted-llm", "tts": "scripted-tts"}
     return script
 
 
@@ -156,7 +160,7 @@ def scripted_llm(responses: list):
 
         @property
         def provider(self) -> str:
-            return "scripted"
+            return "scripted-llm"
 
         def chat(self, *, chat_ctx, tools=None, conn_options=DEFAULT_API_CONNECT_OPTIONS, **_):
             return ScriptedStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options)
@@ -290,6 +294,14 @@ def scripted_stt(caller: Caller):
         def __init__(self) -> None:
             super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=False))
 
+        @property
+        def model(self) -> str:
+            return "scripted-ears-1"
+
+        @property
+        def provider(self) -> str:
+            return "scripted-stt"
+
         async def _recognize_impl(self, buffer, *, language, conn_options):
             raise NotImplementedError("the caller only speaks through the stream")
 
@@ -332,7 +344,7 @@ def scripted_tts():
 
         @property
         def provider(self) -> str:
-            return "scripted"
+            return "scripted-tts"
 
         def synthesize(self, text, *, conn_options=DEFAULT_API_CONNECT_OPTIONS):
             return Synthesis(tts=self, input_text=text, conn_options=conn_options)
@@ -486,7 +498,8 @@ class Reported(SpanExporter):
 
     def per_turn(self) -> list[dict]:
         """Each `agent_turn` that answers a user, in order: the TTFT of its first generation,
-        the TTFB of its first speech, and the user turn's figures before it."""
+        the TTFB of its first speech, the time from the end of the user's speech to the
+        agent's, and the user turn's figures before it."""
         spans = sorted(self.spans, key=lambda s: s.start_time)
         reported = []
         for turn in (span for span in spans if span.name == "agent_turn"):
@@ -500,6 +513,8 @@ class Reported(SpanExporter):
             tts = next((span for span in below if span.name == "tts_node"), None)
             if tts is not None:
                 figures["tts_ttfb_ms"] = ms(tts, "lk.response.ttfb")
+            if "lk.e2e_latency" in turn.attributes:
+                figures["voice_to_voice_ms"] = ms(turn, "lk.e2e_latency")
             user = [
                 span for span in spans if span.name == "user_turn" and span.start_time < turn.start_time
             ]
