@@ -381,11 +381,15 @@ def speaker():
                 capabilities=AudioOutputCapabilities(pause=False),
             )
             self.queued: asyncio.Queue = asyncio.Queue()
+            # The segment being played: when its first frame started, and how much audio it
+            # has (0 when there is none).
             self.started_at: float | None = None
+            self.captured_s = 0.0
             self.player = asyncio.get_running_loop().create_task(self.play())
 
         async def capture_frame(self, frame) -> None:
             await super().capture_frame(frame)
+            self.captured_s += frame.duration
             self.queued.put_nowait(frame)
 
         def flush(self) -> None:
@@ -400,14 +404,16 @@ def speaker():
             self.player = asyncio.get_running_loop().create_task(self.play())
 
         def finish(self, *, interrupted: bool) -> None:
-            if self.started_at is None:
+            if not self.captured_s:
                 return
+            played = 0.0 if self.started_at is None else time.time() - self.started_at
             self.on_playback_finished(
-                playback_position=time.time() - self.started_at,
+                playback_position=min(played, self.captured_s),
                 interrupted=interrupted,
                 synchronized_transcript=None,
             )
             self.started_at = None
+            self.captured_s = 0.0
 
         async def play(self) -> None:
             while True:
@@ -445,6 +451,8 @@ async def run_voice() -> list[str]:
             },
             "preemptive_generation": {"enabled": False},
         },
+        # The caller has said everything when the session closes: no transcript to wait for.
+        session_close_transcript_timeout=0.1,
     )
     states: asyncio.Queue = asyncio.Queue()
     session.on("agent_state_changed", lambda ev: states.put_nowait(ev.new_state))
