@@ -3,8 +3,8 @@
 //! (tests/e2e/pipecat_conversation.py), traced by Pipecat's own tracing and by OpenInference's
 //! instrumentation, and a real LiveKit AgentSession (tests/e2e/livekit_conversation.py) in
 //! LiveKit's text mode with a scripted LLM, and in voice mode with a scripted caller (VAD and
-//! STT), LLM and TTS, audio played at real time and a barge-in. The transcript read back must match the script:
-//! user lines in order, every reply (several in a turn) and the part of it that played, the
+//! STT), LLM and TTS, audio played at real time and a barge-in. The transcript read back must
+//! match the script: user lines in order, every reply (several in a turn) and the part of it that played, the
 //! barge-in, the tool calls with their arguments and results, and each stage latency equal to
 //! what the framework reported (within 5 ms) and consistent with the injected delay.
 //!
@@ -293,9 +293,14 @@ async fn check_livekit(mode: &str) {
         .iter()
         .map(|t| t["replies"].as_array().map_or(0, Vec::len))
         .sum();
+    let calls: usize = turns
+        .iter()
+        .map(|t| t["tool_calls"].as_array().map_or(0, Vec::len))
+        .sum();
     let transcript = t
         .transcript_when(&session_id, |tr| {
             tr["turns"].as_array().map(Vec::len) == Some(turns.len())
+                && tr["tool_calls"].as_array().map(Vec::len) == Some(calls)
                 && tr["messages"].as_array().is_some_and(|m| {
                     m.iter().filter(|m| m["speaker"] == "agent").count() == replies
                 })
