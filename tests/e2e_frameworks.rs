@@ -1,9 +1,10 @@
 //! End to end with the real frameworks, offline, exporting with the OpenTelemetry SDK to
 //! convolog on port 0: a real Pipecat pipeline with scripted STT, LLM and TTS services
 //! (tests/e2e/pipecat_conversation.py), traced by Pipecat's own tracing and by OpenInference's
-//! instrumentation, and a real LiveKit AgentSession with a scripted LLM in LiveKit's text
-//! mode (tests/e2e/livekit_conversation.py). The transcript read back must match the script:
-//! user lines in order, every reply (several in a turn) and the part of it that played, the
+//! instrumentation, and a real LiveKit AgentSession (tests/e2e/livekit_conversation.py) in
+//! LiveKit's text mode with a scripted LLM, and in voice mode with a scripted caller (VAD and
+//! STT), LLM and TTS, audio played at real time and a barge-in. The transcript read back must
+//! match the script: user lines in order, every reply (several in a turn) and the part of it that played, the
 //! barge-in, the tool calls with their arguments and results, and each stage latency equal to
 //! what the framework reported (within 5 ms) and consistent with the injected delay.
 //!
@@ -37,13 +38,14 @@ fn framework_python(variable: &str, venv: &str) -> String {
     ))
 }
 
-/// Runs a conversation script; returns the script and what the framework reported per turn.
+/// Runs a conversation script; returns the script, what the framework reported per turn and
+/// what it recorded as heard of each interrupted reply (LiveKit only).
 async fn run_conversation(
     python: &str,
     script: &str,
     t: &TestApp,
     args: &[&str],
-) -> (Value, Value) {
+) -> (Value, Value, Value) {
     let script = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
     let endpoint = format!("http://{}", t.app.http_addr);
     let output = tokio::process::Command::new(python)
@@ -65,7 +67,11 @@ async fn run_conversation(
         .map(|line| serde_json::from_str::<Value>(line).expect("each line is JSON"));
     let script = documents.next().expect("the script");
     let reported = documents.next().expect("the reported figures");
-    (script, reported["reported"].clone())
+    (
+        script,
+        reported["reported"].clone(),
+        reported["heard"].clone(),
+    )
 }
 
 fn json_text(text: &Value) -> Value {
@@ -107,7 +113,7 @@ fn check_stage(
 }
 
 /// The turn's tool calls are the script's: names, arguments, results of those that
-/// succeeded, and failures.
+/// succeeded, and failures (with their message where the script knows it).
 fn check_calls(transcript: &Value, n: u64, want: &Value) {
     let got_calls: Vec<&Value> = transcript["tool_calls"]
         .as_array()
@@ -128,6 +134,9 @@ fn check_calls(transcript: &Value, n: u64, want: &Value) {
             got_call["is_error"], want_call["is_error"],
             "turn {n}: {got_call}"
         );
+        if let Some(message) = want_call.get("error_message") {
+            assert_eq!(got_call["error_message"], *message, "turn {n}: {got_call}");
+        }
         if want_call["is_error"] == false {
             // A result the framework records as JSON is compared as JSON; one it records
             // as text (LiveKit writes Python's `str()` of the value) as that text.
@@ -141,11 +150,22 @@ fn check_calls(transcript: &Value, n: u64, want: &Value) {
     }
 }
 
+/// One interruption in the transcript for each turn the script barges in on.
+fn check_interruptions(transcript: &Value, turns: &[Value]) {
+    let interrupted = turns.iter().filter(|t| t["interrupted"] == true).count();
+    assert_eq!(
+        transcript["interruptions"].as_array().map(Vec::len),
+        Some(interrupted),
+        "{}",
+        transcript["interruptions"]
+    );
+}
+
 async fn check_pipecat(tracing: &str) {
     let t = TestApp::start(&format!("frameworks_{tracing}")).await;
     let session_id = format!("pipecat-{tracing}");
     let python = framework_python("CONVOLOG_TEST_PIPECAT_PYTHON", ".venv-pipecat");
-    let (script, reported) = run_conversation(
+    let (script, reported, _) = run_conversation(
         &python,
         "pipecat_conversation.py",
         &t,
@@ -224,13 +244,7 @@ async fn check_pipecat(tracing: &str) {
         check_calls(&transcript, n, want);
     }
 
-    let interrupted = turns.iter().filter(|t| t["interrupted"] == true).count();
-    assert_eq!(
-        transcript["interruptions"].as_array().map(Vec::len),
-        Some(interrupted),
-        "{}",
-        transcript["interruptions"]
-    );
+    check_interruptions(&transcript, turns);
     // Every line of the script appears in the transcript, in order: the caller's, then the
     // agent's as heard.
     let messages = transcript["messages"].as_array().expect("messages");
@@ -260,16 +274,18 @@ async fn a_real_pipecat_pipeline_traced_by_openinference() {
     check_pipecat("openinference").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_livekit_agent_session() {
-    let t = TestApp::start("frameworks_livekit").await;
+/// A real LiveKit AgentSession in `mode` (`text` or `voice`): every reply of a turn is its
+/// own agent message, in order; in voice mode also the part of the interrupted reply that
+/// LiveKit recorded as heard, and each stage latency as LiveKit reported it.
+async fn check_livekit(mode: &str) {
+    let t = TestApp::start(&format!("frameworks_livekit_{mode}")).await;
     let python = framework_python("CONVOLOG_TEST_LIVEKIT_PYTHON", ".venv-livekit");
-    let session_id = "livekit-text";
-    let (script, reported) = run_conversation(
+    let session_id = format!("livekit-{mode}");
+    let (script, reported, heard) = run_conversation(
         &python,
         "livekit_conversation.py",
         &t,
-        &["--session-id", session_id],
+        &["--session-id", &session_id, "--mode", mode],
     )
     .await;
     let turns = script["turns"].as_array().expect("script turns");
@@ -277,16 +293,25 @@ async fn a_real_livekit_agent_session() {
         .iter()
         .map(|t| t["replies"].as_array().map_or(0, Vec::len))
         .sum();
+    let calls: usize = turns
+        .iter()
+        .map(|t| t["tool_calls"].as_array().map_or(0, Vec::len))
+        .sum();
     let transcript = t
-        .transcript_when(session_id, |tr| {
+        .transcript_when(&session_id, |tr| {
             tr["turns"].as_array().map(Vec::len) == Some(turns.len())
+                && tr["tool_calls"].as_array().map(Vec::len) == Some(calls)
                 && tr["messages"].as_array().is_some_and(|m| {
                     m.iter().filter(|m| m["speaker"] == "agent").count() == replies
                 })
         })
         .await;
     assert_eq!(transcript["framework"], "livekit", "{transcript}");
+    if mode == "voice" {
+        assert_eq!(transcript["channel"], "voice", "{transcript}");
+    }
     let messages = transcript["messages"].as_array().expect("messages");
+    let mut heard = heard.as_array().expect("what was heard").iter();
     for (index, (got, want)) in transcript["turns"]
         .as_array()
         .expect("turns")
@@ -309,14 +334,72 @@ async fn a_real_livekit_agent_session() {
             .iter()
             .collect();
         assert_eq!(said, want_replies, "turn {n} replies");
-        check_calls(&transcript, n, want);
-        check_stage(
-            &got["latency_ms"],
-            &reported[index]["llm_ttft_ms"],
-            script["llm_ttft_ms"].as_f64(),
-            "llm_ttft",
-            n,
+        assert_eq!(
+            got["interrupted"], want["interrupted"],
+            "turn {n} interrupted"
         );
+        if want["interrupted"] == true {
+            // What LiveKit's transcript synchronizer recorded as played when the caller
+            // talked over the reply: a start of it, not the whole text.
+            let heard = heard.next().expect("LiveKit recorded what was heard");
+            let reply = want_replies.last().and_then(|r| r.as_str()).unwrap_or("");
+            let part = heard.as_str().unwrap_or("");
+            assert!(
+                !part.is_empty() && part.len() < reply.len() && reply.starts_with(part),
+                "turn {n}: LiveKit recorded {heard} as heard of {reply:?}"
+            );
+            assert_eq!(got["agent_spoken_text"], *heard, "turn {n} part heard");
+            let reply_message = messages
+                .iter()
+                .rfind(|m| m["turn_number"] == n && m["speaker"] == "agent")
+                .expect("the interrupted reply");
+            assert_eq!(reply_message["interrupted"], true, "{reply_message}");
+            assert_eq!(reply_message["spoken_text"], *heard, "{reply_message}");
+        }
+        check_calls(&transcript, n, want);
+        let framework = &reported[index];
+        if let Some(providers) = script["providers"].as_object() {
+            for (stage, provider) in providers {
+                assert_eq!(
+                    got[&format!("{stage}_provider")],
+                    *provider,
+                    "turn {n} {stage} provider"
+                );
+            }
+        }
+        for stage in [
+            "end_of_utterance",
+            "stt",
+            "llm_ttft",
+            "tts_ttfb",
+            "voice_to_voice",
+        ] {
+            let key = format!("{stage}_ms");
+            assert_eq!(
+                framework[&key].is_number(),
+                script[&key].is_number(),
+                "turn {n}: LiveKit reports {stage} when the script injects it: {framework}"
+            );
+            check_stage(
+                &got["latency_ms"],
+                &framework[&key],
+                script[&key].as_f64(),
+                stage,
+                n,
+            );
+        }
     }
+    check_interruptions(&transcript, turns);
+    assert!(heard.next().is_none(), "one interrupted reply per barge-in");
     t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_livekit_agent_session_in_text_mode() {
+    check_livekit("text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_livekit_agent_session_in_voice_mode() {
+    check_livekit("voice").await;
 }

@@ -77,6 +77,21 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.agent_text = text(span, &["lk.pii.input_text", "lk.input_text"]);
         }
         Role::Tool => {
+            let is_error = span
+                .attributes
+                .bool("lk.function_tool.is_error")
+                .unwrap_or(false);
+            // A failed tool's output is the error text LiveKit gave the LLM (a `ToolError`'s
+            // message, or a fixed text for any other exception), not a result.
+            let output = text(
+                span,
+                &["lk.pii.function_tool.output", "lk.function_tool.output"],
+            );
+            let (result, error_message) = if is_error {
+                (None, output)
+            } else {
+                (output, None)
+            };
             facts.tool = Some(ToolFacts {
                 name: text(span, &["lk.function_tool.name"]),
                 call_id: text(span, &["lk.function_tool.id"]),
@@ -87,15 +102,9 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
                         "lk.function_tool.arguments",
                     ],
                 ),
-                result: text(
-                    span,
-                    &["lk.pii.function_tool.output", "lk.function_tool.output"],
-                ),
-                is_error: span
-                    .attributes
-                    .bool("lk.function_tool.is_error")
-                    .unwrap_or(false),
-                error_message: None,
+                result,
+                is_error,
+                error_message,
             });
         }
         _ => {}
@@ -175,5 +184,34 @@ mod tests {
         assert_eq!(confidence("0"), None);
         assert_eq!(confidence("0.01"), Some(0.01));
         assert_eq!(confidence("0.93"), Some(0.93));
+    }
+
+    #[test]
+    fn a_failed_tool_output_is_its_error_message() {
+        let tool = |is_error: &str| {
+            read(
+                &span("function_tool")
+                    .attr("lk.function_tool.name", "get_forecast")
+                    .attr("lk.function_tool.is_error", is_error)
+                    .attr("lk.pii.function_tool.output", "An internal error occurred")
+                    .build(),
+            )
+            .tool
+            .expect("a tool call")
+        };
+        let failed = tool("true");
+        assert!(failed.is_error);
+        assert_eq!(failed.result, None);
+        assert_eq!(
+            failed.error_message.as_deref(),
+            Some("An internal error occurred")
+        );
+        let succeeded = tool("false");
+        assert!(!succeeded.is_error);
+        assert_eq!(
+            succeeded.result.as_deref(),
+            Some("An internal error occurred")
+        );
+        assert_eq!(succeeded.error_message, None);
     }
 }

@@ -602,6 +602,15 @@ impl<'a> Turn<'a> {
                 .cloned()
                 .unwrap_or_default()
         };
+        // LiveKit traces no STT stage: its `user_turn` carries the STT's provider and model.
+        let stt_fact = |get: fn(&SpanFacts) -> Option<&String>| -> String {
+            let stage = first_of(Role::Stt, get);
+            if stage.is_empty() {
+                first_of(Role::UserTurn, get)
+            } else {
+                stage
+            }
+        };
         let llm = self.with_role(Role::Llm);
         let (input_tokens, output_tokens) = llm.fold((0, 0), |(i, o), n| {
             (
@@ -639,8 +648,8 @@ impl<'a> Turn<'a> {
             interrupted: u8::from(self.interruption_signal().is_some()),
             llm_provider: first_of(Role::Llm, |f| f.provider.as_ref()),
             llm_model: first_of(Role::Llm, |f| f.model.as_ref()),
-            stt_provider: first_of(Role::Stt, |f| f.provider.as_ref()),
-            stt_model: first_of(Role::Stt, |f| f.model.as_ref()),
+            stt_provider: stt_fact(|f| f.provider.as_ref()),
+            stt_model: stt_fact(|f| f.model.as_ref()),
             tts_provider: first_of(Role::Tts, |f| f.provider.as_ref()),
             tts_voice: first_of(Role::Tts, |f| f.voice.as_ref().or(f.model.as_ref())),
             end_of_utterance_ms: eou.ms,

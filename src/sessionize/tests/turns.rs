@@ -84,6 +84,29 @@ fn livekit_sibling_turns() {
 }
 
 #[test]
+fn livekit_stt_provider_and_model_come_from_the_user_turn() {
+    let mut spans = livekit();
+    let user_turn = spans
+        .iter_mut()
+        .find(|s| s.name == "user_turn")
+        .expect("a user turn");
+    for (key, value) in [
+        ("gen_ai.provider.name", "deepgram"),
+        ("gen_ai.request.model", "nova-3"),
+    ] {
+        user_turn
+            .attributes
+            .0
+            .push((key.to_owned(), value.to_owned()));
+    }
+    let d = derive(&spans);
+    assert_eq!(d.turns[0].stt_provider, "deepgram");
+    assert_eq!(d.turns[0].stt_model, "nova-3");
+    // The LLM's provider stays the LLM's.
+    assert_ne!(d.turns[0].llm_provider, "deepgram");
+}
+
+#[test]
 fn any_arrival_order_and_duplicates_give_the_same_rows() {
     for spans in [pipecat(), livekit()] {
         let expected = derive(&spans);
