@@ -715,14 +715,17 @@ fn log_cases(anchor: u64) -> Vec<Case> {
             stored: vec![],
         },
         Case {
-            name: "logs JSON with a wrong value type",
+            name: "logs JSON with a wrong value type (record rejected)",
             sent: logs_http(
-                logs_json(anchor, 57, r#""severityText":5"#),
+                logs_json(anchor, 57, &[r#""severityText":5"#, r#""severityText":"INFO""#]),
                 "application/json",
                 None,
             ),
-            answer: Answer::HttpError(400, "$.resourceLogs[0].scopeLogs[0].logRecords[0].severityText"),
-            stored: vec![logs_in_trace(57, 0)],
+            answer: rejected(
+                1,
+                "a log record: $.resourceLogs[0].scopeLogs[0].logRecords[0].severityText: expected a string, found a number",
+            ),
+            stored: vec![logs_in_trace(57, 1)],
         },
         Case {
             name: "logs with an unsupported Content-Type",
@@ -745,7 +748,7 @@ fn log_cases(anchor: u64) -> Vec<Case> {
         Case {
             name: "valid gzip OTLP/JSON logs, severity by name",
             sent: logs_http(
-                gzip(&logs_json(anchor, 61, r#""severityNumber":"SEVERITY_NUMBER_ERROR""#)),
+                gzip(&logs_json(anchor, 61, &[r#""severityNumber":"SEVERITY_NUMBER_ERROR""#])),
                 "application/json",
                 Some("gzip"),
             ),
@@ -1155,13 +1158,22 @@ fn logs_http(
     }
 }
 
-/// An OTLP/JSON logs request with one record of `trace`; `field` is one more JSON field of
-/// the record, so a case can put a wrong type there.
-fn logs_json(anchor: u64, trace: u64, field: &str) -> Vec<u8> {
+/// An OTLP/JSON logs request with one record of `trace` per entry of `fields`, each entry one
+/// more JSON field of its record, so a case can put a wrong type there.
+fn logs_json(anchor: u64, trace: u64, fields: &[&str]) -> Vec<u8> {
+    let records: Vec<String> = fields
+        .iter()
+        .map(|field| {
+            format!(
+                r#"{{"timeUnixNano":"{anchor}","traceId":"{}","spanId":"{}","body":{{"stringValue":"line"}},{field}}}"#,
+                hex::encode(trace_id(trace)),
+                hex::encode(span_id(1)),
+            )
+        })
+        .collect();
     format!(
-        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{anchor}","traceId":"{}","spanId":"{}","body":{{"stringValue":"line"}},{field}}}]}}]}}]}}"#,
-        hex::encode(trace_id(trace)),
-        hex::encode(span_id(1)),
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        records.join(",")
     )
     .into_bytes()
 }

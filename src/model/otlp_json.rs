@@ -12,7 +12,8 @@
 //! neither hex nor base64) rejects that span, with the path of the offending field, as the
 //! conversion rejects a span with a bad id; the other spans are kept. In a resource or a scope
 //! it rejects the spans under it. A body that is not JSON, or whose lists of resources, scopes
-//! and spans cannot be read as lists of objects, is refused whole.
+//! and spans cannot be read as lists of objects, is refused whole. Log records are read the
+//! same way.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -43,76 +44,147 @@ pub struct Decoded {
 }
 
 pub fn decode(body: &[u8]) -> Result<Decoded, JsonError> {
-    let root: Value = serde_json::from_slice(body)?;
-    let at = At::ROOT;
-    let root = object(&root, &at)?;
     let mut rejected = Vec::new();
-    let resource_spans = list(
-        root,
-        ["resourceSpans", "resource_spans"],
-        &at,
-        |value, at| resource_spans(value, at, &mut rejected),
-    )?;
+    let resource_spans = read_request(body, &SPANS, &mut rejected)?
+        .into_iter()
+        .map(|(resource, scopes)| ResourceSpans {
+            resource,
+            scope_spans: scopes
+                .into_iter()
+                .map(|(scope, spans)| ScopeSpans { scope, spans })
+                .collect(),
+        })
+        .collect();
     Ok(Decoded {
         request: ExportTraceServiceRequest { resource_spans },
         rejected,
     })
 }
 
-fn resource_spans(
-    value: &Value,
-    at: &At,
+/// An OTLP/JSON logs request, decoded the same way as traces: a log record that cannot be
+/// read is left out and described in the returned lines.
+pub fn decode_logs(body: &[u8]) -> Result<(ExportLogsServiceRequest, Vec<String>), JsonError> {
+    let mut rejected = Vec::new();
+    let resource_logs = read_request(body, &LOG_RECORDS, &mut rejected)?
+        .into_iter()
+        .map(|(resource, scopes)| ResourceLogs {
+            resource,
+            scope_logs: scopes
+                .into_iter()
+                .map(|(scope, log_records)| ScopeLogs { scope, log_records })
+                .collect(),
+        })
+        .collect();
+    Ok((ExportLogsServiceRequest { resource_logs }, rejected))
+}
+
+/// What differs between a traces and a logs request: the names of the three nested lists and
+/// how one item (a span, a log record) is read and named to the client.
+struct Shape<T> {
+    resources: [&'static str; 2],
+    scopes: [&'static str; 2],
+    items: [&'static str; 2],
+    /// "span", "log record": how an item without a name is called.
+    what: &'static str,
+    read: fn(&Value, &At) -> Result<T, JsonError>,
+    name: fn(&T) -> Option<String>,
+}
+
+const SPANS: Shape<WireSpan> = Shape {
+    resources: ["resourceSpans", "resource_spans"],
+    scopes: ["scopeSpans", "scope_spans"],
+    items: ["spans", "spans"],
+    what: "span",
+    read: span,
+    name: |wire| Some(String::from_utf8_lossy(&wire.name).into_owned()),
+};
+
+const LOG_RECORDS: Shape<WireLogRecord> = Shape {
+    resources: ["resourceLogs", "resource_logs"],
+    scopes: ["scopeLogs", "scope_logs"],
+    items: ["logRecords", "log_records"],
+    what: "log record",
+    read: log_record,
+    name: |_| None,
+};
+
+type Scoped<T> = (Option<InstrumentationScope>, Vec<T>);
+type Resourced<T> = (Option<Resource>, Vec<Scoped<T>>);
+
+fn read_request<T>(
+    body: &[u8],
+    shape: &Shape<T>,
     rejected: &mut Vec<String>,
-) -> Result<ResourceSpans, JsonError> {
-    let obj = object(value, at)?;
-    let mut scope_spans = list(obj, ["scopeSpans", "scope_spans"], at, |value, at| {
-        scope_spans(value, at, rejected)
-    })?;
-    let resource = message(obj, ["resource", "resource"], at, resource).unwrap_or_else(|err| {
-        let spans = scope_spans.iter_mut().flat_map(|s| s.spans.drain(..));
-        reject_all(spans, &err, rejected);
-        None
-    });
-    Ok(ResourceSpans {
-        resource,
-        scope_spans,
+) -> Result<Vec<Resourced<T>>, JsonError> {
+    let root: Value = serde_json::from_slice(body)?;
+    let at = At::ROOT;
+    let root = object(&root, &at)?;
+    list(root, shape.resources, &at, |value, at| {
+        read_resource(value, at, shape, rejected)
     })
 }
 
-fn scope_spans(
+fn read_resource<T>(
     value: &Value,
     at: &At,
+    shape: &Shape<T>,
     rejected: &mut Vec<String>,
-) -> Result<ScopeSpans, JsonError> {
+) -> Result<Resourced<T>, JsonError> {
     let obj = object(value, at)?;
-    let mut spans = Vec::new();
-    list(obj, ["spans", "spans"], at, |value, at| {
-        match span(value, at) {
-            Ok(wire) => spans.push(wire),
-            Err(err) => rejected.push(format!("{}: {err}", label(value))),
+    let mut scopes = list(obj, shape.scopes, at, |value, at| {
+        read_scope(value, at, shape, rejected)
+    })?;
+    let resource = message(obj, ["resource", "resource"], at, resource).unwrap_or_else(|err| {
+        let items = scopes.iter_mut().flat_map(|(_, items)| items.drain(..));
+        reject_all(items, shape, &err, rejected);
+        None
+    });
+    Ok((resource, scopes))
+}
+
+fn read_scope<T>(
+    value: &Value,
+    at: &At,
+    shape: &Shape<T>,
+    rejected: &mut Vec<String>,
+) -> Result<Scoped<T>, JsonError> {
+    let obj = object(value, at)?;
+    let mut items = Vec::new();
+    list(obj, shape.items, at, |value, at| {
+        match (shape.read)(value, at) {
+            Ok(item) => items.push(item),
+            Err(err) => rejected.push(format!("{}: {err}", label(value, shape.what))),
         }
         Ok(())
     })?;
     let scope = message(obj, ["scope", "scope"], at, scope).unwrap_or_else(|err| {
-        reject_all(spans.drain(..), &err, rejected);
+        reject_all(items.drain(..), shape, &err, rejected);
         None
     });
-    Ok(ScopeSpans { scope, spans })
+    Ok((scope, items))
 }
 
-/// Rejects spans that were read but sit under a resource or scope that could not be.
-fn reject_all(spans: impl Iterator<Item = WireSpan>, err: &JsonError, rejected: &mut Vec<String>) {
-    for wire in spans {
-        let name = otlp::shown(&String::from_utf8_lossy(&wire.name));
-        rejected.push(format!("'{name}': {err}"));
+/// Rejects items that were read but sit under a resource or scope that could not be.
+fn reject_all<T>(
+    items: impl Iterator<Item = T>,
+    shape: &Shape<T>,
+    err: &JsonError,
+    rejected: &mut Vec<String>,
+) {
+    for item in items {
+        let name = match (shape.name)(&item) {
+            Some(name) => format!("'{}'", otlp::shown(&name)),
+            None => format!("a {}", shape.what),
+        };
+        rejected.push(format!("{name}: {err}"));
     }
 }
 
-/// How a span that could not be read is named to the client: by its name if that is a string.
-fn label(value: &Value) -> String {
+/// How an item that could not be read is named to the client: by its name if that is a string.
+fn label(value: &Value, what: &str) -> String {
     match value.get("name").and_then(Value::as_str) {
         Some(name) => format!("'{}'", otlp::shown(name)),
-        None => "a span".to_owned(),
+        None => format!("a {what}"),
     }
 }
 
@@ -157,32 +229,6 @@ fn span(value: &Value, at: &At) -> Result<WireSpan, JsonError> {
                 code: enumeration(obj, ["code", "code"], at, STATUS_CODES)?,
             })
         })?,
-    })
-}
-
-/// An OTLP/JSON logs request, decoded the same way as traces.
-pub fn decode_logs(body: &[u8]) -> Result<ExportLogsServiceRequest, JsonError> {
-    let root: Value = serde_json::from_slice(body)?;
-    let at = At::ROOT;
-    let root = object(&root, &at)?;
-    Ok(ExportLogsServiceRequest {
-        resource_logs: list(root, ["resourceLogs", "resource_logs"], &at, resource_logs)?,
-    })
-}
-
-fn resource_logs(value: &Value, at: &At) -> Result<ResourceLogs, JsonError> {
-    let obj = object(value, at)?;
-    Ok(ResourceLogs {
-        resource: message(obj, ["resource", "resource"], at, resource)?,
-        scope_logs: list(obj, ["scopeLogs", "scope_logs"], at, scope_logs)?,
-    })
-}
-
-fn scope_logs(value: &Value, at: &At) -> Result<ScopeLogs, JsonError> {
-    let obj = object(value, at)?;
-    Ok(ScopeLogs {
-        scope: message(obj, ["scope", "scope"], at, scope)?,
-        log_records: list(obj, ["logRecords", "log_records"], at, log_record)?,
     })
 }
 

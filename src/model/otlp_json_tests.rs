@@ -604,16 +604,22 @@ fn logs_decode_like_their_protobuf() {
             "traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","eventName":"tool.error","attributes":[]}}]}}]}}]}}"#
     );
     for body in [serialized, by_hand] {
-        let decoded = decode_logs(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let (decoded, unreadable) =
+            decode_logs(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        assert!(unreadable.is_empty(), "{unreadable:?}");
         let via_json = log::convert(decoded, &limits, NOW);
         assert_eq!(via_json.records, via_protobuf.records, "{body}");
         assert!(via_json.rejected.is_empty() && via_json.repaired.is_empty());
     }
     assert_eq!(via_protobuf.records[0].severity_number, 17);
-    let wrong =
-        decode_logs(br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":"text"}]}]}]}"#);
-    assert!(
-        matches!(&wrong, Err(JsonError::Shape { path, .. }) if path == "$.resourceLogs[0].scopeLogs[0].logRecords[0].body"),
-        "{wrong:?}"
+    // A record that cannot be read is left out and named; the one beside it is kept.
+    let (request, unreadable) = decode_logs(
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":"text"},{"body":{"stringValue":"kept"}}]}]}]}"#,
+    )
+    .expect("the request reads");
+    assert_eq!(request.resource_logs[0].scope_logs[0].log_records.len(), 1);
+    assert_eq!(
+        unreadable,
+        ["a log record: $.resourceLogs[0].scopeLogs[0].logRecords[0].body: expected an object, found a string"]
     );
 }

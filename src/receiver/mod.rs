@@ -190,7 +190,7 @@ impl Signal for Logs {
     fn decode_json(
         body: &[u8],
     ) -> Result<(ExportLogsServiceRequest, Vec<String>), otlp_json::JsonError> {
-        otlp_json::decode_logs(body).map(|request| (request, Vec::new()))
+        otlp_json::decode_logs(body)
     }
 
     fn convert(
