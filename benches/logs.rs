@@ -42,6 +42,7 @@ async fn load(client: &clickhouse::Client, sessions: u64, base: u64, step_ms: u6
         let n = CHUNK.min(sessions - first);
         for sql in [
             synthetic::sessions_sql(first, n, base, step_ms),
+            synthetic::session_starts_sql(first, n, base, step_ms),
             synthetic::messages_sql(first, n, base, step_ms),
             synthetic::turns_sql(first, n, base, step_ms),
         ] {
@@ -146,7 +147,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let keep = env("CONVOLOG_BENCH_KEEP").is_some();
-    let database = format!("convolog_bench_{sessions}_v2");
+    let database = format!("convolog_bench_{sessions}_v3");
     let mut config = Config::default();
     config.clickhouse.url = url.clone();
     config.clickhouse.database = database.clone();
@@ -170,7 +171,13 @@ async fn main() {
     let have = count(&client, "SELECT count() FROM sessions").await;
     if have != sessions {
         if have != 0 {
-            for table in ["sessions", "messages", "turns", "session_annotations"] {
+            for table in [
+                "sessions",
+                "session_starts",
+                "messages",
+                "turns",
+                "session_annotations",
+            ] {
                 client
                     .query(&format!("TRUNCATE TABLE {table}"))
                     .execute()

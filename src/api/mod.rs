@@ -261,7 +261,7 @@ async fn get_timeline(
     // One span more than shown says whether the waterfall is cut.
     let (events, mut spans) = futures::try_join!(
         store.timeline_events(id, revision),
-        store.waterfall_spans(id, revision, timeline::MAX_SPANS + 1),
+        store.waterfall_spans(&detail.session, timeline::MAX_SPANS + 1),
     )?;
     let truncated = spans.len() as u64 > timeline::MAX_SPANS;
     spans.truncate(timeline::MAX_SPANS as usize);
@@ -332,10 +332,7 @@ async fn get_summary(
         .session_detail(&id)
         .await?
         .ok_or_else(|| no_session(&id))?;
-    let latency = store
-        .stage_percentiles(&id, detail.session.revision)
-        .await?;
-    Ok(Json(sessions::SessionJson::summary(&detail, &latency)))
+    Ok(Json(sessions::SessionJson::summary(&detail)))
 }
 
 const MAX_LABEL_CHARS: usize = 64;

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "timeline events",
         include_str!("../../migrations/0005_timeline_events.sql"),
     ),
+    (
+        8,
+        "sessions by start",
+        include_str!("../../migrations/0008_sessions_by_start.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

@@ -21,7 +21,7 @@ pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
 pub use list::{SessionPage, SessionStream};
 pub use migrations::{statements, MIGRATIONS};
-pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
+pub use reads::{SessionDetail, WaterfallRow};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Reads for the API: one session at its current revision, with its children, its timeline
-//! events, its spans as a waterfall and its latency percentiles.
+//! events and its spans as a waterfall.
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -27,35 +27,6 @@ pub struct WaterfallRow {
     pub status_message: String,
 }
 
-/// The per-turn latency stages, each a `<stage>_ms` column of `turns`.
-const LATENCY_STAGES: &[&str] = &[
-    "voice_to_voice",
-    "end_of_utterance",
-    "stt",
-    "llm_ttft",
-    "tts_ttfb",
-    "tool",
-];
-
-/// One latency stage over a session's turns that measured it.
-#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
-pub struct StagePercentiles {
-    pub stage: String,
-    pub count: u64,
-    pub p50: Option<f64>,
-    pub p90: Option<f64>,
-    pub p95: Option<f64>,
-    pub max: Option<f64>,
-}
-
-/// Nearest-rank percentile `q` of a Nullable column over the rows read, NULL for none: the
-/// same definition as [`crate::sessionize::percentile`], which fills the session row.
-fn nearest_rank(column: &str, q: &str) -> String {
-    format!(
-        "if(count({column}) = 0, NULL, arraySort(groupArray({column}))[toUInt64(greatest(1, ceil({q} * count({column}))))])"
-    )
-}
-
 #[derive(Debug, Clone)]
 pub struct SessionDetail {
     /// The stored row, every column.
@@ -79,9 +50,12 @@ impl Store {
             .timed("session", async {
                 Ok(self
                     .client
-                    // The table, not the view: a WHERE does not reach below FINAL in a view on 18.16.
+                    // Found through its starts (the table is keyed by start). The table, not
+                    // the view: a WHERE does not reach below FINAL in a view on 18.16.
                     .query(
-                        "SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0",
+                        "SELECT ?fields FROM sessions FINAL WHERE (start_time_unix_nano, session_id) IN \
+                         (SELECT start_time_unix_nano, session_id FROM session_starts WHERE session_id = ?) \
+                         AND deleted = 0 ORDER BY revision DESC LIMIT 1",
                     )
                     .bind(session_id)
                     .fetch_optional::<SessionRow>()
@@ -92,19 +66,21 @@ impl Store {
             return Ok(None);
         };
         // What readers see of it, at the same revision as the row (state and outcome are ALIAS
-        // columns, the one place they are defined).
+        // columns, the one place they are defined), read with its children at once.
         let view_sql = with_annotations(
             &format!(
-                "SELECT *, {SEMANTICS} FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1"
+                "SELECT *, {SEMANTICS} FROM sessions \
+                 WHERE start_time_unix_nano = ? AND session_id = ? AND revision = ? LIMIT 1"
             ),
             Some("session_id = ?"),
             "session_id",
         );
-        let view = self
-            .timed("session view", async {
+        let view = async {
+            self.timed("session view", async {
                 Ok(self
                     .client
                     .query(&view_sql)
+                    .bind(session.start_time_unix_nano)
                     .bind(session_id)
                     .bind(session.revision)
                     .bind(session_id)
@@ -115,10 +91,11 @@ impl Store {
             // Only a newer revision merged over this one in between: reading again finds it.
             .ok_or_else(|| {
                 StoreError::Unavailable(format!("session {session_id:?} changed while read"))
-            })?;
+            })
+        };
         let revision = session.revision;
-        // The child tables are independent: read them at once.
-        let (turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
+        let (view, turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
+            view,
             self.children("turns", "turn_number", session_id, revision),
             self.children("messages", "message_index", session_id, revision),
             self.children("tool_calls", "call_index", session_id, revision),
@@ -146,13 +123,12 @@ impl Store {
             .await
     }
 
-    /// The first `limit` spans of the session's traces at `revision` by start (ties: span id,
-    /// then trace id), each span once (its latest copy). The limit is in the query, so a
-    /// session of any size costs at most `limit` rows here.
+    /// The first `limit` spans of the session's traces (as of its row `session`) by start
+    /// (ties: span id, then trace id), each span once (its latest copy). The limit is in the
+    /// query, so a session of any size costs at most `limit` rows here.
     pub async fn waterfall_spans(
         &self,
-        session_id: &str,
-        revision: u64,
+        session: &SessionRow,
         limit: u64,
     ) -> Result<Vec<WaterfallRow>, StoreError> {
         self.timed("waterfall spans", async {
@@ -163,53 +139,19 @@ impl Store {
                          SELECT trace_id, span_id, parent_span_id, name, kind, service_name, \
                              start_time_unix_nano, duration_ns, status_code, status_message \
                          FROM spans \
-                         WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions WHERE session_id = ? AND revision = ?) \
+                         WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions \
+                             WHERE start_time_unix_nano = ? AND session_id = ? AND revision = ?) \
                          ORDER BY trace_id, span_id, ingested_at_unix_nano DESC \
                          LIMIT 1 BY trace_id, span_id) \
                      ORDER BY start_time_unix_nano, span_id, trace_id \
                      LIMIT ?",
                 )
-                .bind(session_id)
-                .bind(revision)
+                .bind(session.start_time_unix_nano)
+                .bind(&session.session_id)
+                .bind(session.revision)
                 .bind(limit)
                 .fetch_all::<WaterfallRow>()
                 .await?)
-        })
-        .await
-    }
-
-    /// Percentiles of each of [`LATENCY_STAGES`] over the session's stored turns at
-    /// `revision`, in that order.
-    pub async fn stage_percentiles(
-        &self,
-        session_id: &str,
-        revision: u64,
-    ) -> Result<Vec<StagePercentiles>, StoreError> {
-        let selects: Vec<String> = LATENCY_STAGES
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| {
-                let column = format!("{stage}_ms");
-                format!(
-                    "SELECT {i} AS position, '{stage}' AS stage, count({column}) AS count, {} AS p50, {} AS p90, {} AS p95, {} AS max \
-                     FROM turns WHERE session_id = ? AND revision = ?",
-                    nearest_rank(&column, "0.5"),
-                    nearest_rank(&column, "0.9"),
-                    nearest_rank(&column, "0.95"),
-                    nearest_rank(&column, "1.0"),
-                )
-            })
-            .collect();
-        let sql = format!(
-            "SELECT ?fields FROM ({}) ORDER BY position",
-            selects.join(" UNION ALL ")
-        );
-        self.timed("stage percentiles", async {
-            let mut query = self.client.query(&sql);
-            for _ in LATENCY_STAGES {
-                query = query.bind(session_id).bind(revision);
-            }
-            Ok(query.fetch_all::<StagePercentiles>().await?)
         })
         .await
     }
