@@ -383,6 +383,7 @@ async fn a_trace_that_cannot_be_derived_does_not_block_the_others() {
     t.send_grpc(&specs, anchor(), 100).await;
     t.transcript_when("beside-bad", turns_done(3)).await;
     let skipped = "convolog_sessionize_skipped_traces_total";
-    assert!(wait_until(async || t.app.metrics.value(skipped) == Some(1.0)).await);
+    // Once by the live pass, and once more if the start-up catch-up already saw the span.
+    assert!(wait_until(async || t.app.metrics.value(skipped).is_some_and(|n| n >= 1.0)).await);
     t.stop().await;
 }
