@@ -147,7 +147,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let keep = env("CONVOLOG_BENCH_KEEP").is_some();
-    let database = format!("convolog_bench_{sessions}_v3");
+    let database = format!("convolog_bench_{sessions}_v2");
     let mut config = Config::default();
     config.clickhouse.url = url.clone();
     config.clickhouse.database = database.clone();

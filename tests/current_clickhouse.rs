@@ -1,4 +1,4 @@
-//! The schema and the list queries also run on a current ClickHouse (chDB, embedded), not only
+//! The schema, the list queries and the reads by id also run on a current ClickHouse (chDB, embedded), not only
 //! on the 18.16 server the other integration tests use.
 
 mod common;
@@ -83,6 +83,7 @@ fn schema_and_list_queries_run_on_current_clickhouse() {
             }
         }
     }
+    queries.extend(store.rendered_read_sql());
     let work = serde_json::json!({ "setup": setup, "queries": queries });
     let mut child = Command::new(python())
         .args(["-c", CHECK])

@@ -20,6 +20,23 @@ struct TraceSession {
     session_id: String,
 }
 
+/// The condition that picks the `sessions` rows of the ids in `ids` (an IN list): their
+/// keys, found through `session_starts` (`sessions` is keyed by start).
+pub(super) fn by_id(ids: &str) -> String {
+    format!(
+        "(start_time_unix_nano, session_id) IN \
+         (SELECT start_time_unix_nano, session_id FROM session_starts WHERE session_id IN {ids})"
+    )
+}
+
+/// The latest row at each key of the sessions in an IN list of `n` ids.
+pub(super) fn session_rows_sql(n: usize) -> String {
+    format!(
+        "SELECT ?fields FROM sessions FINAL WHERE {}",
+        by_id(&placeholders(n))
+    )
+}
+
 /// A start time a session's rows have been written at (a key of `sessions`).
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 struct SessionStart {
@@ -146,11 +163,7 @@ impl Store {
     ) -> Result<Vec<SessionRow>, StoreError> {
         let mut out = Vec::new();
         for chunk in in_chunks(session_ids) {
-            let sql = format!(
-                "SELECT ?fields FROM sessions FINAL WHERE (start_time_unix_nano, session_id) IN \
-                 (SELECT start_time_unix_nano, session_id FROM session_starts WHERE session_id IN {})",
-                placeholders(chunk.len())
-            );
+            let sql = session_rows_sql(chunk.len());
             let rows = self
                 .timed("session rows", async {
                     let mut query = self.client.query(&sql);

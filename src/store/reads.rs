@@ -4,7 +4,9 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
+use super::derived::{by_id, session_rows_sql};
 use super::list::{with_annotations, SEMANTICS};
+use super::spans::{traces_ingested_sql, SPAN_PARTITIONS_WRITTEN};
 use super::{Store, StoreError};
 use crate::model::conversation::{
     InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow, ToolCallRow,
@@ -25,6 +27,15 @@ pub struct WaterfallRow {
     pub duration_ns: u64,
     pub status_code: String,
     pub status_message: String,
+}
+
+/// A session's current row by id. The table, not the view: a WHERE does not reach below
+/// FINAL in a view on 18.16.
+pub(super) fn session_sql() -> String {
+    format!(
+        "SELECT ?fields FROM sessions FINAL WHERE {} AND deleted = 0 ORDER BY revision DESC LIMIT 1",
+        by_id("(?)")
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -50,13 +61,7 @@ impl Store {
             .timed("session", async {
                 Ok(self
                     .client
-                    // Found through its starts (the table is keyed by start). The table, not
-                    // the view: a WHERE does not reach below FINAL in a view on 18.16.
-                    .query(
-                        "SELECT ?fields FROM sessions FINAL WHERE (start_time_unix_nano, session_id) IN \
-                         (SELECT start_time_unix_nano, session_id FROM session_starts WHERE session_id = ?) \
-                         AND deleted = 0 ORDER BY revision DESC LIMIT 1",
-                    )
+                    .query(&session_sql())
                     .bind(session_id)
                     .fetch_optional::<SessionRow>()
                     .await?)
@@ -154,6 +159,40 @@ impl Store {
                 .await?)
         })
         .await
+    }
+
+    /// The reads by id and the catch-up's SQL with values bound, as ClickHouse receives
+    /// them: for checking the SQL on other ClickHouse releases.
+    #[doc(hidden)]
+    pub fn rendered_read_sql(&self) -> Vec<String> {
+        let fields: Vec<String> = <SessionRow as Row>::COLUMN_NAMES
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect();
+        let render = |query: clickhouse::query::Query| {
+            query
+                .sql_display()
+                .to_string()
+                .replace("?fields", &fields.join(", "))
+        };
+        vec![
+            render(self.client.query(&session_sql()).bind("a'b")),
+            render(self.client.query(&session_rows_sql(2)).bind("a").bind("b")),
+            render(
+                self.client
+                    .query(SPAN_PARTITIONS_WRITTEN)
+                    .bind(&self.database)
+                    .bind(5u32),
+            ),
+            render(
+                self.client
+                    .query(&traces_ingested_sql(2))
+                    .bind(20261201u32)
+                    .bind(19700101u32)
+                    .bind(1u64)
+                    .bind(2u64),
+            ),
+        ]
     }
 
     async fn children<T>(

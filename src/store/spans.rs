@@ -246,6 +246,19 @@ impl SpanRow {
 /// stamps parts) may disagree without the catch-up missing a span.
 const CATCH_UP_CLOCK_SLACK_SECONDS: u64 = 3600;
 
+/// The partitions of `spans` with a part written since an instant (seconds).
+pub(super) const SPAN_PARTITIONS_WRITTEN: &str = "SELECT DISTINCT partition FROM system.parts \
+     WHERE database = ? AND table = 'spans' AND active AND modification_time >= toDateTime(?)";
+
+/// Traces with spans ingested in a range, in `days` days (partitions) of `spans`.
+pub(super) fn traces_ingested_sql(days: usize) -> String {
+    format!(
+        "SELECT DISTINCT trace_id FROM spans WHERE toYYYYMMDD(start_time) IN {} \
+         AND ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ?",
+        placeholders(days)
+    )
+}
+
 /// The days (`toYYYYMMDD(start_time)`, the partition key of `spans`) of these partitions.
 fn partition_days(partitions: &[String]) -> Result<Vec<u32>, StoreError> {
     partitions
@@ -351,10 +364,7 @@ impl Store {
             .timed("span partitions written", async {
                 Ok(self
                     .client
-                    .query(
-                        "SELECT DISTINCT partition FROM system.parts WHERE database = ? \
-                         AND table = 'spans' AND active AND modification_time >= toDateTime(?)",
-                    )
+                    .query(SPAN_PARTITIONS_WRITTEN)
                     .bind(&self.database)
                     .bind(u32::try_from(written_since).unwrap_or(u32::MAX))
                     .fetch_all::<String>()
@@ -365,11 +375,7 @@ impl Store {
         if days.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT DISTINCT trace_id FROM spans WHERE toYYYYMMDD(start_time) IN {} \
-             AND ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ?",
-            placeholders(days.len())
-        );
+        let sql = traces_ingested_sql(days.len());
         self.timed("traces ingested", async {
             let mut query = self.client.query(&sql);
             for day in &days {
