@@ -240,10 +240,17 @@ fn candidates_sql(
 fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
     let mut sql = Sql::default();
     let order = order_and_after(sort, None, &mut sql);
+    // The starts alone as well: 18.16 narrows the granules to read by a list of values of
+    // the first key column, not by a list of tuples.
     let keys = || {
         candidates
             .iter()
-            .map(|c| Bind::Key(c.start_time_unix_nano, c.session_id.clone()))
+            .map(|c| Bind::U64(c.start_time_unix_nano))
+            .chain(
+                candidates
+                    .iter()
+                    .map(|c| Bind::Key(c.start_time_unix_nano, c.session_id.clone())),
+            )
     };
     sql.binds.extend(keys());
     sql.binds.extend(
@@ -253,11 +260,14 @@ fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
     );
     sql.binds.extend(keys());
     let marks = vec!["?"; candidates.len().max(1)].join(", ");
+    let at_keys = format!(
+        "start_time_unix_nano IN ({marks}) AND (start_time_unix_nano, session_id) IN ({marks})"
+    );
     let sessions = format!(
-        "SELECT *, {SEMANTICS} FROM sessions WHERE (start_time_unix_nano, session_id) IN ({marks}) \
+        "SELECT *, {SEMANTICS} FROM sessions WHERE {at_keys} \
          AND deleted = 0 AND (session_id, revision) IN ({marks}) \
          AND (session_id, revision) IN (SELECT session_id, max(revision) FROM sessions \
-         WHERE (start_time_unix_nano, session_id) IN ({marks}) GROUP BY session_id) \
+         WHERE {at_keys} GROUP BY session_id) \
          ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}"
     );
     (with_annotations(&sessions, None, &order), sql)
