@@ -12,6 +12,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 use convolog::model::otlp::{self, SpanLimits};
+use convolog::model::TraceId;
+use convolog::pipeline::session_cache::SessionCache;
 use convolog::sessionize;
 
 use common::{float as seconds, text};
@@ -162,6 +164,33 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // What a pass costs per new span, from memory: the conversation arrives a turn at a time
+    // (as a 5-second export schedule sends it) and each arrival derives its session again.
+    // A 3-turn call against a 60-minute one of 3,000 spans, and 300 per-turn traces.
+    let mut group = c.benchmark_group("pass_per_new_span");
+    group.sample_size(10);
+    for (name, spans) in [
+        ("3_turns_one_trace", convert(&conversation(3), &limits, now)),
+        (
+            "600_turns_3001_spans_one_trace",
+            convert(&conversation(600), &limits, now),
+        ),
+        (
+            "300_turns_one_trace_per_turn",
+            trace_per_turn(&convert(&conversation(300), &limits, now)),
+        ),
+    ] {
+        group.throughput(Throughput::Elements(spans.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || arrivals(&spans),
+                derive_at_each_arrival,
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+
     // Every span looks at its ancestors (session key, turn, failed stage): this must stay
     // linear in the depth of the trace.
     let chain = parent_chain(40_000, &spans[0]);
@@ -175,6 +204,66 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+fn convert(
+    request: &ExportTraceServiceRequest,
+    limits: &SpanLimits,
+    now: u64,
+) -> Vec<convolog::model::Span> {
+    let bytes = request.encode_to_vec();
+    let decoded = otlp::ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes");
+    otlp::convert(decoded, limits, now).spans
+}
+
+/// The same conversation as one trace per turn, each turn span a root (OpenInference's shape).
+fn trace_per_turn(spans: &[convolog::model::Span]) -> Vec<convolog::model::Span> {
+    spans
+        .iter()
+        .filter(|s| s.name != "conversation")
+        .map(|s| {
+            let mut span = s.clone();
+            let turn = (u64::from_be_bytes(*s.span_id.as_bytes()) - 1) / 10;
+            let mut trace = [7u8; 16];
+            trace[8..].copy_from_slice(&turn.to_be_bytes());
+            span.trace_id = TraceId::from(trace);
+            if span.name == "turn" {
+                span.parent_span_id = None;
+            }
+            span
+        })
+        .collect()
+}
+
+/// The spans in groups as they end: each turn's spans, then the root.
+fn arrivals(spans: &[convolog::model::Span]) -> Vec<Vec<convolog::model::Span>> {
+    let mut sorted = spans.to_vec();
+    sorted.sort_by_key(|s| s.end_unix_nano);
+    sorted.chunks(5).map(<[_]>::to_vec).collect()
+}
+
+/// What the sessionizer does per arrival with the conversation in memory: keep the new spans,
+/// see whether the session's inputs changed, derive it from all of its spans.
+fn derive_at_each_arrival(arrivals: Vec<Vec<convolog::model::Span>>) {
+    let mut cache = SessionCache::new(usize::MAX);
+    let mut traces = std::collections::BTreeSet::new();
+    for (stamp, batch) in (1..).zip(arrivals) {
+        let new: Vec<String> = batch.iter().map(|s| s.trace_id.to_hex()).collect();
+        cache.add_stored(stamp, batch);
+        for trace in cache.not_whole(&new) {
+            cache.make_whole(&trace, Vec::new(), None);
+        }
+        traces.extend(new);
+        std::hint::black_box(cache.inputs("bench", &traces));
+        let spans = traces.iter().filter_map(|t| cache.spans(t)).flatten();
+        std::hint::black_box(sessionize::sessionize(
+            "bench",
+            spans,
+            stamp,
+            0,
+            &sessionize::Rules::default(),
+        ));
+    }
 }
 
 /// `len` copies of `template`, each the parent of the next, each with a session key.

@@ -2,7 +2,10 @@
 # Ingest benchmark: a private ClickHouse and a release `convolog serve` on free ports, driven by
 # the pre-encoded OTLP/gRPC load generator in benches/ingest.rs; prints one table.
 #
-#   scripts/bench-ingest.sh [--rotel] [LOAD OPTIONS]
+#   scripts/bench-ingest.sh [--rotel] [--convolog PATH] [LOAD OPTIONS]
+#
+# --convolog PATH runs that convolog binary instead of building this tree's (to compare two
+# versions under the same conditions, e.g. one built from an earlier commit).
 #
 # LOAD OPTIONS go to the load generator (defaults: --duration 20 --in-flight 32 --spans 400
 # --runs 2 --connections 4 --settle 10 --freshness-duration 20); `cargo bench --bench ingest
@@ -19,12 +22,18 @@ rotel_version=0.0.1a15
 database=bench
 logs=target/bench-ingest
 with_rotel=""
+convolog_bin=""
 load_args=()
-for arg in "$@"; do
-  case "$arg" in
+while [ $# -gt 0 ]; do
+  case "$1" in
   --rotel) with_rotel=1 ;;
-  *) load_args+=("$arg") ;;
+  --convolog)
+    convolog_bin="$2"
+    shift
+    ;;
+  *) load_args+=("$1") ;;
   esac
+  shift
 done
 
 work=""
@@ -110,7 +119,10 @@ load() { # OUT_FILE ARGS...: the load generator, built with the bench profile (r
 }
 
 echo "building (release)" >&2
-cargo build -q --release --bin convolog
+if [ -z "$convolog_bin" ]; then
+  cargo build -q --release --bin convolog
+  convolog_bin=target/release/convolog
+fi
 cargo bench -q --bench ingest --no-run
 
 if [ -n "$with_rotel" ]; then
@@ -146,7 +158,7 @@ CONVOLOG_CLICKHOUSE_DATABASE="$database" \
 CONVOLOG_GRPC_LISTEN="127.0.0.1:$grpc_port" \
 CONVOLOG_HTTP_LISTEN="127.0.0.1:$http_port" \
 CONVOLOG_API_LISTEN="127.0.0.1:$api_port" \
-  target/release/convolog serve >"$logs/convolog.log" 2>&1 &
+  "$convolog_bin" serve >"$logs/convolog.log" 2>&1 &
 convolog_pid=$!
 wait_until "$convolog_pid" "$logs/convolog.log" answers "http://127.0.0.1:$api_port/readyz"
 

@@ -2,8 +2,10 @@
 # Installs (if needed) and starts a private ClickHouse server for development, tests and the
 # quickstart: its own config, data and log directory, its own ports, no systemd.
 #
-#   scripts/clickhouse.sh start DIR HTTP_PORT   # prints nothing; returns once SELECT 1 answers
-#   scripts/clickhouse.sh stop DIR
+#   scripts/clickhouse.sh start DIR HTTP_PORT [TIMEZONE]  # returns once SELECT 1 answers
+#   scripts/clickhouse.sh stop DIR                        # returns once the server is gone
+#
+# TIMEZONE (e.g. Asia/Kolkata) sets the server's <timezone>; by default it is the machine's.
 set -euo pipefail
 
 cmd=${1:?usage: clickhouse.sh start|stop DIR [HTTP_PORT]}
@@ -22,6 +24,7 @@ start)
   http_port=${3:-18123}
   tcp_port=$((http_port + 1))
   interserver_port=$((http_port + 2))
+  timezone=${4:-}
   install_server
   mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
   # Take the distribution's config and rewrite only paths and ports; TLS ports are dropped
@@ -36,6 +39,11 @@ start)
       -e "s#<interserver_http_port>9009</interserver_http_port>#<interserver_http_port>$interserver_port</interserver_http_port>#" \
       -e "/<https_port>/d" -e "/<tcp_port_secure>/d" -e "/<listen_host>::1<\/listen_host>/d" \
       /etc/clickhouse-server/config.xml > "$dir/config.xml"
+  if [ -n "$timezone" ]; then
+    sed -i -e "s#<!-- <timezone>.*</timezone> -->#<timezone>$timezone</timezone>#" "$dir/config.xml"
+    grep -q "<timezone>$timezone</timezone>" "$dir/config.xml" \
+      || { echo "could not set the time zone in $dir/config.xml" >&2; exit 1; }
+  fi
   cp /etc/clickhouse-server/users.xml "$dir/users.xml"
   if curl -fsS "http://127.0.0.1:$http_port/?query=SELECT%201" >/dev/null 2>&1; then
     exit 0
@@ -54,7 +62,17 @@ start)
   ;;
 stop)
   if [ -f "$dir/pid" ]; then
-    kill "$(cat "$dir/pid")" 2>/dev/null || true
+    pid=$(cat "$dir/pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    # Not gone after 30 s: no longer waiting for a clean shutdown.
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
     rm -f "$dir/pid"
   fi
   ;;

@@ -98,7 +98,7 @@ done
 if curl -fsS -o /dev/null "$api/v1/sessions/sim-1/transcript" 2>/dev/null; then
   echo "==> simulated conversations already loaded (rm -rf $dev for a fresh start)"
 else
-  echo "==> sending 20 simulated conversations over OTLP gRPC"
+  echo "==> sending 20 simulated conversations over OTLP gRPC (spans and debug logs)"
   target/release/convolog-simulate --endpoint http://127.0.0.1:4317 --protocol grpc \
     --count 20 --rate 5
   deadline=$((SECONDS + 60))
@@ -118,6 +118,9 @@ convolog is running: OTLP gRPC 127.0.0.1:4317, OTLP HTTP 127.0.0.1:4318, API $ap
 Point your agent's OTLP exporter at one of them, then read conversations with:
 
   curl '$api/v1/sessions/sim-1/transcript?format=text'
+  curl '$api/v1/sessions/sim-1/logs'     # the agent's debug log lines, by step
+
+or open $api/sessions/sim-1 in a browser: each step shows the lines it logged.
 
 Stop everything with: scripts/quickstart.sh stop
 

@@ -23,13 +23,31 @@ python_requirements=(
   pytest==9.2.0
   chdb-core==26.9.0
   openapi-spec-validator==0.9.0
+  selenium==4.38.0
+  openinference-semantic-conventions==0.1.42
 )
 venv="$repo/.venv-test"
+# The real agent frameworks that tests/e2e_frameworks.rs drives, each in a venv of its own so
+# their dependencies cannot disturb the tests above (about a minute to install, once).
+pipecat_requirements=(
+  pipecat-ai[tracing]==1.14.0
+  openinference-instrumentation-pipecat==2.0.9
+  opentelemetry-sdk==1.45.2
+  opentelemetry-exporter-otlp-proto-http==1.45.2
+)
+pipecat_venv="$repo/.venv-pipecat"
+livekit_requirements=(
+  livekit-agents==1.8.9
+  opentelemetry-sdk==1.45.2
+  opentelemetry-exporter-otlp-proto-http==1.45.2
+)
+livekit_venv="$repo/.venv-livekit"
 simulated_sessions=30
-# Seconds each fuzz target runs; 0, the default, skips the stage: the first nightly build of
-# the fuzz targets (every dependency with coverage instrumentation) takes longer than the rest
-# of the suite. `CONVOLOG_FUZZ_SECONDS=20 scripts/test.sh` includes it.
-fuzz_seconds=${CONVOLOG_FUZZ_SECONDS:-0}
+# Seconds each fuzz target runs (0 skips the stage). The targets are built without a
+# sanitizer (`-s none`: in safe Rust AddressSanitizer has little to find, and it slows both
+# the build and the runs), into fuzz/target, so only the first build compiles every dependency with coverage
+# instrumentation; later ones rebuild convolog and the targets.
+fuzz_seconds=${CONVOLOG_FUZZ_SECONDS:-10}
 cargo_deb_version=3.8.0
 
 stage_name="setup"
@@ -161,23 +179,35 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
-# The session page's browser test (Debian's package; the test finds /usr/bin/chromium).
+# The pages' browser tests (Debian's packages): Chromium driven through WebDriver, and a
+# spoken recording made with espeak-ng and sox for the player.
 command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v sox >/dev/null || missing+=(sox)
 apt_install "${missing[@]}"
 
-# A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.
-if [ -d "$venv" ] && ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
-  rm -rf "$venv"
-fi
-[ -d "$venv" ] || python3 -m venv "$venv"
-# Reinstall only when the pinned list changes, so a warm run needs no network.
-if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "${python_requirements[*]}" ]; then
-  echo "installing python packages into $venv: ${python_requirements[*]}"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q "${python_requirements[@]}"
-  echo "${python_requirements[*]}" > "$venv/.requirements"
-fi
-echo "python venv: $venv"
+# python_venv DIR REQUIREMENT...: a venv in DIR with exactly these pinned packages.
+python_venv() {
+  local dir=$1
+  shift
+  # A venv whose interpreter has gone (python upgraded or moved) is rebuilt from scratch.
+  if [ -d "$dir" ] && ! "$dir/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$dir"
+  fi
+  [ -d "$dir" ] || python3 -m venv "$dir"
+  # Reinstall only when the pinned list changes, so a warm run needs no network.
+  if [ "$(cat "$dir/.requirements" 2>/dev/null)" != "$*" ]; then
+    echo "installing python packages into $dir: $*"
+    "$dir/bin/python" -m pip install -q --upgrade pip
+    "$dir/bin/python" -m pip install -q "$@"
+    echo "$*" > "$dir/.requirements"
+  fi
+  echo "python venv: $dir"
+}
+python_venv "$venv" "${python_requirements[@]}"
+python_venv "$pipecat_venv" "${pipecat_requirements[@]}"
+python_venv "$livekit_venv" "${livekit_requirements[@]}"
 
 # The JavaScript end-to-end sender (tests/e2e_js.rs) uses the OpenTelemetry JS SDK; without
 # Node that test skips itself.
@@ -207,6 +237,8 @@ if ! clickhouse_pid=$(cat "$work/clickhouse/pid" 2>/dev/null); then
 fi
 export CONVOLOG_TEST_CLICKHOUSE_URL="http://127.0.0.1:$ch_port"
 export CONVOLOG_TEST_PYTHON="$venv/bin/python"
+export CONVOLOG_TEST_PIPECAT_PYTHON="$pipecat_venv/bin/python"
+export CONVOLOG_TEST_LIVEKIT_PYTHON="$livekit_venv/bin/python"
 echo "ClickHouse $(ch 'SELECT version()') on $CONVOLOG_TEST_CLICKHOUSE_URL (data in $work/clickhouse)"
 
 # ---------------------------------------------------------------------------------------------
@@ -403,12 +435,12 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   rustup run nightly cargo --version >/dev/null 2>&1 \
     || rustup toolchain install nightly --profile minimal
   cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
-  cargo +nightly fuzz build -O
+  cargo +nightly fuzz build -O -s none
   for target in $(cargo +nightly fuzz list); do
     # New inputs go to a scratch corpus; the small seed corpus in the repo stays as it is.
     mkdir -p "$work/corpus/$target"
     log="$work/fuzz-$target.log"
-    if ! cargo +nightly fuzz run -O "$target" "$work/corpus/$target" "fuzz/seeds/$target" -- \
+    if ! cargo +nightly fuzz run -O -s none "$target" "$work/corpus/$target" "fuzz/seeds/$target" -- \
         -max_total_time="$fuzz_seconds" -print_final_stats=1 >"$log" 2>&1; then
       echo "fuzz target $target failed (the crashing input is under fuzz/artifacts/$target):" >&2
       tail -60 "$log" >&2

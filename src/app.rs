@@ -93,8 +93,16 @@ impl App {
         let stores: Vec<Store> = config
             .tenant_clickhouse(None)?
             .iter()
-            .map(Store::new)
+            .map(|clickhouse| {
+                Store::new(clickhouse).with_contact_key(config.rules.contact_key.clone())
+            })
             .collect();
+        if config.rules.contact_key.expose().is_empty() {
+            tracing::warn!(
+                "rules.contact_key is not set: contact pseudonyms are unkeyed hashes, which anyone \
+                 can recompute from a guessed number; set CONVOLOG_CONTACT_KEY"
+            );
+        }
         let keys = tenant_keys(&config);
         let metrics = Arc::new(Metrics::default());
         let ready = Arc::new(AtomicBool::new(false));
@@ -245,7 +253,7 @@ fn start_pipelines(
     let mut ingests = Vec::new();
     let mut tasks = Vec::new();
     for store in stores {
-        let (ingest, batches) = Ingest::new(&config.ingest, Arc::clone(metrics));
+        let (ingest, batches) = Ingest::new(&config.ingest, store.clone(), Arc::clone(metrics));
         // Bounded: a sessionizer that falls behind holds up the writer, which holds up the
         // receivers, instead of queueing without limit.
         let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
@@ -274,10 +282,13 @@ fn serve_grpc(
     config: &Config,
     mut stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let service = receiver::grpc::TraceService::new(receivers, config.ingest.max_request_bytes);
+    let limit = config.ingest.max_request_bytes;
+    let traces = receiver::grpc::TraceService::new(Arc::clone(&receivers), limit);
+    let logs = receiver::grpc::LogsService::new(receivers, limit);
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
-            .add_service(service)
+            .add_service(traces)
+            .add_service(logs)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
                 async move {

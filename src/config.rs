@@ -84,7 +84,8 @@ impl TenantConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
-    /// Spans and the transcript (turns, messages, tool calls, interruptions, issues).
+    /// Spans, log records and the transcript (turns, messages, tool calls, interruptions,
+    /// issues).
     pub transcript_days: u32,
     /// Session summaries; at least `transcript_days` when both are set.
     pub sessions_days: u32,
@@ -93,7 +94,7 @@ pub struct Retention {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
-    /// OTLP/gRPC receiver (TraceService/Export).
+    /// OTLP/gRPC receiver (TraceService/Export and LogsService/Export).
     pub grpc: SocketAddr,
     /// OTLP/HTTP receiver (`POST /v1/traces`).
     pub http: SocketAddr,
@@ -150,7 +151,7 @@ pub struct ClickHouse {
 pub struct Ingest {
     /// Largest accepted request body after decompression, in bytes (gRPC and HTTP).
     pub max_request_bytes: usize,
-    /// Hard cap on spans received but not yet stored. A request that does not fit is
+    /// Hard cap on spans (and log records) received but not yet stored. A request that does not fit is
     /// refused with a retryable status (gRPC UNAVAILABLE, HTTP 503 + Retry-After).
     pub max_pending_spans: usize,
     /// Hard cap on the memory those spans take, in bytes, as converted (a request's resource
@@ -169,6 +170,12 @@ pub struct Ingest {
     pub max_inserts_in_flight: usize,
     /// Longer attribute values are cut (on a character boundary) and the client told.
     pub max_attribute_value_bytes: usize,
+    /// The same for attributes that hold an LLM call's whole context (Pipecat's `input`,
+    /// `gen_ai.input.messages`, OpenInference's `input.value`): tool calls and the played
+    /// part of interrupted replies are read from them, and only a whole context can be read.
+    pub max_context_value_bytes: usize,
+    /// Also the limit for each event's, each link's and the resource's attributes; what is
+    /// over it is dropped and the client told.
     pub max_attributes_per_span: usize,
     pub max_events_per_span: usize,
 }
@@ -181,6 +188,12 @@ pub struct Sessionize {
     pub debounce_ms: u64,
     /// Upper bound on traces re-derived in one pass (bounds memory).
     pub max_traces_per_pass: usize,
+    /// Memory (bytes, per tenant) for the spans of recent conversations, kept so their
+    /// sessions are derived again without reading the spans back from ClickHouse. Past it,
+    /// the least recently derived conversations are forgotten and read back if they resume.
+    /// Memory holds what this process stored: with several convolog processes writing to one
+    /// database, set 0 (always read back) unless each conversation reaches only one of them.
+    pub cache_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,7 +206,7 @@ pub struct Log {
 }
 
 /// A value that never appears in logs or debug output.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -267,6 +280,7 @@ impl Default for Ingest {
             batch_max_wait_ms: 200,
             max_inserts_in_flight: 4,
             max_attribute_value_bytes: 64 * 1024,
+            max_context_value_bytes: 1024 * 1024,
             max_attributes_per_span: 1024,
             max_events_per_span: 1024,
         }
@@ -278,6 +292,7 @@ impl Default for Sessionize {
         Sessionize {
             debounce_ms: 500,
             max_traces_per_pass: 5000,
+            cache_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -418,6 +433,9 @@ impl Config {
         if let Some(password) = var("CONVOLOG_CLICKHOUSE_PASSWORD") {
             self.clickhouse.password = Secret::new(password);
         }
+        if let Some(key) = var("CONVOLOG_CONTACT_KEY") {
+            self.rules.contact_key = Secret::new(key);
+        }
         env!("CONVOLOG_CLICKHOUSE_TIMEOUT_MS", self.clickhouse.timeout_ms);
         env!(
             "CONVOLOG_CLICKHOUSE_MAX_QUERY_MEMORY_BYTES",
@@ -444,6 +462,10 @@ impl Config {
         env!(
             "CONVOLOG_SESSIONIZE_DEBOUNCE_MS",
             self.sessionize.debounce_ms
+        );
+        env!(
+            "CONVOLOG_SESSIONIZE_CACHE_MAX_BYTES",
+            self.sessionize.cache_max_bytes
         );
         env!(
             "CONVOLOG_RETENTION_TRANSCRIPT_DAYS",
@@ -606,16 +628,20 @@ mod tests {
             .apply_env(|name| match name {
                 "CONVOLOG_CLICKHOUSE_DATABASE" => Some("other".into()),
                 "CONVOLOG_BATCH_MAX_SPANS" => Some("100".into()),
+                "CONVOLOG_CONTACT_KEY" => Some("k3y".into()),
                 _ => None,
             })
             .expect("valid overrides");
         assert_eq!(
             (
                 config.clickhouse.database.as_str(),
-                config.ingest.batch_max_spans
+                config.ingest.batch_max_spans,
+                config.rules.contact_key.expose()
             ),
-            ("other", 100)
+            ("other", 100, "k3y")
         );
+        // A secret never shows in debug output.
+        assert!(!format!("{:?}", config.rules).contains("k3y"));
         let err = Config::default()
             .apply_env(|name| (name == "CONVOLOG_GRPC_LISTEN").then(|| "nonsense".to_string()))
             .expect_err("bad address");

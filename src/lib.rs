@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod contact;
 pub mod conventions;
 pub mod doctor;
 pub mod export_cli;

@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Export { args, tenant } => {
             let config = load(cli.config.as_deref())?;
             let clickhouse = config.one_tenant_clickhouse(tenant.as_deref())?;
-            let store = Store::new(&clickhouse);
+            let store = Store::new(&clickhouse).with_contact_key(config.rules.contact_key.clone());
             export_cli::run(&store, args).await?;
         }
     }

@@ -25,6 +25,11 @@ pub struct Metrics {
     pub http_spans_accepted: Counter,
     pub http_spans_refused: Counter,
     pub spans_rejected_invalid: Counter,
+    pub grpc_log_records_accepted: Counter,
+    pub grpc_log_records_refused: Counter,
+    pub http_log_records_accepted: Counter,
+    pub http_log_records_refused: Counter,
+    pub log_records_rejected_invalid: Counter,
     pub requests_overloaded: Counter,
     pub grpc_request_duration: Histogram,
     pub http_request_duration: Histogram,
@@ -40,7 +45,15 @@ pub struct Metrics {
     pub sessionize_skipped_traces: Counter,
     pub sessionize_pass_duration: Histogram,
     pub sessionize_lag: Histogram,
+    pub sessionize_last_lag: Gauge,
+    pub sessionize_pending_bytes: Gauge,
+    pub sessionize_oldest_pending: Gauge,
     pub sessions_derived: Counter,
+    pub sessions_unchanged: Counter,
+    pub session_cache_bytes: Gauge,
+    pub session_cache_sessions: Gauge,
+    pub session_cache_evictions: Counter,
+    pub session_cache_misses: Counter,
 }
 
 /// Names, help texts and labels in one place; the README lists the same metrics.
@@ -116,6 +129,14 @@ impl Metrics {
             "convolog_spans_refused_total",
             "Spans answered with an error the client retries (overload, ClickHouse down), by protocol.",
         );
+        let logs_accepted = (
+            "convolog_log_records_accepted_total",
+            "Log records stored and acknowledged, by protocol.",
+        );
+        let logs_refused = (
+            "convolog_log_records_refused_total",
+            "Log records answered with an error at their insert (ClickHouse down or refusing), by protocol.",
+        );
         let request = (
             "convolog_request_duration_seconds",
             "Export requests from receipt to answer (decoding, waiting for room, storing), by protocol.",
@@ -130,6 +151,15 @@ impl Metrics {
             spans_rejected_invalid: r.counter(
                 "convolog_spans_rejected_invalid_total",
                 "Spans rejected as invalid (reported in partial_success).",
+                None,
+            ),
+            grpc_log_records_accepted: r.counter(logs_accepted.0, logs_accepted.1, Some("grpc")),
+            grpc_log_records_refused: r.counter(logs_refused.0, logs_refused.1, Some("grpc")),
+            http_log_records_accepted: r.counter(logs_accepted.0, logs_accepted.1, Some("http")),
+            http_log_records_refused: r.counter(logs_refused.0, logs_refused.1, Some("http")),
+            log_records_rejected_invalid: r.counter(
+                "convolog_log_records_rejected_invalid_total",
+                "Log records rejected as invalid (reported in partial_success).",
                 None,
             ),
             requests_overloaded: r.counter(
@@ -197,7 +227,42 @@ impl Metrics {
             ),
             sessions_derived: r.counter(
                 "convolog_sessions_derived_total",
-                "Sessions (re)derived.",
+                "Sessions (re)derived and written.",
+                None,
+            ),
+            sessionize_last_lag: r.gauge(
+                "convolog_sessionize_last_lag_seconds",
+                "The last pass's lag: from the storing of its newest span to its sessions being written.",
+            ),
+            sessionize_pending_bytes: r.gauge(
+                "convolog_sessionize_pending_bytes",
+                "Spans (bytes in memory) stored and handed to the sessionizer, not yet derived.",
+            ),
+            sessionize_oldest_pending: r.gauge(
+                "convolog_sessionize_oldest_pending_timestamp_seconds",
+                "When the oldest span stored and not yet derived was stored (unix seconds); 0 when none waits.",
+            ),
+            sessions_unchanged: r.counter(
+                "convolog_sessions_unchanged_total",
+                "Sessions derived again with the same rows as last written, so not written.",
+                None,
+            ),
+            session_cache_bytes: r.gauge(
+                "convolog_session_cache_bytes",
+                "Spans of recent conversations kept in memory (bytes; bound: sessionize.cache_max_bytes per tenant).",
+            ),
+            session_cache_sessions: r.gauge(
+                "convolog_session_cache_sessions",
+                "Sessions kept in memory with all their spans.",
+            ),
+            session_cache_evictions: r.counter(
+                "convolog_session_cache_evictions_total",
+                "Sessions forgotten to stay under sessionize.cache_max_bytes.",
+                None,
+            ),
+            session_cache_misses: r.counter(
+                "convolog_session_cache_misses_total",
+                "Sessions and traces read back from ClickHouse because they were not in memory (an old conversation resuming, a restart, a rebuild, an eviction).",
                 None,
             ),
             handle,

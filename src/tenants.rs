@@ -150,13 +150,55 @@ impl<H> Tenants<H> {
         peer: Option<SocketAddr>,
         wanted: Scope,
     ) -> Result<&H, AuthError> {
+        let index = self.tenant_for_http(headers, uri, peer, presented_key(headers), wanted)?;
+        self.handles.get(index).ok_or(AuthError::UnknownKey)
+    }
+
+    /// As [`Tenants::authorize_http`] with the key given (the pages also read it from a
+    /// cookie), answering the tenant's index.
+    pub fn tenant_for_http(
+        &self,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        peer: Option<SocketAddr>,
+        key: Option<&str>,
+        wanted: Scope,
+    ) -> Result<usize, AuthError> {
         if self.open() {
             let host = request_host(headers, uri).unwrap_or("");
             if !local_host(host, &self.open_hosts) {
                 return Err(AuthError::ForeignHost(host.chars().take(100).collect()));
             }
         }
-        self.authorize(presented_key(headers), peer, wanted)
+        self.tenant_for(key, peer, wanted)
+    }
+
+    /// One tenant's handle, by index.
+    pub fn get(&self, index: usize) -> Option<&H> {
+        self.handles.get(index)
+    }
+
+    /// A secret only this tenant's configuration yields: the hashes of its keys that may
+    /// read. Signed share links are made with it, so they stop working when those keys
+    /// change. None without such keys.
+    pub fn share_secret(&self, index: usize) -> Option<[u8; 32]> {
+        let mut hashes: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|(_, (i, scope))| *i == index && scope.allows(Scope::Read))
+            .map(|(hash, _)| hash.as_str())
+            .collect();
+        if hashes.is_empty() {
+            return None;
+        }
+        hashes.sort_unstable();
+        let mut digest = Sha256::new();
+        digest.update(b"convolog share links v1");
+        for hash in hashes {
+            digest.update(hash.as_bytes());
+            digest.update(b"\n");
+        }
+        Some(digest.finalize().into())
     }
 
     /// The tenant a request acts for. Without keys, only clients on this machine are served;
@@ -167,10 +209,20 @@ impl<H> Tenants<H> {
         peer: Option<SocketAddr>,
         wanted: Scope,
     ) -> Result<&H, AuthError> {
+        let index = self.tenant_for(key, peer, wanted)?;
+        self.handles.get(index).ok_or(AuthError::UnknownKey)
+    }
+
+    fn tenant_for(
+        &self,
+        key: Option<&str>,
+        peer: Option<SocketAddr>,
+        wanted: Scope,
+    ) -> Result<usize, AuthError> {
         if self.open() {
             let local = peer.is_some_and(|p| p.ip().is_loopback());
-            return match (local, self.handles.first()) {
-                (true, Some(tenant)) => Ok(tenant),
+            return match (local, self.handles.is_empty()) {
+                (true, false) => Ok(0),
                 _ => Err(AuthError::NotLoopback),
             };
         }
@@ -179,7 +231,7 @@ impl<H> Tenants<H> {
         if !scope.allows(wanted) {
             return Err(AuthError::WrongScope(scope));
         }
-        self.handles.get(index).ok_or(AuthError::UnknownKey)
+        Ok(index)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The bad-input catalogue: every kind of bad or odd export request the receivers know, each
-//! with the answer it gets and the spans stored from it. Where a request carries valid spans
-//! next to the bad one, those valid spans are stored. All cases run against one app, each in
-//! its own trace.
+//! with the answer it gets and the spans (or log records) stored from it. Where a request
+//! carries valid spans next to the bad one, those valid spans are stored. All cases run
+//! against one app, each in its own trace. The logs path (`LogsService/Export`,
+//! `POST /v1/logs`) shares the traces' checks, and its cases expect the same answers.
 
 mod common;
 
@@ -10,10 +11,15 @@ use std::io::Write;
 use common::*;
 use convolog::config::{KeyConfig, TenantConfig};
 use convolog::tenants::{hash_key, Scope};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -27,6 +33,13 @@ const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
 enum Sent {
     Grpc(ExportTraceServiceRequest),
     Http {
+        body: Vec<u8>,
+        content_type: &'static str,
+        content_encoding: Option<&'static str>,
+    },
+    LogsGrpc(ExportLogsServiceRequest),
+    /// A body for `POST /v1/logs`.
+    LogsHttp {
         body: Vec<u8>,
         content_type: &'static str,
         content_encoding: Option<&'static str>,
@@ -372,7 +385,7 @@ fn cases(anchor: u64) -> Vec<Case> {
             stored: vec![],
         },
         Case {
-            name: "JSON with a wrong value type",
+            name: "JSON with a wrong value type (span rejected)",
             sent: http_json(json_request(
                 anchor,
                 &[
@@ -380,8 +393,11 @@ fn cases(anchor: u64) -> Vec<Case> {
                     json_span(28, 2, "5", "[]"),
                 ],
             )),
-            answer: Answer::HttpError(400, "$.resourceSpans[0].scopeSpans[0].spans[1].name"),
-            stored: vec![in_trace(28, 0)],
+            answer: rejected(
+                1,
+                "a span: $.resourceSpans[0].scopeSpans[0].spans[1].name: expected a string, found a number",
+            ),
+            stored: vec![named(28, "good", 1), in_trace(28, 1)],
         },
         Case {
             name: "JSON shapes the mapping allows",
@@ -512,8 +528,7 @@ fn cases(anchor: u64) -> Vec<Case> {
             ],
         },
         Case {
-            // A JSON shape error fails the whole request, its valid spans too.
-            name: "JSON id neither hex nor base64",
+            name: "JSON id neither hex nor base64 (span rejected)",
             sent: http_json(json_request(
                 anchor,
                 &[
@@ -521,8 +536,11 @@ fn cases(anchor: u64) -> Vec<Case> {
                     json_span(41, 2, "\"bad\"", "[]").replace(&hex::encode(span_id(2)), "not-an-id!"),
                 ],
             )),
-            answer: Answer::HttpError(400, "is neither hex nor base64"),
-            stored: vec![in_trace(41, 0)],
+            answer: rejected(
+                1,
+                "'bad': $.resourceSpans[0].scopeSpans[0].spans[1].spanId: \"not-an-id!\" is neither hex nor base64",
+            ),
+            stored: vec![named(41, "good", 1), in_trace(41, 1)],
         },
         Case {
             name: "Content-Type with a charset",
@@ -550,6 +568,190 @@ fn cases(anchor: u64) -> Vec<Case> {
             answer: accepted(),
             stored: vec![named(43, "snake", 1)],
         },
+        Case {
+            name: "JSON attribute of the wrong type (span rejected)",
+            sent: http_json(json_request(
+                anchor,
+                &[
+                    json_span(44, 1, "\"good\"", "[]"),
+                    json_span(44, 2, "\"odd\"", r#"[{"key":"k","value":{"intValue":"x"}}]"#),
+                ],
+            )),
+            answer: rejected(1, "'odd': $.resourceSpans[0].scopeSpans[0].spans[1].attributes[0].value.intValue: expected an integer"),
+            stored: vec![named(44, "good", 1), in_trace(44, 1)],
+        },
+        Case {
+            name: "JSON resource of the wrong type (its spans rejected)",
+            sent: http_json(
+                format!(
+                    r#"{{"resourceSpans":[
+                        {{"resource":{{"attributes":{{"service.name":"agent"}}}},"scopeSpans":[{{"spans":[{},{}]}}]}},
+                        {{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+                    json_span(45, 1, "\"a\"", "[]"),
+                    json_span(45, 2, "\"b\"", "[]"),
+                    json_span(45, 3, "\"good\"", "[]"),
+                )
+                .replace("START", &anchor.to_string())
+                .into_bytes(),
+            ),
+            answer: rejected(2, "'a': $.resourceSpans[0].resource.attributes: expected a list, found an object"),
+            stored: vec![named(45, "good", 1), in_trace(45, 1)],
+        },
+        Case {
+            // Without a readable list of spans there is nothing to keep.
+            name: "JSON spans that are not a list (refused)",
+            sent: http_json(br#"{"resourceSpans":[{"scopeSpans":[{"spans":{}}]}]}"#.to_vec()),
+            answer: Answer::HttpError(
+                400,
+                "$.resourceSpans[0].scopeSpans[0].spans: expected a list, found an object",
+            ),
+            stored: vec![],
+        },
+        Case {
+            name: "too many event attributes (cut)",
+            sent: grpc(vec![
+                ok(47, 1, "good"),
+                with(47, 2, "eventful", &|s| {
+                    s.events = vec![Event {
+                        time_unix_nano: anchor,
+                        name: "e".into(),
+                        attributes: (0..1030i64).map(|i| kv(&format!("k{i}"), i)).collect(),
+                        ..Default::default()
+                    }]
+                }),
+            ]),
+            answer: repaired("6 event attributes over the limit of 1024 dropped"),
+            stored: vec![named(47, "good", 1), kept(47, "eventful", &only_first_1024("events"))],
+        },
+        Case {
+            name: "too many link attributes (cut)",
+            sent: grpc(vec![
+                ok(48, 1, "good"),
+                with(48, 2, "linked", &|s| {
+                    s.links = vec![Link {
+                        trace_id: trace_id(48),
+                        span_id: span_id(1),
+                        attributes: (0..1030i64).map(|i| kv(&format!("k{i}"), i)).collect(),
+                        ..Default::default()
+                    }]
+                }),
+            ]),
+            answer: repaired("6 link attributes over the limit of 1024 dropped"),
+            stored: vec![named(48, "good", 1), kept(48, "linked", &only_first_1024("links"))],
+        },
+    ]
+}
+
+/// The logs path: the same checks and answers as spans, on log records.
+fn log_cases(anchor: u64) -> Vec<Case> {
+    let ok = |t, body: &str| log_record(anchor, t, body);
+    let with = |t, body: &str, change: &dyn Fn(&mut LogRecord)| {
+        let mut record = ok(t, body);
+        change(&mut record);
+        record
+    };
+    vec![
+        Case {
+            name: "log record with a trace id of the wrong length",
+            sent: Sent::LogsGrpc(logs(vec![ok(50, "good"), with(50, "bad", &|r| r.trace_id.truncate(8))])),
+            answer: rejected(1, "trace_id has 8 bytes, expected 16"),
+            stored: vec![logged(50, "good", 1), logs_in_trace(50, 1)],
+        },
+        Case {
+            name: "log record with an all-zero span id",
+            sent: Sent::LogsGrpc(logs(vec![ok(51, "good"), with(51, "bad", &|r| r.span_id = vec![0; 8])])),
+            answer: rejected(1, "span_id"),
+            stored: vec![logged(51, "good", 1), logs_in_trace(51, 1)],
+        },
+        Case {
+            name: "log record from before 2000",
+            sent: Sent::LogsGrpc(logs(vec![ok(52, "good"), with(52, "old", &|r| r.time_unix_nano = 5)])),
+            answer: rejected(1, "outside the accepted range"),
+            stored: vec![logged(52, "good", 1), logs_in_trace(52, 1)],
+        },
+        Case {
+            name: "log record without trace or time (kept, time of receipt)",
+            sent: Sent::LogsGrpc(logs(vec![with(53, "untraced", &|r| {
+                r.trace_id.clear();
+                r.span_id.clear();
+                r.time_unix_nano = 0;
+            })])),
+            answer: repaired("no time, the time received used"),
+            stored: vec![log_count_where("body = 'untraced' AND trace_id = '' AND time_unix_nano > 0", 1)],
+        },
+        Case {
+            name: "log body and attribute over the value limit (repaired)",
+            sent: Sent::LogsGrpc(logs(vec![with(54, &"b".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 10), &|r| {
+                r.attributes = vec![kv("big", "x".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1))];
+            })])),
+            answer: repaired("body truncated"),
+            stored: vec![log_count_where(
+                &format!(
+                    "{} AND length(body) = {MAX_ATTRIBUTE_VALUE_BYTES} AND length(attributes.value[1]) = {MAX_ATTRIBUTE_VALUE_BYTES}",
+                    trace(54)
+                ),
+                1,
+            )],
+        },
+        Case {
+            name: "logs request with invalid UTF-8 (repaired)",
+            sent: Sent::LogsHttp {
+                body: {
+                    let mut body = logs(vec![ok(55, "bad\u{fffd}text")]).encode_to_vec();
+                    let at = body.windows(3).position(|w| w == "\u{fffd}".as_bytes()).expect("marker");
+                    body[at..at + 3].copy_from_slice(&[0xff, 0xfe, b'!']);
+                    body
+                },
+                content_type: "application/x-protobuf",
+                content_encoding: None,
+            },
+            answer: repaired("invalid UTF-8 replaced"),
+            stored: vec![logs_in_trace(55, 1)],
+        },
+        Case {
+            name: "malformed logs protobuf",
+            sent: logs_http(vec![0xff, 0x01, 0x02, 0x03], "application/x-protobuf", None),
+            answer: Answer::HttpError(400, "malformed OTLP protobuf"),
+            stored: vec![],
+        },
+        Case {
+            name: "logs JSON with a wrong value type",
+            sent: logs_http(
+                logs_json(anchor, 57, r#""severityText":5"#),
+                "application/json",
+                None,
+            ),
+            answer: Answer::HttpError(400, "$.resourceLogs[0].scopeLogs[0].logRecords[0].severityText"),
+            stored: vec![logs_in_trace(57, 0)],
+        },
+        Case {
+            name: "logs with an unsupported Content-Type",
+            sent: logs_http(logs(vec![ok(58, "plain")]).encode_to_vec(), "text/plain", None),
+            answer: Answer::HttpError(415, "unsupported Content-Type"),
+            stored: vec![logs_in_trace(58, 0)],
+        },
+        Case {
+            name: "logs gzip body over max_request_bytes once inflated",
+            sent: logs_http(gzip(&vec![0u8; 4 * MAX_REQUEST_BYTES]), "application/x-protobuf", Some("gzip")),
+            answer: Answer::HttpError(413, "over the limit of 262144 bytes"),
+            stored: vec![],
+        },
+        Case {
+            name: "logs gRPC request over max_request_bytes",
+            sent: Sent::LogsGrpc(logs(vec![ok(60, &"x".repeat(MAX_REQUEST_BYTES + 1))])),
+            answer: Answer::GrpcError(tonic::Code::InvalidArgument, "over the limit of 262144 bytes"),
+            stored: vec![logs_in_trace(60, 0)],
+        },
+        Case {
+            name: "valid gzip OTLP/JSON logs, severity by name",
+            sent: logs_http(
+                gzip(&logs_json(anchor, 61, r#""severityNumber":"SEVERITY_NUMBER_ERROR""#)),
+                "application/json",
+                Some("gzip"),
+            ),
+            answer: accepted(),
+            stored: vec![log_count_where(&format!("{} AND severity_number = 17", trace(61)), 1)],
+        },
     ]
 }
 
@@ -569,6 +771,22 @@ fn keyed_cases(anchor: u64) -> Vec<Case> {
             answer: Answer::HttpError(401, "an API key is required"),
             stored: vec![in_trace(38, 0)],
         },
+        Case {
+            name: "key required but missing (logs over gRPC)",
+            sent: Sent::LogsGrpc(logs(vec![log_record(anchor, 62, "keyless")])),
+            answer: Answer::GrpcError(tonic::Code::Unauthenticated, "an API key is required"),
+            stored: vec![logs_in_trace(62, 0)],
+        },
+        Case {
+            name: "key required but missing (logs over HTTP)",
+            sent: logs_http(
+                logs(vec![log_record(anchor, 63, "keyless")]).encode_to_vec(),
+                "application/x-protobuf",
+                None,
+            ),
+            answer: Answer::HttpError(401, "an API key is required"),
+            stored: vec![logs_in_trace(63, 0)],
+        },
     ]
 }
 
@@ -579,8 +797,9 @@ async fn every_kind_of_bad_input_gets_its_answer_and_valid_spans_are_kept() {
         c.ingest.max_attribute_value_bytes = MAX_ATTRIBUTE_VALUE_BYTES;
     })
     .await;
-    let cases = cases(anchor());
-    assert!(cases.len() >= 30, "the catalogue has {} cases", cases.len());
+    let anchor = anchor();
+    let cases: Vec<Case> = cases(anchor).into_iter().chain(log_cases(anchor)).collect();
+    assert!(cases.len() >= 40, "the catalogue has {} cases", cases.len());
     let mut failures = run(&t, cases).await;
     t.stop().await;
 
@@ -599,7 +818,7 @@ async fn every_kind_of_bad_input_gets_its_answer_and_valid_spans_are_kept() {
         c.tenants = vec![tenant];
     })
     .await;
-    failures.extend(run(&keyed, keyed_cases(anchor())).await);
+    failures.extend(run(&keyed, keyed_cases(anchor)).await);
     keyed.stop().await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -633,46 +852,96 @@ async fn run(t: &TestApp, cases: Vec<Case>) -> Vec<String> {
 
 /// What came back: a gRPC result, or an HTTP status with its body and content type.
 enum Reply {
-    Grpc(Result<ExportTraceServiceResponse, tonic::Status>),
-    Http(u16, String, Vec<u8>),
+    /// The `partial_success` (rejected count, message) of an accepted export, or the refusal.
+    Grpc(Result<(i64, String), tonic::Status>),
+    /// Status, content type, body, and whether it answers a logs request.
+    Http(u16, String, Vec<u8>, bool),
 }
 
 async fn send(t: &TestApp, sent: Sent) -> Reply {
-    match sent {
-        Sent::Grpc(request) => Reply::Grpc(t.export_grpc(request).await),
+    let (body, content_type, content_encoding, url) = match sent {
+        Sent::Grpc(request) => {
+            return Reply::Grpc(
+                t.export_grpc(request)
+                    .await
+                    .map(|r| official(r.partial_success)),
+            )
+        }
+        Sent::LogsGrpc(request) => {
+            let mut client = LogsServiceClient::connect(t.grpc_url())
+                .await
+                .expect("gRPC connects");
+            return Reply::Grpc(client.export(request).await.map(|r| {
+                r.into_inner()
+                    .partial_success
+                    .map(|p| (p.rejected_log_records, p.error_message))
+                    .unwrap_or_default()
+            }));
+        }
         Sent::Http {
             body,
             content_type,
             content_encoding,
-        } => {
-            let response = t.export_http(body, content_type, content_encoding).await;
-            let status = response.status().as_u16();
-            let answered_as = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            let body = response.bytes().await.expect("body").to_vec();
-            Reply::Http(status, answered_as, body)
-        }
+        } => (body, content_type, content_encoding, None),
+        Sent::LogsHttp {
+            body,
+            content_type,
+            content_encoding,
+        } => (
+            body,
+            content_type,
+            content_encoding,
+            Some(format!("http://{}/v1/logs", t.app.http_addr)),
+        ),
+    };
+    let logs = url.is_some();
+    let mut request = reqwest::Client::new()
+        .post(url.unwrap_or_else(|| t.http_url()))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(encoding) = content_encoding {
+        request = request.header("content-encoding", encoding);
     }
+    let response = request.send().await.expect("HTTP request is answered");
+    let status = response.status().as_u16();
+    let answered_as = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response.bytes().await.expect("body").to_vec();
+    Reply::Http(status, answered_as, body, logs)
+}
+
+fn official(p: Option<ExportTracePartialSuccess>) -> (i64, String) {
+    p.map(|p| (p.rejected_spans, p.error_message))
+        .unwrap_or_default()
 }
 
 /// The `partial_success` of an accepted export (rejected count, message), in either encoding.
 fn partial_success(reply: Reply) -> Result<(i64, String), String> {
-    let official = |p: Option<ExportTracePartialSuccess>| {
-        p.map(|p| (p.rejected_spans, p.error_message))
-            .unwrap_or_default()
-    };
     match reply {
-        Reply::Grpc(Ok(response)) => Ok(official(response.partial_success)),
+        Reply::Grpc(Ok(partial)) => Ok(partial),
         Reply::Grpc(Err(status)) => Err(format!("refused with {status:?}")),
-        Reply::Http(200, content_type, body) if content_type == "application/json" => {
+        Reply::Http(200, content_type, body, logs) if content_type == "application/json" => {
             let answer: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
-            let partial = &answer["partialSuccess"];
-            let rejected = &partial["rejectedSpans"];
+            // The proto3 JSON mapping leaves an unset message out; it is never `null`.
+            let partial = match answer.get("partialSuccess") {
+                Some(serde_json::Value::Null) => {
+                    return Err(format!("partialSuccess is null in {answer}"))
+                }
+                None if answer != serde_json::json!({}) => {
+                    return Err(format!("a full success is {{}}, not {answer}"))
+                }
+                partial => partial.unwrap_or(&serde_json::Value::Null),
+            };
+            let rejected = &partial[if logs {
+                "rejectedLogRecords"
+            } else {
+                "rejectedSpans"
+            }];
             let rejected = rejected
                 .as_i64()
                 .or_else(|| rejected.as_str().and_then(|s| s.parse().ok()))
@@ -680,10 +949,17 @@ fn partial_success(reply: Reply) -> Result<(i64, String), String> {
             let message = partial["errorMessage"].as_str().unwrap_or("").to_owned();
             Ok((rejected, message))
         }
-        Reply::Http(200, _, body) => ExportTraceServiceResponse::decode(body.as_slice())
+        Reply::Http(200, _, body, true) => ExportLogsServiceResponse::decode(body.as_slice())
+            .map(|r| {
+                r.partial_success
+                    .map(|p| (p.rejected_log_records, p.error_message))
+                    .unwrap_or_default()
+            })
+            .map_err(|e| format!("answer is not protobuf: {e}")),
+        Reply::Http(200, _, body, false) => ExportTraceServiceResponse::decode(body.as_slice())
             .map(|r| official(r.partial_success))
             .map_err(|e| format!("answer is not protobuf: {e}")),
-        Reply::Http(status, _, body) => Err(format!(
+        Reply::Http(status, _, body, _) => Err(format!(
             "answered {status}: {}",
             String::from_utf8_lossy(&body)
         )),
@@ -712,7 +988,7 @@ fn check_answer(reply: Reply, answer: &Answer) -> Result<(), String> {
                 ));
             }
         }
-        (Answer::HttpError(expected, message), Reply::Http(status, _, body)) => {
+        (Answer::HttpError(expected, message), Reply::Http(status, _, body, _)) => {
             let text = String::from_utf8_lossy(&body);
             if status != *expected || !text.contains(message) {
                 return Err(format!(
@@ -835,6 +1111,81 @@ fn two_resources(
             .chain(second.resource_spans)
             .collect(),
     }
+}
+
+/// A log record of trace `t` at the anchor, in span 1.
+fn log_record(anchor: u64, t: u64, body: &str) -> LogRecord {
+    LogRecord {
+        time_unix_nano: anchor,
+        severity_number: 9,
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body.to_owned())),
+        }),
+        trace_id: trace_id(t),
+        span_id: span_id(1),
+        ..Default::default()
+    }
+}
+
+fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "agent")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn logs_http(
+    body: Vec<u8>,
+    content_type: &'static str,
+    content_encoding: Option<&'static str>,
+) -> Sent {
+    Sent::LogsHttp {
+        body,
+        content_type,
+        content_encoding,
+    }
+}
+
+/// An OTLP/JSON logs request with one record of `trace`; `field` is one more JSON field of
+/// the record, so a case can put a wrong type there.
+fn logs_json(anchor: u64, trace: u64, field: &str) -> Vec<u8> {
+    format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{anchor}","traceId":"{}","spanId":"{}","body":{{"stringValue":"line"}},{field}}}]}}]}}]}}"#,
+        hex::encode(trace_id(trace)),
+        hex::encode(span_id(1)),
+    )
+    .into_bytes()
+}
+
+fn log_count_where(condition: &str, expected: u64) -> (String, u64) {
+    (
+        format!("SELECT count() FROM logs WHERE {condition}"),
+        expected,
+    )
+}
+
+fn logs_in_trace(n: u64, expected: u64) -> (String, u64) {
+    log_count_where(&trace(n), expected)
+}
+
+fn logged(n: u64, body: &str, expected: u64) -> (String, u64) {
+    log_count_where(&format!("{} AND body = '{body}'", trace(n)), expected)
+}
+
+/// The first event's or link's attributes (`nested` is `events` or `links`) hold k0..k1023.
+fn only_first_1024(nested: &str) -> String {
+    format!(
+        "position({nested}.attributes[1], '\"k1023\":') > 0 AND position({nested}.attributes[1], '\"k1024\":') = 0"
+    )
 }
 
 fn long_session_key() -> String {

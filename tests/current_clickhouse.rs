@@ -1,4 +1,4 @@
-//! The schema, the list queries and the reads by id also run on a current ClickHouse (chDB, embedded), not only
+//! The schema, the list queries, the reads by id, a session's log read and the knowledge-gaps report also run on a current ClickHouse (chDB, embedded), not only
 //! on the 18.16 server the other integration tests use.
 
 mod common;
@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use convolog::config::Config;
 use convolog::query::{
-    After, FilterKind, FilterValue, SessionFilter, Sort, SortValue, FILTERS, SORTS,
+    After, FilterKind, FilterValue, GapQuery, SessionFilter, Sort, SortValue, FILTERS, SORTS,
 };
 use convolog::store::{statements, Store, MIGRATIONS};
 
@@ -52,6 +52,7 @@ fn every_filter() -> SessionFilter {
             },
             FilterKind::NonZero => FilterValue::Bool(true),
             FilterKind::Contains => FilterValue::Text("x".into()),
+            FilterKind::Contact => FilterValue::Text("+1 (555) 010-9999".into()),
         };
         filter.columns.push((spec, value));
     }
@@ -84,6 +85,16 @@ fn schema_and_list_queries_run_on_current_clickhouse() {
         }
     }
     queries.extend(store.rendered_read_sql());
+    queries.extend(store.rendered_session_logs_sql());
+    let gaps = GapQuery {
+        low_confidence: 0.5,
+        usually_cites: 0.5,
+        limit: 20,
+        examples: 3,
+    };
+    for filter in [SessionFilter::default(), every_filter()] {
+        queries.extend(store.rendered_gaps_sql(&filter, &gaps));
+    }
     let work = serde_json::json!({ "setup": setup, "queries": queries });
     let mut child = Command::new(python())
         .args(["-c", CHECK])

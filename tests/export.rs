@@ -269,7 +269,21 @@ async fn exports_beyond_the_tenant_cap_are_refused_until_one_ends() {
 #[tokio::test]
 async fn an_export_nobody_reads_is_cut_off_and_its_query_stopped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let t = TestApp::start_with("exportstall", |c| c.http.idle_timeout_ms = 1000).await;
+    // Between convolog and ClickHouse, a proxy that does not pass a closed connection on,
+    // and a server that sends small blocks: the abandoned query then goes on, slowly, unless
+    // convolog kills it (a killed query stops at its next block).
+    let own = OwnClickHouse::start("exportstall", None, &[("max_block_size", "1024")]);
+    let proxy = Proxy::start(&own.url).await;
+    proxy.set(ProxyMode::Linger);
+    let url = proxy.url.clone();
+    let mut t = TestApp::start_with("exportstall", |c| {
+        c.http.idle_timeout_ms = 3000;
+        c.clickhouse.url = url;
+        // Longer than the wait below, so the server's own time limit does not end it either.
+        c.clickhouse.timeout_ms = 120_000;
+    })
+    .await;
+    t.sql = t.sql.with_url(&own.url);
     load_many_sessions(&t).await;
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("small buffer");
@@ -281,8 +295,18 @@ async fn an_export_nobody_reads_is_cut_off_and_its_query_stopped() {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).await.expect("answered");
     assert_eq!(&head, b"HTTP/1.1 200");
+    let running = format!(
+        "SELECT query_id FROM system.processes WHERE query_id LIKE 'convolog-export-{}-%'",
+        t.database
+    );
+    let query_id: String = t
+        .sql
+        .query(&running)
+        .fetch_one()
+        .await
+        .expect("the export runs");
     // The client stalls well past the idle limit, then reads what is left.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let mut rest = Vec::new();
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(30),
@@ -293,10 +317,13 @@ async fn an_export_nobody_reads_is_cut_off_and_its_query_stopped() {
         read.is_ok_and(|r| r.is_err() || !rest.ends_with(b"0\r\n\r\n")),
         "the export ran to its end for a client that stalled"
     );
-    let running = format!(
-        "SELECT count() FROM system.processes WHERE query_id LIKE 'convolog-export-{}-%'",
-        t.database
+    let still_running =
+        format!("SELECT count() FROM system.processes WHERE query_id = '{query_id}'");
+    assert!(
+        wait_until(async || t.count(&still_running).await == 0).await,
+        "query {query_id} still runs on the server"
     );
-    assert!(wait_until(async || t.count(&running).await == 0).await);
     t.stop().await;
+    proxy.set(ProxyMode::Forward);
+    own.stop();
 }

@@ -16,6 +16,19 @@ async fn every_filter_selects_the_right_sessions() {
     let t = TestApp::start("list_filters").await;
     let t0 = (anchor() / S - 3600) * S;
     load_fixtures(&t, t0).await;
+    // Log records naming their session by key (no trace): an error in s3, a warning in s1.
+    t.sql
+        .query(
+            "INSERT INTO logs (time, time_unix_nano, severity_number, body, session_key) \
+             VALUES (toDateTime(?), ?, 17, 'payment API failed', 's3'), (toDateTime(?), ?, 13, 'slow', 's1')",
+        )
+        .bind(t0 / S)
+        .bind(t0)
+        .bind(t0 / S)
+        .bind(t0)
+        .execute()
+        .await
+        .expect("log records");
 
     let all = set(&["s1", "s2", "s3", "s4", "s5"]);
     let cases: Vec<(String, BTreeSet<String>)> = vec![
@@ -87,6 +100,16 @@ async fn every_filter_selects_the_right_sessions() {
         ("node=greeting".into(), set(&["s2"])),
         ("detected_issue=slow_turn".into(), set(&["s1", "s4"])),
         ("detected_issue=tool_error".into(), set(&["s4"])),
+        ("detected_issue=error_logged".into(), set(&["s3"])),
+        (
+            "detected_issue=tool_error,error_logged".into(),
+            set(&["s3", "s4"]),
+        ),
+        ("has_errors_logged=true".into(), set(&["s3"])),
+        (
+            "has_errors_logged=false".into(),
+            set(&["s1", "s2", "s4", "s5"]),
+        ),
         ("cost_usd_min=0.01".into(), set(&["s1", "s4"])),
         ("cost_usd_max=0.001".into(), set(&["s2", "s3", "s5"])),
         ("feedback=down".into(), set(&["s2"])),

@@ -1,6 +1,6 @@
-//! Retention against a real ClickHouse: past the transcript window, spans and transcript go
-//! (by dropping partitions) while the session summary stays; past the session window, the
-//! summary goes too.
+//! Retention against a real ClickHouse: past the transcript window, spans, transcript and log
+//! records go (by dropping partitions) while the session summary stays; past the session
+//! window, the summary goes too.
 
 mod common;
 
@@ -8,6 +8,32 @@ use common::*;
 use convolog::config::Retention;
 
 const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// One log record in `trace`, at `anchor`.
+async fn export_log_line(t: &TestApp, trace: u64, anchor: u64) {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: anchor,
+                    trace_id: trace_id(trace),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    LogsServiceClient::connect(t.grpc_url())
+        .await
+        .expect("gRPC connects")
+        .export(request)
+        .await
+        .expect("log record stored");
+}
 
 #[tokio::test]
 async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
@@ -26,6 +52,7 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
         ) {
             t.export_grpc(r).await.expect("export");
         }
+        export_log_line(&t, trace, anchor).await;
         t.transcript_when(id, |tr| tr["turns"].as_array().map(Vec::len) == Some(3))
             .await;
     }
@@ -47,6 +74,10 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
         removed.iter().any(|r| r.starts_with("messages/")),
         "{removed:?}"
     );
+    assert!(
+        removed.iter().any(|r| r.starts_with("logs/")),
+        "{removed:?}"
+    );
 
     let spans_of = |trace: u64| {
         format!(
@@ -56,6 +87,9 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
     };
     assert!(t.count(&spans_of(1)).await > 0, "recent spans kept");
     assert_eq!(t.count(&spans_of(2)).await, 0, "old spans removed");
+    let logs_of = |trace: u64| spans_of(trace).replace("FROM spans", "FROM logs");
+    assert_eq!(t.count(&logs_of(1)).await, 1, "recent log records kept");
+    assert_eq!(t.count(&logs_of(2)).await, 0, "old log records removed");
 
     // The old session is still listed, without its transcript.
     let old = t.transcript_when("old", |_| true).await;
@@ -73,7 +107,11 @@ async fn old_transcripts_and_summaries_are_removed_recent_ones_kept() {
 
 #[tokio::test]
 async fn cutoff_partitions_are_named_in_the_servers_time_zone() {
-    let t = TestApp::start("partkeys").await;
+    // A server east of UTC, where a day key worked out in UTC would name the wrong partition.
+    let own = OwnClickHouse::start("partkeys", Some("Asia/Kolkata"), &[]);
+    let url = own.url.clone();
+    let mut t = TestApp::start_with("partkeys", |c| c.clickhouse.url = url).await;
+    t.sql = t.sql.with_url(&own.url);
     // 23:59:59 UTC: already the next day east of UTC, still this day west of it.
     let at: u32 = 1_795_305_599;
     t.sql
@@ -91,8 +129,10 @@ async fn cutoff_partitions_are_named_in_the_servers_time_zone() {
         .fetch_one()
         .await
         .expect("partition");
+    assert_eq!(partition, "20261122", "05:29:59 the next day in Kolkata");
     let (day, month) = t.app.store.partition_keys_at(at).await.expect("keys");
     assert_eq!(partition, day.to_string());
     assert_eq!(month, day / 100);
     t.stop().await;
+    own.stop();
 }

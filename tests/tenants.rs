@@ -1,5 +1,5 @@
-//! Tenant isolation, tested from the outside: spans land in the tenant whose ingest key sent
-//! them, and a key of tenant A cannot see, export, label or delete tenant B's sessions.
+//! Tenant isolation, tested from the outside: spans and log records land in the tenant whose
+//! ingest key sent them, and a key of tenant A cannot see, export, label or delete tenant B's sessions.
 
 mod common;
 
@@ -49,6 +49,39 @@ async fn export_as(
         client.export(request).await?;
     }
     Ok(())
+}
+
+/// One log record in `trace` over OTLP/HTTP with `key`; the status.
+async fn export_log_as(t: &TestApp, key: &str, trace: u64) -> u16 {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: anchor() + 1_000_000,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("bolt's line".into())),
+                    }),
+                    trace_id: trace_id(trace),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    reqwest::Client::new()
+        .post(format!("http://{}/v1/logs", t.app.http_addr))
+        .header("content-type", "application/x-protobuf")
+        .header("x-api-key", key)
+        .body(prost::Message::encode_to_vec(&request))
+        .send()
+        .await
+        .expect("answered")
+        .status()
+        .as_u16()
 }
 
 async fn call(
@@ -145,6 +178,28 @@ async fn one_tenants_keys_cannot_reach_another_tenants_sessions() {
     assert_eq!(http.status(), 401, "OTLP/HTTP without a key");
     wait_listed(&t, "acme-read", "a-1").await;
     wait_listed(&t, "bolt-read", "b-1").await;
+
+    // Log records too go to the tenant of the key, which needs the ingest scope.
+    assert_eq!(export_log_as(&t, "bolt-read", 2).await, 403);
+    assert_eq!(export_log_as(&t, "bolt-ingest", 2).await, 200);
+    let (status, logs) = call(&t, Method::GET, "/v1/sessions/b-1/logs", Some("bolt-read")).await;
+    assert_eq!(status, 200);
+    assert!(logs.contains("bolt's line"), "{logs}");
+    let acme_logs = t
+        .sql
+        .clone()
+        .with_database(&databases[0])
+        .query("SELECT count() FROM logs")
+        .fetch_one::<u64>()
+        .await
+        .expect("count");
+    assert_eq!(acme_logs, 0, "bolt's log record stayed in bolt's database");
+    assert_eq!(
+        call(&t, Method::GET, "/v1/sessions/b-1/logs", Some("acme-read"))
+            .await
+            .0,
+        404
+    );
 
     // Reading: each tenant sees its own sessions only.
     let (status, list) = call(&t, Method::GET, "/v1/sessions", Some("acme-read")).await;
@@ -314,7 +369,14 @@ async fn without_keys_only_requests_addressed_to_this_machine_are_served() {
     };
     assert_eq!(header("x-content-type-options"), "nosniff");
     assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
-    assert!(!header("content-security-policy").contains("script-src"));
+    // The pages run their own script file only: no inline script, nothing from elsewhere.
+    let policy = header("content-security-policy");
+    let scripts: Vec<&str> = policy
+        .split(';')
+        .map(str::trim)
+        .filter(|d| d.starts_with("script-src"))
+        .collect();
+    assert_eq!(scripts, ["script-src 'self'"], "{policy}");
     t.stop().await;
 }
 

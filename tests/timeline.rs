@@ -42,6 +42,9 @@ fn derived(
         interruptions: Vec::new(),
         issues: Vec::new(),
         timeline_events: events,
+        answers: Vec::new(),
+        citations: Vec::new(),
+        contact: Default::default(),
     }
 }
 

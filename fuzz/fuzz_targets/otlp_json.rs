@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 const NOW: u64 = 1_767_225_600_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(request) = otlp_json::decode(data) else {
+    let Ok(decoded) = otlp_json::decode(data) else {
         return;
     };
-    let _ = convert(request, &SpanLimits::default(), NOW).message();
+    let _ = convert(decoded.request, &SpanLimits::default(), NOW).message();
 });

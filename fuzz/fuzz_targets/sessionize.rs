@@ -4,6 +4,8 @@
 //! same session.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use arbitrary::{Result, Unstructured};
 use convolog::model::{Attributes, Span, SpanEvent, SpanId, SpanKind, StatusCode, TraceId};
 use convolog::sessionize::{sessionize, trace_session_key, Rules};
@@ -170,13 +172,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(spans) = spans(&mut u) else {
         return;
     };
-    let rules = Rules::default();
+    // Built once: the rules are not what is fuzzed.
+    static RULES: OnceLock<Rules> = OnceLock::new();
+    let rules = RULES.get_or_init(Rules::default);
     let _ = trace_session_key(&spans);
-    let derived = sessionize("s", &spans, 1, 0, &rules);
+    let derived = sessionize("s", &spans, 1, 0, rules);
     let mut reversed = spans;
     reversed.reverse();
     assert_eq!(
-        sessionize("s", &reversed, 1, 0, &rules),
+        sessionize("s", &reversed, 1, 0, rules),
         derived,
         "the same spans in another order derive the same session"
     );

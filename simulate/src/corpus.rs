@@ -297,3 +297,88 @@ pub(crate) const ADDRESSES: &[&str] = &[
 pub(crate) const SYSTEM_PROMPT: &str = "You are a friendly customer support agent for Acme. \
 Keep answers short and spoken-style. Use the tools to look up orders, bookings, refunds and invoices. \
 If the customer asks for a human or you cannot help, transfer the call.";
+
+/// A knowledge-base article an answer can stand on.
+#[derive(Debug)]
+pub(crate) struct Article {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub url: &'static str,
+    pub text: &'static str,
+}
+
+pub(crate) const ARTICLES: &[Article] = &[
+    Article {
+        id: "kb-delivery-times",
+        title: "Delivery times",
+        url: "https://help.example.com/delivery-times",
+        text: "Standard delivery takes 3 to 5 working days; express arrives the next working day.",
+    },
+    Article {
+        id: "kb-tracking",
+        title: "Tracking an order",
+        url: "https://help.example.com/tracking",
+        text: "Every order gets a tracking link by email as soon as it leaves the warehouse.",
+    },
+    Article {
+        id: "kb-returns",
+        title: "Returns and refunds",
+        url: "https://help.example.com/returns",
+        text: "Items can be returned within 30 days; refunds reach the card in 5 to 7 days.",
+    },
+    Article {
+        id: "kb-appointments",
+        title: "Changing an appointment",
+        url: "https://help.example.com/appointments",
+        text: "Appointments can be moved up to 24 hours ahead at no charge.",
+    },
+    Article {
+        id: "kb-billing",
+        title: "Billing questions",
+        url: "https://help.example.com/billing",
+        text: "Invoices are issued on the first of the month and can be paid by card or transfer.",
+    },
+    Article {
+        id: "kb-notifications",
+        title: "Email and text updates",
+        url: "https://help.example.com/notifications",
+        text: "Customers can turn on text updates for the number on their account.",
+    },
+];
+
+/// Why a planted question is answered badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Weakness {
+    /// The knowledge base has nothing close; the answer's confidence is low.
+    LowConfidence,
+    /// The answer sounds sure but is wrong; the user gives it a thumbs-down.
+    ThumbsDown,
+    /// The agent answers from memory without citing anything.
+    Uncited,
+}
+
+/// Questions the knowledge base answers badly, planted in some conversations so the
+/// knowledge-gaps report has something to find.
+pub(crate) const WEAK_QUESTIONS: &[(Exchange, Weakness)] = &[
+    (
+        line(
+            "Do you ship to Iceland?",
+            "I think we might ship there, but I'm not sure about the cost.",
+        ),
+        Weakness::LowConfidence,
+    ),
+    (
+        line(
+            "Can I split the payment between a gift card and my credit card?",
+            "No, each order takes a single payment method.",
+        ),
+        Weakness::ThumbsDown,
+    ),
+    (
+        line(
+            "What does the extended warranty cover?",
+            "The extended warranty covers accidental damage for two years.",
+        ),
+        Weakness::Uncited,
+    ),
+];

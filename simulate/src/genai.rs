@@ -7,6 +7,8 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use serde_json::json;
 
+use super::debug_log::Step;
+use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{Script, Stage, Usage};
 
@@ -16,6 +18,8 @@ const AGENT_NAME: &str = "support-agent";
 const PROVIDER: &str = "openai";
 const MODEL: &str = "gpt-4o-mini";
 const HOP: f64 = 0.005;
+/// A search of the help center before each answer.
+const RETRIEVAL: f64 = 0.04;
 
 pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<PlannedSpan>) {
     let mut traces = Vec::with_capacity(script.turns.len());
@@ -25,6 +29,16 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
         let tm = &turn.timing;
         let mut children = Vec::new();
         let mut cursor = start + 2.0 * HOP;
+        if let Some(g) = turn.grounding.as_ref().filter(|g| !g.documents.is_empty()) {
+            children.push(grounding::genai_retrieval(
+                g,
+                &turn.user,
+                SCOPE,
+                cursor,
+                cursor + RETRIEVAL,
+            ));
+            cursor += RETRIEVAL + HOP;
+        }
 
         if let (Some(call), Some(usage)) = (&turn.tool, turn.tool_usage) {
             let end = cursor + tm.llm_ttft + tm.tool_call_stream;
@@ -54,21 +68,19 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                     &format!("{} failed: {}", call.name, call.result),
                 );
             }
-            children.push(tool);
+            children.push(tool.logged(turn, Step::CallTool));
             cursor = tool_end + HOP;
         }
 
-        let ttft = if turn.tool.is_some() {
-            tm.tool_llm_ttft
-        } else {
-            tm.llm_ttft
-        };
+        let ttft = turn.reply_ttft();
         let reply_end = cursor + ttft + turn.reply_usage.output_tokens as f64 * tm.token_interval;
         let failure = turn.failure_at(Stage::Llm);
         // An unanswered request has a reply call only if that call failed.
         if !turn.unanswered || failure.is_some() {
             children.push(
-                chat(cursor, reply_end, ttft, turn.reply_usage, script.priced).fail_with(failure),
+                chat(cursor, reply_end, ttft, turn.reply_usage, script.priced)
+                    .fail_with(failure)
+                    .logged(turn, Step::Reply),
             );
         }
         let mut end = reply_end + HOP;
@@ -98,6 +110,9 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
             .attr("gen_ai.input.messages", input.to_string());
         if !turn.unanswered {
             root = root.attr("gen_ai.output.messages", output.to_string());
+        }
+        if let Some(g) = &turn.grounding {
+            root = grounding::rate(root, g);
         }
         root.children = children;
         traces.push(root);

@@ -8,11 +8,14 @@
 //! Layers, each testable on its own:
 //! - `script`: what is said and how long each stage takes (all randomness);
 //! - `voice`, `pipecat`, `livekit`, `genai`: pure span plans per framework;
-//! - `emit`: plan -> SDK spans; `run` exports them and reports failures.
+//! - `debug_log`: the agent's log lines at each step, attached to the plans' spans;
+//! - `emit`: plan -> SDK spans and log records; `run` exports them and reports failures.
 
 mod corpus;
+mod debug_log;
 mod emit;
 mod genai;
+mod grounding;
 mod livekit;
 mod pipecat;
 mod plan;
@@ -27,12 +30,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use opentelemetry_otlp::{ExporterBuildError, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{ExporterBuildError, LogExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 use opentelemetry_sdk::trace::SpanExporter as _;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use emit::Logs;
 use plan::{conversation_seed, plan_conversation};
 use script::PlanOptions;
 
@@ -88,9 +93,21 @@ pub struct SimulateArgs {
     /// Share of chats the application marks as ended (the rest stay open)
     #[arg(long, default_value_t = 0.5)]
     pub chat_end_rate: f64,
+    /// Share of conversations that ask one of the planted weak questions (answered
+    /// with low confidence, rated thumbs-down, or without citations)
+    #[arg(long, default_value_t = 0.2)]
+    pub weak_rate: f64,
     /// Per-request export timeout in seconds (the exporter retries within it)
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+    /// Send spans only, no OTLP log records
+    ///
+    /// By default the agent's debug lines (INFO per step, WARN when a step is slow, ERROR
+    /// when a tool or stage fails) go as OTLP logs to the same endpoint, each written
+    /// inside its span at its step; over HTTP to /v1/logs, or beside a traces URL ending
+    /// in /traces.
+    #[arg(long)]
+    pub no_logs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +160,8 @@ pub struct SimulateReport {
     pub conversations: u64,
     /// Spans exported, over all conversations.
     pub spans: u64,
+    /// Log records exported, over all conversations (0 with `--no-logs`).
+    pub log_records: u64,
     /// Wall time of the run, including pacing.
     pub elapsed: Duration,
     /// Session ids in the order conversations were numbered.
@@ -155,17 +174,34 @@ pub enum SimulateError {
     InvalidArgs(String),
     #[error("cannot build the OTLP exporter")]
     BuildExporter(#[from] ExporterBuildError),
-    #[error("exporting session {session_id} to {endpoint} failed")]
+    #[error("exporting the {signal} of session {session_id} to {endpoint} failed")]
     Export {
+        signal: Signal,
         session_id: String,
         endpoint: String,
         #[source]
         source: OTelSdkError,
     },
-    #[error("shutting down the OTLP exporter failed")]
+    #[error("shutting down the OTLP exporters failed")]
     Shutdown(#[source] OTelSdkError),
     #[error("a simulation worker panicked")]
     Worker(#[from] tokio::task::JoinError),
+}
+
+/// What an export carries; over HTTP, also the last segment of its URL path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        })
+    }
 }
 
 /// Everything a worker needs; shared read-only except for the counters.
@@ -175,6 +211,7 @@ struct Job {
     seed: u64,
     prefix: String,
     options: PlanOptions,
+    logs: Logs,
     /// Time between conversation starts; `None` sends as fast as possible.
     interval: Option<Duration>,
     started: Instant,
@@ -184,6 +221,7 @@ struct Job {
     stop: AtomicBool,
     conversations: AtomicU64,
     spans: AtomicU64,
+    log_records: AtomicU64,
     /// Conversations sent, on standard error when it is a terminal (hidden otherwise).
     progress: ProgressBar,
 }
@@ -226,8 +264,13 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
     // Built up front, so a malformed endpoint fails before anything is sent.
     let workers = args.concurrency.min(args.count.max(1) as usize);
     let timeout = Duration::from_secs(args.timeout_secs);
+    let logs = if args.no_logs {
+        Logs::Skip
+    } else {
+        Logs::Record
+    };
     let exporters = (0..workers)
-        .map(|_| build_exporter(args.protocol, &endpoint, timeout))
+        .map(|_| build_exporters(args.protocol, &endpoint, timeout, logs))
         .collect::<Result<Vec<_>, _>>()?;
 
     let job = Arc::new(Job {
@@ -236,6 +279,7 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
         seed,
         prefix: args.session_prefix.clone(),
         options,
+        logs,
         interval,
         started: Instant::now(),
         endpoint,
@@ -243,6 +287,7 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
         stop: AtomicBool::new(false),
         conversations: AtomicU64::new(0),
         spans: AtomicU64::new(0),
+        log_records: AtomicU64::new(0),
         progress: progress_bar(count),
     });
 
@@ -266,6 +311,7 @@ pub async fn run(args: &SimulateArgs) -> Result<SimulateReport, SimulateError> {
     Ok(SimulateReport {
         conversations: job.conversations.load(Ordering::Relaxed),
         spans: job.spans.load(Ordering::Relaxed),
+        log_records: job.log_records.load(Ordering::Relaxed),
         elapsed: job.started.elapsed(),
         session_ids: (0..count).map(|i| job.session_id(i)).collect(),
     })
@@ -300,6 +346,7 @@ fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
         ("--stage-error-rate", args.stage_error_rate),
         ("--misheard-rate", args.misheard_rate),
         ("--chat-end-rate", args.chat_end_rate),
+        ("--weak-rate", args.weak_rate),
     ] {
         if !(0.0..=1.0).contains(&value) {
             return invalid(format!("{name} must be within 0..1, got {value}"));
@@ -318,45 +365,83 @@ fn validate(args: &SimulateArgs) -> Result<PlanOptions, SimulateError> {
         stage_error_rate: args.stage_error_rate,
         misheard_rate: args.misheard_rate,
         chat_end_rate: args.chat_end_rate,
+        weak_rate: args.weak_rate,
     })
 }
 
-fn build_exporter(
+/// One worker's OTLP clients; no log client when log records are skipped.
+struct Exporters {
+    spans: SpanExporter,
+    logs: Option<LogExporter>,
+}
+
+fn build_exporters(
     protocol: Protocol,
     endpoint: &str,
     timeout: Duration,
-) -> Result<SpanExporter, ExporterBuildError> {
-    match protocol {
+    logs: Logs,
+) -> Result<Exporters, SimulateError> {
+    let spans = match protocol {
         Protocol::Grpc => SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .with_timeout(timeout)
-            .build(),
+            .build()?,
         Protocol::Http => SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(http_traces_url(endpoint))
+            .with_endpoint(http_signal_url(endpoint, Signal::Traces)?)
             .with_timeout(timeout)
-            .build(),
-    }
+            .build()?,
+    };
+    let logs = match (logs, protocol) {
+        (Logs::Skip, _) => None,
+        (Logs::Record, Protocol::Grpc) => Some(
+            LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(timeout)
+                .build()?,
+        ),
+        (Logs::Record, Protocol::Http) => Some(
+            LogExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(http_signal_url(endpoint, Signal::Logs)?)
+                .with_timeout(timeout)
+                .build()?,
+        ),
+    };
+    Ok(Exporters { spans, logs })
 }
 
 /// An endpoint set in code is used verbatim by the HTTP exporter, so a base
-/// URL like the default needs the traces path added.
-fn http_traces_url(endpoint: &str) -> String {
+/// URL like the default needs the signal's path added. A URL with a path is
+/// the traces URL; the logs URL replaces its last segment `traces` with `logs`.
+fn http_signal_url(endpoint: &str, signal: Signal) -> Result<String, SimulateError> {
     let trimmed = endpoint.trim_end_matches('/');
     let has_path = trimmed
         .split_once("://")
         .map_or(trimmed, |(_, rest)| rest)
         .contains('/');
-    if has_path {
-        endpoint.to_string()
-    } else {
-        format!("{trimmed}/v1/traces")
+    if !has_path {
+        return Ok(format!("{trimmed}/v1/{signal}"));
+    }
+    match signal {
+        Signal::Traces => Ok(endpoint.to_string()),
+        Signal::Logs => trimmed
+            .strip_suffix("/traces")
+            .map(|base| format!("{base}/logs"))
+            .ok_or_else(|| {
+                SimulateError::InvalidArgs(format!(
+                    "--endpoint {endpoint} does not end in /traces, so the logs URL beside it \
+                     is unknown: give the base URL (http://host:4318) or pass --no-logs"
+                ))
+            }),
     }
 }
 
-async fn worker(mut exporter: SpanExporter, job: Arc<Job>) -> Result<(), SimulateError> {
+async fn worker(mut exporters: Exporters, job: Arc<Job>) -> Result<(), SimulateError> {
     while !job.stop.load(Ordering::Relaxed) {
         let index = job.next.fetch_add(1, Ordering::Relaxed);
         if index >= job.count {
@@ -375,22 +460,43 @@ async fn worker(mut exporter: SpanExporter, job: Arc<Job>) -> Result<(), Simulat
             session_id.clone(),
             &job.options,
         );
-        let recorded = emit::record(&plan, SystemTime::now());
+        let recorded = emit::record(&plan, SystemTime::now(), job.logs);
         let spans = recorded.spans.len() as u64;
-        exporter.set_resource(&recorded.resource);
-        if let Err(source) = exporter.export(recorded.spans).await {
-            tracing::warn!(%session_id, error = %source, "export failed");
-            return Err(SimulateError::Export {
-                session_id,
+        let failed = |signal, source| {
+            tracing::warn!(%session_id, %signal, error = %source, "export failed");
+            SimulateError::Export {
+                signal,
+                session_id: session_id.clone(),
                 endpoint: job.endpoint.clone(),
                 source,
-            });
+            }
+        };
+        exporters.spans.set_resource(&recorded.resource);
+        if let Err(source) = exporters.spans.export(recorded.spans).await {
+            return Err(failed(Signal::Traces, source));
+        }
+        if let (Some(exporter), false) = (&mut exporters.logs, recorded.logs.is_empty()) {
+            exporter.set_resource(&recorded.resource);
+            // A borrowed batch is how the SDK's own processors hand records to an exporter.
+            let batch: Vec<_> = recorded.logs.iter().map(|(r, s)| (r, s)).collect();
+            if let Err(source) = exporter.export(LogBatch::new(&batch)).await {
+                return Err(failed(Signal::Logs, source));
+            }
         }
         job.conversations.fetch_add(1, Ordering::Relaxed);
         job.progress.inc(1);
         job.spans.fetch_add(spans, Ordering::Relaxed);
+        job.log_records
+            .fetch_add(recorded.logs.len() as u64, Ordering::Relaxed);
     }
     // Every export was awaited above, so nothing is buffered; this only
-    // releases the connection.
-    exporter.shutdown().map_err(SimulateError::Shutdown)
+    // releases the connections.
+    exporters
+        .spans
+        .shutdown()
+        .map_err(SimulateError::Shutdown)?;
+    match exporters.logs {
+        Some(logs) => logs.shutdown().map_err(SimulateError::Shutdown),
+        None => Ok(()),
+    }
 }

@@ -11,6 +11,8 @@ use opentelemetry::KeyValue;
 use rand::Rng;
 use serde_json::json;
 
+use super::debug_log::Step;
+use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{alnum, spoken_prefix, Failure, Script, Stage, Turn, Usage};
 use super::voice::{self, Inference};
@@ -63,6 +65,7 @@ pub(crate) fn build(
                         .attr("lk.transcript_confidence", turn.confidence)
                         .attr("lk.transcription_delay", tm.stt_ttfb)
                         .attr("lk.end_of_turn_delay", t.eot - t.user_end)
+                        .logged(turn, Step::Transcribe)
                         .child(
                             PlannedSpan::new(
                                 "eou_detection",
@@ -118,17 +121,21 @@ pub(crate) fn build(
                     &format!("{} failed: {}", call.name, call.result),
                 );
             }
-            agent_turn = agent_turn.child(tool);
+            agent_turn = agent_turn.child(tool.logged(turn, Step::CallTool));
         }
 
-        let reply = llm_node(t.reply, turn.reply_usage, stop, turn.failure_at(Stage::Llm));
+        let reply = llm_node(t.reply, turn.reply_usage, stop, turn.failure_at(Stage::Llm))
+            .logged(turn, Step::Reply);
         if turn.unanswered {
             root = root.child(agent_turn.child(reply));
             continue;
         }
+        if let Some(g) = &turn.grounding {
+            agent_turn = grounding::rate(grounding::cite(agent_turn, g), g);
+        }
         agent_turn = agent_turn
             .child(reply.attr("lk.pii.response.text", turn.agent.clone()))
-            .child(tts_node(turn, t.tts_start, t.tts_end.min(stop)));
+            .child(tts_node(turn, t.tts_start, t.tts_end.min(stop)).logged(turn, Step::Speak));
         root = root.child(agent_turn);
 
         root = root.child(

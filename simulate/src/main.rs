@@ -23,9 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let report = convolog_simulate::run(&cli.args).await?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "sent {} conversations, {} spans in {secs:.2} s ({:.0} spans/s)",
+        "sent {} conversations, {} spans, {} log records in {secs:.2} s ({:.0} spans/s)",
         report.conversations,
         report.spans,
+        report.log_records,
         report.spans as f64 / secs
     );
     Ok(())

@@ -6,6 +6,8 @@ use opentelemetry::KeyValue;
 use serde_json::json;
 
 use super::corpus::SYSTEM_PROMPT;
+use super::debug_log::Step;
+use super::grounding;
 use super::plan::PlannedSpan;
 use super::script::{Script, Stage};
 use super::voice;
@@ -57,9 +59,19 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                     .attr("metrics.ttfb", tm.stt_ttfb)
                     .attr("metrics.audio_seconds", t.user_end - t.user_start)
                     .attr("convolog.transcript.confidence", turn.confidence)
-                    .fail_with(turn.failure_at(Stage::Stt)),
+                    .fail_with(turn.failure_at(Stage::Stt))
+                    .logged(turn, Step::Transcribe),
             );
             messages.push(json!({"role": "user", "content": turn.user}));
+        }
+
+        if let Some(g) = turn.grounding.as_ref().filter(|g| !g.documents.is_empty()) {
+            // The application searches its help center between the transcript and the LLM.
+            let llm_start = t.tool_round.map_or(t.reply.start, |r| r.start);
+            let start = t.stt_final.min(llm_start);
+            span = span.child(grounding::openinference_retriever(
+                g, &turn.user, start, llm_start,
+            ));
         }
 
         if let (Some(round), Some((tool_start, tool_end)), Some(call), Some(usage)) =
@@ -95,7 +107,7 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                     &format!("{} failed: {}", call.name, call.result),
                 );
             }
-            span = span.child(tool);
+            span = span.child(tool.logged(turn, Step::CallTool));
             messages.push(
                 json!({"role": "tool", "tool_call_id": call.call_id, "content": call.result}),
             );
@@ -105,7 +117,8 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
         let mut reply = llm_span(t.reply.start, t.reply.end.min(t.turn_end), &messages)
             .attr("gen_ai.usage.input_tokens", turn.reply_usage.input_tokens)
             .attr("gen_ai.usage.output_tokens", turn.reply_usage.output_tokens)
-            .fail_with(turn.failure_at(Stage::Llm));
+            .fail_with(turn.failure_at(Stage::Llm))
+            .logged(turn, Step::Reply);
         if turn.unanswered {
             // No token arrived: no output, no speech.
             root = root.child(span.child(reply));
@@ -130,8 +143,12 @@ pub(crate) fn build(script: &Script, session_id: &str) -> (Vec<KeyValue>, Vec<Pl
                 )
                 .attr("metrics.ttfb", tm.tts_ttfb)
                 .attr("tts.interrupted", turn.interrupted)
-                .fail_with(turn.failure_at(Stage::Tts)),
+                .fail_with(turn.failure_at(Stage::Tts))
+                .logged(turn, Step::Speak),
         );
+        if let Some(g) = &turn.grounding {
+            span = grounding::rate(span, g);
+        }
         root = root.child(span);
     }
 

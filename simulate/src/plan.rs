@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use opentelemetry::logs::Severity;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{KeyValue, Value};
 use rand::rngs::StdRng;
@@ -34,6 +35,8 @@ pub struct PlannedSpan {
     pub end: Duration,
     pub attributes: Vec<KeyValue>,
     pub events: Vec<PlannedEvent>,
+    /// Lines the agent logs while the span runs.
+    pub logs: Vec<PlannedLog>,
     /// Status ERROR with this description.
     pub error: Option<String>,
     pub children: Vec<PlannedSpan>,
@@ -44,6 +47,14 @@ pub struct PlannedEvent {
     pub name: &'static str,
     pub at: Duration,
     pub attributes: Vec<KeyValue>,
+}
+
+/// A debug line written inside its span, at `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedLog {
+    pub at: Duration,
+    pub severity: Severity,
+    pub body: String,
 }
 
 /// Seconds since the conversation started; negative or non-finite values
@@ -62,6 +73,7 @@ impl PlannedSpan {
             end: at(end.max(start)),
             attributes: Vec::new(),
             events: Vec::new(),
+            logs: Vec::new(),
             error: None,
             children: Vec::new(),
         }

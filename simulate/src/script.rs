@@ -7,7 +7,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::corpus::{self, Exchange, Scenario};
+use super::corpus::{self, Article, Exchange, Scenario, Weakness};
 
 /// Knobs for the conversation generator; validated by the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,8 @@ pub struct PlanOptions {
     pub misheard_rate: f64,
     /// Probability that a chat application marks a finished chat as ended.
     pub chat_end_rate: f64,
+    /// Probability that a conversation asks one of the planted weak questions.
+    pub weak_rate: f64,
 }
 
 impl Default for PlanOptions {
@@ -43,6 +45,7 @@ impl Default for PlanOptions {
             stage_error_rate: 0.02,
             misheard_rate: 0.04,
             chat_end_rate: 0.5,
+            weak_rate: 0.2,
         }
     }
 }
@@ -245,6 +248,17 @@ pub(crate) struct Turn {
     /// Token usage of the LLM round that produced `agent`.
     pub reply_usage: Usage,
     pub timing: Timing,
+    /// What the reply stood on; None when there was no reply.
+    pub grounding: Option<Grounding>,
+}
+
+/// The documents an answer was given, how sure it was, and how the user rated it.
+#[derive(Debug, Clone)]
+pub(crate) struct Grounding {
+    /// Articles with their retrieval scores, best first; empty when the answer cites nothing.
+    pub documents: Vec<(&'static Article, f64)>,
+    pub confidence: f64,
+    pub feedback: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +317,15 @@ impl Turn {
     /// The failure recorded on this turn's `stage` span, if any.
     pub fn failure_at(&self, stage: Stage) -> Option<&'static Failure> {
         self.failure.filter(|(s, _)| *s == stage).map(|(_, f)| f)
+    }
+
+    /// Time to the reply's first token: after a tool round the LLM has the result to read.
+    pub fn reply_ttft(&self) -> f64 {
+        if self.tool.is_some() {
+            self.timing.tool_llm_ttft
+        } else {
+            self.timing.llm_ttft
+        }
     }
 }
 
@@ -470,6 +493,7 @@ pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions, medium: Medium) -
         stage_error_rate: probability(options.stage_error_rate),
         misheard_rate: probability(options.misheard_rate),
         chat_end_rate: probability(options.chat_end_rate),
+        weak_rate: probability(options.weak_rate),
     };
     let scenario = &corpus::SCENARIOS[rng.random_range(0..corpus::SCENARIOS.len())];
     let fill = Fill::new(rng, scenario);
@@ -629,6 +653,7 @@ pub(crate) fn build(rng: &mut impl Rng, options: &PlanOptions, medium: Medium) -
             _ => rng.random_bool(options.chat_end_rate),
         };
     let facts = facts(rng, scenario, &fill, ending, &handoff, &turns, direction);
+    ground(rng, options, &mut turns);
     Script {
         medium,
         ending,
@@ -784,6 +809,73 @@ fn make_turn(
         confidence: rng.random_range(0.82..0.99),
         tool_usage,
         timing: sample_timing(rng),
+        grounding: None,
+    }
+}
+
+/// Plants a weak question in place of a plain middle exchange (with probability
+/// `weak_rate`), then grounds every reply: a few articles and a confident answer, except
+/// where the reply is a fallback or the question is a planted weak one.
+fn ground(rng: &mut impl Rng, options: &PlanOptions, turns: &mut [Turn]) {
+    let count = turns.len();
+    let plain: Vec<usize> = (1..count.saturating_sub(1))
+        .filter(|&i| {
+            // Not a misheard line or its repetition, which must stay the same words.
+            let misheard = [i - 1, i]
+                .iter()
+                .any(|&j| turns[j].agent == corpus::FALLBACK_REPLY);
+            turns[i].tool.is_none() && !turns[i].unanswered && !misheard
+        })
+        .collect();
+    let mut planted = None;
+    if let (Some(&i), true) = (plain.choose(rng), rng.random_bool(options.weak_rate)) {
+        let (exchange, weakness) =
+            &corpus::WEAK_QUESTIONS[rng.random_range(0..corpus::WEAK_QUESTIONS.len())];
+        turns[i].user = exchange.user.to_owned();
+        turns[i].agent = exchange.agent.to_owned();
+        turns[i].reply_usage.output_tokens = tokens(exchange.agent);
+        planted = Some((i, *weakness));
+    }
+    for (i, turn) in turns.iter_mut().enumerate() {
+        if turn.unanswered {
+            continue;
+        }
+        let mut articles: Vec<&'static Article> = corpus::ARTICLES.iter().collect();
+        articles.shuffle(rng);
+        let mut score = rng.random_range(0.8..0.97);
+        let mut documents = Vec::new();
+        for article in articles.into_iter().take(rng.random_range(1..=3)) {
+            documents.push((article, score));
+            score *= rng.random_range(0.75..0.95);
+        }
+        let weakness = planted.filter(|(at, _)| *at == i).map(|(_, w)| w);
+        turn.grounding = Some(match weakness {
+            Some(Weakness::LowConfidence) => Grounding {
+                documents: documents.into_iter().map(|(a, s)| (a, s * 0.3)).collect(),
+                confidence: rng.random_range(0.1..0.3),
+                feedback: None,
+            },
+            Some(Weakness::ThumbsDown) => Grounding {
+                documents,
+                confidence: rng.random_range(0.7..0.9),
+                feedback: Some("down"),
+            },
+            Some(Weakness::Uncited) => Grounding {
+                documents: Vec::new(),
+                confidence: rng.random_range(0.6..0.8),
+                feedback: None,
+            },
+            None if turn.agent == corpus::FALLBACK_REPLY => Grounding {
+                documents: Vec::new(),
+                confidence: rng.random_range(0.2..0.45),
+                feedback: None,
+            },
+            None => Grounding {
+                documents,
+                confidence: rng.random_range(0.72..0.98),
+                feedback: None,
+            },
+        });
     }
 }
 
@@ -873,6 +965,40 @@ mod tests {
                 .count();
             assert_eq!(seen.len(), fitting + 1, "{medium:?}: {seen:?}");
         }
+    }
+
+    #[test]
+    fn planted_weak_questions_are_answered_as_planted() {
+        let options = PlanOptions {
+            weak_rate: 1.0,
+            misheard_rate: 0.0,
+            ..PlanOptions::default()
+        };
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut planted = 0;
+        for _ in 0..50 {
+            let script = build(&mut rng, &options, Medium::Chat);
+            for turn in &script.turns {
+                let Some(g) = &turn.grounding else {
+                    assert!(turn.unanswered);
+                    continue;
+                };
+                let weakness = corpus::WEAK_QUESTIONS
+                    .iter()
+                    .find(|(e, _)| e.user == turn.user)
+                    .map(|(_, w)| *w);
+                match weakness {
+                    Some(Weakness::LowConfidence) => assert!(g.confidence < 0.5),
+                    Some(Weakness::ThumbsDown) => assert_eq!(g.feedback, Some("down")),
+                    Some(Weakness::Uncited) => assert!(g.documents.is_empty()),
+                    None => assert!(
+                        !g.documents.is_empty() && g.confidence > 0.7 && g.feedback.is_none()
+                    ),
+                }
+                planted += usize::from(weakness.is_some());
+            }
+        }
+        assert!(planted > 30, "{planted}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::logs::{AnyValue, Severity};
 use opentelemetry::trace::{SpanId, Status};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
@@ -110,7 +111,7 @@ fn emitted_children_end_before_parents() {
     for (shape, seed) in cases {
         let plan = plan(shape, seed);
         let now = SystemTime::now();
-        let recorded = emit::record(&plan, now);
+        let recorded = emit::record(&plan, now, emit::Logs::Record);
         assert_eq!(recorded.spans.len() as u64, plan.span_count());
 
         let position: HashMap<SpanId, usize> = recorded
@@ -153,7 +154,7 @@ fn emitted_children_end_before_parents() {
 #[test]
 fn resource_carries_service_and_environment() {
     for shape in SHAPES {
-        let recorded = emit::record(&plan(shape, 9), SystemTime::now());
+        let recorded = emit::record(&plan(shape, 9), SystemTime::now(), emit::Logs::Record);
         let get = |key: &'static str| {
             recorded
                 .resource
@@ -199,7 +200,7 @@ fn pipecat_is_one_trace_with_numbered_turns() {
         assert_eq!(names.first(), Some(&"stt"));
         assert_eq!(names.last(), Some(&"tts"));
         assert!(names.contains(&"llm"));
-        for child in &turn.children {
+        for child in turn.children.iter().filter(|c| c.name != "retrieve") {
             assert_eq!(child.scope, "pipecat");
             // Children inherit the session through the trace, as in Pipecat.
             assert!(child.get("conversation.id").is_none());
@@ -293,7 +294,7 @@ fn livekit_stamps_session_id_on_every_span() {
 #[test]
 fn genai_sends_one_trace_per_turn() {
     let plan = plan(Shape::Genai, 13);
-    let recorded = emit::record(&plan, SystemTime::now());
+    let recorded = emit::record(&plan, SystemTime::now(), emit::Logs::Record);
     let roots: Vec<_> = recorded
         .spans
         .iter()
@@ -341,7 +342,11 @@ fn failed_tools_are_recorded_as_errors() {
         ..PlanOptions::default()
     };
     for shape in SHAPES {
-        let recorded = emit::record(&plan_with(shape, 17, &options), SystemTime::now());
+        let recorded = emit::record(
+            &plan_with(shape, 17, &options),
+            SystemTime::now(),
+            emit::Logs::Record,
+        );
         let tools: Vec<_> = recorded
             .spans
             .iter()
@@ -451,19 +456,31 @@ fn turn_ranges_parse() {
 }
 
 #[test]
-fn http_endpoint_gets_the_traces_path() {
+fn http_endpoint_gets_the_signal_path() {
+    let url = |endpoint, signal| http_signal_url(endpoint, signal).ok();
+    for base in ["http://127.0.0.1:4318", "http://127.0.0.1:4318/"] {
+        assert_eq!(
+            url(base, Signal::Traces).as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!(
+            url(base, Signal::Logs).as_deref(),
+            Some("http://127.0.0.1:4318/v1/logs")
+        );
+    }
+    let custom = "https://otel.example/custom/traces";
+    assert_eq!(url(custom, Signal::Traces).as_deref(), Some(custom));
     assert_eq!(
-        http_traces_url("http://127.0.0.1:4318"),
-        "http://127.0.0.1:4318/v1/traces"
+        url(custom, Signal::Logs).as_deref(),
+        Some("https://otel.example/custom/logs")
     );
-    assert_eq!(
-        http_traces_url("http://127.0.0.1:4318/"),
-        "http://127.0.0.1:4318/v1/traces"
-    );
-    assert_eq!(
-        http_traces_url("https://otel.example/custom/traces"),
-        "https://otel.example/custom/traces"
-    );
+    // A path that names no traces URL gives no logs URL; the error says what to do.
+    let other = "https://otel.example/ingest";
+    assert_eq!(url(other, Signal::Traces).as_deref(), Some(other));
+    assert!(matches!(
+        http_signal_url(other, Signal::Logs),
+        Err(SimulateError::InvalidArgs(message)) if message.contains("--no-logs")
+    ));
 }
 
 #[test]
@@ -771,4 +788,91 @@ fn every_outcome_trigger_appears_in_a_realistic_mix() {
     .map(|t| counts.get(*t).copied().unwrap_or(0))
     .sum::<usize>();
     assert!(incidents < conversations as usize / 5, "{counts:?}");
+}
+
+fn body(record: &opentelemetry_sdk::logs::SdkLogRecord) -> String {
+    match record.body() {
+        Some(AnyValue::String(s)) => s.to_string(),
+        other => panic!("a log record without a text body: {other:?}"),
+    }
+}
+
+#[test]
+fn log_records_are_written_inside_their_spans() {
+    for seed in 0..40 {
+        let plan = plan(Shape::Mixed, seed);
+        let now = SystemTime::now();
+        let recorded = emit::record(&plan, now, emit::Logs::Record);
+        let planned: usize = all_spans(&plan).iter().map(|(s, _)| s.logs.len()).sum();
+        assert_eq!(recorded.logs.len(), planned);
+        if plan.traces.iter().any(|t| !t.children.is_empty()) {
+            assert!(planned > 0, "seed {seed}: a conversation with steps logs");
+        }
+        let by_id: HashMap<SpanId, &SpanData> = recorded
+            .spans
+            .iter()
+            .map(|s| (s.span_context.span_id(), s))
+            .collect();
+        for (record, scope) in &recorded.logs {
+            let context = record.trace_context().expect("written inside a span");
+            let span = by_id[&context.span_id];
+            assert_eq!(context.trace_id, span.span_context.trace_id());
+            assert_eq!(scope.name(), span.instrumentation_scope.name());
+            let at = record.timestamp().expect("a time");
+            assert!(
+                span.start_time <= at && at <= span.end_time,
+                "{:?} outside {}",
+                body(record),
+                span.name
+            );
+            let severity = record.severity_number().expect("a severity");
+            assert!(matches!(
+                severity,
+                Severity::Info | Severity::Warn | Severity::Error
+            ));
+            assert_eq!(record.severity_text(), Some(severity.name()));
+        }
+        assert!(emit::record(&plan, now, emit::Logs::Skip).logs.is_empty());
+    }
+}
+
+#[test]
+fn failing_steps_log_errors_and_only_they_do() {
+    let options = PlanOptions {
+        tool_error_rate: 0.5,
+        stage_error_rate: 0.3,
+        ..PlanOptions::default()
+    };
+    let mut seen = HashSet::new();
+    for shape in SHAPES {
+        for seed in 0..20 {
+            let plan = plan_with(shape, seed, &options);
+            for (span, _) in all_spans(&plan) {
+                let errors: Vec<&str> = span
+                    .logs
+                    .iter()
+                    .filter(|l| l.severity == Severity::Error)
+                    .map(|l| l.body.as_str())
+                    .collect();
+                // A step that failed (the span, or the LiveKit node whose request failed)
+                // logs an error, and only such a step does, except LiveKit's user turn:
+                // LiveKit traces no STT request, so its STT failure shows only in the log.
+                let failed =
+                    span.error.is_some() || span.children.iter().any(|c| c.error.is_some());
+                if !span.logs.is_empty() && span.name != "user_turn" {
+                    assert_eq!(!errors.is_empty(), failed, "{}: {errors:?}", span.name);
+                }
+                if is_tool(span) && span.error.is_some() {
+                    assert!(errors[0].contains("failed"), "{errors:?}");
+                    seen.insert("tool");
+                } else if !errors.is_empty() {
+                    seen.insert("stage");
+                }
+                if span.logs.iter().any(|l| l.severity == Severity::Warn) {
+                    seen.insert("warn");
+                }
+            }
+        }
+    }
+    assert_eq!(seen, HashSet::from(["tool", "stage", "warn"]));
 }

@@ -86,6 +86,9 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     #[error("starting: the schema is not applied yet, retry later")]
     Starting,
+    /// A page write without this browser's CSRF token, or sent from another site.
+    #[error("{0}")]
+    Forbidden(&'static str),
 }
 
 impl ApiError {
@@ -115,7 +118,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(AuthError::MissingKey | AuthError::UnknownKey) => {
                 (StatusCode::UNAUTHORIZED, self.to_string())
             }
-            ApiError::Unauthorized(_) => (StatusCode::FORBIDDEN, self.to_string()),
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => {
+                (StatusCode::FORBIDDEN, self.to_string())
+            }
             ApiError::Starting => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
             ApiError::Store(err) if err.is_retryable() => {
                 tracing::warn!(error = %err, "storage unavailable");

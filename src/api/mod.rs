@@ -3,8 +3,10 @@
 
 mod error;
 pub mod export;
+pub mod insights;
+pub mod logs;
 mod openapi;
-mod page;
+mod pages;
 pub mod sessions;
 mod timeline;
 pub mod transcript;
@@ -18,7 +20,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -27,10 +29,10 @@ pub use error::ApiError;
 use error::{
     ErrorBody, QueryErrors, SessionErrors, NOT_ADMIN, NOT_ALLOWED, NO_KEY, NO_SESSION, UNAVAILABLE,
 };
-use openapi::{ExportQuery, LabelPath, PageQuery, SessionQuery};
+use openapi::{ExportQuery, FilterQuery, GapsQuery, LabelPath, LogsQuery, PageQuery, SessionQuery};
 
 use crate::query::{self, Params};
-use crate::store::{Change, SessionPage, Store};
+use crate::store::{Change, LogQuery, SessionPage, Store};
 use crate::telemetry::Metrics;
 use crate::tenants::{key_map, Scope, Tenants};
 
@@ -119,8 +121,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .route("/sessions", get(list_page))
-        .route("/sessions/{id}", get(session_page))
+        .route("/sessions", get(pages::list_page))
+        .route("/sessions/{id}", get(pages::session_page))
+        .route("/sessions/{id}/captions.vtt", get(pages::captions))
+        .route("/sessions/{id}/annotations", post(pages::annotate_page))
+        .route("/sessions/{id}/share", post(pages::share_page))
+        .route("/pages/key", post(pages::key_page))
+        .route("/pages/export", get(pages::export_page))
+        .route("/pages/pages.js", get(pages::script))
         .route(
             "/v1/sessions",
             get(list_sessions).delete(delete_all_sessions),
@@ -129,11 +137,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sessions/{id}", get(get_summary).delete(delete_session))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/timeline", get(get_timeline))
+        .route("/v1/sessions/{id}/logs", get(get_logs))
         .route(
             "/v1/sessions/{id}/labels/{label}",
             put(add_label).delete(remove_label),
         )
         .route("/v1/sessions/{id}/flag", put(flag).delete(unflag))
+        .route("/v1/insights/gaps", get(knowledge_gaps))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(no_sniffing))
         .with_state(state)
@@ -258,31 +268,106 @@ async fn get_timeline(
         .await?
         .ok_or_else(|| no_session(&id))?;
     let (id, revision) = (&detail.session.session_id, detail.session.revision);
-    // One span more than shown says whether the waterfall is cut.
-    let (events, mut spans) = futures::try_join!(
+    // One span (and log record) more than shown says whether the list is cut.
+    let every_log = LogQuery {
+        limit: timeline::MAX_LOG_LINES + 1,
+        ..LogQuery::default()
+    };
+    let (events, mut spans, mut logs) = futures::try_join!(
         store.timeline_events(id, revision),
         store.waterfall_spans(&detail.session, timeline::MAX_SPANS + 1),
+        store.session_logs(id, revision, &every_log),
     )?;
-    let truncated = spans.len() as u64 > timeline::MAX_SPANS;
+    let spans_truncated = spans.len() as u64 > timeline::MAX_SPANS;
     spans.truncate(timeline::MAX_SPANS as usize);
-    Ok(Json(timeline::build(&detail, &events, &spans, truncated)))
+    let logs_truncated = logs.len() as u64 > timeline::MAX_LOG_LINES;
+    logs.truncate(timeline::MAX_LOG_LINES as usize);
+    let parts = timeline::Parts {
+        events: &events,
+        spans: &spans,
+        spans_truncated,
+        logs: &logs,
+        logs_truncated,
+    };
+    Ok(Json(timeline::build(&detail, parts)))
+}
+
+#[utoipa::path(get, path = "/v1/sessions/{id}/logs", operation_id = "getLogs",
+    summary = "The agent's log records during the session (OTLP logs in the session's traces, or naming its key), by time, each with its span and turn; filtered by severity and text, paginated by cursor.",
+    params(("id" = String, Path, description = "Session id."), LogsQuery),
+    responses(
+        (status = 200, description = "The records", body = logs::SessionLogs),
+        SessionErrors,
+    ))]
+async fn get_logs(
+    Reader(store): Reader,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<logs::SessionLogs>, ApiError> {
+    let mut p = Params::parse(raw.as_deref())?;
+    let query = logs::parse_query(&mut p)?;
+    p.finish()?;
+    let detail = store
+        .session_detail(&id)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    let lines = store
+        .session_logs(&id, detail.session.revision, &query)
+        .await?;
+    let full_page = lines.len() as u64 == query.limit;
+    Ok(Json(logs::build(&detail, &lines, full_page)))
+}
+
+#[utoipa::path(get, path = "/v1/insights/gaps", operation_id = "knowledgeGaps",
+    summary = "Knowledge gaps: user questions whose answers had low confidence, a thumbs-down, or no citation from an agent that normally cites, grouped by normalised question text, the most often weak first; over the sessions the list's filters select.",
+    params(FilterQuery, GapsQuery),
+    responses(
+        (status = 200, description = "The weakest-answered questions", body = insights::GapList),
+        QueryErrors,
+    ))]
+async fn knowledge_gaps(
+    Reader(store): Reader,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<insights::GapList>, ApiError> {
+    let mut p = Params::parse(raw.as_deref())?;
+    let filter = query::session_filter(&mut p, now_unix_seconds())?;
+    let gaps = query::gap_query(&mut p)?;
+    p.finish()?;
+    let found = store.knowledge_gaps(&filter, &gaps).await?;
+    Ok(Json(insights::GapList::of(found, &gaps)))
 }
 
 fn now_unix_seconds() -> u64 {
     crate::clock::now_unix_nano() / 1_000_000_000
 }
 
-/// Parses the list's parameters (filters, sort, cursor, limit) and reads that page.
-async fn read_page(store: &Store, mut p: Params) -> Result<(SessionPage, query::Sort), ApiError> {
+/// The list's parameters, checked: filters, sort, cursor, limit.
+struct ListQuery {
+    filter: query::SessionFilter,
+    sort: query::Sort,
+    after: Option<query::After>,
+    limit: u32,
+}
+
+fn list_query(mut p: Params) -> Result<ListQuery, ApiError> {
     let filter = query::session_filter(&mut p, now_unix_seconds())?;
     let sort = query::sort(&mut p)?;
     let after = query::cursor(&mut p, &sort)?;
     let limit = query::limit(&mut p)?;
     p.finish()?;
-    let page = store
-        .list_sessions(&filter, &sort, after.as_ref(), limit)
-        .await?;
-    Ok((page, sort))
+    Ok(ListQuery {
+        filter,
+        sort,
+        after,
+        limit,
+    })
+}
+
+/// Reads one page of the list.
+async fn read_page(store: &Store, q: &ListQuery) -> Result<SessionPage, ApiError> {
+    Ok(store
+        .list_sessions(&q.filter, &q.sort, q.after.as_ref(), q.limit)
+        .await?)
 }
 
 #[utoipa::path(get, path = "/v1/sessions", operation_id = "listSessions",
@@ -296,9 +381,10 @@ async fn list_sessions(
     Reader(store): Reader,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<sessions::SessionList>, ApiError> {
-    let (page, sort) = read_page(&store, Params::parse(raw.as_deref())?).await?;
+    let q = list_query(Params::parse(raw.as_deref())?)?;
+    let page = read_page(&store, &q).await?;
     Ok(Json(sessions::SessionList {
-        next_cursor: page.next.map(|a| query::encode_cursor(&sort, &a)),
+        next_cursor: page.next.map(|a| query::encode_cursor(&q.sort, &a)),
         sessions: page
             .rows
             .into_iter()
@@ -355,11 +441,34 @@ fn valid_label(label: &str) -> Result<String, ApiError> {
     Ok(label.to_owned())
 }
 
+/// One change to a session's labels or flag, checked the same way for the API and the
+/// pages: label syntax, the label limit, the reason's length, the session existing.
 async fn annotate(
     store: &Store,
     id: &str,
     change: Change,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
+    let change = match change {
+        Change::AddLabel(label) => {
+            let label = valid_label(&label)?;
+            let labels = store.annotations(id).await?.labels;
+            if labels.len() >= MAX_LABELS_PER_SESSION && !labels.contains(&label) {
+                return Err(ApiError::bad(
+                    "label",
+                    format!("a session carries at most {MAX_LABELS_PER_SESSION} labels"),
+                ));
+            }
+            Change::AddLabel(label)
+        }
+        Change::RemoveLabel(label) => Change::RemoveLabel(valid_label(&label)?),
+        Change::Flag { reason } if reason.chars().count() > MAX_REASON_CHARS => {
+            return Err(ApiError::bad(
+                "reason",
+                format!("longer than {MAX_REASON_CHARS} characters"),
+            ))
+        }
+        other => other,
+    };
     if !store.session_exists(id).await? {
         return Err(no_session(id));
     }
@@ -367,6 +476,8 @@ async fn annotate(
     let now = store.annotations(id).await?;
     Ok(Json(sessions::AnnotationsView::new(id, now)))
 }
+
+const MAX_REASON_CHARS: usize = 1000;
 
 /// `DELETE /v1/sessions/{id}` (admin): gone from the API, exports and dashboards for good.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", operation_id = "deleteSession",
@@ -421,14 +532,6 @@ async fn add_label(
     Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
-    let label = valid_label(&label)?;
-    let labels = store.annotations(&id).await?.labels;
-    if labels.len() >= MAX_LABELS_PER_SESSION && !labels.contains(&label) {
-        return Err(ApiError::bad(
-            "label",
-            format!("a session carries at most {MAX_LABELS_PER_SESSION} labels"),
-        ));
-    }
     annotate(&store, &id, Change::AddLabel(label)).await
 }
 
@@ -443,7 +546,6 @@ async fn remove_label(
     Reader(store): Reader,
     Path((id, label)): Path<(String, String)>,
 ) -> Result<Json<sessions::AnnotationsView>, ApiError> {
-    let label = valid_label(&label)?;
     annotate(&store, &id, Change::RemoveLabel(label)).await
 }
 
@@ -476,9 +578,6 @@ async fn flag(
             .map_err(|e| ApiError::bad("body", format!("expected {{\"reason\": \"...\"}}: {e}")))?
             .reason
     };
-    if reason.chars().count() > 1000 {
-        return Err(ApiError::bad("reason", "longer than 1000 characters"));
-    }
     annotate(&store, &id, Change::Flag { reason }).await
 }
 
@@ -512,7 +611,11 @@ async fn export_sessions(
     Reader(store): Reader,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut p = Params::parse(raw.as_deref())?;
+    export_answer(&store, Params::parse(raw.as_deref())?).await
+}
+
+/// The export of the sessions `p` filters, in the format it names: for the API and the pages.
+async fn export_answer(store: &Store, mut p: Params) -> Result<Response, ApiError> {
     let filter = query::session_filter(&mut p, now_unix_seconds())?;
     let sort = query::sort(&mut p)?;
     let bom = p.bool("bom")?.unwrap_or(false);
@@ -533,40 +636,8 @@ async fn export_sessions(
         .into_response())
 }
 
-#[utoipa::path(get, path = "/sessions/{id}", operation_id = "sessionPage",
-    summary = "The page a person reads: transcript with speakers and times, per-turn latency bars, tool calls, interruptions, handoff, labels and flag.",
-    params(("id" = String, Path, description = "Session id.")),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 404, description = "HTML page saying the session is unknown", body = String,
-            content_type = "text/html"),
-        (status = 503, description = UNAVAILABLE, body = ErrorBody),
-    ))]
-async fn session_page(Reader(store): Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let Some(detail) = store.session_detail(&id).await? else {
-        return Ok(html(StatusCode::NOT_FOUND, page::not_found(&id)));
-    };
-    Ok(html(StatusCode::OK, page::render(&detail)))
-}
-
 #[cfg(test)]
 mod openapi_tests;
-
-/// The pages run no script, load nothing from elsewhere and may not be framed.
-const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
-     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
-fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
-            (header::X_FRAME_OPTIONS, "DENY"),
-        ],
-        axum::response::Html(body),
-    )
-        .into_response()
-}
 
 /// Every answer is what its Content-Type says: browsers must not guess.
 async fn no_sniffing(mut response: Response) -> Response {
@@ -575,48 +646,4 @@ async fn no_sniffing(mut response: Response) -> Response {
         header::HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-#[utoipa::path(get, path = "/sessions", operation_id = "listPage",
-    summary = "The conversation list as a page for people: the filters, sort and cursor of /v1/sessions (empty values are ignored), each row linking to its session page.",
-    params(SessionQuery, PageQuery),
-    responses(
-        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        QueryErrors,
-    ))]
-async fn list_page(Reader(store): Reader, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    // Empty form fields arrive as `name=`: they mean "no filter".
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad("query string", e.to_string()))?;
-    let pairs: Vec<(String, String)> = pairs
-        .into_iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .collect();
-    let value = |name: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let form = page::ListForm {
-        q: value("q"),
-        channel: value("channel"),
-        environment: value("environment"),
-        from: value("from"),
-        label: value("label"),
-        sort: value("sort"),
-        order: value("order"),
-    };
-    let (page, sort) = read_page(&store, Params::from_pairs(pairs.clone())?).await?;
-    let next_query = page.next.map(|next| {
-        let mut next_pairs: Vec<(String, String)> =
-            pairs.into_iter().filter(|(n, _)| n != "cursor").collect();
-        next_pairs.push(("cursor".into(), query::encode_cursor(&sort, &next)));
-        serde_urlencoded::to_string(&next_pairs).unwrap_or_default()
-    });
-    Ok(html(
-        StatusCode::OK,
-        page::render_list(&page.rows, &form, next_query.as_deref()),
-    ))
 }

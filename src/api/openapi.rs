@@ -12,7 +12,10 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use super::error::ErrorBody;
 use super::export::Format;
 use super::{transcript, TranscriptQuery, MAX_LABEL_CHARS};
-use crate::query::{FilterKind, Sort, DEFAULT_LIMIT, FILTERS, MAX_LIMIT, SORTS};
+use crate::query::{
+    FilterKind, Sort, DEFAULT_EXAMPLES, DEFAULT_LIMIT, DEFAULT_LOW_CONFIDENCE,
+    DEFAULT_USUALLY_CITES, FILTERS, MAX_EXAMPLES, MAX_LIMIT, SORTS,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,13 +34,21 @@ use crate::query::{FilterKind, Sort, DEFAULT_LIMIT, FILTERS, MAX_LIMIT, SORTS};
         super::delete_session,
         super::get_transcript,
         super::get_timeline,
+        super::get_logs,
         super::add_label,
         super::remove_label,
         super::flag,
         super::unflag,
         super::export_sessions,
-        super::list_page,
-        super::session_page,
+        super::pages::list_page,
+        super::pages::session_page,
+        super::pages::captions,
+        super::pages::annotate_page,
+        super::pages::share_page,
+        super::pages::key_page,
+        super::pages::export_page,
+        super::pages::script,
+        super::knowledge_gaps,
     ),
     // Named here too since the shared error answers refer to it by name.
     components(schemas(ErrorBody)),
@@ -121,6 +132,15 @@ fn list() -> Schema {
     ArrayBuilder::new().items(typed(Type::String)).into()
 }
 
+/// A whole number from 1 to `max`.
+fn count(max: u32, default: u32) -> Schema {
+    typed(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(max))
+        .default(Some(json!(default)))
+        .into()
+}
+
 /// One of a fixed set of words.
 fn one_of(values: &[&str], default: &str) -> Schema {
     typed(Type::String)
@@ -135,68 +155,7 @@ pub struct SessionQuery;
 
 impl IntoParams for SessionQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let mut out = vec![
-            query(
-                "from",
-                "Sessions that started at or after: an RFC 3339 instant (2026-11-01T08:00:00Z), a date (2026-11-01) or a duration ago (90s, 30m, 24h, 7d).",
-                text(),
-            ),
-            query("to", "Sessions that started before (same forms as from).", text()),
-            query(
-                "q",
-                "Free text: some transcript message of the session contains it, ignoring case.",
-                nonempty_text(),
-            ),
-            query(
-                "span_name",
-                "A span with one of these names belongs to the session (comma-separated or repeated).",
-                list(),
-            ),
-            query(
-                "label",
-                "The session carries one of these labels (comma-separated or repeated).",
-                list(),
-            ),
-            query(
-                "flagged",
-                "Only flagged (true) or unflagged (false) sessions.",
-                typed(Type::Boolean).into(),
-            ),
-        ];
-        for spec in FILTERS {
-            let doc = spec.doc;
-            match spec.kind {
-                FilterKind::EqualsAny => out.push(query(
-                    spec.param,
-                    format!("Equals any of these values (comma-separated or repeated): {doc}."),
-                    list(),
-                )),
-                FilterKind::HasAny => out.push(query(
-                    spec.param,
-                    format!("Holds any of these values (comma-separated or repeated): {doc}."),
-                    list(),
-                )),
-                FilterKind::Range => {
-                    for (suffix, bound) in [("min", "At least"), ("max", "At most")] {
-                        out.push(query(
-                            format!("{}_{suffix}", spec.param),
-                            format!("{bound} this: {doc}. Sessions without a value do not match."),
-                            typed(Type::Number).into(),
-                        ));
-                    }
-                }
-                FilterKind::NonZero => out.push(query(
-                    spec.param,
-                    format!("true: {doc}; false: not."),
-                    typed(Type::Boolean).into(),
-                )),
-                FilterKind::Contains => out.push(query(
-                    spec.param,
-                    format!("Contains this text: {doc}, ignoring case."),
-                    nonempty_text(),
-                )),
-            }
-        }
+        let mut out = filter_params();
         let sorts: Vec<&str> = SORTS.iter().map(|s| s.param).collect();
         let default = Sort::default();
         out.push(query(
@@ -216,21 +175,126 @@ impl IntoParams for SessionQuery {
     }
 }
 
+/// The list's filters alone (`query::session_filter`), for reports over the sessions they
+/// select.
+pub struct FilterQuery;
+
+impl IntoParams for FilterQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        filter_params()
+    }
+}
+
+/// What the knowledge-gaps report reads beyond the filters (`query::gap_query`).
+pub struct GapsQuery;
+
+impl IntoParams for GapsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let share = |default: f64| -> Schema {
+            typed(Type::Number)
+                .minimum(Some(0.0))
+                .maximum(Some(1.0))
+                .default(Some(json!(default)))
+                .into()
+        };
+        vec![
+            query(
+                "low_confidence",
+                "An answer whose confidence is below this is weak.",
+                share(DEFAULT_LOW_CONFIDENCE),
+            ),
+            query(
+                "usually_cites",
+                "An answer without citations is weak when its agent cites in at least this share of its answers.",
+                share(DEFAULT_USUALLY_CITES),
+            ),
+            query(
+                "limit",
+                "Questions shown, the most often weak first.",
+                count(MAX_LIMIT, DEFAULT_LIMIT),
+            ),
+            query(
+                "examples",
+                "Newest weak answers shown per question.",
+                count(MAX_EXAMPLES, DEFAULT_EXAMPLES),
+            ),
+        ]
+    }
+}
+
+fn filter_params() -> Vec<Parameter> {
+    let mut out = vec![
+            query(
+                "from",
+                "Sessions that started at or after: an RFC 3339 instant (2026-11-01T08:00:00Z), a date (2026-11-01) or a duration ago (90s, 30m, 24h, 7d).",
+                text(),
+            ),
+            query("to", "Sessions that started before (same forms as from).", text()),
+            query(
+                "q",
+                "Free text: some transcript message of the session contains it, ignoring case; or it is the full phone number or email address of the session's contact (matched by its keyed pseudonym).",
+                nonempty_text(),
+            ),
+            query(
+                "span_name",
+                "A span with one of these names belongs to the session (comma-separated or repeated).",
+                list(),
+            ),
+            query(
+                "label",
+                "The session carries one of these labels (comma-separated or repeated).",
+                list(),
+            ),
+            query(
+                "flagged",
+                "Only flagged (true) or unflagged (false) sessions.",
+                typed(Type::Boolean).into(),
+            ),
+        ];
+    for spec in FILTERS {
+        let doc = spec.doc;
+        match spec.kind {
+            FilterKind::EqualsAny => out.push(query(
+                spec.param,
+                format!("Equals any of these values (comma-separated or repeated): {doc}."),
+                list(),
+            )),
+            FilterKind::HasAny => out.push(query(
+                spec.param,
+                format!("Holds any of these values (comma-separated or repeated): {doc}."),
+                list(),
+            )),
+            FilterKind::Range => {
+                for (suffix, bound) in [("min", "At least"), ("max", "At most")] {
+                    out.push(query(
+                        format!("{}_{suffix}", spec.param),
+                        format!("{bound} this: {doc}. Sessions without a value do not match."),
+                        typed(Type::Number).into(),
+                    ));
+                }
+            }
+            FilterKind::NonZero => out.push(query(
+                spec.param,
+                format!("true: {doc}; false: not."),
+                typed(Type::Boolean).into(),
+            )),
+            FilterKind::Contains | FilterKind::Contact => out.push(query(
+                spec.param,
+                format!("Contains this text: {doc}, ignoring case."),
+                nonempty_text(),
+            )),
+        }
+    }
+    out
+}
+
 /// A page of the list (`query::limit`, `query::cursor`).
 pub struct PageQuery;
 
 impl IntoParams for PageQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![
-            query(
-                "limit",
-                "Rows per page.",
-                typed(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(MAX_LIMIT))
-                    .default(Some(json!(DEFAULT_LIMIT)))
-                    .into(),
-            ),
+            query("limit", "Rows per page.", count(MAX_LIMIT, DEFAULT_LIMIT)),
             query(
                 "cursor",
                 "next_cursor of the previous page; only valid with the same sort and order.",
@@ -261,6 +325,34 @@ impl IntoParams for ExportQuery {
 }
 
 /// The path of the label routes; `valid_label` is what checks the label.
+/// The parameters of a session's log records.
+pub struct LogsQuery;
+
+impl IntoParams for LogsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = vec![
+            query(
+                "severity",
+                "Records at or above this severity: trace, debug, info, warn, error, fatal (any case), or a severity number 1 to 24.",
+                text(),
+            ),
+            query(
+                "q",
+                "Records whose body contains this text, ignoring case.",
+                text(),
+            ),
+        ];
+        params.extend(PageQuery::into_params(|| None).into_iter().map(|mut p| {
+            if p.name == "cursor" {
+                p.description =
+                    Some("next_cursor of the previous page, with the same filters.".into());
+            }
+            p
+        }));
+        params
+    }
+}
+
 pub struct LabelPath;
 
 impl IntoParams for LabelPath {

@@ -315,6 +315,8 @@ mod tests {
             messages: vec![],
             tool_calls: vec![],
             interruptions: vec![],
+            answers: vec![],
+            citations: vec![],
         };
         let summary = keys(SessionJson::summary(&detail));
         let only_summary = ["trace_ids", "span_count", "latency_ms", "issues"];

@@ -1,21 +1,27 @@
 //! The audit timeline of one session: what happened, step by step (turns, messages, tool
 //! calls with their inputs, outputs, errors and retries, interruptions, handoffs, failed
-//! spans), and the session's spans as a waterfall. Every step is a row the sessionizer
-//! stored; the waterfall is the first spans by start, as many as the store was asked for.
+//! spans, the agent's log lines), and the session's spans as a waterfall. Every step but the
+//! log lines is a row the sessionizer stored; log lines are the session's log records, each
+//! at its time and in the turn it falls in. The waterfall is the first spans by start, as
+//! many as the store was asked for.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::model::conversation::{event_kind, speaker, TimelineEventRow};
-use crate::store::{SessionDetail, WaterfallRow};
+use crate::sessionize::logs::{turn_at, turn_spans};
+use crate::store::{LogLine, SessionDetail, WaterfallRow};
 use crate::timefmt::{offset, rfc3339};
 
+use super::logs::severity_label;
 use super::transcript::{latencies, Latencies};
 
 /// Waterfalls longer than this are cut (the response says so).
 pub const MAX_SPANS: u64 = 5000;
+/// Log lines past this many are left out (the response says so; `/logs` pages through all).
+pub const MAX_LOG_LINES: u64 = 5000;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Timeline {
@@ -26,6 +32,9 @@ pub struct Timeline {
     pub spans: Vec<WaterfallSpan>,
     /// Set when the session had more than MAX_SPANS spans and the waterfall is cut.
     pub spans_truncated: bool,
+    /// Set when the session had more than MAX_LOG_LINES log records and the later ones are
+    /// not among the steps.
+    pub logs_truncated: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,6 +98,16 @@ pub enum What {
         span_name: String,
         message: String,
     },
+    /// A log record the agent wrote, in the span it was written in.
+    Log {
+        severity_number: u8,
+        severity: String,
+        body: String,
+        event_name: String,
+        trace_id: String,
+        span_id: String,
+        span_name: String,
+    },
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,18 +124,41 @@ pub struct WaterfallSpan {
     pub duration_ms: f64,
     pub status: String,
     pub status_message: String,
+    /// The span's attributes, as stored.
+    pub attributes: BTreeMap<String, String>,
+    pub events: Vec<SpanEvent>,
+}
+
+/// An event recorded on a span.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpanEvent {
+    pub name: String,
+    pub offset_ms: f64,
+    /// Its attributes as a JSON object, as stored.
+    pub attributes: String,
 }
 
 fn ms_between(from: u64, to: u64) -> f64 {
     to.saturating_sub(from) as f64 / 1e6
 }
 
-pub fn build(
-    detail: &SessionDetail,
-    events: &[TimelineEventRow],
-    spans: &[WaterfallRow],
-    spans_truncated: bool,
-) -> Timeline {
+/// What the timeline is built from besides the session's own rows.
+pub struct Parts<'a> {
+    pub events: &'a [TimelineEventRow],
+    pub spans: &'a [WaterfallRow],
+    pub spans_truncated: bool,
+    pub logs: &'a [LogLine],
+    pub logs_truncated: bool,
+}
+
+pub fn build(detail: &SessionDetail, parts: Parts<'_>) -> Timeline {
+    let Parts {
+        events,
+        spans,
+        spans_truncated,
+        logs,
+        logs_truncated,
+    } = parts;
     let s = &detail.session;
     let start = s.start_time_unix_nano;
     // (time, order within the same instant, step)
@@ -230,6 +272,23 @@ pub fn build(
             what,
         ));
     }
+    let turns = turn_spans(&detail.turns);
+    for line in logs {
+        steps.push((
+            line.time_unix_nano,
+            7,
+            turn_at(&turns, line.time_unix_nano),
+            What::Log {
+                severity_number: line.severity_number,
+                severity: severity_label(line),
+                body: line.body.clone(),
+                event_name: line.event_name.clone(),
+                trace_id: line.trace_id.clone(),
+                span_id: line.span_id.clone(),
+                span_name: line.span_name.clone(),
+            },
+        ));
+    }
     steps.sort_by_key(|(time, order, _, _)| (*time, *order));
     Timeline {
         session_id: s.session_id.clone(),
@@ -246,12 +305,13 @@ pub fn build(
             .collect(),
         spans: waterfall(spans, start),
         spans_truncated,
+        logs_truncated,
     }
 }
 
 /// Spans depth-first, children after their parent ordered by start; orphans (parent not
 /// among these spans) are roots. Cycles cannot recurse: each span is placed once.
-fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
+pub(super) fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
     fn key(s: &WaterfallRow) -> (&str, &str) {
         (&s.trace_id, &s.span_id)
     }
@@ -293,6 +353,23 @@ fn waterfall(spans: &[WaterfallRow], session_start: u64) -> Vec<WaterfallSpan> {
                 duration_ms: span.duration_ns as f64 / 1e6,
                 status: span.status_code.clone(),
                 status_message: span.status_message.clone(),
+                attributes: span
+                    .attribute_keys
+                    .iter()
+                    .cloned()
+                    .zip(span.attribute_values.iter().cloned())
+                    .collect(),
+                events: span
+                    .event_names
+                    .iter()
+                    .zip(&span.event_times_unix_nano)
+                    .zip(&span.event_attributes)
+                    .map(|((name, time), attributes)| SpanEvent {
+                        name: name.clone(),
+                        offset_ms: ms_between(session_start, *time),
+                        attributes: attributes.clone(),
+                    })
+                    .collect(),
             });
             if let Some(kids) = children.get(&key(span)) {
                 stack.extend(kids.iter().rev().map(|k| (*k, depth.saturating_add(1))));

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::conversation::{speaker, MessageRow, TurnRow};
+use crate::model::conversation::{speaker, AnswerRow, CitationRow, MessageRow, TurnRow};
 use crate::store::SessionDetail;
 use crate::timefmt::{offset, rfc3339};
 
@@ -127,6 +127,75 @@ pub struct Message {
     pub spoken_text: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tool_name: String,
+    /// On the agent's reply that ends a turn: the documents the answer stood on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
+    /// On the agent's reply that ends a turn: the answer's confidence, 0..1, when stated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// On the agent's reply that ends a turn: `up` or `down` when the answer was rated.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub feedback: String,
+}
+
+/// A document an answer stood on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Citation {
+    pub document_id: String,
+    pub title: String,
+    pub url: String,
+    pub score: Option<f64>,
+    /// The start of the document's content.
+    pub snippet: String,
+    /// `cited` (the answer named it), `reranked` or `retrieved`.
+    pub stage: String,
+}
+
+impl Citation {
+    fn of(c: &CitationRow) -> Citation {
+        Citation {
+            document_id: c.document_id.clone(),
+            title: c.title.clone(),
+            url: c.url.clone(),
+            score: c.score,
+            snippet: c.snippet.clone(),
+            stage: c.stage.clone(),
+        }
+    }
+
+    /// `Opening hours (kb-1, score 0.91) https://kb.example/hours`, leaving out what is unknown.
+    pub fn line(c: &CitationRow) -> String {
+        let name = [&c.title, &c.document_id, &c.url]
+            .into_iter()
+            .find(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| c.snippet.chars().take(60).collect());
+        let mut about = Vec::new();
+        if !c.document_id.is_empty() && c.document_id != name {
+            about.push(c.document_id.clone());
+        }
+        if let Some(score) = c.score {
+            about.push(format!("score {score:.2}"));
+        }
+        let mut line = name.clone();
+        if !about.is_empty() {
+            line.push_str(&format!(" ({})", about.join(", ")));
+        }
+        if !c.url.is_empty() && c.url != name {
+            line.push_str(&format!(" {}", c.url));
+        }
+        line
+    }
+}
+
+/// The message index of each turn's last agent message: the reply that carries the turn's
+/// grounding.
+fn replies(messages: &[MessageRow]) -> std::collections::HashMap<u32, u32> {
+    messages
+        .iter()
+        .filter(|m| m.speaker == speaker::AGENT && m.turn_number > 0)
+        .map(|m| (m.turn_number, m.message_index))
+        .collect()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -217,7 +286,26 @@ impl Transcript {
             extracted_data: s.extracted_data.clone(),
             recording_url: s.recording_url.clone(),
             turns: detail.turns.iter().map(|t| turn(t, start)).collect(),
-            messages: detail.messages.iter().map(|m| message(m, start)).collect(),
+            messages: {
+                let replies = replies(&detail.messages);
+                detail
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        let mut out = message(m, start);
+                        if replies.get(&m.turn_number) == Some(&m.message_index) {
+                            if let Some(a) = answer_of(detail, m.turn_number) {
+                                out.confidence = a.confidence;
+                                out.feedback = a.feedback.clone();
+                            }
+                            out.citations = citations_of(detail, m.turn_number)
+                                .map(Citation::of)
+                                .collect();
+                        }
+                        out
+                    })
+                    .collect()
+            },
             tool_calls: detail
                 .tool_calls
                 .iter()
@@ -294,7 +382,24 @@ fn message(m: &MessageRow, session_start: u64) -> Message {
         interrupted: m.interrupted == 1,
         spoken_text: m.spoken_text.clone(),
         tool_name: m.tool_name.clone(),
+        citations: Vec::new(),
+        confidence: None,
+        feedback: String::new(),
     }
+}
+
+pub(super) fn answer_of(detail: &SessionDetail, turn_number: u32) -> Option<&AnswerRow> {
+    detail.answers.iter().find(|a| a.turn_number == turn_number)
+}
+
+pub(super) fn citations_of(
+    detail: &SessionDetail,
+    turn_number: u32,
+) -> impl Iterator<Item = &CitationRow> {
+    detail
+        .citations
+        .iter()
+        .filter(move |c| c.turn_number == turn_number)
 }
 
 /// A transcript a person can read in a terminal: a header, then per turn a latency line and
@@ -351,6 +456,7 @@ pub fn render_text(detail: &SessionDetail) -> String {
             .collect();
         let _ = writeln!(out, "Detected issues: {}", issues.join(", "));
     }
+    let replies = replies(&detail.messages);
     let mut current_turn = None;
     for m in &detail.messages {
         if current_turn != Some(m.turn_number) {
@@ -372,8 +478,30 @@ pub fn render_text(detail: &SessionDetail) -> String {
             }
         }
         let _ = writeln!(out, "{line}");
+        if replies.get(&m.turn_number) == Some(&m.message_index) {
+            grounding_lines(&mut out, detail, m.turn_number);
+        }
     }
     out
+}
+
+/// Under a turn's reply: its confidence and feedback, then one line per document.
+fn grounding_lines(out: &mut String, detail: &SessionDetail, turn_number: u32) {
+    let mut about = Vec::new();
+    if let Some(answer) = answer_of(detail, turn_number) {
+        if let Some(confidence) = answer.confidence {
+            about.push(format!("confidence {confidence:.2}"));
+        }
+        if !answer.feedback.is_empty() {
+            about.push(format!("feedback {}", answer.feedback));
+        }
+    }
+    if !about.is_empty() {
+        let _ = writeln!(out, "    ({})", about.join(", "));
+    }
+    for (i, c) in citations_of(detail, turn_number).enumerate() {
+        let _ = writeln!(out, "    [{}] {}", i + 1, Citation::line(c));
+    }
 }
 
 fn latency_line(t: &TurnRow) -> String {

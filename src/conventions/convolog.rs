@@ -3,7 +3,7 @@
 //! after the fact with `span.add_event`); session-wide ones may also sit on the resource.
 //! Every key is documented in the README.
 
-use super::{text, Role, SpanFacts};
+use super::{indexed_documents, text, DocumentField, Grounding, GroundingStage, Role, SpanFacts};
 use crate::model::Span;
 
 pub const SESSION_ID: &str = "convolog.session.id";
@@ -35,6 +35,9 @@ pub const TRANSCRIPT_CONFIDENCE: &str = "convolog.transcript.confidence";
 pub const FALLBACK: &str = "convolog.fallback";
 pub const BUDGET_EXCEEDED: &str = "convolog.budget.exceeded";
 pub const VERIFICATION_REQUIRED: &str = "convolog.verification.required";
+/// `convolog.citations.<N>.id|title|url|score|content`: the documents an answer cites.
+pub const CITATIONS: &str = "convolog.citations.";
+pub const ANSWER_CONFIDENCE: &str = "convolog.answer.confidence";
 
 /// Every key of the convention, for the documentation test.
 #[cfg(test)]
@@ -68,6 +71,12 @@ pub const KEYS: &[&str] = &[
     FALLBACK,
     BUDGET_EXCEEDED,
     VERIFICATION_REQUIRED,
+    "convolog.citations.<N>.id",
+    "convolog.citations.<N>.title",
+    "convolog.citations.<N>.url",
+    "convolog.citations.<N>.score",
+    "convolog.citations.<N>.content",
+    ANSWER_CONFIDENCE,
 ];
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
@@ -118,6 +127,34 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         facts.transcript_confidence = Some(confidence);
     }
     facts.fallback |= flag(FALLBACK);
+    // About this answer only: never from the resource.
+    if let Some(confidence) = span
+        .attributes
+        .f64(ANSWER_CONFIDENCE)
+        .or_else(|| {
+            span.events
+                .iter()
+                .rev()
+                .find_map(|e| e.attributes.f64(ANSWER_CONFIDENCE))
+        })
+        .filter(|c| c.is_finite())
+    {
+        facts.answer_confidence = Some(confidence);
+    }
+    let cited = indexed_documents(span, CITATIONS, |field| match field {
+        "id" => Some(DocumentField::Id),
+        "title" => Some(DocumentField::Title),
+        "url" => Some(DocumentField::Url),
+        "score" => Some(DocumentField::Score),
+        "content" => Some(DocumentField::Content),
+        _ => None,
+    });
+    if !cited.is_empty() {
+        facts.grounding = Some(Grounding {
+            stage: GroundingStage::Cited,
+            documents: cited,
+        });
+    }
 
     let session = &mut facts.session;
     let set = |slot: &mut Option<String>, key: &str| {
@@ -146,4 +183,35 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     session.ended |= flag(SESSION_ENDED);
     session.budget_exceeded |= flag(BUDGET_EXCEEDED);
     session.verification_required |= flag(VERIFICATION_REQUIRED);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::span;
+    use super::super::{read, GroundingStage};
+
+    #[test]
+    fn citations_and_answer_confidence() {
+        let reply = span("llm")
+            .attr("gen_ai.operation.name", "chat")
+            .attr("convolog.citations.0.id", "kb-1")
+            .attr("convolog.citations.0.title", "Opening hours")
+            .attr("convolog.citations.0.url", "https://kb.example/hours")
+            .attr("convolog.citations.0.score", "0.8")
+            .attr("convolog.answer.confidence", "0.35")
+            .resource("convolog.answer.confidence", "0.99")
+            .build();
+        let facts = read(&reply);
+        assert_eq!(facts.answer_confidence, Some(0.35));
+        let grounding = facts.grounding.expect("citations");
+        assert_eq!(grounding.stage, GroundingStage::Cited);
+        assert_eq!(grounding.documents[0].title, "Opening hours");
+        assert_eq!(grounding.documents[0].score, Some(0.8));
+
+        // A confidence on the resource speaks for no answer in particular.
+        let plain = span("llm")
+            .resource("convolog.answer.confidence", "0.99")
+            .build();
+        assert_eq!(read(&plain).answer_confidence, None);
+    }
 }

@@ -2,8 +2,10 @@
 //! model, provider and token usage attributes are shared by every framework that follows
 //! them (Pipecat and LiveKit included), so [`read_shared`] runs for every span.
 
-use super::{seconds, text, Role, SpanFacts, ToolFacts};
+use super::{seconds, text, Document, Grounding, GroundingStage, Role, SpanFacts, ToolFacts};
 use crate::model::Span;
+
+const END_REASON: &str = "gen_ai.agent.invocation.end_reason";
 
 pub fn recognises(span: &Span) -> bool {
     span.attributes.get("gen_ai.operation.name").is_some()
@@ -42,6 +44,13 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
             facts.user_text = input.and_then(|m| last_text(m, Some("user")));
             facts.agent_text = output.and_then(|m| last_text(m, Some("assistant")));
             facts.agent_name = text(span, &["gen_ai.agent.name"]);
+            // Why the invocation (one turn) ended: the user barged in, or the session
+            // closed under it; `completed` says nothing more.
+            match span.attributes.get(END_REASON) {
+                Some("interrupted") => facts.interrupted = Some(END_REASON),
+                Some("session_closed") => facts.session.ended = true,
+                _ => {}
+            }
         }
         Role::Tool => {
             facts.tool = Some(ToolFacts {
@@ -55,6 +64,49 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
         }
         _ => {}
     }
+    if span.attributes.get("gen_ai.operation.name") == Some("retrieval") {
+        facts.grounding = span
+            .attributes
+            .get("gen_ai.retrieval.documents")
+            .and_then(retrieved_documents);
+    }
+}
+
+/// `gen_ai.retrieval.documents`: a JSON array of `{"id", "score"}` objects, which may also
+/// carry the content (and, from some emitters, a title, URL or metadata object).
+fn retrieved_documents(json: &str) -> Option<Grounding> {
+    let parsed: serde_json::Value = serde_json::from_str(json).ok()?;
+    let string = |v: &serde_json::Value, key: &str| match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let documents: Vec<Document> = parsed
+        .as_array()?
+        .iter()
+        .filter(|d| d.is_object())
+        .map(|d| {
+            let mut document = Document {
+                id: string(d, "id"),
+                title: string(d, "title"),
+                url: string(d, "url"),
+                content: string(d, "content"),
+                score: d
+                    .get("score")
+                    .and_then(|s| s.as_f64())
+                    .filter(|s| s.is_finite()),
+            };
+            if let Some(metadata) = d.get("metadata") {
+                document.fill_from_metadata(metadata);
+            }
+            document
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    (!documents.is_empty()).then_some(Grounding {
+        stage: GroundingStage::Retrieved,
+        documents,
+    })
 }
 
 /// Model, provider, tokens and TTFT, wherever a framework left them unset.
@@ -70,11 +122,13 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
         attrs
             .u64("gen_ai.usage.input_tokens")
             .or_else(|| attrs.u64("gen_ai.usage.prompt_tokens"))
+            .or_else(|| tokens_by_modality(span, "input"))
     });
     fill(&mut facts.output_tokens, || {
         attrs
             .u64("gen_ai.usage.output_tokens")
             .or_else(|| attrs.u64("gen_ai.usage.completion_tokens"))
+            .or_else(|| tokens_by_modality(span, "output"))
     });
     fill(&mut facts.llm_ttft, || {
         seconds(span, "gen_ai.response.time_to_first_chunk")
@@ -106,6 +160,25 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
     });
 }
 
+/// The total of a direction's (`input` / `output`) tokens from their split by modality,
+/// for spans that give only the split. Speech-to-speech models report text and audio
+/// tokens apart, and two spellings are in use: `gen_ai.usage.audio.input_tokens` (the
+/// registry's) and `gen_ai.usage.input_audio_tokens`; either is read.
+fn tokens_by_modality(span: &Span, direction: &str) -> Option<u64> {
+    let counts: Vec<u64> = ["text", "audio", "image"]
+        .iter()
+        .filter_map(|modality| {
+            span.attributes
+                .u64(&format!("gen_ai.usage.{modality}.{direction}_tokens"))
+                .or_else(|| {
+                    span.attributes
+                        .u64(&format!("gen_ai.usage.{direction}_{modality}_tokens"))
+                })
+        })
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
 fn fill<T>(slot: &mut Option<T>, value: impl FnOnce() -> Option<T>) {
     if slot.is_none() {
         *slot = value();
@@ -133,6 +206,19 @@ fn new_user_text(messages: &str) -> Option<String> {
         .flatten()
 }
 
+/// A text part's content, or the transcript of an audio part (a `blob`, `uri` or `file` part
+/// with modality `audio`; its bytes are never on the span, LiveKit adds the transcript).
+fn part_text(part: &serde_json::Value) -> Option<&str> {
+    let field = |key: &str| part.get(key).and_then(|v| v.as_str());
+    match field("type").unwrap_or("text") {
+        "text" => field("content"),
+        "blob" | "uri" | "file" | "audio" if field("modality").unwrap_or("audio") == "audio" => {
+            field("transcript")
+        }
+        _ => None,
+    }
+}
+
 fn message_text(message: &serde_json::Value) -> Option<String> {
     if let Some(content) = message.get("content").and_then(|c| c.as_str()) {
         return Some(content.to_owned());
@@ -141,8 +227,37 @@ fn message_text(message: &serde_json::Value) -> Option<String> {
         .get("parts")?
         .as_array()?
         .iter()
-        .filter(|p| p.get("type").and_then(|t| t.as_str()).unwrap_or("text") == "text")
-        .filter_map(|p| p.get("content").and_then(|c| c.as_str()))
+        .filter_map(part_text)
         .collect();
     (!text.is_empty()).then(|| text.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::span;
+    use super::super::{read, GroundingStage};
+
+    #[test]
+    fn retrieval_documents() {
+        let retrieval = span("retrieval kb")
+            .attr("gen_ai.operation.name", "retrieval")
+            .attr("gen_ai.data_source.id", "kb")
+            .attr(
+                "gen_ai.retrieval.documents",
+                r#"[{"id":"doc_123","score":0.95},{"id":7,"content":"Refunds take 5 days.","metadata":{"title":"Refunds"}},"junk"]"#,
+            )
+            .build();
+        let grounding = read(&retrieval).grounding.expect("documents");
+        assert_eq!(grounding.stage, GroundingStage::Retrieved);
+        let ids: Vec<&str> = grounding.documents.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["doc_123", "7"]);
+        assert_eq!(grounding.documents[0].score, Some(0.95));
+        assert_eq!(grounding.documents[1].title, "Refunds");
+
+        let broken = span("retrieval kb")
+            .attr("gen_ai.operation.name", "retrieval")
+            .attr("gen_ai.retrieval.documents", "not json")
+            .build();
+        assert_eq!(read(&broken).grounding, None);
+    }
 }

@@ -16,6 +16,10 @@ const SPANS: &[(&str, Role)] = &[
     ("llm_request", Role::Llm),
     ("tts_request", Role::Tts),
     ("function_tool", Role::Tool),
+    // A realtime (speech-to-speech) model's generation under its `agent_turn`; its usage
+    // lands on a `realtime_metrics` child when the generation span had already ended.
+    ("realtime_inference", Role::Llm),
+    ("realtime_metrics", Role::Llm),
 ];
 
 const RESPONSE_TEXT: [&str; 2] = ["lk.pii.response.text", "lk.response.text"];
@@ -33,7 +37,8 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     // Measurements can sit on the stage, the request or the attempt span; any of them counts.
     facts.end_of_utterance = seconds(span, "lk.end_of_turn_delay")
         .or_else(|| seconds(span, "lk.end_of_utterance_delay"))
-        .or_else(|| seconds(span, "lk.eou.endpointing_delay"));
+        .or_else(|| seconds(span, "lk.eou.endpointing_delay"))
+        .or_else(|| committed_wait(span));
     facts.stt = seconds(span, "lk.transcription_delay");
     facts.llm_ttft = seconds(span, "lk.response.ttft");
     facts.tts_ttfb = seconds(span, "lk.response.ttfb");
@@ -97,6 +102,15 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     }
 }
 
+/// An `eou_wait` span runs from the end of the user's speech to the turn decision; only a
+/// wait that ended in a committed turn (not `user_resumed` or `dropped`) is that turn's
+/// end-of-utterance time.
+fn committed_wait(span: &Span) -> Option<super::Reported> {
+    (span.name == "eou_wait" && span.attributes.get("lk.eou.outcome") == Some("committed"))
+        .then(|| seconds(span, "lk.eou.wait_duration"))
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::conventions::fixtures::span;
@@ -110,6 +124,49 @@ mod tests {
                 .build(),
         )
         .transcript_confidence
+    }
+
+    #[test]
+    fn a_committed_eou_wait_is_the_end_of_utterance() {
+        let wait = |outcome: &str| {
+            read(
+                &span("eou_wait")
+                    .attr("lk.eou.outcome", outcome)
+                    .attr("lk.eou.wait_duration", "0.42")
+                    .build(),
+            )
+            .end_of_utterance
+        };
+        assert_eq!(
+            wait("committed"),
+            Some(crate::conventions::Reported {
+                ms: 420.0,
+                key: "lk.eou.wait_duration"
+            })
+        );
+        assert_eq!(wait("user_resumed"), None);
+        assert_eq!(wait("dropped"), None);
+    }
+
+    #[test]
+    fn a_realtime_generation_is_the_llm_stage() {
+        use crate::conventions::Role;
+        let inference = read(
+            &span("realtime_inference")
+                .attr("lk.speech_id", "speech_1")
+                .attr("gen_ai.operation.name", "generate_content")
+                .attr("gen_ai.request.model", "gpt-realtime")
+                .attr("gen_ai.usage.input_tokens", "120")
+                .attr("gen_ai.usage.audio.input_tokens", "100")
+                .attr("gen_ai.response.time_to_first_chunk", "0.31")
+                .build(),
+        );
+        assert_eq!(inference.role, Role::Llm);
+        assert_eq!(inference.model.as_deref(), Some("gpt-realtime"));
+        assert_eq!(inference.input_tokens, Some(120));
+        assert_eq!(inference.llm_ttft.map(|r| r.ms), Some(310.0));
+        let metrics = read(&span("realtime_metrics").attr("lk.speech_id", "s").build());
+        assert_eq!(metrics.role, Role::Llm);
     }
 
     #[test]

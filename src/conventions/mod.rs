@@ -163,6 +163,120 @@ pub struct SpanFacts {
     pub end_is_estimate: bool,
     /// When the final transcript arrived, where a speech-to-text span's end does not say.
     pub transcript_at_unix_nano: Option<u64>,
+    /// Documents this span retrieved, reranked or cites for the answer.
+    pub grounding: Option<Grounding>,
+    /// How confident the system is in the answer this span gave, 0..1.
+    pub answer_confidence: Option<f64>,
+}
+
+/// How close a list of documents is to what an answer stood on; a later stage wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroundingStage {
+    /// What a search returned (OpenInference `RETRIEVER`, GenAI `retrieval`).
+    Retrieved,
+    /// What a reranker kept, in its order (OpenInference `RERANKER` output).
+    Reranked,
+    /// What the answer says it cites (`convolog.citations.*`).
+    Cited,
+}
+
+impl GroundingStage {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GroundingStage::Retrieved => "retrieved",
+            GroundingStage::Reranked => "reranked",
+            GroundingStage::Cited => "cited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grounding {
+    pub stage: GroundingStage,
+    pub documents: Vec<Document>,
+}
+
+/// One document an answer stood on; empty strings where the span does not say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Document {
+    pub id: String,
+    pub title: String,
+    pub url: String,
+    pub content: String,
+    pub score: Option<f64>,
+}
+
+impl Document {
+    /// Title and URL from a document's metadata (a JSON object, as OpenInference records
+    /// it), where the document does not state them itself.
+    fn fill_from_metadata(&mut self, metadata: &serde_json::Value) {
+        let first = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| metadata.get(*k).and_then(|v| v.as_str()))
+                .map(str::to_owned)
+        };
+        if self.title.is_empty() {
+            self.title = first(&["title", "name", "file_name"]).unwrap_or_default();
+        }
+        if self.url.is_empty() {
+            self.url = first(&["url", "uri", "link", "source_url", "source"]).unwrap_or_default();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.id.is_empty()
+            && self.title.is_empty()
+            && self.url.is_empty()
+            && self.content.is_empty()
+    }
+}
+
+/// The documents of flattened, indexed attributes: `{prefix}{N}.{field}` (OpenInference's
+/// `retrieval.documents.0.document.id`, convolog's `convolog.citations.0.id`), in index
+/// order. `field` maps the part after the index to what it fills.
+fn indexed_documents(
+    span: &Span,
+    prefix: &str,
+    field: fn(&str) -> Option<DocumentField>,
+) -> Vec<Document> {
+    let mut by_index: std::collections::BTreeMap<u32, Document> = Default::default();
+    for (key, value) in span.attributes.iter() {
+        let Some((index, rest)) = key
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            continue;
+        };
+        let (Ok(index), Some(field)) = (index.parse::<u32>(), field(rest)) else {
+            continue;
+        };
+        let document = by_index.entry(index).or_default();
+        match field {
+            DocumentField::Id => document.id = value.to_owned(),
+            DocumentField::Title => document.title = value.to_owned(),
+            DocumentField::Url => document.url = value.to_owned(),
+            DocumentField::Content => document.content = value.to_owned(),
+            DocumentField::Score => {
+                document.score = value.trim().parse::<f64>().ok().filter(|s| s.is_finite())
+            }
+            DocumentField::Metadata => {
+                if let Ok(metadata) = serde_json::from_str::<serde_json::Value>(value) {
+                    document.fill_from_metadata(&metadata);
+                }
+            }
+        }
+    }
+    by_index.into_values().filter(|d| !d.is_empty()).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocumentField {
+    Id,
+    Title,
+    Url,
+    Content,
+    Score,
+    Metadata,
 }
 
 /// Session-wide facts a span may carry; the session takes the latest span's value.
@@ -228,10 +342,16 @@ pub fn read(span: &Span) -> SpanFacts {
     facts
 }
 
+/// Attributes holding the whole context an LLM call was given. They grow with the
+/// conversation and are read whole, so the receiver allows them more room than other values.
+pub const LLM_CONTEXT_KEYS: &[&str] = &["input", "gen_ai.input.messages", "input.value"];
+
 /// Session key attributes, first found wins. `convolog.session.id` lets anyone override.
 pub const SESSION_KEYS: &[&str] = &[
     convolog::SESSION_ID,
     "gen_ai.conversation.id",
+    // A realtime (speech-to-speech) connection: one conversation.
+    "gen_ai.live_session.id",
     "session.id",
     "conversation.id",
     "room_id",
@@ -376,6 +496,104 @@ mod tests {
         );
         assert_eq!(facts.user_text.as_deref(), Some("where is my order"));
         assert_eq!(facts.agent_text.as_deref(), Some("On its way."));
+    }
+
+    #[test]
+    fn invoke_agent_end_reasons() {
+        let invocation = |reason: &str| {
+            read(
+                &span("invoke_agent")
+                    .attr("gen_ai.operation.name", "invoke_agent")
+                    .attr("gen_ai.agent.invocation.end_reason", reason)
+                    .build(),
+            )
+        };
+        let interrupted = invocation("interrupted");
+        assert_eq!(
+            interrupted.interrupted,
+            Some("gen_ai.agent.invocation.end_reason")
+        );
+        assert!(!interrupted.session.ended);
+        let closed = invocation("session_closed");
+        assert_eq!(closed.interrupted, None);
+        assert!(closed.session.ended);
+        let completed = invocation("completed");
+        assert_eq!(
+            (completed.interrupted, completed.session.ended),
+            (None, false)
+        );
+    }
+
+    #[test]
+    fn audio_tokens_under_both_spellings_make_the_total_when_it_is_missing() {
+        let tokens = |attrs: &[(&str, &str)]| {
+            let mut builder = span("chat").attr("gen_ai.operation.name", "chat");
+            for (key, value) in attrs {
+                builder = builder.attr(key, value);
+            }
+            let facts = read(&builder.build());
+            (facts.input_tokens, facts.output_tokens)
+        };
+        assert_eq!(
+            tokens(&[
+                ("gen_ai.usage.text.input_tokens", "20"),
+                ("gen_ai.usage.audio.input_tokens", "100"),
+                ("gen_ai.usage.audio.output_tokens", "300"),
+            ]),
+            (Some(120), Some(300))
+        );
+        assert_eq!(
+            tokens(&[
+                ("gen_ai.usage.input_text_tokens", "20"),
+                ("gen_ai.usage.input_audio_tokens", "100"),
+                ("gen_ai.usage.output_audio_tokens", "300"),
+            ]),
+            (Some(120), Some(300))
+        );
+        // A total, where given, is the total: the split is part of it.
+        assert_eq!(
+            tokens(&[
+                ("gen_ai.usage.input_tokens", "130"),
+                ("gen_ai.usage.audio.input_tokens", "100"),
+            ]),
+            (Some(130), None)
+        );
+    }
+
+    #[test]
+    fn audio_message_parts_give_their_transcript() {
+        let stt = span("speech_to_text")
+            .attr("gen_ai.operation.name", "speech_to_text")
+            .attr(
+                "gen_ai.output.messages",
+                r#"[{"role":"user","parts":[{"type":"blob","modality":"audio","content":"","transcript":"Is it open today?"}]}]"#,
+            )
+            .build();
+        assert_eq!(read(&stt).user_text.as_deref(), Some("Is it open today?"));
+        let chat = span("chat")
+            .attr("gen_ai.operation.name", "chat")
+            .attr(
+                "gen_ai.input.messages",
+                r#"[{"role":"user","parts":[{"type":"uri","modality":"audio","uri":"s3://a.wav"},{"type":"text","content":"hello"}]}]"#,
+            )
+            .build();
+        assert_eq!(read(&chat).user_text.as_deref(), Some("hello"));
+        let image = span("chat")
+            .attr("gen_ai.operation.name", "chat")
+            .attr(
+                "gen_ai.input.messages",
+                r#"[{"role":"user","parts":[{"type":"blob","modality":"image","transcript":"no"}]}]"#,
+            )
+            .build();
+        assert_eq!(read(&image).user_text, None);
+    }
+
+    #[test]
+    fn a_live_session_id_is_a_session_key() {
+        let attrs: Attributes = [("gen_ai.live_session.id", "live-1"), ("session.id", "s")]
+            .into_iter()
+            .collect();
+        assert_eq!(session_key(&attrs), Some("live-1"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! `tts.text` keep the whole generated reply. Both facts are in the context the next `llm`
 //! span was given (its `input`), which is read here as [`ContextMessage`]s.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::{flag, seconds, text, ContextMessage, RequestedCall, Role, SpanFacts, ToolFacts};
@@ -13,6 +15,13 @@ use crate::model::Span;
 
 /// The tool message Pipecat puts in the context while the function still runs.
 const RESULT_PENDING: &str = "IN_PROGRESS";
+
+/// How the results Pipecat writes for a function that raised (`FUNCTION_CALL_ERROR_MESSAGE_
+/// TEMPLATE`) or is not registered (`MISSING_FUNCTION_CALL_MESSAGE_TEMPLATE`) end.
+const PIPECAT_FAILURES: [&str; 2] = [
+    "` failed and returned no result.",
+    "` is not currently available.",
+];
 
 pub fn recognises(span: &Span) -> bool {
     span.scope_name.starts_with("pipecat") || role(span).is_some()
@@ -92,11 +101,21 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
 
 /// The `input` of an `llm` span: the context as a JSON list of messages, in the format of
 /// the LLM's provider (Pipecat logs what its adapter sends): OpenAI-style `tool_calls` and
-/// `tool` messages, or Anthropic-style `tool_use` and `tool_result` content blocks.
+/// `tool` messages, Anthropic-style `tool_use` and `tool_result` content blocks, or Gemini's
+/// `parts` with `function_call` and `function_response`.
 /// None when absent or not such a list (for instance cut at the attribute size limit).
 fn context(span: &Span) -> Option<Vec<ContextMessage>> {
     let messages: Vec<Value> = serde_json::from_str(span.attributes.get("input")?).ok()?;
-    Some(messages.iter().flat_map(context_messages).collect())
+    let mut gemini_calls = GeminiCallIds::default();
+    Some(
+        messages
+            .iter()
+            .flat_map(|message| match message.get("parts") {
+                Some(Value::Array(parts)) => gemini_messages(message, parts, &mut gemini_calls),
+                _ => context_messages(message),
+            })
+            .collect(),
+    )
 }
 
 fn context_messages(message: &Value) -> Vec<ContextMessage> {
@@ -149,6 +168,100 @@ fn context_messages(message: &Value) -> Vec<ContextMessage> {
     }
 }
 
+/// A Gemini `Content` (`{"role": "user" | "model", "parts": [...]}`). Pipecat's adapter
+/// writes the snake_case names of the google-genai types; the REST API's camelCase is read
+/// too. A model message is the assistant's text and `function_call` parts; a user message
+/// with `function_response` parts answers them.
+fn gemini_messages(
+    message: &Value,
+    parts: &[Value],
+    call_ids: &mut GeminiCallIds,
+) -> Vec<ContextMessage> {
+    let text = parts
+        .iter()
+        .filter_map(|part| part.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match message.get("role").and_then(Value::as_str) {
+        Some("model" | "assistant") => {
+            let tool_calls = parts
+                .iter()
+                .filter_map(|part| member(part, "function_call", "functionCall"))
+                .map(|call| {
+                    let name = string(call, "name");
+                    RequestedCall {
+                        id: call_ids.call(string(call, "id"), &name),
+                        arguments: call.get("args").map(Value::to_string).unwrap_or_default(),
+                        name,
+                    }
+                })
+                .collect();
+            vec![ContextMessage::Assistant { text, tool_calls }]
+        }
+        Some("user") => {
+            let results: Vec<ContextMessage> = parts
+                .iter()
+                .filter_map(|part| member(part, "function_response", "functionResponse"))
+                .map(|response| {
+                    let id = call_ids.response(string(response, "id"), &string(response, "name"));
+                    tool_result(id, gemini_response_text(response.get("response")))
+                })
+                .collect();
+            if results.is_empty() || !text.is_empty() {
+                results.into_iter().chain([ContextMessage::User]).collect()
+            } else {
+                results
+            }
+        }
+        _ => vec![ContextMessage::Other],
+    }
+}
+
+fn member<'a>(part: &'a Value, snake: &str, camel: &str) -> Option<&'a Value> {
+    part.get(snake).or_else(|| part.get(camel))
+}
+
+/// Gemini calls need not carry ids; the context is the whole history in order, so the n-th
+/// call of a function and the n-th response from it pair up, and numbering them so gives
+/// the same id in every later context.
+#[derive(Default)]
+struct GeminiCallIds {
+    calls: HashMap<String, usize>,
+    responses: HashMap<String, usize>,
+}
+
+impl GeminiCallIds {
+    fn call(&mut self, id: String, name: &str) -> String {
+        Self::numbered(&mut self.calls, id, name)
+    }
+
+    fn response(&mut self, id: String, name: &str) -> String {
+        Self::numbered(&mut self.responses, id, name)
+    }
+
+    fn numbered(counts: &mut HashMap<String, usize>, id: String, name: &str) -> String {
+        if !id.is_empty() {
+            return id;
+        }
+        let count = counts.entry(name.to_owned()).or_default();
+        *count += 1;
+        format!("{name}#{count}")
+    }
+}
+
+/// A function's response: Pipecat wraps a value that is not an object as `{"value": ...}`.
+fn gemini_response_text(response: Option<&Value>) -> String {
+    match response {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Object(object)) if object.len() == 1 => match object.get("value") {
+            Some(Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => Value::Object(object.clone()).to_string(),
+        },
+        Some(other) => other.to_string(),
+    }
+}
+
 fn tool_result(call_id: String, content: String) -> ContextMessage {
     ContextMessage::ToolResult {
         call_id,
@@ -195,9 +308,16 @@ fn string(object: &Value, key: &str) -> String {
 
 /// Pipecat stores a function's return value as JSON; handlers report a failure by returning
 /// an object with an `error` member (`{"error": "order not found"}`), which Pipecat's own
-/// examples do. Its value, when set, is the error message.
+/// examples do. Its value, when set, is the error message. When a handler raises, or the
+/// LLM asks for a function nobody registered, Pipecat answers with a sentence of its own
+/// (`"The function `get_forecast` failed and returned no result."`), which is the message.
 fn result_error(content: &str) -> Option<String> {
     let value: Value = serde_json::from_str(content).ok()?;
+    if let Value::String(text) = &value {
+        let failed = text.starts_with("The function `")
+            && PIPECAT_FAILURES.iter().any(|end| text.ends_with(end));
+        return failed.then(|| text.clone());
+    }
     match value.get("error")? {
         Value::Null | Value::Bool(false) => None,
         Value::String(text) if text.is_empty() => None,

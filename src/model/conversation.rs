@@ -276,6 +276,60 @@ pub struct TimelineEventRow {
     pub span_id: String,
 }
 
+/// One answer of the agent (a turn with a reply) and what it stood on: the question, the
+/// answer's confidence and feedback, and how many documents it cites (listed in
+/// [`CitationRow`]s of the same turn).
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
+pub struct AnswerRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub turn_number: u32,
+    pub time: u32,
+    pub time_unix_nano: u64,
+    /// Who answered: the session's agent name, else its service name.
+    pub agent: String,
+    pub question: String,
+    /// The question lower-cased with punctuation and extra spaces removed, for grouping.
+    pub question_key: String,
+    pub answer: String,
+    pub confidence: Option<f64>,
+    /// `up`, `down` or empty.
+    pub feedback: String,
+    pub citation_count: u32,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+/// A document an answer stood on.
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
+pub struct CitationRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub citation_index: u32,
+    pub turn_number: u32,
+    pub time: u32,
+    /// `cited`, `reranked` or `retrieved`: how the convention named these documents.
+    pub stage: String,
+    pub document_id: String,
+    pub title: String,
+    pub url: String,
+    pub score: Option<f64>,
+    /// The start of the document's content.
+    pub snippet: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+/// The keyed pseudonym of a session's contact (empty when it has none), which a search by
+/// the full contact matches; the contact itself is not stored.
+#[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]
+pub struct ContactRow {
+    pub session_id: String,
+    pub revision: u64,
+    pub time: u32,
+    pub contact_pseudonym: String,
+}
+
 /// Everything one session derives to, written together at one revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedSession {
@@ -286,6 +340,9 @@ pub struct DerivedSession {
     pub interruptions: Vec<InterruptionRow>,
     pub issues: Vec<IssueRow>,
     pub timeline_events: Vec<TimelineEventRow>,
+    pub answers: Vec<AnswerRow>,
+    pub citations: Vec<CitationRow>,
+    pub contact: ContactRow,
 }
 
 /// Seconds since the epoch, for `DateTime` columns (saturating: ClickHouse's DateTime ends in 2106).

@@ -161,9 +161,13 @@ pub struct KeyValueList {
 pub struct SpanLimits {
     /// Attribute values and status messages.
     pub max_attribute_value_bytes: usize,
+    /// The values of `context_keys`: LLM contexts, which repeat the whole conversation and
+    /// are only readable whole.
+    pub max_context_value_bytes: usize,
+    pub context_keys: &'static [&'static str],
     /// Span, event and scope names, scope versions, attribute keys and trace states.
     pub max_name_bytes: usize,
-    /// Per span, and for the resource.
+    /// Per span, per event, per link, and for the resource.
     pub max_attributes: usize,
     pub max_events: usize,
     /// Timestamps outside [min_unix_nano, now + max_future_nanos] are rejected: they would
@@ -180,6 +184,8 @@ impl Default for SpanLimits {
     fn default() -> Self {
         SpanLimits {
             max_attribute_value_bytes: 64 * 1024,
+            max_context_value_bytes: 64 * 1024,
+            context_keys: &[],
             max_name_bytes: 1024,
             max_attributes: 1024,
             max_events: 1024,
@@ -216,28 +222,34 @@ impl Converted {
     /// The `partial_success.error_message` text: rejections first, then repairs (a
     /// non-empty message with zero rejected spans is an OTLP warning).
     pub fn message(&self) -> String {
-        const SHOWN: usize = 5;
-        let mut parts: Vec<String> = Vec::new();
-        for (label, list) in [("rejected", &self.rejected), ("repaired", &self.repaired)] {
-            if list.is_empty() {
-                continue;
-            }
-            let mut text = format!(
-                "{} span(s) {label}: {}",
-                list.len(),
-                list.iter()
-                    .take(SHOWN)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            if list.len() > SHOWN {
-                text.push_str(&format!("; and {} more", list.len() - SHOWN));
-            }
-            parts.push(text);
-        }
-        parts.join(". ")
+        partial_message("span(s)", &self.rejected, &self.repaired)
     }
+}
+
+/// The `partial_success.error_message` text of any signal: rejections first, then repairs,
+/// each list cut to its first few.
+pub(crate) fn partial_message(noun: &str, rejected: &[String], repaired: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = Vec::new();
+    for (label, list) in [("rejected", rejected), ("repaired", repaired)] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut text = format!(
+            "{} {noun} {label}: {}",
+            list.len(),
+            list.iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        if list.len() > SHOWN {
+            text.push_str(&format!("; and {} more", list.len() - SHOWN));
+        }
+        parts.push(text);
+    }
+    parts.join(". ")
 }
 
 pub fn convert(
@@ -248,38 +260,15 @@ pub fn convert(
     let mut out = Converted::default();
     for resource_spans in request.resource_spans {
         let mut resource_notes = Vec::new();
-        let resource = Arc::new(
-            resource_spans
-                .resource
-                .map(|r| {
-                    over_limit(
-                        "resource attributes",
-                        r.attributes.len(),
-                        limits.max_attributes,
-                        0,
-                        &mut resource_notes,
-                    );
-                    let kept = r.attributes.into_iter().take(limits.max_attributes);
-                    attributes(kept.collect(), limits, &mut resource_notes)
-                })
-                .unwrap_or_default(),
-        );
+        let resource = Arc::new(resource(
+            resource_spans.resource,
+            limits,
+            &mut resource_notes,
+        ));
         out.memory_bytes += resource.memory_bytes();
         for scope_spans in resource_spans.scope_spans {
             let mut notes = resource_notes.clone();
-            let (scope_name, scope_version): (Arc<str>, Arc<str>) = scope_spans
-                .scope
-                .map(|s| {
-                    let name = bounded(s.name, limits.max_name_bytes, "scope name", &mut notes);
-                    let version = bounded(
-                        s.version,
-                        limits.max_name_bytes,
-                        "scope version",
-                        &mut notes,
-                    );
-                    (name.into(), version.into())
-                })
-                .unwrap_or_else(|| ("".into(), "".into()));
+            let (scope_name, scope_version) = scope(scope_spans.scope, limits, &mut notes);
             out.memory_bytes += scope_name.len() + scope_version.len();
             // Every span of the scope repeats these notes: keep them few.
             let notes = summary(notes);
@@ -368,11 +357,11 @@ fn span(
         end = start;
     }
 
-    let dropped_attributes_count = over_limit(
+    let (attrs, dropped_attributes_count) = limited_attributes(
+        wire.attributes,
         "attributes",
-        wire.attributes.len(),
-        limits.max_attributes,
         wire.dropped_attributes_count,
+        limits,
         notes,
     );
     let dropped_events_count = over_limit(
@@ -382,14 +371,6 @@ fn span(
         wire.dropped_events_count,
         notes,
     );
-    let attrs = attributes(
-        wire.attributes
-            .into_iter()
-            .take(limits.max_attributes)
-            .collect(),
-        limits,
-        notes,
-    );
     let events = wire
         .events
         .into_iter()
@@ -397,7 +378,7 @@ fn span(
         .map(|e| SpanEvent {
             time_unix_nano: e.time_unix_nano,
             name: bounded(e.name, limits.max_name_bytes, "event name", notes),
-            attributes: attributes(e.attributes, limits, notes),
+            attributes: limited_attributes(e.attributes, "event attributes", 0, limits, notes).0,
         })
         .collect();
     let mut links = Vec::new();
@@ -409,7 +390,14 @@ fn span(
             (Ok(trace_id), Ok(span_id)) => links.push(SpanLink {
                 trace_id,
                 span_id,
-                attributes: attributes(link.attributes, limits, notes),
+                attributes: limited_attributes(
+                    link.attributes,
+                    "link attributes",
+                    0,
+                    limits,
+                    notes,
+                )
+                .0,
             }),
             _ => notes.push("link with an invalid id dropped".into()),
         }
@@ -449,8 +437,40 @@ fn span(
     })
 }
 
+/// A request's resource attributes, cut to the attribute limits; none is empty.
+pub(crate) fn resource(
+    resource: Option<Resource>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> Attributes {
+    resource
+        .map(|r| limited_attributes(r.attributes, "resource attributes", 0, limits, notes).0)
+        .unwrap_or_default()
+}
+
+/// An instrumentation scope's name and version, cut to the name limit.
+pub(crate) fn scope(
+    scope: Option<InstrumentationScope>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> (Arc<str>, Arc<str>) {
+    scope
+        .map(|s| {
+            let name = bounded(s.name, limits.max_name_bytes, "scope name", notes);
+            let version = bounded(s.version, limits.max_name_bytes, "scope version", notes);
+            (name.into(), version.into())
+        })
+        .unwrap_or_else(|| ("".into(), "".into()))
+}
+
 /// The dropped count after cutting `len` items to `limit`, noting the cut for the client.
-fn over_limit(what: &str, len: usize, limit: usize, dropped: u32, notes: &mut Vec<String>) -> u32 {
+pub(crate) fn over_limit(
+    what: &str,
+    len: usize,
+    limit: usize,
+    dropped: u32,
+    notes: &mut Vec<String>,
+) -> u32 {
     if len <= limit {
         return dropped;
     }
@@ -461,29 +481,51 @@ fn over_limit(what: &str, len: usize, limit: usize, dropped: u32, notes: &mut Ve
     dropped.saturating_add(u32::try_from(len - limit).unwrap_or(u32::MAX))
 }
 
-fn attributes(list: Vec<KeyValue>, limits: &SpanLimits, notes: &mut Vec<String>) -> Attributes {
+/// At most `max_attributes` of `list` (a span's, a resource's, an event's or a link's), with
+/// the dropped count after the cut (see [`over_limit`]).
+pub(crate) fn limited_attributes(
+    list: Vec<KeyValue>,
+    what: &str,
+    dropped: u32,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> (Attributes, u32) {
+    let dropped = over_limit(what, list.len(), limits.max_attributes, dropped, notes);
+    let kept = list.into_iter().take(limits.max_attributes);
+    (attributes(kept, limits, notes), dropped)
+}
+
+fn attributes(
+    list: impl Iterator<Item = KeyValue>,
+    limits: &SpanLimits,
+    notes: &mut Vec<String>,
+) -> Attributes {
     Attributes(
-        list.into_iter()
-            .map(|kv| {
-                let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
-                let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
-                let what = format!("attribute '{}'", shown(&key));
-                cut(&mut value, limits.max_attribute_value_bytes, &what, notes);
-                (key, value)
-            })
-            .collect(),
+        list.map(|kv| {
+            let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
+            let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
+            let what = format!("attribute '{}'", shown(&key));
+            let limit = if limits.context_keys.contains(&key.as_str()) {
+                limits.max_context_value_bytes
+            } else {
+                limits.max_attribute_value_bytes
+            };
+            cut(&mut value, limit, &what, notes);
+            (key, value)
+        })
+        .collect(),
     )
 }
 
 /// Wire text cut to `limit` bytes (see [`cut`]).
-fn bounded(bytes: Vec<u8>, limit: usize, what: &str, notes: &mut Vec<String>) -> String {
+pub(crate) fn bounded(bytes: Vec<u8>, limit: usize, what: &str, notes: &mut Vec<String>) -> String {
     let mut value = text(bytes, notes);
     cut(&mut value, limit, what, notes);
     value
 }
 
 /// Cuts `value` to `limit` bytes on a character boundary, noting the cut for the client.
-fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
+pub(crate) fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
     if value.len() <= limit {
         return;
     }
@@ -496,7 +538,7 @@ fn cut(value: &mut String, limit: usize, what: &str, notes: &mut Vec<String>) {
 }
 
 /// The start of a name, to quote in a note without copying all of it.
-fn shown(name: &str) -> String {
+pub(crate) fn shown(name: &str) -> String {
     const SHOWN_CHARS: usize = 64;
     match name.char_indices().nth(SHOWN_CHARS) {
         Some((at, _)) => format!("{}...", &name[..at]),
@@ -505,7 +547,7 @@ fn shown(name: &str) -> String {
 }
 
 /// Notes repeated on every span of a scope: each once, and at most a few.
-fn summary(notes: Vec<String>) -> Vec<String> {
+pub(crate) fn summary(notes: Vec<String>) -> Vec<String> {
     const KEPT: usize = 5;
     let mut distinct: Vec<String> = Vec::new();
     for note in notes {
@@ -531,7 +573,7 @@ fn text(bytes: Vec<u8>, notes: &mut Vec<String>) -> String {
     }
 }
 
-fn render(value: AnyValue, notes: &mut Vec<String>) -> String {
+pub(crate) fn render(value: AnyValue, notes: &mut Vec<String>) -> String {
     use any_value::Value;
     match value.value {
         None => String::new(),
@@ -757,12 +799,43 @@ mod tests {
     }
 
     #[test]
+    fn llm_contexts_have_their_own_limit() {
+        let mut span = wire_span("llm");
+        let long = |n| any_value::Value::StringValue(vec![b'x'; n]);
+        span.attributes = vec![kv("input", long(200)), kv("output", long(200))];
+        let limits = SpanLimits {
+            max_attribute_value_bytes: 100,
+            max_context_value_bytes: 300,
+            context_keys: &["input"],
+            ..SpanLimits::default()
+        };
+        let converted = convert(request(vec![span]), &limits, NOW);
+        let span = &converted.spans[0];
+        assert_eq!(span.attributes.get("input").map(str::len), Some(200));
+        assert_eq!(span.attributes.get("output").map(str::len), Some(100));
+        assert!(converted
+            .message()
+            .contains("attribute 'output' truncated from 200 bytes"));
+    }
+
+    #[test]
     fn attributes_and_events_over_the_limit_are_cut_and_counted() {
         let mut span = wire_span("llm");
         span.attributes = (0..5)
             .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
             .collect();
+        let four = || {
+            (0..4)
+                .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
+                .collect::<Vec<_>>()
+        };
         span.events = (0..4).map(|_| WireEvent::default()).collect();
+        span.events[0].attributes = four();
+        span.links = vec![WireLink {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            attributes: four(),
+        }];
         span.dropped_attributes_count = 1;
         let limits = SpanLimits {
             max_attributes: 3,
@@ -776,9 +849,16 @@ mod tests {
             (3, 3)
         );
         assert_eq!((span.events.len(), span.dropped_events_count), (2, 2));
-        assert!(converted
-            .message()
-            .contains("2 attributes over the limit of 3 dropped"));
+        assert_eq!(span.events[0].attributes.len(), 3);
+        assert_eq!(span.links[0].attributes.len(), 3);
+        let message = converted.message();
+        for note in [
+            "2 attributes over the limit of 3 dropped",
+            "1 event attributes over the limit of 3 dropped",
+            "1 link attributes over the limit of 3 dropped",
+        ] {
+            assert!(message.contains(note), "{message}");
+        }
     }
 
     #[test]

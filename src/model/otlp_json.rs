@@ -1,4 +1,4 @@
-//! OTLP/JSON trace requests decoded into the same messages the protobuf path decodes
+//! OTLP/JSON trace and log requests decoded into the same messages the protobuf path decodes
 //! ([`super::otlp`]), so both encodings share one conversion and one validation.
 //!
 //! The proto3 JSON mapping lets an encoder omit empty lists, empty messages and default
@@ -8,17 +8,22 @@
 //! every such shape and ignores unknown fields. OTLP's one exception to the mapping is kept:
 //! trace and span ids are hex (base64, the plain mapping, is accepted too).
 //!
-//! A body that is not JSON, or holds a value of the wrong type (a list where a message
-//! belongs), is refused with the path of the offending field.
+//! A value of the wrong type inside a span (a number where its name belongs, an id that is
+//! neither hex nor base64) rejects that span, with the path of the offending field, as the
+//! conversion rejects a span with a bad id; the other spans are kept. In a resource or a scope
+//! it rejects the spans under it. A body that is not JSON, or whose lists of resources, scopes
+//! and spans cannot be read as lists of objects, is refused whole.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
 use serde_json::{Map, Value};
 
+use super::log::{ExportLogsServiceRequest, ResourceLogs, ScopeLogs, WireLogRecord};
 use super::otlp::{
-    any_value, AnyValue, ArrayValue, ExportTraceServiceRequest, InstrumentationScope, KeyValue,
-    KeyValueList, Resource, ResourceSpans, ScopeSpans, WireEvent, WireLink, WireSpan, WireStatus,
+    self, any_value, AnyValue, ArrayValue, ExportTraceServiceRequest, InstrumentationScope,
+    KeyValue, KeyValueList, Resource, ResourceSpans, ScopeSpans, WireEvent, WireLink, WireSpan,
+    WireStatus,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -29,42 +34,98 @@ pub enum JsonError {
     Shape { path: String, problem: String },
 }
 
-pub fn decode(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
+/// A request as far as it could be read: the spans that could not be are left out of
+/// `request` and described in `rejected`, one line each, like the spans the conversion rejects.
+#[derive(Debug)]
+pub struct Decoded {
+    pub request: ExportTraceServiceRequest,
+    pub rejected: Vec<String>,
+}
+
+pub fn decode(body: &[u8]) -> Result<Decoded, JsonError> {
     let root: Value = serde_json::from_slice(body)?;
     let at = At::ROOT;
     let root = object(&root, &at)?;
-    Ok(ExportTraceServiceRequest {
-        resource_spans: list(
-            root,
-            ["resourceSpans", "resource_spans"],
-            &at,
-            resource_spans,
-        )?,
+    let mut rejected = Vec::new();
+    let resource_spans = list(
+        root,
+        ["resourceSpans", "resource_spans"],
+        &at,
+        |value, at| resource_spans(value, at, &mut rejected),
+    )?;
+    Ok(Decoded {
+        request: ExportTraceServiceRequest { resource_spans },
+        rejected,
     })
 }
 
-fn resource_spans(value: &Value, at: &At) -> Result<ResourceSpans, JsonError> {
+fn resource_spans(
+    value: &Value,
+    at: &At,
+    rejected: &mut Vec<String>,
+) -> Result<ResourceSpans, JsonError> {
     let obj = object(value, at)?;
+    let mut scope_spans = list(obj, ["scopeSpans", "scope_spans"], at, |value, at| {
+        scope_spans(value, at, rejected)
+    })?;
+    let resource = message(obj, ["resource", "resource"], at, resource).unwrap_or_else(|err| {
+        let spans = scope_spans.iter_mut().flat_map(|s| s.spans.drain(..));
+        reject_all(spans, &err, rejected);
+        None
+    });
     Ok(ResourceSpans {
-        resource: message(obj, ["resource", "resource"], at, |obj, at| {
-            Ok(Resource {
-                attributes: list(obj, ["attributes", "attributes"], at, key_value)?,
-            })
-        })?,
-        scope_spans: list(obj, ["scopeSpans", "scope_spans"], at, scope_spans)?,
+        resource,
+        scope_spans,
     })
 }
 
-fn scope_spans(value: &Value, at: &At) -> Result<ScopeSpans, JsonError> {
+fn scope_spans(
+    value: &Value,
+    at: &At,
+    rejected: &mut Vec<String>,
+) -> Result<ScopeSpans, JsonError> {
     let obj = object(value, at)?;
-    Ok(ScopeSpans {
-        scope: message(obj, ["scope", "scope"], at, |obj, at| {
-            Ok(InstrumentationScope {
-                name: string(obj, ["name", "name"], at)?,
-                version: string(obj, ["version", "version"], at)?,
-            })
-        })?,
-        spans: list(obj, ["spans", "spans"], at, span)?,
+    let mut spans = Vec::new();
+    list(obj, ["spans", "spans"], at, |value, at| {
+        match span(value, at) {
+            Ok(wire) => spans.push(wire),
+            Err(err) => rejected.push(format!("{}: {err}", label(value))),
+        }
+        Ok(())
+    })?;
+    let scope = message(obj, ["scope", "scope"], at, scope).unwrap_or_else(|err| {
+        reject_all(spans.drain(..), &err, rejected);
+        None
+    });
+    Ok(ScopeSpans { scope, spans })
+}
+
+/// Rejects spans that were read but sit under a resource or scope that could not be.
+fn reject_all(spans: impl Iterator<Item = WireSpan>, err: &JsonError, rejected: &mut Vec<String>) {
+    for wire in spans {
+        let name = otlp::shown(&String::from_utf8_lossy(&wire.name));
+        rejected.push(format!("'{name}': {err}"));
+    }
+}
+
+/// How a span that could not be read is named to the client: by its name if that is a string.
+fn label(value: &Value) -> String {
+    match value.get("name").and_then(Value::as_str) {
+        Some(name) => format!("'{}'", otlp::shown(name)),
+        None => "a span".to_owned(),
+    }
+}
+
+fn resource(obj: &Map<String, Value>, at: &At) -> Result<Resource, JsonError> {
+    Ok(Resource {
+        attributes: list(obj, ["attributes", "attributes"], at, key_value)?,
+    })
+}
+
+fn scope(obj: &Map<String, Value>, at: &At) -> Result<InstrumentationScope, JsonError> {
+    Ok(InstrumentationScope {
+        name: string(obj, ["name", "name"], at)?,
+        version: string(obj, ["version", "version"], at)?,
     })
 }
 
@@ -98,6 +159,95 @@ fn span(value: &Value, at: &At) -> Result<WireSpan, JsonError> {
         })?,
     })
 }
+
+/// An OTLP/JSON logs request, decoded the same way as traces.
+pub fn decode_logs(body: &[u8]) -> Result<ExportLogsServiceRequest, JsonError> {
+    let root: Value = serde_json::from_slice(body)?;
+    let at = At::ROOT;
+    let root = object(&root, &at)?;
+    Ok(ExportLogsServiceRequest {
+        resource_logs: list(root, ["resourceLogs", "resource_logs"], &at, resource_logs)?,
+    })
+}
+
+fn resource_logs(value: &Value, at: &At) -> Result<ResourceLogs, JsonError> {
+    let obj = object(value, at)?;
+    Ok(ResourceLogs {
+        resource: message(obj, ["resource", "resource"], at, resource)?,
+        scope_logs: list(obj, ["scopeLogs", "scope_logs"], at, scope_logs)?,
+    })
+}
+
+fn scope_logs(value: &Value, at: &At) -> Result<ScopeLogs, JsonError> {
+    let obj = object(value, at)?;
+    Ok(ScopeLogs {
+        scope: message(obj, ["scope", "scope"], at, scope)?,
+        log_records: list(obj, ["logRecords", "log_records"], at, log_record)?,
+    })
+}
+
+fn log_record(value: &Value, at: &At) -> Result<WireLogRecord, JsonError> {
+    let obj = object(value, at)?;
+    Ok(WireLogRecord {
+        time_unix_nano: integer(obj, ["timeUnixNano", "time_unix_nano"], at)?,
+        observed_time_unix_nano: integer(
+            obj,
+            ["observedTimeUnixNano", "observed_time_unix_nano"],
+            at,
+        )?,
+        severity_number: enumeration(
+            obj,
+            ["severityNumber", "severity_number"],
+            at,
+            SEVERITY_NUMBERS,
+        )?,
+        severity_text: string(obj, ["severityText", "severity_text"], at)?,
+        body: message(obj, ["body", "body"], at, |obj, at| {
+            Ok(AnyValue {
+                value: any(obj, at)?,
+            })
+        })?,
+        attributes: list(obj, ["attributes", "attributes"], at, key_value)?,
+        dropped_attributes_count: integer(
+            obj,
+            ["droppedAttributesCount", "dropped_attributes_count"],
+            at,
+        )?,
+        flags: integer(obj, ["flags", "flags"], at)?,
+        trace_id: id(obj, ["traceId", "trace_id"], at)?,
+        span_id: id(obj, ["spanId", "span_id"], at)?,
+        event_name: string(obj, ["eventName", "event_name"], at)?,
+    })
+}
+
+/// `opentelemetry.proto.logs.v1.SeverityNumber` names, indexed by value.
+const SEVERITY_NUMBERS: &[&str] = &[
+    "SEVERITY_NUMBER_UNSPECIFIED",
+    "SEVERITY_NUMBER_TRACE",
+    "SEVERITY_NUMBER_TRACE2",
+    "SEVERITY_NUMBER_TRACE3",
+    "SEVERITY_NUMBER_TRACE4",
+    "SEVERITY_NUMBER_DEBUG",
+    "SEVERITY_NUMBER_DEBUG2",
+    "SEVERITY_NUMBER_DEBUG3",
+    "SEVERITY_NUMBER_DEBUG4",
+    "SEVERITY_NUMBER_INFO",
+    "SEVERITY_NUMBER_INFO2",
+    "SEVERITY_NUMBER_INFO3",
+    "SEVERITY_NUMBER_INFO4",
+    "SEVERITY_NUMBER_WARN",
+    "SEVERITY_NUMBER_WARN2",
+    "SEVERITY_NUMBER_WARN3",
+    "SEVERITY_NUMBER_WARN4",
+    "SEVERITY_NUMBER_ERROR",
+    "SEVERITY_NUMBER_ERROR2",
+    "SEVERITY_NUMBER_ERROR3",
+    "SEVERITY_NUMBER_ERROR4",
+    "SEVERITY_NUMBER_FATAL",
+    "SEVERITY_NUMBER_FATAL2",
+    "SEVERITY_NUMBER_FATAL3",
+    "SEVERITY_NUMBER_FATAL4",
+];
 
 /// `opentelemetry.proto.trace.v1.Span.SpanKind` names, indexed by value.
 const SPAN_KINDS: &[&str] = &[

@@ -30,8 +30,13 @@ fn rows(converted: Converted) -> (Vec<crate::model::Span>, Vec<String>, Vec<Stri
 }
 
 fn via_json(body: &str) -> (Vec<crate::model::Span>, Vec<String>, Vec<String>) {
-    let request = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
-    rows(convert(request, &SpanLimits::default(), NOW))
+    let decoded = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert!(
+        decoded.rejected.is_empty(),
+        "{:?}\n{body}",
+        decoded.rejected
+    );
+    rows(convert(decoded.request, &SpanLimits::default(), NOW))
 }
 
 fn via_protobuf(
@@ -419,7 +424,7 @@ fn empty_ids_are_rejected_per_span_with_the_reason() {
 }
 
 #[test]
-fn wrong_shapes_are_refused_with_their_path() {
+fn unreadable_structure_is_refused_with_its_path() {
     let cases = [
         (r#"{"resourceSpans": ["#, "EOF"),
         ("[]", "$: expected an object, found a list"),
@@ -428,25 +433,12 @@ fn wrong_shapes_are_refused_with_their_path() {
             "$.resourceSpans: expected a list, found an object",
         ),
         (
-            &json_span(r#""attributes":[{"key":"k","value":{"intValue":"x"}}]"#),
-            "$.resourceSpans[0].scopeSpans[0].spans[0].attributes[0].value.intValue: expected an integer",
+            r#"{"resourceSpans":[5]}"#,
+            "$.resourceSpans[0]: expected an object, found a number",
         ),
         (
-            &json_span(r#""attributes":[{"key":"k","value":{"intValue":"9223372036854775808"}}]"#),
-            "expected an integer in range",
-        ),
-        (
-            &json_span(r#""attributes":[{"key":"k","value":{"bytesValue":"%%"}}]"#),
-            "bytesValue: invalid base64",
-        ),
-        (
-            &json_span(r#""attributes":[{"key":"k","value":{"arrayValue":[]}}]"#),
-            "arrayValue: expected an object, found a list",
-        ),
-        (&json_span(r#""name":5"#), "name: expected a string, found a number"),
-        (
-            &json_request(r#"{"traceId":"xyz!","spanId":"00"}"#),
-            r#"traceId: "xyz!" is neither hex nor base64"#,
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":"x"}]}]}"#,
+            "$.resourceSpans[0].scopeSpans[0].spans: expected a list, found a string",
         ),
     ];
     for (body, expected) in cases {
@@ -456,6 +448,86 @@ fn wrong_shapes_are_refused_with_their_path() {
             .to_string();
         assert!(error.contains(expected), "{body}\n{error}");
     }
+}
+
+#[test]
+fn a_span_with_a_wrong_shape_is_rejected_with_its_path_and_the_others_kept() {
+    let good = format!(
+        r#"{{"traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","name":"good","startTimeUnixNano":"{START}"}}"#
+    );
+    let bad =
+        |fields: &str| format!(r#"{{"traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}",{fields}}}"#);
+    let cases = [
+        (
+            bad(r#""name":"n","attributes":[{"key":"k","value":{"intValue":"x"}}]"#),
+            "'n': $.resourceSpans[0].scopeSpans[0].spans[1].attributes[0].value.intValue: expected an integer",
+        ),
+        (
+            bad(r#""attributes":[{"key":"k","value":{"intValue":"9223372036854775808"}}]"#),
+            "expected an integer in range",
+        ),
+        (
+            bad(r#""attributes":[{"key":"k","value":{"bytesValue":"%%"}}]"#),
+            "bytesValue: invalid base64",
+        ),
+        (
+            bad(r#""attributes":[{"key":"k","value":{"arrayValue":[]}}]"#),
+            "arrayValue: expected an object, found a list",
+        ),
+        (
+            bad(r#""name":5"#),
+            "a span: $.resourceSpans[0].scopeSpans[0].spans[1].name: expected a string, found a number",
+        ),
+        (
+            r#"{"traceId":"xyz!","spanId":"00","name":"x"}"#.to_owned(),
+            r#"'x': $.resourceSpans[0].scopeSpans[0].spans[1].traceId: "xyz!" is neither hex nor base64"#,
+        ),
+        ("7".to_owned(), "a span: $.resourceSpans[0].scopeSpans[0].spans[1]: expected an object"),
+    ];
+    for (span, expected) in cases {
+        let body = json_request(&format!("{good},{span}"));
+        let decoded = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let spans = &decoded.request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 1, "{body}");
+        assert_eq!(spans[0].name, b"good");
+        assert_eq!(decoded.rejected.len(), 1, "{body}");
+        assert!(
+            decoded.rejected[0].contains(expected),
+            "{body}\n{:?}",
+            decoded.rejected
+        );
+    }
+}
+
+#[test]
+fn a_resource_or_scope_with_a_wrong_shape_rejects_the_spans_under_it() {
+    let span = |name: &str| {
+        format!(
+            r#"{{"traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","name":"{name}","startTimeUnixNano":"{START}"}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"resourceSpans":[
+            {{"resource":{{"attributes":5}},"scopeSpans":[{{"spans":[{a},{b}]}}]}},
+            {{"scopeSpans":[{{"scope":{{"name":[]}},"spans":[{c}]}},{{"spans":[{d}]}}]}}]}}"#,
+        a = span("a"),
+        b = span("b"),
+        c = span("c"),
+        d = span("d"),
+    );
+    let decoded = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let (spans, rejected, _) = rows(convert(decoded.request, &SpanLimits::default(), NOW));
+    let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["d"]);
+    assert!(rejected.is_empty());
+    assert_eq!(
+        decoded.rejected,
+        [
+            "'a': $.resourceSpans[0].resource.attributes: expected a list, found a number",
+            "'b': $.resourceSpans[0].resource.attributes: expected a list, found a number",
+            "'c': $.resourceSpans[1].scopeSpans[0].scope.name: expected a string, found a list",
+        ]
+    );
 }
 
 #[test]
@@ -474,8 +546,74 @@ fn corrupted_json_never_panics() {
             let noise = b"{}[]\":,0-9eE.a\\ ";
             bytes[at] = noise[rng.random_range(0..noise.len())];
         }
-        if let Ok(request) = decode(&bytes) {
-            let _ = convert(request, &SpanLimits::default(), NOW);
+        if let Ok(decoded) = decode(&bytes) {
+            let _ = convert(decoded.request, &SpanLimits::default(), NOW);
         }
     }
+}
+
+#[test]
+fn logs_decode_like_their_protobuf() {
+    use crate::model::log::{self, ExportLogsServiceRequest};
+    use opentelemetry_proto::tonic::collector::logs::v1 as logs_collector;
+    use opentelemetry_proto::tonic::logs::v1 as logs;
+    let official = logs_collector::ExportLogsServiceRequest {
+        resource_logs: vec![logs::ResourceLogs {
+            resource: Some(resource::Resource {
+                attributes: vec![common::KeyValue {
+                    key: "service.name".into(),
+                    value: Some(common::AnyValue {
+                        value: Some(common::any_value::Value::StringValue("agent".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![logs::ScopeLogs {
+                log_records: vec![logs::LogRecord {
+                    time_unix_nano: START,
+                    observed_time_unix_nano: END,
+                    severity_number: 17,
+                    severity_text: "ERROR".into(),
+                    body: Some(common::AnyValue {
+                        value: Some(common::any_value::Value::StringValue("tool failed".into())),
+                    }),
+                    trace_id: trace_id(),
+                    span_id: span_id(),
+                    event_name: "tool.error".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let limits = SpanLimits::default();
+    let via_protobuf = log::convert(
+        ExportLogsServiceRequest::decode(official.encode_to_vec().as_slice()).expect("decodes"),
+        &limits,
+        NOW,
+    );
+    // What the official types serialize, and the same by hand with the shapes the mapping
+    // allows: an enum by name, 64-bit integers as numbers, .proto field names.
+    let serialized = serde_json::to_string(&official).expect("serializes");
+    let by_hand = format!(
+        r#"{{"resource_logs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"agent"}}}}]}},
+            "scopeLogs":[{{"logRecords":[{{"timeUnixNano":{START},"observed_time_unix_nano":"{END}",
+            "severityNumber":"SEVERITY_NUMBER_ERROR","severityText":"ERROR","body":{{"stringValue":"tool failed"}},
+            "traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","eventName":"tool.error","attributes":[]}}]}}]}}]}}"#
+    );
+    for body in [serialized, by_hand] {
+        let decoded = decode_logs(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let via_json = log::convert(decoded, &limits, NOW);
+        assert_eq!(via_json.records, via_protobuf.records, "{body}");
+        assert!(via_json.rejected.is_empty() && via_json.repaired.is_empty());
+    }
+    assert_eq!(via_protobuf.records[0].severity_number, 17);
+    let wrong =
+        decode_logs(br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":"text"}]}]}]}"#);
+    assert!(
+        matches!(&wrong, Err(JsonError::Shape { path, .. }) if path == "$.resourceLogs[0].scopeLogs[0].logRecords[0].body"),
+        "{wrong:?}"
+    );
 }

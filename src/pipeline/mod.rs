@@ -1,9 +1,10 @@
 //! The stages that run for as long as the server does, and what they hand each other: the
 //! receivers pass a [`Batch`] to the span [`writer`], which inserts it, acknowledges it and
-//! tells the [`sessionizer`] which traces it [`Stored`]; [`retention`] removes what is past
+//! hands the [`sessionizer`] what it [`Stored`]; [`retention`] removes what is past
 //! its window.
 
 pub mod retention;
+pub mod session_cache;
 pub mod sessionizer;
 pub mod writer;
 
@@ -33,6 +34,9 @@ pub enum NotStored {
 /// Told to the sessionizer after each successful insert.
 #[derive(Debug, Clone)]
 pub struct Stored {
+    /// Traces whose sessions must be derived again.
     pub trace_ids: Vec<String>,
+    /// The spans just stored, which the sessionizer keeps instead of reading them back.
+    pub spans: Vec<Span>,
     pub ingested_at_unix_nano: u64,
 }

@@ -1,5 +1,5 @@
 //! The retention task: once an hour (and at start), removes what is past its window.
-//! Transcript and spans go after `transcript_days`; the session summary stays until
+//! Transcript, spans and log records go after `transcript_days`; the session summary stays until
 //! `sessions_days`, so a session can still be listed after its transcript is gone.
 
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub async fn apply(
         // day and month of the cutoff: every partition below them ended before it.
         let (day, month) = store.partition_keys_at(before).await?;
         removed.extend(store.drop_partitions_before("spans", day).await?);
-        for table in TRANSCRIPT_TABLES {
+        for table in TRANSCRIPT_TABLES.iter().chain(&["logs"]) {
             removed.extend(store.drop_partitions_before(table, month).await?);
         }
     }

@@ -1,8 +1,8 @@
 //! The span writer: takes batches from the receivers, inserts them in groups of up to
 //! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. Up to
-//! `max_inserts_in_flight` inserts run at once; while all are running (or waiting for the
-//! sessionizer to take their report) it takes no new input, so a slow ClickHouse or
-//! sessionizer pushes back on the receivers.
+//! `max_inserts_in_flight` inserts run at once, and each hands the spans it stored to the
+//! sessionizer; while all are running (or waiting for the sessionizer to take their report)
+//! it takes no new input, so a slow ClickHouse or sessionizer pushes back on the receivers.
 //!
 //! A group merges many clients' requests into one INSERT. When ClickHouse refuses a merged
 //! insert for good, each request is inserted on its own, so only the one at fault fails.
@@ -120,18 +120,19 @@ async fn write_group(
             }
             merged => vec![merged; group.len()],
         };
-    let mut trace_ids: Vec<String> = Vec::new();
-    for (range, outcome) in ranges.iter().zip(&outcomes) {
-        if outcome.is_ok() {
-            trace_ids.extend(spans[range.clone()].iter().map(|s| s.trace_id.to_hex()));
-        }
-    }
-    trace_ids.sort();
-    trace_ids.dedup();
+    drop(spans);
+    let mut stored_spans: Vec<Span> = Vec::new();
     for (batch, outcome) in group.into_iter().zip(outcomes) {
         // A client that gave up waiting is not an error here.
         let _ = batch.ack.send(outcome);
+        if outcome.is_ok() {
+            // Moved, not copied: the sessionizer keeps these spans instead of reading them back.
+            stored_spans.extend(batch.spans);
+        }
     }
+    let mut trace_ids: Vec<String> = stored_spans.iter().map(|s| s.trace_id.to_hex()).collect();
+    trace_ids.sort();
+    trace_ids.dedup();
     // A dropped sender (the insert before failed to finish) means there is nothing to wait for.
     let _ = order.after.await;
     if !trace_ids.is_empty() {
@@ -139,6 +140,7 @@ async fn write_group(
         let _ = stored
             .send(Stored {
                 trace_ids,
+                spans: stored_spans,
                 ingested_at_unix_nano: ingested_at,
             })
             .await;

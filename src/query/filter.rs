@@ -18,6 +18,9 @@ pub enum FilterKind {
     NonZero,
     /// `param=text`: the column contains the text, ignoring case.
     Contains,
+    /// `param=text`: the (masked) contact contains the text, ignoring case; or the text is a
+    /// full phone number or email address whose keyed pseudonym is the session's.
+    Contact,
 }
 
 /// One filter on a column (or a fixed expression over columns) of `sessions`.
@@ -66,6 +69,20 @@ const fn closed(
 }
 
 use FilterKind::*;
+
+/// Whether the session has an ERROR-or-worse log record (severity number 17 or more): one in
+/// a trace the session holds (each trace's session as last resolved), or one naming the
+/// session's key whose trace is in no session. Log records are tied to sessions when read,
+/// like this, never by the sessionizer, so the answer holds whichever arrived first.
+macro_rules! errors_logged {
+    () => {
+        "(session_id IN (SELECT argMax(session_id, revision) FROM trace_sessions \
+         WHERE trace_id IN (SELECT trace_id FROM logs WHERE severity_number >= 17) GROUP BY trace_id) \
+         OR session_id IN (SELECT session_key FROM logs WHERE severity_number >= 17 AND session_key != '' \
+         AND trace_id NOT IN (SELECT trace_id FROM trace_sessions \
+         WHERE trace_id IN (SELECT trace_id FROM logs WHERE severity_number >= 17))))"
+    };
+}
 
 pub const FILTERS: &[FilterSpec] = &[
     filter(
@@ -174,6 +191,12 @@ pub const FILTERS: &[FilterSpec] = &[
         "a span of the session failed",
     ),
     filter(
+        "has_errors_logged",
+        errors_logged!(),
+        NonZero,
+        "the agent logged an ERROR-or-worse record (OTLP logs) during the session",
+    ),
+    filter(
         "has_handoff",
         "length(handoff_target)",
         NonZero,
@@ -211,9 +234,14 @@ pub const FILTERS: &[FilterSpec] = &[
     filter("node", "node", EqualsAny, "current flow node"),
     filter(
         "detected_issue",
-        "detected_issues",
+        // `error_logged` comes from the log records when read (see `errors_logged!`).
+        concat!(
+            "if(",
+            errors_logged!(),
+            ", arrayPushBack(detected_issues, 'error_logged'), detected_issues)"
+        ),
         HasAny,
-        "a detected-issue tag, e.g. slow_turn, tool_error",
+        "a detected-issue tag, e.g. slow_turn, tool_error, error_logged",
     ),
     filter("cost_usd", "cost_usd", Range, "session cost in US dollars"),
     filter("feedback", "feedback", EqualsAny, "up or down"),
@@ -223,8 +251,9 @@ pub const FILTERS: &[FilterSpec] = &[
     filter(
         "contact",
         "contact",
-        Contains,
-        "part of the (masked) contact, e.g. its last digits",
+        Contact,
+        "part of the masked contact (e.g. its last digits), or the full phone number or email \
+         address, matched by its keyed pseudonym",
     ),
     filter("user", "user_name", EqualsAny, "the end user's pseudonym"),
     filter("confidence", "confidence", Range, "answer confidence, 0..1"),
@@ -249,7 +278,8 @@ pub struct SessionFilter {
     pub columns: Vec<(&'static FilterSpec, FilterValue)>,
     /// A span with any of these names is part of the session.
     pub span_names: Vec<String>,
-    /// Some transcript message contains this text, ignoring case.
+    /// Some transcript message contains this text, ignoring case; or it is the full contact
+    /// of the session.
     pub text: Option<String>,
     /// Carries any of these labels.
     pub labels: Vec<String>,
@@ -307,7 +337,7 @@ pub fn session_filter(p: &mut Params, now_unix_seconds: u64) -> Result<SessionFi
                 (min.is_some() || max.is_some()).then_some(FilterValue::Range { min, max })
             }
             FilterKind::NonZero => p.bool(spec.param)?.map(FilterValue::Bool),
-            FilterKind::Contains => match p.one(spec.param)? {
+            FilterKind::Contains | FilterKind::Contact => match p.one(spec.param)? {
                 Some(text) if text.trim().is_empty() => {
                     return Err(QueryError::new(spec.param, "empty text"))
                 }

@@ -7,9 +7,14 @@
 //! entry in [`SORTS`]. The OpenAPI document's query parameters are built from both.
 
 mod filter;
+mod gaps;
 mod sort;
 
 pub use filter::{session_filter, FilterKind, FilterSpec, FilterValue, SessionFilter, FILTERS};
+pub use gaps::{
+    gap_query, GapQuery, DEFAULT_EXAMPLES, DEFAULT_LOW_CONFIDENCE, DEFAULT_USUALLY_CITES,
+    MAX_EXAMPLES,
+};
 pub use sort::{cursor, encode_cursor, sort, After, Sort, SortSpec, SortValue, SORTS};
 
 pub const DEFAULT_LIMIT: u32 = 50;

@@ -1,4 +1,6 @@
-//! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export` and
+//! `opentelemetry.proto.collector.logs.v1.LogsService/Export`, one service per [`Signal`] on
+//! the same port.
 //!
 //! Served through tonic with a codec that hands over the raw message bytes, so decoding is
 //! the same lossy decoder the HTTP receiver uses (a strict decoder would fail a whole request
@@ -9,18 +11,15 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{ExportError, Ingest, Protocol};
+use super::{Encoding, ExportError, Ingest, Logs, Protocol, Signal, Traces};
 use crate::tenants::{presented_key, Scope, Tenants};
-
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl From<ExportError> for Status {
     fn from(err: ExportError) -> Status {
@@ -28,45 +27,58 @@ impl From<ExportError> for Status {
     }
 }
 
-#[derive(Clone)]
-pub struct TraceService {
+/// The gRPC service of one signal.
+pub struct OtlpService<S> {
     tenants: Arc<Tenants<Ingest>>,
     max_request_bytes: usize,
+    signal: PhantomData<fn() -> S>,
 }
 
-impl TraceService {
-    pub fn new(tenants: Arc<Tenants<Ingest>>, max_request_bytes: usize) -> Self {
-        TraceService {
-            tenants,
-            max_request_bytes,
+pub type TraceService = OtlpService<Traces>;
+pub type LogsService = OtlpService<Logs>;
+
+impl<S> Clone for OtlpService<S> {
+    fn clone(&self) -> Self {
+        OtlpService {
+            tenants: Arc::clone(&self.tenants),
+            max_request_bytes: self.max_request_bytes,
+            signal: PhantomData,
         }
     }
 }
 
-impl NamedService for TraceService {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+impl<S: Signal> OtlpService<S> {
+    pub fn new(tenants: Arc<Tenants<Ingest>>, max_request_bytes: usize) -> Self {
+        OtlpService {
+            tenants,
+            max_request_bytes,
+            signal: PhantomData,
+        }
+    }
 }
 
-struct Export(Ingest);
+impl<S: Signal> NamedService for OtlpService<S> {
+    const NAME: &'static str = S::SERVICE;
+}
 
-impl UnaryService<Bytes> for Export {
-    type Response = ExportTraceServiceResponse;
+struct Export<S>(Ingest, PhantomData<fn() -> S>);
+
+impl<S: Signal> UnaryService<Bytes> for Export<S> {
+    type Response = S::Response;
     type Future = BoxFuture<'static, Result<Response<Self::Response>, Status>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let ingest = self.0.clone();
         Box::pin(async move {
             let outcome = ingest
-                .export_protobuf(request.into_inner(), Protocol::Grpc)
+                .export::<S>(request.into_inner(), Encoding::Protobuf, Protocol::Grpc)
                 .await?;
-            Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: outcome.partial_success(),
-            }))
+            Ok(Response::new(S::response(outcome)))
         })
     }
 }
 
-impl<B> tower::Service<http::Request<B>> for TraceService
+impl<S: Signal, B> tower::Service<http::Request<B>> for OtlpService<S>
 where
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
@@ -83,7 +95,7 @@ where
         let tenants = Arc::clone(&self.tenants);
         let limit = self.max_request_bytes;
         Box::pin(async move {
-            if request.uri().path() != EXPORT_PATH {
+            if request.uri().path() != S::EXPORT_PATH {
                 return Ok(
                     Status::unimplemented(format!("no method {}", request.uri().path()))
                         .into_http(),
@@ -98,11 +110,11 @@ where
                 Ok(ingest) => ingest.clone(),
                 Err(err) => return Ok(Status::from(ExportError::from(err)).into_http()),
             };
-            let mut grpc = Grpc::new(RawCodec)
+            let mut grpc = Grpc::new(RawCodec::<S::Response>(PhantomData))
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(limit);
-            let response = grpc.unary(Export(ingest), request).await;
+            let response = grpc.unary(Export::<S>(ingest, PhantomData), request).await;
             Ok(refuse_oversized_for_good(response, limit))
         })
     }
@@ -123,31 +135,30 @@ fn refuse_oversized_for_good(
     }
 }
 
-/// Decodes to the message bytes as they are; encodes responses with prost.
-#[derive(Clone, Copy)]
-struct RawCodec;
+/// Decodes to the message bytes as they are; encodes responses (`M`) with prost.
+struct RawCodec<M>(PhantomData<fn() -> M>);
 
-impl Codec for RawCodec {
-    type Encode = ExportTraceServiceResponse;
+impl<M: prost::Message + Send + 'static> Codec for RawCodec<M> {
+    type Encode = M;
     type Decode = Bytes;
-    type Encoder = ResponseEncoder;
+    type Encoder = ResponseEncoder<M>;
     type Decoder = RawDecoder;
 
-    fn encoder(&mut self) -> ResponseEncoder {
-        ResponseEncoder
+    fn encoder(&mut self) -> ResponseEncoder<M> {
+        ResponseEncoder(PhantomData)
     }
     fn decoder(&mut self) -> RawDecoder {
         RawDecoder
     }
 }
 
-struct ResponseEncoder;
+struct ResponseEncoder<M>(PhantomData<fn() -> M>);
 
-impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
+impl<M: prost::Message> Encoder for ResponseEncoder<M> {
+    type Item = M;
     type Error = Status;
 
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: M, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.encode(dst)
             .map_err(|e| Status::internal(format!("encoding response: {e}")))
     }

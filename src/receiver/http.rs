@@ -1,4 +1,4 @@
-//! OTLP/HTTP: `POST /v1/traces` with `application/x-protobuf` or `application/json`
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs` with `application/x-protobuf` or `application/json`
 //! (OTLP/JSON, every shape the proto3 JSON mapping allows: see `model::otlp_json`),
 //! optionally gzip.
 //! Answers in the request's encoding; errors carry a `google.rpc.Status`.
@@ -11,7 +11,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::trace::v1 as official;
 use prost::Message;
 
 use std::net::SocketAddr;
@@ -20,21 +19,13 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use axum::Extension;
 
-use super::{ExportError, ExportOutcome, Ingest, Protocol};
+use super::{Encoding, ExportError, ExportOutcome, Ingest, Logs, Protocol, Signal, Traces};
 use crate::tenants::{Scope, Tenants};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Protobuf,
-    Json,
-}
-
-impl Encoding {
-    fn content_type(self) -> &'static str {
-        match self {
-            Encoding::Protobuf => "application/x-protobuf",
-            Encoding::Json => "application/json",
-        }
+fn content_type_of(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Protobuf => "application/x-protobuf",
+        Encoding::Json => "application/json",
     }
 }
 
@@ -49,13 +40,14 @@ struct RpcStatus {
 
 pub fn router(tenants: Arc<Tenants<Ingest>>) -> Router {
     Router::new()
-        .route("/v1/traces", post(export))
+        .route(Traces::HTTP_PATH, post(export::<Traces>))
+        .route(Logs::HTTP_PATH, post(export::<Logs>))
         .with_state(tenants)
 }
 
 /// The key is checked from the headers before the body is read, so a client without one
 /// costs no body buffer.
-async fn export(
+async fn export<S: Signal>(
     State(tenants): State<Arc<Tenants<Ingest>>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     uri: Uri,
@@ -76,8 +68,8 @@ async fn export(
         Ok(body) => body,
         Err(err) => return failure(encoding, err),
     };
-    match decode_and_export(ingest, &headers, body, encoding).await {
-        Ok(outcome) => success(encoding, outcome),
+    match decode_and_export::<S>(ingest, &headers, body, encoding).await {
+        Ok(outcome) => success::<S>(encoding, outcome),
         Err(err) => failure(encoding, err),
     }
 }
@@ -114,7 +106,7 @@ fn content_type(headers: &HeaderMap) -> Result<Encoding, ExportError> {
     }
 }
 
-async fn decode_and_export(
+async fn decode_and_export<S: Signal>(
     ingest: &Ingest,
     headers: &HeaderMap,
     body: Bytes,
@@ -141,10 +133,7 @@ async fn decode_and_export(
     } else {
         body
     };
-    match encoding {
-        Encoding::Protobuf => ingest.export_protobuf(raw, Protocol::Http).await,
-        Encoding::Json => ingest.export_json(raw, Protocol::Http).await,
-    }
+    ingest.export::<S>(raw, encoding, Protocol::Http).await
 }
 
 /// Inflates gzip, refusing to grow past `limit` bytes (a small bomb can inflate to gigabytes).
@@ -160,17 +149,21 @@ fn inflate(body: &[u8], limit: usize) -> Result<Bytes, ExportError> {
     Ok(Bytes::from(out))
 }
 
-fn success(encoding: Encoding, outcome: ExportOutcome) -> Response {
-    let response = official::ExportTraceServiceResponse {
-        partial_success: outcome.partial_success(),
-    };
+fn success<S: Signal>(encoding: Encoding, outcome: ExportOutcome) -> Response {
+    let response = S::response(outcome);
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        // The proto3 JSON mapping leaves an unset message out: a full success is `{}`.
+        Encoding::Json => match serde_json::to_value(&response) {
+            Ok(value) if !value["partialSuccess"].is_null() => {
+                serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec())
+            }
+            _ => b"{}".to_vec(),
+        },
     };
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, encoding.content_type())],
+        [(header::CONTENT_TYPE, content_type_of(encoding))],
         body,
     )
         .into_response()
@@ -188,7 +181,7 @@ fn failure(encoding: Encoding, err: ExportError) -> Response {
     };
     let mut response = (
         refusal.http,
-        [(header::CONTENT_TYPE, encoding.content_type())],
+        [(header::CONTENT_TYPE, content_type_of(encoding))],
         body,
     )
         .into_response();

@@ -1,7 +1,8 @@
-//! OTLP trace receivers. gRPC and HTTP only decode and hand over to [`Ingest::export`], the
-//! one ingest path: wait for room under the pending-bytes cap (by the request's size), convert,
-//! wait for room under the pending-span cap (and for what the spans take once converted),
-//! enqueue, and answer once the spans are stored in ClickHouse.
+//! OTLP receivers for traces and logs. gRPC and HTTP only decode and hand over to
+//! [`Ingest::export`], the one ingest path of both [`Signal`]s: wait for room under the
+//! pending-bytes cap (by the request's size), convert, wait for room under the pending-span
+//! cap (and for what the spans or records take once converted), store (spans through the
+//! writer, log records in one insert), and answer once they are stored in ClickHouse.
 
 pub mod grpc;
 pub mod http;
@@ -10,16 +11,23 @@ mod refusal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::now_unix_nano;
 use crate::config;
+use crate::model::log::{self, ConvertedLogs, ExportLogsServiceRequest};
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::otlp_json;
 use crate::model::Span;
 use crate::pipeline::{Batch, NotStored};
+use crate::store::Store;
 use crate::telemetry::{GaugeHold, Metrics, Timer};
 use crate::tenants::AuthError;
 
@@ -45,22 +53,171 @@ pub enum ExportError {
     Unauthorized(#[from] AuthError),
 }
 
-/// Returned to the client as `partial_success`.
+/// Returned to the client as `partial_success` (spans or log records, as the signal is).
 #[derive(Debug, Default, PartialEq)]
 pub struct ExportOutcome {
-    pub rejected_spans: i64,
+    pub rejected: i64,
     pub error_message: String,
 }
 
 impl ExportOutcome {
+    fn new(rejected: usize, error_message: String) -> ExportOutcome {
+        ExportOutcome {
+            rejected: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message,
+        }
+    }
+
     /// OTLP leaves `partial_success` unset when everything was accepted as sent.
+    fn is_partial(&self) -> bool {
+        self.rejected > 0 || !self.error_message.is_empty()
+    }
+
     pub fn partial_success(self) -> Option<ExportTracePartialSuccess> {
-        (self.rejected_spans > 0 || !self.error_message.is_empty()).then_some(
-            ExportTracePartialSuccess {
-                rejected_spans: self.rejected_spans,
-                error_message: self.error_message,
-            },
-        )
+        self.is_partial().then_some(ExportTracePartialSuccess {
+            rejected_spans: self.rejected,
+            error_message: self.error_message,
+        })
+    }
+
+    pub fn logs_partial_success(self) -> Option<ExportLogsPartialSuccess> {
+        self.is_partial().then_some(ExportLogsPartialSuccess {
+            rejected_log_records: self.rejected,
+            error_message: self.error_message,
+        })
+    }
+}
+
+/// What differs between the OTLP signals the receivers take (traces, logs): the gRPC
+/// service, the HTTP path, the answer, and which export the body goes to. Everything else,
+/// keys and tenants, limits, decompression and the refusal table, is shared.
+pub trait Signal: Send + Sync + 'static {
+    /// The gRPC service name.
+    const SERVICE: &'static str;
+    /// The gRPC method path.
+    const EXPORT_PATH: &'static str;
+    /// The OTLP/HTTP path.
+    const HTTP_PATH: &'static str;
+    type Request: prost::Message + Default + Send + 'static;
+    /// What a request turns into, to store.
+    type Converted: Send + 'static;
+    type Response: prost::Message + serde::Serialize + Default + Send + 'static;
+
+    /// The request, and the items the decoder could not read (rejected like invalid ones).
+    fn decode_json(body: &[u8]) -> Result<(Self::Request, Vec<String>), otlp_json::JsonError>;
+
+    /// Validates and converts a request, `unreadable` items counted as rejected; with what
+    /// the result takes in memory.
+    fn convert(
+        request: Self::Request,
+        unreadable: Vec<String>,
+        limits: &SpanLimits,
+        now: u64,
+    ) -> (Self::Converted, usize);
+
+    /// Stores what a request turned into, holding `bytes_permit` until it is stored.
+    fn store(
+        ingest: &Ingest,
+        converted: Self::Converted,
+        bytes_permit: OwnedSemaphorePermit,
+        protocol: Protocol,
+    ) -> impl std::future::Future<Output = Result<ExportOutcome, ExportError>> + Send;
+
+    fn response(outcome: ExportOutcome) -> Self::Response;
+}
+
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+pub struct Traces;
+
+impl Signal for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const HTTP_PATH: &'static str = "/v1/traces";
+    type Request = ExportTraceServiceRequest;
+    type Converted = otlp::Converted;
+    type Response = ExportTraceServiceResponse;
+
+    fn decode_json(
+        body: &[u8],
+    ) -> Result<(ExportTraceServiceRequest, Vec<String>), otlp_json::JsonError> {
+        otlp_json::decode(body).map(|decoded| (decoded.request, decoded.rejected))
+    }
+
+    fn convert(
+        request: Self::Request,
+        unreadable: Vec<String>,
+        limits: &SpanLimits,
+        now: u64,
+    ) -> (otlp::Converted, usize) {
+        let mut converted = otlp::convert(request, limits, now);
+        converted.rejected.splice(0..0, unreadable);
+        let memory = converted.memory_bytes;
+        (converted, memory)
+    }
+
+    async fn store(
+        ingest: &Ingest,
+        converted: otlp::Converted,
+        bytes_permit: OwnedSemaphorePermit,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
+        ingest.store(converted, bytes_permit, protocol).await
+    }
+
+    fn response(outcome: ExportOutcome) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: outcome.partial_success(),
+        }
+    }
+}
+
+pub struct Logs;
+
+impl Signal for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const HTTP_PATH: &'static str = "/v1/logs";
+    type Request = ExportLogsServiceRequest;
+    type Converted = ConvertedLogs;
+    type Response = ExportLogsServiceResponse;
+
+    fn decode_json(
+        body: &[u8],
+    ) -> Result<(ExportLogsServiceRequest, Vec<String>), otlp_json::JsonError> {
+        otlp_json::decode_logs(body).map(|request| (request, Vec::new()))
+    }
+
+    fn convert(
+        request: Self::Request,
+        unreadable: Vec<String>,
+        limits: &SpanLimits,
+        now: u64,
+    ) -> (ConvertedLogs, usize) {
+        let mut converted = log::convert(request, limits, now);
+        converted.rejected.splice(0..0, unreadable);
+        let memory = converted.memory_bytes;
+        (converted, memory)
+    }
+
+    async fn store(
+        ingest: &Ingest,
+        converted: ConvertedLogs,
+        bytes_permit: OwnedSemaphorePermit,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
+        ingest.store_logs(converted, bytes_permit, protocol).await
+    }
+
+    fn response(outcome: ExportOutcome) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: outcome.logs_partial_success(),
+        }
     }
 }
 
@@ -79,14 +236,22 @@ pub struct Ingest {
     limits: Arc<SpanLimits>,
     pub max_request_bytes: usize,
     metrics: Arc<Metrics>,
+    /// Where log records go (spans go through the writer).
+    store: Store,
 }
 
 impl Ingest {
-    pub fn new(config: &config::Ingest, metrics: Arc<Metrics>) -> (Ingest, mpsc::Receiver<Batch>) {
+    pub fn new(
+        config: &config::Ingest,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> (Ingest, mpsc::Receiver<Batch>) {
         // The semaphore bounds memory; the channel only needs to hold what fits under it.
         let (queue, receiver) = mpsc::channel(1024);
         let limits = SpanLimits {
             max_attribute_value_bytes: config.max_attribute_value_bytes,
+            max_context_value_bytes: config.max_context_value_bytes,
+            context_keys: crate::conventions::LLM_CONTEXT_KEYS,
             max_name_bytes: SpanLimits::default().max_name_bytes,
             max_attributes: config.max_attributes_per_span,
             max_events: config.max_events_per_span,
@@ -94,50 +259,31 @@ impl Ingest {
         };
         let ingest = Ingest {
             queue,
-            pending_spans: Cap::new(config.max_pending_spans, "max_pending_spans", "spans"),
+            pending_spans: Cap::new(
+                config.max_pending_spans,
+                "max_pending_spans",
+                "spans or log records",
+            ),
             pending_bytes: Cap::new(config.max_pending_bytes, "max_pending_bytes", "bytes"),
             queue_wait: config.queue_wait(),
             limits: Arc::new(limits),
             max_request_bytes: config.max_request_bytes,
             metrics,
+            store,
         };
         (ingest, receiver)
     }
 
-    /// Decodes an OTLP protobuf body (gRPC message or HTTP body) and stores its spans.
-    pub async fn export_protobuf(
+    /// The one export path of every signal: takes room for the request under the
+    /// pending-bytes cap, decodes and converts it off the reactor, fits the room to what it
+    /// turned into, and stores it; answers once it is stored.
+    pub async fn export<S: Signal>(
         &self,
         body: bytes::Bytes,
+        encoding: Encoding,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
         let body_bytes = body.len();
-        self.export(protocol, body_bytes, move || {
-            ExportTraceServiceRequest::decode(body)
-                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))
-        })
-        .await
-    }
-
-    /// Decodes an OTLP/JSON body into the same messages as protobuf and stores its spans.
-    pub async fn export_json(
-        &self,
-        body: bytes::Bytes,
-        protocol: Protocol,
-    ) -> Result<ExportOutcome, ExportError> {
-        let body_bytes = body.len();
-        self.export(protocol, body_bytes, move || {
-            otlp_json::decode(&body)
-                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}")))
-        })
-        .await
-    }
-
-    async fn export(
-        &self,
-        protocol: Protocol,
-        body_bytes: usize,
-        decode: impl FnOnce() -> Result<ExportTraceServiceRequest, ExportError> + Send + 'static,
-    ) -> Result<ExportOutcome, ExportError> {
         let _timer = Timer::start(match protocol {
             Protocol::Grpc => &self.metrics.grpc_request_duration,
             Protocol::Http => &self.metrics.http_request_duration,
@@ -148,12 +294,21 @@ impl Ingest {
         let mut bytes_permit = self.wait_for_room(&self.pending_bytes, reserved).await?;
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
-        let converted = tokio::task::spawn_blocking(move || {
-            Ok::<_, ExportError>(otlp::convert(decode()?, &limits, now_unix_nano()))
+        let (converted, memory_bytes) = tokio::task::spawn_blocking(move || {
+            let (request, unreadable) = match encoding {
+                Encoding::Protobuf => S::Request::decode(body)
+                    .map(|request| (request, Vec::new()))
+                    .map_err(|e| {
+                        ExportError::BadPayload(format!("malformed OTLP protobuf: {e}"))
+                    })?,
+                Encoding::Json => S::decode_json(&body)
+                    .map_err(|e| ExportError::BadPayload(format!("malformed OTLP/JSON: {e}")))?,
+            };
+            Ok::<_, ExportError>(S::convert(request, unreadable, &limits, now_unix_nano()))
         })
         .await
         .map_err(|_| ExportError::ShuttingDown)??;
-        let needed = converted.memory_bytes.max(1);
+        let needed = memory_bytes.max(1);
         if needed > reserved {
             let more = self
                 .wait_for_room(&self.pending_bytes, needed - reserved)
@@ -162,7 +317,7 @@ impl Ingest {
         } else {
             drop(bytes_permit.split(reserved - needed));
         }
-        self.store(converted, bytes_permit, protocol).await
+        S::store(self, converted, bytes_permit, protocol).await
     }
 
     async fn store(
@@ -171,10 +326,7 @@ impl Ingest {
         bytes_permit: OwnedSemaphorePermit,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
-        let outcome = ExportOutcome {
-            rejected_spans: i64::try_from(converted.rejected.len()).unwrap_or(i64::MAX),
-            error_message: converted.message(),
-        };
+        let outcome = ExportOutcome::new(converted.rejected.len(), converted.message());
         self.metrics
             .spans_rejected_invalid
             .increment(converted.rejected.len() as u64);
@@ -196,6 +348,52 @@ impl Ingest {
         };
         if result.is_ok() { accepted } else { refused }.increment(count as u64);
         result.map(|_| outcome)
+    }
+
+    /// Stores log records straight from the request: OTLP log exporters already send them in
+    /// batches, and nothing downstream waits for them (sessions find their records when read).
+    /// They take room under the same pending caps as spans while their insert runs.
+    async fn store_logs(
+        &self,
+        converted: ConvertedLogs,
+        bytes_permit: OwnedSemaphorePermit,
+        protocol: Protocol,
+    ) -> Result<ExportOutcome, ExportError> {
+        let outcome = ExportOutcome::new(converted.rejected.len(), converted.message());
+        self.metrics
+            .log_records_rejected_invalid
+            .increment(converted.rejected.len() as u64);
+        let records = converted.records;
+        if records.is_empty() {
+            return Ok(outcome);
+        }
+        let count = records.len();
+        let _permit = self.wait_for_room(&self.pending_spans, count).await?;
+        let result = self
+            .store
+            .insert_logs(&records, now_unix_nano())
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, records = count, "log insert failed");
+                if err.is_retryable() {
+                    ExportError::StoreUnavailable
+                } else {
+                    ExportError::StoreRejected
+                }
+            });
+        drop(bytes_permit);
+        let (accepted, refused) = match protocol {
+            Protocol::Grpc => (
+                &self.metrics.grpc_log_records_accepted,
+                &self.metrics.grpc_log_records_refused,
+            ),
+            Protocol::Http => (
+                &self.metrics.http_log_records_accepted,
+                &self.metrics.http_log_records_refused,
+            ),
+        };
+        if result.is_ok() { accepted } else { refused }.increment(count as u64);
+        result.map(|()| outcome)
     }
 
     async fn enqueue_and_wait(

@@ -3,7 +3,9 @@
 
 mod ancestry;
 mod context;
+pub mod grounding;
 mod latency;
+pub mod logs;
 pub mod rules;
 pub mod semantics;
 mod timeline;
@@ -16,8 +18,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::conventions::{self, Framework, Role, SpanFacts};
 use crate::model::conversation::{
-    speaker, unix_seconds, DerivedSession, InterruptionRow, MessageRow, SessionRow, ToolCallRow,
-    TurnRow,
+    speaker, unix_seconds, ContactRow, DerivedSession, InterruptionRow, MessageRow, SessionRow,
+    ToolCallRow, TurnRow,
 };
 use crate::model::{Span, SpanId, TraceId};
 
@@ -40,11 +42,12 @@ pub fn bounded_key(key: &str) -> String {
 /// one (ties: earlier start, then span id), else a key on the resource, else none (the
 /// caller then uses the trace id). A trace belongs to one session; a session may span many.
 /// Keys are [bounded](bounded_key).
-pub fn trace_session_key(trace: &[Span]) -> Option<String> {
-    raw_session_key(trace).map(|key| bounded_key(&key))
+pub fn trace_session_key<'a>(trace: impl IntoIterator<Item = &'a Span>) -> Option<String> {
+    let trace: Vec<&Span> = trace.into_iter().collect();
+    raw_session_key(&trace).map(|key| bounded_key(&key))
 }
 
-fn raw_session_key(trace: &[Span]) -> Option<String> {
+fn raw_session_key(trace: &[&Span]) -> Option<String> {
     let index: HashMap<SpanId, usize> = trace
         .iter()
         .enumerate()
@@ -67,7 +70,7 @@ fn raw_session_key(trace: &[Span]) -> Option<String> {
     if let Some((_, _, _, key)) = keyed.first() {
         return Some((*key).to_owned());
     }
-    let mut by_start: Vec<&Span> = trace.iter().collect();
+    let mut by_start: Vec<&Span> = trace.to_vec();
     by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
     by_start
         .into_iter()
@@ -84,14 +87,14 @@ pub(crate) struct Node<'a> {
 
 /// Derives a whole session from all of its spans. Duplicate spans (same trace and span id)
 /// count once.
-pub fn sessionize(
+pub fn sessionize<'a>(
     session_id: &str,
-    spans: &[Span],
+    spans: impl IntoIterator<Item = &'a Span>,
     revision: u64,
     updated_at: u32,
     rules: &Rules,
 ) -> DerivedSession {
-    let mut unique: Vec<&Span> = spans.iter().collect();
+    let mut unique: Vec<&Span> = spans.into_iter().collect();
     unique.sort_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano));
     let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
     unique.retain(|s| seen.insert((s.trace_id, s.span_id)));
@@ -209,6 +212,22 @@ pub fn sessionize(
         },
     );
     let timeline_events = timeline::events(session_id, revision, &nodes, &turn_rows, &tool_calls);
+    let turn_spans: Vec<(&TurnRow, &[usize])> = turn_rows
+        .iter()
+        .zip(&turn_members.turns)
+        .map(|(row, (_, members))| (row, members.as_slice()))
+        .collect();
+    let agent = [&session.agent_name, &session.service_name]
+        .into_iter()
+        .find(|a| !a.is_empty())
+        .map_or("", |a| a.as_str());
+    let (answers, citations) = grounding::answers(&nodes, &turn_spans, agent);
+    let contact = ContactRow {
+        session_id: session_id.to_owned(),
+        revision,
+        time: session.start_time,
+        contact_pseudonym: semantics::contact_pseudonym(&nodes, rules),
+    };
     DerivedSession {
         session,
         turns: turn_rows,
@@ -217,6 +236,9 @@ pub fn sessionize(
         interruptions,
         issues,
         timeline_events,
+        answers,
+        citations,
+        contact,
     }
 }
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::config::Secret;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Rules {
@@ -18,6 +20,11 @@ pub struct Rules {
     pub pricing: Pricing,
     /// Show contact numbers and addresses only with all but their last four characters masked.
     pub mask_contacts: bool,
+    /// The key of the contact pseudonyms (HMAC-SHA-256 of the normalised phone number or
+    /// email address), which let a search by a full contact find its conversations. Also
+    /// `CONVOLOG_CONTACT_KEY`. Changing it changes the pseudonyms of sessions derived
+    /// afterwards; `convolog rebuild` re-derives older ones.
+    pub contact_key: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -93,6 +100,7 @@ impl Default for Rules {
             budget: Budget::default(),
             pricing: Pricing::default(),
             mask_contacts: true,
+            contact_key: Secret::default(),
         }
     }
 }

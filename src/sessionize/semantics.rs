@@ -258,6 +258,16 @@ pub(crate) fn apply(row: &mut SessionRow, input: &Inputs) -> Vec<IssueRow> {
     issues
 }
 
+/// The keyed pseudonym of the session's contact, when it states one that normalises.
+pub(crate) fn contact_pseudonym(nodes: &[Node], rules: &Rules) -> String {
+    latest_session_facts(nodes)
+        .contact
+        .as_deref()
+        .and_then(crate::contact::normalize)
+        .map(|c| crate::contact::pseudonym(&rules.contact_key, &c))
+        .unwrap_or_default()
+}
+
 /// Session facts: for each field, the value of the latest span (by end time) that states it.
 fn latest_session_facts(nodes: &[Node]) -> SessionFacts {
     let mut by_end: Vec<&Node> = nodes.iter().collect();
@@ -730,7 +740,7 @@ fn detect_issues(row: &SessionRow, ended: bool, voice: bool, input: &Inputs) -> 
         .collect()
 }
 
-fn normalize_feedback(value: &str) -> &'static str {
+pub(crate) fn normalize_feedback(value: &str) -> &'static str {
     match value.trim().to_ascii_lowercase().as_str() {
         "up" | "thumbs_up" | "thumbsup" | "positive" | "good" | "1" | "+1" | "true" => "up",
         "down" | "thumbs_down" | "thumbsdown" | "negative" | "bad" | "0" | "-1" | "false" => "down",

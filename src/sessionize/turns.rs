@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use super::ancestry::from_ancestors;
 use super::latency::{measure, Measured};
 use super::Node;
-use crate::conventions::{Reported, Role, SpanFacts, ToolFacts};
+use crate::conventions::{GroundingStage, Reported, Role, SpanFacts, ToolFacts};
 use crate::model::conversation::{speaker, unix_seconds, MessageRow, ToolCallRow, TurnRow};
 use crate::model::Span;
 
@@ -197,11 +197,16 @@ fn turn_of(nodes: &[Node], anchors: &[usize], above: &[Above], i: usize) -> usiz
         .saturating_sub(1)
 }
 
-/// Spans that happen before the reply they lead to.
+/// Spans that happen before the reply they lead to: the user's side, and the search for
+/// what to answer with.
 fn is_user_side(facts: &SpanFacts) -> bool {
     match facts.role {
         Role::UserTurn | Role::Stt => true,
         Role::UserSpeaking => facts.interrupted.is_none(),
+        Role::Other => facts
+            .grounding
+            .as_ref()
+            .is_some_and(|g| g.stage != GroundingStage::Cited),
         _ => false,
     }
 }
@@ -683,9 +688,17 @@ impl<'a> Turn<'a> {
         };
         let mut out = Vec::new();
         if !row.user_text.is_empty() {
-            let at = [Role::UserTurn, Role::UserSpeaking, Role::Stt]
+            // A speech-to-text span that heard nothing (OpenInference leaves one open as the
+            // next turn starts) does not say when the user spoke.
+            let heard = self
+                .with_role(Role::Stt)
+                .filter(|n| n.facts.user_text.is_some())
+                .map(|n| n.span.start_unix_nano)
+                .min();
+            let at = [Role::UserTurn, Role::UserSpeaking]
                 .iter()
                 .find_map(|r| self.first_start(*r))
+                .or(heard)
                 .unwrap_or(row.start_time_unix_nano);
             out.push(base(at, speaker::USER, &row.user_text));
         }

@@ -29,7 +29,7 @@ impl Store {
 
     /// Removes a session for good; false if there is no such session. A tombstone hides it at
     /// once; deletes (applied by ClickHouse in the background) then remove its spans, so no
-    /// rebuild can bring it back, and its rows.
+    /// rebuild can bring it back, its log records and its rows.
     pub async fn delete_session(&self, session_id: &str) -> Result<bool, StoreError> {
         let _exclusive = self.exclude_writes().await;
         let ids = [session_id.to_owned()];
@@ -58,12 +58,25 @@ impl Store {
             )
             .await?;
             self.execute(
+                "delete log records",
+                &format!("ALTER TABLE logs DELETE WHERE trace_id IN {list}"),
+                &binds,
+            )
+            .await?;
+            self.execute(
                 "delete trace mapping",
                 &format!("ALTER TABLE trace_sessions DELETE WHERE trace_id IN {list}"),
                 &binds,
             )
             .await?;
         }
+        // Records that name the session themselves, their trace in no session.
+        self.execute(
+            "delete log records",
+            "ALTER TABLE logs DELETE WHERE session_key = ?",
+            &[session_id],
+        )
+        .await?;
         for table in session_tables() {
             self.execute(
                 "delete session rows",

@@ -265,6 +265,18 @@ impl Store {
             self.insert_all("timeline_events", events.into_iter())
                 .await?;
         }
+        let answers: Vec<_> = sessions.iter().flat_map(|s| s.answers.iter()).collect();
+        if !answers.is_empty() {
+            self.insert_all("answers", answers.into_iter()).await?;
+        }
+        let citations: Vec<_> = sessions.iter().flat_map(|s| s.citations.iter()).collect();
+        if !citations.is_empty() {
+            self.insert_all("citations", citations.into_iter()).await?;
+        }
+        if !sessions.is_empty() {
+            self.insert_all("session_contacts", sessions.iter().map(|s| &s.contact))
+                .await?;
+        }
         let placed = placed_rows(&session_rows, &held);
         if !placed.is_empty() {
             self.insert_all("sessions", placed.iter()).await?;

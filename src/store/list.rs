@@ -10,6 +10,8 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 
 use super::{Store, StoreError};
+use crate::config::Secret;
+use crate::contact;
 use crate::model::conversation::SessionView;
 use crate::query::{After, FilterKind, FilterValue, SessionFilter, Sort, SortValue};
 
@@ -21,7 +23,7 @@ pub struct SessionPage {
 
 /// A value to bind to the next `?` of a query.
 #[derive(Debug, Clone, PartialEq)]
-enum Bind {
+pub(super) enum Bind {
     Str(String),
     Strs(Vec<String>),
     F64(f64),
@@ -34,18 +36,22 @@ enum Bind {
 
 /// SQL text with its bind values in order.
 #[derive(Debug, Default, PartialEq)]
-struct Sql {
-    conditions: Vec<String>,
-    binds: Vec<Bind>,
+pub(super) struct Sql {
+    pub(super) conditions: Vec<String>,
+    pub(super) binds: Vec<Bind>,
 }
 
 impl Sql {
-    fn push(&mut self, condition: impl Into<String>, binds: impl IntoIterator<Item = Bind>) {
+    pub(super) fn push(
+        &mut self,
+        condition: impl Into<String>,
+        binds: impl IntoIterator<Item = Bind>,
+    ) {
         self.conditions.push(condition.into());
         self.binds.extend(binds);
     }
 
-    fn apply(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+    pub(super) fn apply(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
         for bind in &self.binds {
             query = match bind {
                 Bind::Str(v) => query.bind(v),
@@ -83,9 +89,21 @@ fn sort_bind(sort: &Sort, value: SortValue) -> Bind {
     }
 }
 
+/// Sessions whose contact has the bound keyed pseudonym, at their latest revision.
+const WITH_CONTACT: &str =
+    "session_id IN (SELECT session_id FROM session_contacts FINAL WHERE contact_pseudonym = ?)";
+
+/// The keyed pseudonym of a full contact given to a contact filter, as stored at ingest.
+fn contact_pseudonym(kind: FilterKind, text: &str, contact_key: &Secret) -> Option<String> {
+    (kind == FilterKind::Contact)
+        .then(|| contact::normalize(text))
+        .flatten()
+        .map(|c| contact::pseudonym(contact_key, &c))
+}
+
 /// The WHERE conditions of a filter, over `sessions` columns, within a time window (sessions
 /// that started at or after `window`) when given.
-fn conditions(filter: &SessionFilter, window: Option<u64>) -> Sql {
+pub(super) fn conditions(filter: &SessionFilter, contact_key: &Secret, window: Option<u64>) -> Sql {
     let mut sql = Sql::default();
     sql.push("deleted = 0", []);
     if let Some(start) = window {
@@ -116,10 +134,16 @@ fn conditions(filter: &SessionFilter, window: Option<u64>) -> Sql {
             }
             FilterValue::Bool(true) => sql.push(format!("{column} != 0"), []),
             FilterValue::Bool(false) => sql.push(format!("{column} = 0"), []),
-            FilterValue::Text(text) => sql.push(
-                format!("positionCaseInsensitiveUTF8({column}, ?) > 0"),
-                [Bind::Str(text.clone())],
-            ),
+            FilterValue::Text(text) => {
+                let contains = format!("positionCaseInsensitiveUTF8({column}, ?) > 0");
+                match contact_pseudonym(spec.kind, text, contact_key) {
+                    None => sql.push(contains, [Bind::Str(text.clone())]),
+                    Some(pseudonym) => sql.push(
+                        format!("({contains} OR {WITH_CONTACT})"),
+                        [Bind::Str(text.clone()), Bind::Str(pseudonym)],
+                    ),
+                }
+            }
         }
     }
     if !filter.span_names.is_empty() {
@@ -132,11 +156,15 @@ fn conditions(filter: &SessionFilter, window: Option<u64>) -> Sql {
     }
     if let Some(text) = &filter.text {
         // Messages of the session's current revision only.
-        sql.push(
-            "(session_id, revision) IN (SELECT session_id, revision FROM messages \
-             WHERE positionCaseInsensitiveUTF8(text, ?) > 0)",
-            [Bind::Str(text.clone())],
-        );
+        let messages = "(session_id, revision) IN (SELECT session_id, revision FROM messages \
+             WHERE positionCaseInsensitiveUTF8(text, ?) > 0)";
+        match contact_pseudonym(FilterKind::Contact, text, contact_key) {
+            None => sql.push(messages, [Bind::Str(text.clone())]),
+            Some(pseudonym) => sql.push(
+                format!("({messages} OR {WITH_CONTACT})"),
+                [Bind::Str(text.clone()), Bind::Str(pseudonym)],
+            ),
+        }
     }
     if !filter.labels.is_empty() {
         sql.push(
@@ -200,12 +228,13 @@ pub(super) fn with_annotations(
 /// and simple, but FINAL over the whole table is what costs; the export streams this.
 fn full_sql(
     filter: &SessionFilter,
+    contact_key: &Secret,
     sort: &Sort,
     after: Option<&After>,
     window: Option<u64>,
     limit: Option<u64>,
 ) -> (String, Sql) {
-    let mut sql = conditions(filter, window);
+    let mut sql = conditions(filter, contact_key, window);
     let order = order_and_after(sort, after, &mut sql);
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let sessions = format!(
@@ -219,12 +248,13 @@ fn full_sql(
 /// revisions are among them.
 fn candidates_sql(
     filter: &SessionFilter,
+    contact_key: &Secret,
     sort: &Sort,
     after: Option<&After>,
     window: Option<u64>,
     k: u64,
 ) -> (String, Sql) {
-    let mut sql = conditions(filter, window);
+    let mut sql = conditions(filter, contact_key, window);
     let order = order_and_after(sort, after, &mut sql);
     let text = format!(
         "SELECT start_time_unix_nano, session_id, revision FROM sessions WHERE {} ORDER BY {order} LIMIT {k}",
@@ -455,7 +485,7 @@ impl Store {
         // revisions crowded the candidates out: take more, and in the end use FINAL.
         let mut k = (wanted * CANDIDATES_PER_ROW).max(MIN_CANDIDATES);
         loop {
-            let (text, sql) = candidates_sql(filter, sort, after, window, k);
+            let (text, sql) = candidates_sql(filter, &self.contact_key, sort, after, window, k);
             let candidates = self
                 .timed("list candidates", async {
                     Ok(sql
@@ -474,7 +504,14 @@ impl Store {
             }
             if k >= MAX_CANDIDATES {
                 return self
-                    .fetch_list(full_sql(filter, sort, after, window, Some(wanted)))
+                    .fetch_list(full_sql(
+                        filter,
+                        &self.contact_key,
+                        sort,
+                        after,
+                        window,
+                        Some(wanted),
+                    ))
                     .await;
             }
             k = (k * 8).min(MAX_CANDIDATES);
@@ -493,9 +530,38 @@ impl Store {
         .await
     }
 
+    /// The values a column of `sessions` holds (array columns: their elements), sorted, at
+    /// most `limit`: what the list page offers to pick from. `column` is one of the
+    /// filters' columns, never input.
+    pub async fn distinct_values(
+        &self,
+        column: &'static str,
+        array: bool,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let value = if array {
+            format!("arrayJoin({column})")
+        } else {
+            column.to_owned()
+        };
+        let text = format!(
+            "SELECT DISTINCT {value} AS value FROM sessions \
+             WHERE deleted = 0 AND value != '' ORDER BY value LIMIT ?"
+        );
+        self.timed("distinct values", async {
+            Ok(self
+                .client
+                .query(&text)
+                .bind(limit)
+                .fetch_all::<String>()
+                .await?)
+        })
+        .await
+    }
+
     /// How many sessions match.
     pub async fn count_sessions(&self, filter: &SessionFilter) -> Result<u64, StoreError> {
-        let sql = conditions(filter, None);
+        let sql = conditions(filter, &self.contact_key, None);
         let text = format!(
             "SELECT count() FROM sessions FINAL WHERE {}",
             sql.conditions.join(" AND ")
@@ -536,11 +602,11 @@ impl Store {
             },
         ];
         [
-            candidates_sql(filter, sort, after, Some(11), 200),
-            candidates_sql(filter, sort, after, None, 200),
+            candidates_sql(filter, &self.contact_key, sort, after, Some(11), 200),
+            candidates_sql(filter, &self.contact_key, sort, after, None, 200),
             page_sql(sort, &candidates, 51),
-            full_sql(filter, sort, after, Some(11), Some(51)),
-            full_sql(filter, sort, after, None, None),
+            full_sql(filter, &self.contact_key, sort, after, Some(11), Some(51)),
+            full_sql(filter, &self.contact_key, sort, after, None, None),
         ]
         .into_iter()
         .map(|(text, sql)| {
@@ -566,7 +632,7 @@ impl Store {
                 StoreError::Unavailable("too many exports in progress, retry later".into())
             })?;
         let query_id = export_query_id(&self.database);
-        let (text, sql) = full_sql(filter, sort, None, None, None);
+        let (text, sql) = full_sql(filter, &self.contact_key, sort, None, None, None);
         let query = self
             .client
             .query(&text)
@@ -624,9 +690,10 @@ mod tests {
             value: SortValue::Float(None),
             session_id: "s9".into(),
         };
-        let (text, sql) = full_sql(&filter, &sort, Some(&after), None, Some(51));
+        let key = Secret::default();
+        let (text, sql) = full_sql(&filter, &key, &sort, Some(&after), None, Some(51));
         assert_eq!(text.matches('?').count() - 1, sql.binds.len(), "{text}");
-        let (candidates, _) = candidates_sql(&filter, &sort, Some(&after), None, 200);
+        let (candidates, _) = candidates_sql(&filter, &key, &sort, Some(&after), None, 200);
         assert!(candidates.ends_with("LIMIT 200"), "{candidates}");
         assert!(text.contains("ifNull(voice_to_voice_p95_ms, -1e300) DESC, session_id DESC"));
         assert_eq!(

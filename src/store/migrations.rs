@@ -26,6 +26,12 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "timeline events",
         include_str!("../../migrations/0005_timeline_events.sql"),
     ),
+    (6, "logs", include_str!("../../migrations/0006_logs.sql")),
+    (
+        7,
+        "grounding",
+        include_str!("../../migrations/0007_grounding.sql"),
+    ),
     (
         8,
         "sessions by start",

@@ -4,12 +4,15 @@
 mod annotations;
 mod delete;
 mod derived;
+mod gaps;
 mod list;
+mod logs;
 mod migrations;
 mod reads;
 pub mod retention;
 mod spans;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,9 @@ use crate::config;
 
 pub use annotations::{Annotations, Change};
 pub use derived::TraceSessions;
+pub use gaps::{GapExampleRow, GapRow, KnowledgeGap};
 pub use list::{SessionPage, SessionStream};
+pub use logs::{LogLine, LogQuery};
 pub use migrations::{statements, MIGRATIONS};
 pub use reads::{SessionDetail, WaterfallRow};
 pub use spans::SpanRow;
@@ -110,9 +115,14 @@ pub struct Store {
     /// Span inserts and sessionizer passes hold it shared, deletions exclusively: a deletion
     /// never interleaves with a write that would bring back what it removes.
     writes: Arc<RwLock<()>>,
+    /// Deletions started so far: memory derived from stored data is stale once it moves.
+    deletions: Arc<AtomicU64>,
     /// Exports of this tenant that may stream at once.
     export_slots: Arc<Semaphore>,
     export_max_seconds: u64,
+    /// The key contact pseudonyms were made with (`rules.contact_key`), so that a search by
+    /// a full contact matches them.
+    contact_key: config::Secret,
 }
 
 /// Held while spans are written or sessions derived; see [`Store::hold_writes`].
@@ -147,9 +157,17 @@ impl Store {
             database: config.database.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
             writes: Arc::new(RwLock::new(())),
+            deletions: Arc::new(AtomicU64::new(0)),
             export_slots: Arc::new(Semaphore::new(config.max_concurrent_exports)),
             export_max_seconds: config.export_max_seconds,
+            contact_key: config::Secret::default(),
         }
+    }
+
+    /// Searches by a full contact match pseudonyms made with `key` (`rules.contact_key`).
+    pub fn with_contact_key(mut self, key: config::Secret) -> Store {
+        self.contact_key = key;
+        self
     }
 
     /// Keeps deletions of this tenant's data waiting until the hold is dropped.
@@ -159,7 +177,19 @@ impl Store {
 
     /// Waits for the writes in progress and keeps new ones waiting while held.
     async fn exclude_writes(&self) -> OwnedRwLockWriteGuard<()> {
-        Arc::clone(&self.writes).write_owned().await
+        let exclusive = Arc::clone(&self.writes).write_owned().await;
+        self.note_deletion();
+        exclusive
+    }
+
+    pub(super) fn note_deletion(&self) {
+        self.deletions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many deletions (of sessions, or by retention) have started; what was read before
+    /// a change may hold data that is gone.
+    pub fn deletions(&self) -> u64 {
+        self.deletions.load(Ordering::SeqCst)
     }
 
     pub fn database(&self) -> &str {

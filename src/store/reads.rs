@@ -6,12 +6,15 @@ use serde::Deserialize;
 
 use super::derived::{by_id, session_rows_sql};
 use super::list::{with_annotations, SEMANTICS};
+use super::logs::LogQuery;
 use super::spans::{traces_ingested_sql, SPAN_PARTITIONS_WRITTEN};
 use super::{Store, StoreError};
 use crate::model::conversation::{
-    InterruptionRow, IssueRow, MessageRow, SessionRow, SessionView, TimelineEventRow, ToolCallRow,
-    TurnRow,
+    unix_seconds, AnswerRow, CitationRow, InterruptionRow, IssueRow, MessageRow, SessionRow,
+    SessionView, TimelineEventRow, ToolCallRow, TurnRow,
 };
+use crate::model::log::SEVERITY_ERROR;
+use crate::sessionize::logs::{errors_logged, turn_at, turn_spans, ERROR_LOGGED};
 
 /// What the waterfall shows of a span.
 #[derive(Debug, Clone, Row, Deserialize)]
@@ -27,6 +30,12 @@ pub struct WaterfallRow {
     pub duration_ns: u64,
     pub status_code: String,
     pub status_message: String,
+    pub attribute_keys: Vec<String>,
+    pub attribute_values: Vec<String>,
+    pub event_times_unix_nano: Vec<u64>,
+    pub event_names: Vec<String>,
+    /// Each event's attributes as the receiver stored them (a JSON object).
+    pub event_attributes: Vec<String>,
 }
 
 /// A session's current row by id. The table, not the view: a WHERE does not reach below
@@ -49,6 +58,8 @@ pub struct SessionDetail {
     pub messages: Vec<MessageRow>,
     pub tool_calls: Vec<ToolCallRow>,
     pub interruptions: Vec<InterruptionRow>,
+    pub answers: Vec<AnswerRow>,
+    pub citations: Vec<CitationRow>,
 }
 
 impl Store {
@@ -99,15 +110,17 @@ impl Store {
             })
         };
         let revision = session.revision;
-        let (view, turns, messages, tool_calls, interruptions, issues) = futures::try_join!(
+        let (view, turns, messages, tool_calls, interruptions, issues, answers, citations) = futures::try_join!(
             view,
             self.children("turns", "turn_number", session_id, revision),
             self.children("messages", "message_index", session_id, revision),
             self.children("tool_calls", "call_index", session_id, revision),
             self.children("interruptions", "interruption_index", session_id, revision),
             self.children("session_issues", "issue_index", session_id, revision),
+            self.children("answers", "turn_number", session_id, revision),
+            self.children("citations", "citation_index", session_id, revision),
         )?;
-        Ok(Some(SessionDetail {
+        let mut detail = SessionDetail {
             view,
             issues,
             session,
@@ -115,7 +128,58 @@ impl Store {
             messages,
             tool_calls,
             interruptions,
-        }))
+            answers,
+            citations,
+        };
+        self.add_errors_logged(&mut detail).await?;
+        Ok(Some(detail))
+    }
+
+    /// The `error_logged` issues, one per turn with ERROR-or-worse log records, added to the
+    /// session's issues and detected-issue tags. Log records are tied to a session when read,
+    /// not by the sessionizer, so this is computed here, where every reader of a session gets it.
+    async fn add_errors_logged(&self, detail: &mut SessionDetail) -> Result<(), StoreError> {
+        const MAX_ERRORS_READ: u64 = 1000;
+        let query = LogQuery {
+            min_severity: SEVERITY_ERROR,
+            limit: MAX_ERRORS_READ,
+            ..LogQuery::default()
+        };
+        let s = &detail.session;
+        let errors = self.session_logs(&s.session_id, s.revision, &query).await?;
+        let turns = turn_spans(&detail.turns);
+        let issues = errors_logged(errors.iter().map(|line| {
+            (
+                line.time_unix_nano,
+                line.severity_number,
+                turn_at(&turns, line.time_unix_nano),
+                line.body.as_str(),
+            )
+        }));
+        if issues.is_empty() {
+            return Ok(());
+        }
+        let first_index = detail.issues.iter().map(|i| i.issue_index + 1).max();
+        for (n, issue) in issues.iter().enumerate() {
+            detail.issues.push(IssueRow {
+                session_id: s.session_id.clone(),
+                revision: s.revision,
+                issue_index: first_index.unwrap_or(0) + n as u32,
+                issue: ERROR_LOGGED.to_owned(),
+                turn_number: issue.turn_number.unwrap_or(0),
+                time: unix_seconds(issue.time_unix_nano),
+                time_unix_nano: issue.time_unix_nano,
+                detail: issue.detail(),
+            });
+        }
+        detail
+            .issues
+            .sort_by_key(|i| (i.time_unix_nano, i.issue_index));
+        let tags = &mut detail.view.detected_issues;
+        if !tags.iter().any(|t| t == ERROR_LOGGED) {
+            tags.push(ERROR_LOGGED.to_owned());
+        }
+        Ok(())
     }
 
     /// The session's timeline events at `revision`, in order.
@@ -142,7 +206,10 @@ impl Store {
                 .query(
                     "SELECT ?fields FROM (\
                          SELECT trace_id, span_id, parent_span_id, name, kind, service_name, \
-                             start_time_unix_nano, duration_ns, status_code, status_message \
+                             start_time_unix_nano, duration_ns, status_code, status_message, \
+                             attributes.key AS attribute_keys, attributes.value AS attribute_values, \
+                             events.time_unix_nano AS event_times_unix_nano, events.name AS event_names, \
+                             events.attributes AS event_attributes \
                          FROM spans \
                          WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions \
                              WHERE start_time_unix_nano = ? AND session_id = ? AND revision = ?) \

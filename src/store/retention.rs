@@ -13,6 +13,9 @@ pub const TRANSCRIPT_TABLES: &[&str] = &[
     "interruptions",
     "session_issues",
     "timeline_events",
+    "answers",
+    "citations",
+    "session_contacts",
 ];
 
 impl Store {
@@ -69,6 +72,7 @@ impl Store {
                 continue;
             }
             let sql = format!("ALTER TABLE {table} DROP PARTITION {key}");
+            self.note_deletion();
             self.timed("drop partition", async {
                 Ok(self.client.query(&sql).execute().await?)
             })
@@ -103,6 +107,7 @@ impl Store {
         if due == 0 {
             return Ok(false);
         }
+        self.note_deletion();
         self.timed("delete old sessions", async {
             Ok(self
                 .client

@@ -140,7 +140,7 @@ impl<'a> SpanInsert<'a> {
 }
 
 /// An id as lowercase hex text (empty for no id), written without allocating.
-struct Hex<'a>(&'a [u8]);
+pub(super) struct Hex<'a>(pub(super) &'a [u8]);
 
 impl Serialize for Hex<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -154,7 +154,7 @@ impl Serialize for Hex<'_> {
 }
 
 /// One array column: a field of each item of a span's list, written without collecting it.
-struct Each<'a, T, V>(&'a [T], fn(&'a T) -> V);
+pub(super) struct Each<'a, T, V>(pub(super) &'a [T], pub(super) fn(&'a T) -> V);
 
 impl<'a, T, V: Serialize> Serialize for Each<'a, T, V> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -326,6 +326,15 @@ impl Store {
 
     /// All stored spans of these traces, each span once (re-sent copies collapse).
     pub async fn load_spans(&self, trace_ids: &[String]) -> Result<Vec<Span>, StoreError> {
+        let stamped = self.load_stamped_spans(trace_ids).await?;
+        Ok(stamped.into_iter().map(|(_, span)| span).collect())
+    }
+
+    /// [`Store::load_spans`], each span with the stamp of the insert that stored its copy.
+    pub async fn load_stamped_spans(
+        &self,
+        trace_ids: &[String],
+    ) -> Result<Vec<(u64, Span)>, StoreError> {
         let mut spans = Vec::new();
         for chunk in in_chunks(trace_ids) {
             let sql = format!(
@@ -342,7 +351,8 @@ impl Store {
                 })
                 .await?;
             for row in rows {
-                spans.push(row.into_span()?);
+                let ingested_at = row.ingested_at_unix_nano;
+                spans.push((ingested_at, row.into_span()?));
             }
         }
         Ok(spans)

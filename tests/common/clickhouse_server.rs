@@ -44,7 +44,7 @@ fn private_server() -> String {
     if let Ok(url) = fs::read_to_string(&url_file) {
         return url;
     }
-    let url = start(&dir.join("server"));
+    let url = format!("http://127.0.0.1:{}", start(&dir.join("server"), None));
     watch(runner, &dir);
     fs::write(&url_file, &url).expect("writing the test ClickHouse URL");
     url
@@ -62,28 +62,126 @@ fn installed(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// Starts clickhouse-server on three free consecutive ports (HTTP, native, interserver).
-fn start(dir: &Path) -> String {
+/// Starts clickhouse-server on three free consecutive ports (HTTP, native, interserver);
+/// the HTTP port.
+fn start(dir: &Path, timezone: Option<&str>) -> u16 {
     for _ in 0..5 {
         let port = free_ports(3);
-        let output = Command::new(SCRIPT)
-            .args(["start", &dir.to_string_lossy(), &port.to_string()])
-            .stdin(Stdio::null())
-            // Its own process group, so nothing that stops this test's group stops the server.
-            .process_group(0)
-            .output()
-            .expect("running scripts/clickhouse.sh");
-        assert!(
-            output.status.success(),
-            "scripts/clickhouse.sh start failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        run_script(dir, Some(port), timezone);
         // No pid file means another server already answered on that port: not ours to use.
         if dir.join("pid").exists() {
-            return format!("http://127.0.0.1:{port}");
+            return port;
         }
     }
     panic!("no free ports for a test ClickHouse after 5 tries");
+}
+
+/// `scripts/clickhouse.sh start DIR PORT [TIMEZONE]` with a port, `stop DIR` without.
+fn run_script(dir: &Path, port: Option<u16>, timezone: Option<&str>) {
+    let dir = dir.to_string_lossy().into_owned();
+    let args: Vec<String> = match port {
+        Some(port) => ["start".into(), dir, port.to_string()]
+            .into_iter()
+            .chain(timezone.map(str::to_owned))
+            .collect(),
+        None => vec!["stop".into(), dir],
+    };
+    let output = Command::new(SCRIPT)
+        .args(&args)
+        .stdin(Stdio::null())
+        // Its own process group, so nothing that stops this test's group stops the server.
+        .process_group(0)
+        .output()
+        .expect("running scripts/clickhouse.sh");
+    assert!(
+        output.status.success(),
+        "scripts/clickhouse.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A ClickHouse server of one test's own, for what the shared one must not do: be stopped
+/// and started again (an outage), or run in another time zone. It goes when the test process
+/// does.
+pub struct OwnClickHouse {
+    dir: std::path::PathBuf,
+    port: u16,
+    timezone: Option<String>,
+    pub url: String,
+}
+
+impl OwnClickHouse {
+    /// `settings` go into the default profile (e.g. `("max_block_size", "1024")`).
+    pub fn start(name: &str, timezone: Option<&str>, settings: &[(&str, &str)]) -> OwnClickHouse {
+        if !installed("clickhouse-server") {
+            skip("this test runs its own ClickHouse, and clickhouse-server is not installed");
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "convolog-test-clickhouse-{name}-{}",
+            std::process::id()
+        ));
+        if !settings.is_empty() {
+            // Merged into users.xml by the server.
+            let profile: String = settings
+                .iter()
+                .map(|(name, value)| format!("<{name}>{value}</{name}>"))
+                .collect();
+            let users_d = dir.join("server/users.d");
+            fs::create_dir_all(&users_d).expect("creating users.d");
+            fs::write(
+                users_d.join("profile.xml"),
+                format!("<yandex><profiles><default>{profile}</default></profiles></yandex>"),
+            )
+            .expect("writing the profile settings");
+        }
+        let port = start(&dir.join("server"), timezone);
+        watch(std::process::id(), &dir);
+        OwnClickHouse {
+            dir,
+            port,
+            timezone: timezone.map(str::to_owned),
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Stops the server; returns once it is gone.
+    pub fn stop(&self) {
+        run_script(&self.dir.join("server"), None, None);
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err(),
+            "ClickHouse still listens on {} after it was stopped",
+            self.port
+        );
+    }
+
+    /// Kills the server (SIGKILL: at once, where a clean stop may take a while under load);
+    /// returns once it is gone.
+    pub fn kill(&self) {
+        let pid_file = self.dir.join("server/pid");
+        let pid = fs::read_to_string(&pid_file).expect("the server's pid file");
+        let pid = pid.trim();
+        let signal = |args: &[&str]| {
+            Command::new("kill")
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(signal(&["-9", pid]), "killing ClickHouse ({pid})");
+        while signal(&["-0", pid]) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        fs::remove_file(pid_file).expect("removing the pid file");
+    }
+
+    /// Starts it again on the same port, with the same data.
+    pub fn restart(&self) {
+        run_script(
+            &self.dir.join("server"),
+            Some(self.port),
+            self.timezone.as_deref(),
+        );
+    }
 }
 
 /// The first of `count` consecutive free ports.

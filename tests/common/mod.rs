@@ -10,6 +10,9 @@ mod spans;
 pub mod synthetic;
 
 pub use clickhouse_server::{clickhouse_url, skip};
+// Only the tests that run a ClickHouse of their own use it.
+#[allow(unused_imports)]
+pub use clickhouse_server::OwnClickHouse;
 pub use spans::*;
 
 use std::net::SocketAddr;
@@ -224,6 +227,13 @@ pub enum ProxyMode {
     Refuse,
     /// Accept and never answer: ClickHouse looks stuck.
     Stall,
+    /// Forward, holding every piece of ClickHouse's answers this long: ClickHouse is slow.
+    Delay(Duration),
+    /// Forward, but when the client closes, keep the connection to ClickHouse open and read
+    /// what it still sends slowly, passing nothing on: ClickHouse never learns that the
+    /// client went (as behind a proxy that does not pass a close on), and a query whose
+    /// client went runs on slowly instead of failing on its next write.
+    Linger,
 }
 
 pub struct Proxy {
@@ -252,14 +262,21 @@ impl Proxy {
                         ProxyMode::Stall => {
                             let _ = mode.changed().await;
                         }
-                        ProxyMode::Forward => {
-                            let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        ProxyMode::Forward | ProxyMode::Delay(_) | ProxyMode::Linger => {
+                            let Ok(mut server) = connect(upstream, current).await else {
                                 return;
                             };
                             // Any change of mode cuts connections already open.
                             tokio::select! {
-                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                                _ = mode.changed() => {}
+                                _ = forward(&mut client, &mut server, current) => {}
+                                _ = mode.changed() => return,
+                            }
+                            if current == ProxyMode::Linger {
+                                drop(client);
+                                tokio::select! {
+                                    _ = drain_slowly(&mut server) => {}
+                                    _ = mode.changed() => {}
+                                }
                             }
                         }
                     }
@@ -271,5 +288,49 @@ impl Proxy {
 
     pub fn set(&self, mode: ProxyMode) {
         let _ = self.mode.send(mode);
+    }
+}
+
+/// In `Linger` mode with a small receive buffer, so that what the server sends after the
+/// client went is not all taken at once by the kernel.
+async fn connect(upstream: SocketAddr, mode: ProxyMode) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if mode == ProxyMode::Linger {
+        socket.set_recv_buffer_size(4096)?;
+    }
+    socket.connect(upstream).await
+}
+
+/// Reads and drops 4 KiB every 100 ms until the server closes.
+async fn drain_slowly(server: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 4 * 1024];
+    while let Ok(1..) = server.read(&mut buffer).await {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Copies both ways until either side closes; in `Delay` mode each read from the server
+/// waits before it is passed on.
+async fn forward(client: &mut TcpStream, server: &mut TcpStream, mode: ProxyMode) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ProxyMode::Delay(delay) = mode else {
+        let _ = tokio::io::copy_bidirectional(client, server).await;
+        return;
+    };
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let answers = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        while let Ok(read @ 1..) = server_read.read(&mut buffer).await {
+            tokio::time::sleep(delay).await;
+            if client_write.write_all(&buffer[..read]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+        _ = answers => {}
     }
 }

@@ -63,6 +63,9 @@ pub fn derived(fixture: &Fixture) -> DerivedSession {
         interruptions: Vec::new(),
         issues: Vec::new(),
         timeline_events: Vec::new(),
+        answers: Vec::new(),
+        citations: Vec::new(),
+        contact: Default::default(),
     }
 }
 

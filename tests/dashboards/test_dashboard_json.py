@@ -37,7 +37,7 @@ PLUGIN_MACROS = {"__timeFilter", "__timeFrom", "__timeTo", "__fromTime", "__toTi
 
 # Views that pick each session's current revision; raw spans are read with FINAL.
 READABLE_TABLES = {"sessions_current", "turns_current", "messages_current", "tool_calls_current",
-                   "interruptions_current", "spans"}
+                   "interruptions_current", "answers_current", "spans"}
 
 # What ClickHouse 18.16 lacks, and macros that expand into it. (Running every query on an
 # 18.16 server is the real check; these catch it before a server is at hand.)

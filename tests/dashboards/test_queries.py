@@ -25,6 +25,9 @@ TOOL_CALLS = "SELECT count() FROM tool_calls_current"
 # Sessions with an outcome (the rates' denominator), and with a detected issue.
 DECIDED = "SELECT count() FROM sessions_current WHERE outcome != 'In Progress'"
 WITH_ISSUES = "SELECT count() FROM sessions_current WHERE notEmpty(detected_issues)"
+# Answers to a question with a low confidence or a thumbs-down (uncited ones need more).
+WEAK_ANSWERS = ("SELECT count() FROM answers_current WHERE question_key != '' "
+                "AND (ifNull(confidence < 0.5, 0) = 1 OR feedback = 'down')")
 ERROR_SPANS = ("SELECT count() FROM spans FINAL WHERE status_code = 'ERROR' "
                "AND trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions_current)")
 
@@ -74,6 +77,7 @@ EXPECTED = {
     ("convolog-overview", "Error spans over time"): Expect(["time", "with_error_spans", "with_tool_errors"], SESSIONS),
     ("convolog-overview", "Session duration"): Expect(["time", "p50", "p95"], SESSIONS),
     ("convolog-overview", "Tokens"): Expect(["time", "input_tokens", "output_tokens"], SESSIONS),
+    ("convolog-overview", "Top knowledge gaps"): Expect(["question", "weak_answers"], WEAK_ANSWERS),
 
     ("convolog-latency", "End of utterance"): Expect(STAGE_PERCENTILES, measured("end_of_utterance_ms")),
     ("convolog-latency", "Speech to text"): Expect(STAGE_PERCENTILES, measured("stt_ms")),

@@ -10,12 +10,17 @@ should reconstruct it, with the latencies the framework itself reported (in ms).
 
 For --protocol http the endpoint may be a base URL (http://127.0.0.1:4318); /v1/traces is
 added when it has no path. Exit status: 0 when every export succeeded, 1 when one failed.
+
+With --logs (Pipecat shape), the agent also writes log lines through Python's `logging` and
+the SDK's LoggingHandler, each inside the STT, LLM or tool span it is about, exported over
+the same protocol (/v1/logs); the printed JSON lists them under "logs".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -25,7 +30,7 @@ from urllib.parse import urlparse
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context, use_span
 
 # Give up on an unreachable endpoint quickly: the SDK's exporters retry until this runs out.
 EXPORT_TIMEOUT_S = 5
@@ -139,7 +144,24 @@ def expected(session_id: str, shape: str) -> dict:
             # LiveKit records what actually played of an interrupted reply; Pipecat does not.
             "agent_spoken_text": turn.spoken_text if shape == "livekit" and turn.interrupted else None,
         })
-    return {"session_id": session_id, "turns": turns}
+    logs = [line for number, turn in enumerate(TURNS, start=1) for line in log_lines(number, turn)]
+    return {"session_id": session_id, "turns": turns, "logs": logs}
+
+
+def log_lines(number: int, turn: Turn) -> list[dict]:
+    """What the agent logs in a turn, in the span each line is written in, in time order."""
+    lines = [{"span_name": "stt", "severity": "INFO", "turn_number": number,
+              "body": f"final transcript: {turn.user_text}"}]
+    for tool in turn.tools:
+        if tool.is_error:
+            lines.append({"span_name": "llm_tool_call", "severity": "ERROR",
+                          "turn_number": number, "body": f"{tool.name} failed: {tool.result}"})
+        else:
+            lines.append({"span_name": "llm_tool_call", "severity": "INFO",
+                          "turn_number": number, "body": f"{tool.name} returned"})
+    lines.append({"span_name": "llm", "severity": "WARN", "turn_number": number,
+                  "body": f"first token after {turn.llm_ttft_ms} ms"})
+    return lines
 
 
 def seconds(ms: int) -> float:
@@ -155,9 +177,19 @@ def seconds(ms: int) -> float:
 
 
 class Recorder:
-    def __init__(self, provider: TracerProvider):
+    def __init__(self, provider: TracerProvider, logger: logging.Logger | None = None):
         self.provider = provider
         self.pending: list[tuple[int, int, Span]] = []  # (end_ns, depth, span)
+        self.logger = logger
+
+    def log(self, span: Span, at_ns: int, line: dict) -> None:
+        """Writes `line` through `logging` with `span` current, as code running in it would.
+        The record is dated `at_ns` (see `Backdate`): the conversation is replayed after the fact."""
+        if self.logger is None:
+            return
+        level = {"INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
+        with use_span(span, end_on_exit=False):
+            self.logger.log(level[line["severity"]], line["body"], extra={"at_ns": at_ns})
 
     def span(self, scope: str, name: str, parent: tuple[Span, int] | None,
              start_ns: int, end_ns: int, attributes: dict) -> tuple[Span, int]:
@@ -230,9 +262,10 @@ def pipecat(rec: Recorder, session_id: str, anchor_ns: int) -> None:
             "turn.ended_by_conversation_end": False,
             "turn.user_bot_latency_seconds": seconds(turn.voice_to_voice_ms),
         })
+        lines = iter(log_lines(number, turn))
         # STT: its start is moved back to VAD speech start; ttfb = speech end -> final transcript.
         stt_end = tl.speech_end + turn.stt_ms * ms
-        rec.span("pipecat", "stt", turn_span, tl.start, stt_end, {
+        stt, _ = rec.span("pipecat", "stt", turn_span, tl.start, stt_end, {
             "gen_ai.operation.name": "stt",
             "gen_ai.provider.name": "deepgram",
             "gen_ai.request.model": "nova-3",
@@ -243,10 +276,11 @@ def pipecat(rec: Recorder, session_id: str, anchor_ns: int) -> None:
             "metrics.ttfb": seconds(turn.stt_ms),
             "metrics.audio_seconds": turn.user_speech_ms / 1000,
         })
+        rec.log(stt, stt_end - ms, next(lines))
         llm_start = stt_end
         tts_start = tl.bot_start - turn.tts_ttfb_ms * ms
         llm_end = tts_start + 600 * ms  # streaming goes on a little after the first sentence
-        rec.span("pipecat", "llm", turn_span, llm_start, llm_end, {
+        llm, _ = rec.span("pipecat", "llm", turn_span, llm_start, llm_end, {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": "openai",
             "gen_ai.request.model": "gpt-4o-mini",
@@ -273,10 +307,12 @@ def pipecat(rec: Recorder, session_id: str, anchor_ns: int) -> None:
                 "tool.result": tool.result,
                 "tool.result_status": "error" if tool.is_error else "success",
             })
+            rec.log(span, end - ms, next(lines))
             if tool.is_error:
                 # Default OTel exception recording: an `exception` event plus status ERROR.
                 span.record_exception(RuntimeError(tool.result), timestamp=end)
                 span.set_status(Status(StatusCode.ERROR, tool.result))
+        rec.log(llm, llm_start + turn.llm_ttft_ms * ms, next(lines))
 
 
 def livekit(rec: Recorder, session_id: str, anchor_ns: int) -> None:
@@ -390,6 +426,75 @@ def make_exporter(protocol: str, endpoint: str) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_S)
 
 
+class Backdate(logging.Filter):
+    """Dates a record at its `at_ns` (the LoggingHandler takes the time from `created`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        at_ns = getattr(record, "at_ns", None)
+        if at_ns is not None:
+            record.created = at_ns / NS_PER_S
+            del record.at_ns
+        return True
+
+
+def make_log_exporter(protocol: str, endpoint: str):
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        return OTLPLogExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_S)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    if urlparse(endpoint).path in ("", "/"):
+        endpoint = endpoint.rstrip("/") + "/v1/logs"
+    return OTLPLogExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_S)
+
+
+class RecordingLogExporter:
+    """Passes batches to the real OTLP log exporter and counts what it accepted."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.exported = 0
+        self.failed = 0
+
+    def export(self, batch):
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+        try:
+            result = self.inner.export(batch)
+        except Exception as error:  # an exporter bug must not look like success
+            print(f"log export raised: {error!r}", file=sys.stderr)
+            result = LogRecordExportResult.FAILURE
+        if result == LogRecordExportResult.SUCCESS:
+            self.exported += len(batch)
+        else:
+            self.failed += len(batch)
+        return result
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def agent_logger(protocol: str, endpoint: str, resource: Resource):
+    """A `logging` logger whose records go to the endpoint through the SDK's LoggingHandler."""
+    import warnings
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    provider = LoggerProvider(resource=resource)
+    exporter = RecordingLogExporter(make_log_exporter(protocol, endpoint))
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        exporter, schedule_delay_millis=100, export_timeout_millis=EXPORT_TIMEOUT_S * 1000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+    handler.addFilter(Backdate())
+    logger = logging.getLogger("agent")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger, provider, exporter
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=["pipecat", "livekit"], required=True)
@@ -397,18 +502,26 @@ def main() -> int:
     parser.add_argument("--endpoint", required=True,
                         help="e.g. http://127.0.0.1:4317 (grpc) or http://127.0.0.1:4318 (http)")
     parser.add_argument("--session-id", required=True)
+    parser.add_argument("--logs", action="store_true",
+                        help="also write log lines through logging (Pipecat shape only)")
     args = parser.parse_args()
+    if args.logs and args.shape != "pipecat":
+        parser.error("--logs goes with --shape pipecat")
 
     print(json.dumps(expected(args.session_id, args.shape)), flush=True)
 
     service = {"pipecat": "e2e-pipecat-bot", "livekit": "e2e-livekit-agent"}[args.shape]
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    resource = Resource.create({"service.name": service})
+    provider = TracerProvider(resource=resource)
     exporter = RecordingExporter(make_exporter(args.protocol, args.endpoint))
     provider.add_span_processor(BatchSpanProcessor(
         exporter, schedule_delay_millis=100, max_export_batch_size=16,
         export_timeout_millis=EXPORT_TIMEOUT_S * 1000))
 
-    recorder = Recorder(provider)
+    logger = log_provider = log_exporter = None
+    if args.logs:
+        logger, log_provider, log_exporter = agent_logger(args.protocol, args.endpoint, resource)
+    recorder = Recorder(provider, logger)
     # A minute in the past, so the whole conversation (about 35 s) is over by now.
     anchor_ns = time.time_ns() - 60 * NS_PER_S
     {"pipecat": pipecat, "livekit": livekit}[args.shape](recorder, args.session_id, anchor_ns)
@@ -417,6 +530,14 @@ def main() -> int:
 
     flushed = provider.force_flush(timeout_millis=(EXPORT_TIMEOUT_S + 5) * 1000 * 4)
     provider.shutdown()
+    if log_provider is not None:
+        flushed &= log_provider.force_flush(timeout_millis=(EXPORT_TIMEOUT_S + 5) * 1000 * 4)
+        log_provider.shutdown()
+        expected_lines = len(expected(args.session_id, args.shape)["logs"])
+        if log_exporter.failed or log_exporter.exported != expected_lines:
+            print(f"log export to {args.endpoint} ({args.protocol}) FAILED: "
+                  f"{log_exporter.exported} of {expected_lines} records accepted", file=sys.stderr)
+            return 1
 
     if exporter.failed or not flushed or exporter.exported != total:
         print(f"export to {args.endpoint} ({args.protocol}) FAILED: {exporter.exported} of "

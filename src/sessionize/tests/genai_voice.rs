@@ -195,3 +195,43 @@ fn one_invoke_agent_per_turn_stays_one_turn() {
     assert_eq!(derived.turns[0].user_text, ASK_WEATHER);
     assert_eq!(derived.turns[0].agent_text, WEATHER);
 }
+
+/// `invoke_agent` as the per-turn container, as the conventions now describe it: its end
+/// reason says whether the user barged in or the session closed under the turn.
+#[test]
+fn per_turn_invocations_carry_their_end_reason() {
+    let invocation = |id: u8, at: (u64, u64), said: &str, reason: &str| {
+        span("invoke_agent assistant")
+            .scope("voice-agent")
+            .id(id)
+            .at(at.0, at.1)
+            .attr("gen_ai.operation.name", "invoke_agent")
+            .attr("gen_ai.conversation.id", "call-2")
+            .attr("gen_ai.input.messages", &messages(&[text("user", said)]))
+            .attr(
+                "gen_ai.output.messages",
+                &messages(&[text("assistant", WEATHER)]),
+            )
+            .attr("gen_ai.agent.invocation.end_reason", reason)
+            .build()
+    };
+    let spans = vec![
+        invocation(1, (0, 2000), ASK_WEATHER, "interrupted"),
+        invocation(2, (2000, 4000), ASK_UMBRELLA, "completed"),
+    ];
+    let derived = sessionize("s", &spans, 1, 0, &Rules::default());
+    let interrupted: Vec<u8> = derived.turns.iter().map(|t| t.interrupted).collect();
+    assert_eq!(interrupted, [1, 0]);
+    assert_eq!(derived.interruptions.len(), 1);
+
+    let closed = vec![
+        invocation(1, (0, 2000), ASK_WEATHER, "completed"),
+        invocation(2, (2000, 4000), ASK_UMBRELLA, "session_closed"),
+    ];
+    let derived = sessionize("s", &closed, 1, 0, &Rules::default());
+    assert_eq!(derived.turns.len(), 2);
+    assert!(derived.turns.iter().all(|t| t.interrupted == 0));
+    assert_eq!(derived.session.ended, 1);
+    let open = sessionize("s", &spans, 1, 0, &Rules::default());
+    assert_eq!(open.session.ended, 0, "no turn said the session closed");
+}

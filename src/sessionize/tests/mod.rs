@@ -2,6 +2,7 @@
 
 mod fields;
 mod genai_voice;
+mod grounding;
 mod openinference;
 mod pipecat_context;
 mod replies;

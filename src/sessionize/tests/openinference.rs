@@ -120,3 +120,96 @@ fn the_service_class_names_the_stage_when_the_span_name_does_not() {
     assert_eq!(t.tts_ttfb_ms, Some(200.0));
     assert_eq!(t.llm_ttft_ms, Some(450.0));
 }
+
+/// A turn as the instrumentation writes it after a barge-in, when the transcript went to no
+/// STT span: the user text only in the LLM calls' input, a tool that raised, the turn's
+/// output the part played, and an empty STT span opened as the next turn began.
+fn interrupted_turn_with_a_failed_tool() -> Vec<Span> {
+    let asked = |builder: SpanBuilder| {
+        builder
+            .attr("input.value", "And the forecast for London?")
+            .attr("llm.input_messages.0.message.role", "system")
+            .attr("llm.input_messages.0.message.content", "Be brief.")
+            .attr("llm.input_messages.1.message.role", "user")
+            .attr(
+                "llm.input_messages.1.message.content",
+                "And the forecast for London?",
+            )
+    };
+    vec![
+        span("pipecat.conversation.turn")
+            .scope("openinference.instrumentation.pipecat")
+            .trace(7)
+            .id(1)
+            .at(0, 5000)
+            .attr("openinference.span.kind", "CHAIN")
+            .attr("session.id", "conv-9")
+            .attr("conversation.turn_number", "2")
+            .attr("conversation.was_interrupted", "true")
+            .attr("output.value", "Sorry, the forecast service is down.")
+            .build(),
+        asked(service("pipecat.llm", "LLM", "ScriptedLLM", 2, (100, 300))).build(),
+        service("pipecat.tool.get_forecast", "TOOL", "", 3, (310, 311))
+            .parent(2)
+            .attr("tool.name", "get_forecast")
+            .attr("tool.parameters", r#"{"city": "London"}"#)
+            .attr(
+                "frame.error.message",
+                "RuntimeError: forecast service unavailable",
+            )
+            .attr(
+                "output.value",
+                "\"The function `get_forecast` failed and returned no result.\"",
+            )
+            .build(),
+        // The call after the tool result repeats the user text in `input.value`.
+        asked(service("pipecat.llm", "LLM", "ScriptedLLM", 4, (320, 800)))
+            .attr("llm.input_messages.2.message.role", "assistant")
+            .attr("llm.input_messages.3.message.role", "tool")
+            .attr("llm.input_messages.3.message.content", "failed")
+            .attr(
+                "output.value",
+                "Sorry, the forecast service is down. Try later.",
+            )
+            .build(),
+        service("pipecat.stt", "LLM", "ScriptedSTT", 5, (4990, 4991)).build(),
+    ]
+}
+
+#[test]
+fn a_turn_without_a_transcript_takes_the_user_text_from_the_llm_input_once() {
+    let derived = derive(&interrupted_turn_with_a_failed_tool());
+    let turn = &derived.turns[0];
+    assert_eq!(turn.user_text, "And the forecast for London?");
+    // The user spoke before the reply, not when the empty STT span opened.
+    let speakers: Vec<&str> = derived
+        .messages
+        .iter()
+        .map(|m| m.speaker.as_str())
+        .collect();
+    assert_eq!(speakers, ["user", "tool", "agent"]);
+}
+
+#[test]
+fn an_interrupted_turn_keeps_the_whole_reply_and_the_part_played() {
+    let turn = derive(&interrupted_turn_with_a_failed_tool()).turns[0].clone();
+    assert_eq!(turn.interrupted, 1);
+    assert_eq!(
+        turn.agent_text,
+        "Sorry, the forecast service is down. Try later."
+    );
+    assert_eq!(
+        turn.agent_spoken_text.as_deref(),
+        Some("Sorry, the forecast service is down.")
+    );
+}
+
+#[test]
+fn a_tool_whose_handler_raised_is_a_failed_call() {
+    let calls = derive(&interrupted_turn_with_a_failed_tool()).tool_calls;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].is_error, calls[0].error_message.as_str()),
+        (1, "RuntimeError: forecast service unavailable")
+    );
+}

@@ -414,3 +414,120 @@ fn a_call_asked_for_while_speaking_is_timed_from_that_llm_call() {
     assert_eq!(calls[0].start_time_unix_nano, T0 + 3600 * MS);
     assert_eq!(calls[0].duration_ms, 400.0);
 }
+
+#[test]
+fn gemini_contexts_give_the_same_calls() {
+    // Pipecat with Google's LLM logs `Content`s: `parts` with `function_call` in a model
+    // message and `function_response` in a user message (non-object results wrapped as
+    // `{"value": ...}`). The second call carries no id, as Gemini's API allows.
+    let asked =
+        [json!({"role": "user", "parts": [{"text": "Book a table and check the weather"}]})];
+    let mut answered = asked.to_vec();
+    answered.push(json!({"role": "model", "parts": [
+        {"function_call": {"id": "g1", "name": "book_table", "args": {"people": 2}}},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
+    ]}));
+    answered.push(json!({"role": "user", "parts": [
+        {"function_response": {"id": "g1", "name": "book_table", "response": {"error": "fully booked"}}},
+        {"functionResponse": {"name": "get_weather", "response": {"value": "sunny"}}}
+    ]}));
+    let mut later = answered.clone();
+    later.push(json!({"role": "model", "parts": [{"text": "It is fully booked, but sunny."}]}));
+    later.push(json!({"role": "user", "parts": [{"text": "Thanks"}]}));
+    let spans = vec![
+        span("conversation")
+            .scope("pipecat.turn")
+            .id(1)
+            .at(0, 9000)
+            .attr("conversation.id", "conv-gemini")
+            .build(),
+        turn(2, "1", (0, 4000), false),
+        llm(3, 2, (100, 500), &asked, None),
+        llm(
+            4,
+            2,
+            (900, 1200),
+            &answered,
+            Some("It is fully booked, but sunny."),
+        ),
+        turn(5, "2", (5000, 9000), false),
+        llm(6, 5, (5100, 5500), &later, Some("You're welcome.")),
+    ];
+    let derived = derive(&spans);
+    let calls: Vec<(&str, &str, &str, &str, u8)> = derived
+        .tool_calls
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.arguments.as_str(),
+                c.result.as_str(),
+                c.error_message.as_str(),
+                c.is_error,
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "book_table",
+                r#"{"people":2}"#,
+                r#"{"error":"fully booked"}"#,
+                "fully booked",
+                1
+            ),
+            ("get_weather", r#"{"city":"Paris"}"#, "sunny", "", 0),
+        ]
+    );
+    assert!(derived.tool_calls.iter().all(|c| c.turn_number == 1));
+    assert_eq!(derived.tool_calls[0].duration_ms, 400.0);
+}
+
+#[test]
+fn a_function_that_raised_is_a_failed_call() {
+    // When a handler raises, Pipecat settles the call with a sentence of its own as the
+    // result (JSON-encoded, like every result); so it does for a function nobody registered.
+    let raised = "\"The function `get_forecast` failed and returned no result.\"";
+    let missing = "\"The function `book_table` is not currently available.\"";
+    let asked = [system(), user("Forecast, and book a table")];
+    let mut answered = asked.to_vec();
+    answered.push(json!({"role": "assistant", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_forecast", "arguments": "{}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "book_table", "arguments": "{}"}}
+    ]}));
+    answered.push(answers("call_1", raised));
+    answered.push(answers("call_2", missing));
+    answered.push(answers("call_3", "\"The function `x` returned fine.\""));
+    let spans = vec![
+        span("conversation")
+            .scope("pipecat.turn")
+            .id(1)
+            .at(0, 9000)
+            .attr("conversation.id", "conv-raised")
+            .build(),
+        turn(2, "1", (0, 4000), false),
+        llm(3, 2, (100, 500), &asked, None),
+        llm(4, 2, (900, 1200), &answered, Some("Sorry, neither worked.")),
+    ];
+    let calls = derive(&spans).tool_calls;
+    let errors: Vec<(&str, u8, &str)> = calls
+        .iter()
+        .map(|c| (c.name.as_str(), c.is_error, c.error_message.as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "get_forecast",
+                1,
+                "The function `get_forecast` failed and returned no result."
+            ),
+            (
+                "book_table",
+                1,
+                "The function `book_table` is not currently available."
+            ),
+        ]
+    );
+}

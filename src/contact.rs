@@ -1,0 +1,122 @@
+//! Contacts (phone numbers, email addresses) kept pseudonymous: the derived tables hold the
+//! contact masked and a keyed pseudonym of it, never the contact itself. A search by a full
+//! contact normalises it and applies the same keyed hash, so it finds the conversation
+//! without the contact being stored.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+
+/// One form per contact, so the ingested and the searched spelling hash alike: an email
+/// address in lower case; a phone number in E.164 form (`+` and digits; `00` read as `+`;
+/// spaces, dashes, dots, slashes and brackets dropped). A number given without its country
+/// code stays without it (`+` and its national digits). None for anything else.
+pub fn normalize(contact: &str) -> Option<String> {
+    let contact = contact.trim();
+    let lower = contact.to_lowercase();
+    if let Some(email) = lower.strip_prefix("mailto:").or(Some(lower.as_str())) {
+        if let Some((local, domain)) = email.split_once('@') {
+            let plain = |s: &str| !s.is_empty() && !s.contains(['@', ' ']);
+            return (plain(local) && plain(domain) && domain.contains('.'))
+                .then(|| email.to_owned());
+        }
+    }
+    let number = lower.strip_prefix("tel:").unwrap_or(&lower);
+    let kept: String = number
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '/' | '(' | ')'))
+        .collect();
+    let digits = kept
+        .strip_prefix('+')
+        .or_else(|| kept.strip_prefix("00"))
+        .unwrap_or(&kept);
+    let valid = (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+    valid.then(|| format!("+{digits}"))
+}
+
+/// The keyed pseudonym of a normalised contact: HMAC-SHA-256 under `key`, in hex.
+pub fn pseudonym(key: &Secret, normalized: &str) -> String {
+    hex::encode(hmac_sha256(key.expose().as_bytes(), normalized.as_bytes()))
+}
+
+/// HMAC (RFC 2104) over SHA-256.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_and_emails_have_one_form() {
+        for spelling in [
+            "+1 (555) 123-4567",
+            "001-555-123-4567",
+            "tel:+15551234567",
+            "+1.555.123.4567",
+        ] {
+            assert_eq!(
+                normalize(spelling).as_deref(),
+                Some("+15551234567"),
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            normalize(" Jane.Doe@Example.COM ").as_deref(),
+            Some("jane.doe@example.com")
+        );
+        assert_eq!(normalize("mailto:a@b.io").as_deref(), Some("a@b.io"));
+        for not_a_contact in [
+            "4567",
+            "call me",
+            "a@b",
+            "@example.com",
+            "+1 555 CALL NOW",
+            "",
+        ] {
+            assert_eq!(normalize(not_a_contact), None, "{not_a_contact}");
+        }
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2 of RFC 4231.
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block is hashed first.
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn the_key_changes_the_pseudonym() {
+        let a = pseudonym(&Secret::new("key-a"), "+15551234567");
+        assert_eq!(a, pseudonym(&Secret::new("key-a"), "+15551234567"));
+        assert_ne!(a, pseudonym(&Secret::new("key-b"), "+15551234567"));
+        assert_eq!(a.len(), 64);
+    }
+}
