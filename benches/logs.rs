@@ -42,6 +42,7 @@ async fn load(client: &clickhouse::Client, sessions: u64, base: u64, step_ms: u6
         let n = CHUNK.min(sessions - first);
         for sql in [
             synthetic::sessions_sql(first, n, base, step_ms),
+            synthetic::session_starts_sql(first, n, base, step_ms),
             synthetic::messages_sql(first, n, base, step_ms),
             synthetic::turns_sql(first, n, base, step_ms),
         ] {
@@ -170,7 +171,13 @@ async fn main() {
     let have = count(&client, "SELECT count() FROM sessions").await;
     if have != sessions {
         if have != 0 {
-            for table in ["sessions", "messages", "turns", "session_annotations"] {
+            for table in [
+                "sessions",
+                "session_starts",
+                "messages",
+                "turns",
+                "session_annotations",
+            ] {
                 client
                     .query(&format!("TRUNCATE TABLE {table}"))
                     .execute()

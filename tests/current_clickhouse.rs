@@ -1,4 +1,4 @@
-//! The schema, the list queries, a session's log read and the knowledge-gaps report also run on a current ClickHouse (chDB, embedded), not only
+//! The schema, the list queries, the reads by id, a session's log read and the knowledge-gaps report also run on a current ClickHouse (chDB, embedded), not only
 //! on the 18.16 server the other integration tests use.
 
 mod common;
@@ -84,6 +84,7 @@ fn schema_and_list_queries_run_on_current_clickhouse() {
             }
         }
     }
+    queries.extend(store.rendered_read_sql());
     queries.extend(store.rendered_session_logs_sql());
     let gaps = GapQuery {
         low_confidence: 0.5,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use common::session_fixtures::*;
 use common::*;
 use convolog::model::conversation::DerivedSession;
+use convolog::store::{statements, MIGRATIONS};
 use serde_json::Value;
 
 #[tokio::test]
@@ -277,6 +278,26 @@ async fn sorts_and_cursor_pagination() {
     t.stop().await;
 }
 
+/// The ids of every page of a list, following its cursors.
+async fn every_page(t: &TestApp, query: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, body) = get_json(t, &format!("/v1/sessions?{query}{cursor}")).await;
+        seen.extend(
+            body["sessions"]
+                .as_array()
+                .expect("sessions")
+                .iter()
+                .map(|s| s["session_id"].as_str().expect("id").to_owned()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return seen,
+        }
+    }
+}
+
 #[tokio::test]
 async fn old_revisions_neither_show_nor_hide_sessions() {
     let t = TestApp::start("list_churn").await;
@@ -317,22 +338,135 @@ async fn old_revisions_neither_show_nor_hide_sessions() {
         set(&["s1", "s2", "s5", "churn"])
     );
     // Page by page, every session once.
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (_, body) = get_json(&t, &format!("/v1/sessions?sort=duration&limit=2{cursor}")).await;
-        seen.extend(
-            body["sessions"]
-                .as_array()
-                .expect("sessions")
-                .iter()
-                .map(|s| s["session_id"].as_str().expect("id").to_owned()),
-        );
-        match body["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => break,
-        }
+    assert_eq!(
+        every_page(&t, "sort=duration&limit=2").await,
+        ["s4", "s1", "s5", "s2", "s3", "churn"]
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_whose_start_moves_shows_once_at_its_current_revision() {
+    let t = TestApp::start("list_moved_start").await;
+    let t0 = (anchor() / S - 3600) * S;
+    load_fixtures(&t, t0).await;
+    // First seen starting last; then a late span starts it 40 days earlier (another month,
+    // another partition), then a few seconds later than that.
+    let starts = [
+        t0 + 600 * S,
+        t0 - 40 * 86_400 * S,
+        t0 - 40 * 86_400 * S + 5 * S,
+    ];
+    for (i, start) in starts.into_iter().enumerate() {
+        let revision = 20 + i as u64;
+        let f = session("moved", start, |r| {
+            r.revision = revision;
+            r.channel = if revision == 22 { "voice" } else { "fax" }.into();
+        });
+        t.app
+            .store
+            .write_derived(&[], &[derived(&f)], &[])
+            .await
+            .expect("revision");
     }
-    assert_eq!(seen, ["s4", "s1", "s5", "s2", "s3", "churn"]);
+
+    let newest = ids(&t, "limit=50").await;
+    assert_eq!(newest.iter().filter(|id| *id == "moved").count(), 1);
+    assert_eq!(newest.last().map(String::as_str), Some("moved"));
+    assert_eq!(id_set(&t, "channel=fax").await, set(&[]));
+    assert!(id_set(&t, "channel=voice").await.contains("moved"));
+    let (status, summary) = get_json(&t, "/v1/sessions/moved").await;
+    assert_eq!(status, 200);
+    assert_eq!(summary["channel"], "voice");
+    let current = "SELECT count() FROM sessions_current WHERE session_id = 'moved'";
+    assert_eq!(t.count(current).await, 1);
+    // Page by page, newest first, every session once.
+    let seen = every_page(&t, "limit=2").await;
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 6, "{seen:?}");
+
+    // Deleted, it is gone from every start it held.
+    assert!(t.app.store.delete_session("moved").await.expect("delete"));
+    assert_eq!(t.count(current).await, 0);
+    assert!(!id_set(&t, "").await.contains("moved"));
+    assert_eq!(get_json(&t, "/v1/sessions/moved").await.0, 404);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_upgraded_database_keeps_its_sessions_in_the_layout_by_start() {
+    let database = fresh_database("list_upgrade");
+    let client = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_validation(false);
+    client
+        .query(&format!("CREATE DATABASE {database}"))
+        .execute()
+        .await
+        .expect("database");
+    let client = client.with_database(&database);
+    let run = |sql: String| {
+        let client = client.clone();
+        async move { client.query(&sql).execute().await.expect("old schema") }
+    };
+    run(
+        "CREATE TABLE schema_migrations (version UInt32, name String, \
+         applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+            .into(),
+    )
+    .await;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version < 8) {
+        for statement in statements(sql) {
+            run(statement).await;
+        }
+        run(format!(
+            "INSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}')"
+        ))
+        .await;
+    }
+    // As the layout by id held them: two revisions of one session, one session deleted.
+    let t0 = (anchor() / S - 3600) * S;
+    let seconds = t0 / S;
+    run(format!(
+        "INSERT INTO sessions (session_id, revision, deleted, start_time, start_time_unix_nano, channel) \
+         VALUES ('kept', 1, 0, {seconds}, {t0}, 'fax'), ('kept', 2, 0, {seconds}, {t0}, 'voice'), \
+         ('gone', 1, 0, {seconds}, {t0}, 'voice'), ('gone', 2, 1, 0, 0, '')"
+    ))
+    .await;
+
+    let t = TestApp::start_with("list_upgrade", |c| c.clickhouse.database = database.clone()).await;
+    let layout = t
+        .sql
+        .query(
+            "SELECT create_table_query FROM system.tables WHERE database = ? AND name = 'sessions'",
+        )
+        .bind(&database)
+        .fetch_one::<String>()
+        .await
+        .expect("layout");
+    assert!(
+        layout.contains("ORDER BY (start_time_unix_nano, session_id)"),
+        "{layout}"
+    );
+    assert_eq!(ids(&t, "").await, ["kept"]);
+    assert_eq!(ids(&t, "channel=voice").await, ["kept"]);
+    let (status, summary) = get_json(&t, "/v1/sessions/kept").await;
+    assert_eq!(status, 200);
+    assert_eq!(summary["channel"], "voice");
+    assert_eq!(get_json(&t, "/v1/sessions/gone").await.0, 404);
+
+    // The next pass finds it by id and moves it without a second row.
+    let earlier = session("kept", t0 - 60 * S, |r| r.revision = 3);
+    t.app
+        .store
+        .write_derived(&[], &[derived(&earlier)], &[])
+        .await
+        .expect("next pass");
+    assert_eq!(
+        t.count("SELECT count() FROM sessions_current WHERE session_id = 'kept'")
+            .await,
+        1
+    );
+    assert_eq!(get_json(&t, "/v1/sessions/kept").await.1["channel"], "");
     t.stop().await;
 }

@@ -275,7 +275,7 @@ async fn get_timeline(
     };
     let (events, mut spans, mut logs) = futures::try_join!(
         store.timeline_events(id, revision),
-        store.waterfall_spans(id, revision, timeline::MAX_SPANS + 1),
+        store.waterfall_spans(&detail.session, timeline::MAX_SPANS + 1),
         store.session_logs(id, revision, &every_log),
     )?;
     let spans_truncated = spans.len() as u64 > timeline::MAX_SPANS;
@@ -418,10 +418,7 @@ async fn get_summary(
         .session_detail(&id)
         .await?
         .ok_or_else(|| no_session(&id))?;
-    let latency = store
-        .stage_percentiles(&id, detail.session.revision)
-        .await?;
-    Ok(Json(sessions::SessionJson::summary(&detail, &latency)))
+    Ok(Json(sessions::SessionJson::summary(&detail)))
 }
 
 const MAX_LABEL_CHARS: usize = 64;

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::conversation::SessionView;
-use crate::store::{Annotations, SessionDetail, StagePercentiles};
+use crate::model::conversation::{SessionView, TurnRow};
+use crate::store::{Annotations, SessionDetail};
 use crate::timefmt::rfc3339;
 
 /// Where to read more about a session.
@@ -181,14 +181,14 @@ impl SessionJson {
         }
     }
 
-    /// `GET /v1/sessions/{id}`, with the stored per-stage latency percentiles.
-    pub fn summary(detail: &SessionDetail, latency: &[StagePercentiles]) -> SessionJson {
+    /// `GET /v1/sessions/{id}`, with the per-stage latency percentiles over its turns.
+    pub fn summary(detail: &SessionDetail) -> SessionJson {
         let view = &detail.view;
         SessionJson {
             trace_ids: Some(view.trace_ids.clone()),
             span_count: Some(view.span_count),
             latency: None,
-            latency_ms: Some(StageLatencies::of(latency)),
+            latency_ms: Some(StageLatencies::of(&detail.turns)),
             issues: Some(
                 detail
                     .issues
@@ -223,15 +223,17 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// The stored stage's percentiles; none counted if the store did not return it.
-    fn of_stage(stored: &[StagePercentiles], stage: &str) -> Percentiles {
-        let found = stored.iter().find(|p| p.stage == stage);
+    /// Nearest-rank percentiles of one stage over the turns that measured it: the same
+    /// definition as the session row's percentiles ([`crate::sessionize::percentile`]).
+    fn of_stage(turns: &[TurnRow], stage: fn(&TurnRow) -> Option<f64>) -> Percentiles {
+        let values: Vec<f64> = turns.iter().filter_map(stage).collect();
+        let at = |q| crate::sessionize::percentile(&values, q);
         Percentiles {
-            count: found.map_or(0, |p| usize::try_from(p.count).unwrap_or(usize::MAX)),
-            p50: found.and_then(|p| p.p50),
-            p90: found.and_then(|p| p.p90),
-            p95: found.and_then(|p| p.p95),
-            max: found.and_then(|p| p.max),
+            count: values.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p95: at(0.95),
+            max: at(1.0),
         }
     }
 }
@@ -247,15 +249,15 @@ pub struct StageLatencies {
 }
 
 impl StageLatencies {
-    pub fn of(stored: &[StagePercentiles]) -> StageLatencies {
-        let stage = |name: &str| Percentiles::of_stage(stored, name);
+    pub fn of(turns: &[TurnRow]) -> StageLatencies {
+        let stage = |value| Percentiles::of_stage(turns, value);
         StageLatencies {
-            voice_to_voice: stage("voice_to_voice"),
-            end_of_utterance: stage("end_of_utterance"),
-            stt: stage("stt"),
-            llm_ttft: stage("llm_ttft"),
-            tts_ttfb: stage("tts_ttfb"),
-            tool: stage("tool"),
+            voice_to_voice: stage(|t| t.voice_to_voice_ms),
+            end_of_utterance: stage(|t| t.end_of_utterance_ms),
+            stt: stage(|t| t.stt_ms),
+            llm_ttft: stage(|t| t.llm_ttft_ms),
+            tts_ttfb: stage(|t| t.tts_ttfb_ms),
+            tool: stage(|t| t.tool_ms),
         }
     }
 }
@@ -316,7 +318,7 @@ mod tests {
             answers: vec![],
             citations: vec![],
         };
-        let summary = keys(SessionJson::summary(&detail, &[]));
+        let summary = keys(SessionJson::summary(&detail));
         let only_summary = ["trace_ids", "span_count", "latency_ms", "issues"];
         for key in only_summary {
             assert!(summary.iter().any(|k| k == key), "{key}");

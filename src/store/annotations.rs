@@ -99,7 +99,10 @@ impl Store {
         self.timed("session exists", async {
             Ok(self
                 .client
-                .query("SELECT count() FROM sessions FINAL WHERE session_id = ? AND deleted = 0")
+                .query(&format!(
+                    "SELECT count() FROM sessions FINAL WHERE {} AND deleted = 0",
+                    super::derived::by_id("(?)")
+                ))
                 .bind(session_id)
                 .fetch_one::<u64>()
                 .await?

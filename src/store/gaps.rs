@@ -52,7 +52,7 @@ pub struct KnowledgeGap {
 
 /// The current answers of the sessions the filter selects.
 fn current_answers(filter: &SessionFilter, contact_key: &Secret) -> Sql {
-    let selected = conditions(filter, contact_key);
+    let selected = conditions(filter, contact_key, None);
     let mut sql = Sql::default();
     sql.push(
         format!(

@@ -28,7 +28,10 @@ pub(super) enum Bind {
     Strs(Vec<String>),
     F64(f64),
     U64(u64),
-    Pair(String, u64),
+    /// A `sessions` key: (start, session id).
+    Key(u64, String),
+    /// A session's revision.
+    Revision(String, u64),
 }
 
 /// SQL text with its bind values in order.
@@ -55,7 +58,8 @@ impl Sql {
                 Bind::Strs(v) => query.bind(v),
                 Bind::F64(v) => query.bind(v),
                 Bind::U64(v) => query.bind(v),
-                Bind::Pair(id, revision) => query.bind((id, revision)),
+                Bind::Key(start, id) => query.bind((start, id)),
+                Bind::Revision(id, revision) => query.bind((id, revision)),
             };
         }
         query
@@ -97,10 +101,14 @@ fn contact_pseudonym(kind: FilterKind, text: &str, contact_key: &Secret) -> Opti
         .map(|c| contact::pseudonym(contact_key, &c))
 }
 
-/// The WHERE conditions of a filter, over `sessions` columns.
-pub(super) fn conditions(filter: &SessionFilter, contact_key: &Secret) -> Sql {
+/// The WHERE conditions of a filter, over `sessions` columns, within a time window (sessions
+/// that started at or after `window`) when given.
+pub(super) fn conditions(filter: &SessionFilter, contact_key: &Secret, window: Option<u64>) -> Sql {
     let mut sql = Sql::default();
     sql.push("deleted = 0", []);
+    if let Some(start) = window {
+        sql.push("start_time_unix_nano >= ?", [Bind::U64(start)]);
+    }
     if let Some(from) = filter.from_unix_nano {
         sql.push("start_time_unix_nano >= ?", [Bind::U64(from)]);
     }
@@ -223,9 +231,10 @@ fn full_sql(
     contact_key: &Secret,
     sort: &Sort,
     after: Option<&After>,
+    window: Option<u64>,
     limit: Option<u64>,
 ) -> (String, Sql) {
-    let mut sql = conditions(filter, contact_key);
+    let mut sql = conditions(filter, contact_key, window);
     let order = order_and_after(sort, after, &mut sql);
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let sessions = format!(
@@ -242,46 +251,103 @@ fn candidates_sql(
     contact_key: &Secret,
     sort: &Sort,
     after: Option<&After>,
+    window: Option<u64>,
     k: u64,
 ) -> (String, Sql) {
-    let mut sql = conditions(filter, contact_key);
+    let mut sql = conditions(filter, contact_key, window);
     let order = order_and_after(sort, after, &mut sql);
     let text = format!(
-        "SELECT session_id, revision FROM sessions WHERE {} ORDER BY {order} LIMIT {k}",
+        "SELECT start_time_unix_nano, session_id, revision FROM sessions WHERE {} ORDER BY {order} LIMIT {k}",
         sql.conditions.join(" AND ")
     );
     (text, sql)
 }
 
 /// Step 2: of the candidate rows, those that are their session's latest revision (a
-/// tombstone being latest drops the session), in sort order. No FINAL: the latest revision
-/// of the candidates' ids is a small aggregation.
+/// tombstone, or the deleted row that retires a start the session left, being latest drops
+/// it), in sort order. No FINAL: the latest revision at the candidates' keys is a small
+/// aggregation.
 fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
     let mut sql = Sql::default();
     let order = order_and_after(sort, None, &mut sql);
+    // The starts alone as well: 18.16 narrows the granules to read by a list of values of
+    // the first key column, not by a list of tuples.
+    let keys = || {
+        candidates
+            .iter()
+            .map(|c| Bind::U64(c.start_time_unix_nano))
+            .chain(
+                candidates
+                    .iter()
+                    .map(|c| Bind::Key(c.start_time_unix_nano, c.session_id.clone())),
+            )
+    };
+    sql.binds.extend(keys());
     sql.binds.extend(
         candidates
             .iter()
-            .map(|c| Bind::Pair(c.session_id.clone(), c.revision)),
+            .map(|c| Bind::Revision(c.session_id.clone(), c.revision)),
     );
-    sql.binds
-        .extend(candidates.iter().map(|c| Bind::Str(c.session_id.clone())));
-    let marks = |n: usize| vec!["?"; n.max(1)].join(", ");
+    sql.binds.extend(keys());
+    let marks = vec!["?"; candidates.len().max(1)].join(", ");
+    let at_keys = format!(
+        "start_time_unix_nano IN ({marks}) AND (start_time_unix_nano, session_id) IN ({marks})"
+    );
     let sessions = format!(
-        "SELECT *, {SEMANTICS} FROM sessions WHERE (session_id, revision) IN ({}) \
+        "SELECT *, {SEMANTICS} FROM sessions WHERE {at_keys} \
+         AND deleted = 0 AND (session_id, revision) IN ({marks}) \
          AND (session_id, revision) IN (SELECT session_id, max(revision) FROM sessions \
-         WHERE session_id IN ({}) GROUP BY session_id) \
-         ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}",
-        marks(candidates.len()),
-        marks(candidates.len())
+         WHERE {at_keys} GROUP BY session_id) \
+         ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}"
     );
     (with_annotations(&sessions, None, &order), sql)
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
 struct Candidate {
+    start_time_unix_nano: u64,
     session_id: String,
     revision: u64,
+}
+
+/// The first window of a newest-first list, and how much each next one is longer.
+const FIRST_WINDOW_NANOS: u64 = 3600 * 1_000_000_000;
+const WINDOW_GROWTH: u64 = 16;
+const MAX_WINDOWS: u32 = 5;
+
+/// The lower bounds of the start-time windows a page is looked for in, ending with None (no
+/// bound). Only newest-first lists have them, and only when the filter is cheap to repeat:
+/// free text and span names read messages and spans once whatever the window.
+fn windows(
+    filter: &SessionFilter,
+    sort: &Sort,
+    after: Option<&After>,
+    now_unix_nano: u64,
+) -> Vec<Option<u64>> {
+    let newest_first = sort.spec.column == "start_time_unix_nano" && sort.descending;
+    if !newest_first || filter.text.is_some() || !filter.span_names.is_empty() {
+        return vec![None];
+    }
+    // The newest start a row of the page can have.
+    let mut top = now_unix_nano;
+    if let Some(SortValue::Int(start)) = after.map(|a| a.value) {
+        top = top.min(start);
+    }
+    if let Some(to) = filter.to_unix_nano {
+        top = top.min(to);
+    }
+    let from = filter.from_unix_nano.unwrap_or(0);
+    let mut out = Vec::new();
+    let mut length = FIRST_WINDOW_NANOS;
+    for _ in 0..MAX_WINDOWS {
+        match top.checked_sub(length) {
+            Some(start) if start > from => out.push(Some(start)),
+            _ => break,
+        }
+        length = length.saturating_mul(WINDOW_GROWTH);
+    }
+    out.push(None);
+    out
 }
 
 /// Candidates per page row at first; more if old revisions crowd them out.
@@ -376,45 +442,19 @@ impl Store {
         limit: u32,
     ) -> Result<SessionPage, StoreError> {
         let wanted = u64::from(limit) + 1;
-        // A page in two steps, because FINAL over the whole table is slow: the first k rows
-        // in sort order without FINAL, then those of them that are their session's current
-        // row. A current row ranks where it ranks whether or not old revisions precede it, so
-        // the kept rows are exactly the first rows of the answer: a full page from them is
-        // exact, and so is a short one when fewer than k rows matched at all. Otherwise old
-        // revisions crowded the candidates out: take more, and in the end use FINAL.
-        let mut k = (wanted * CANDIDATES_PER_ROW).max(MIN_CANDIDATES);
-        let rows = loop {
-            let (text, sql) = candidates_sql(filter, &self.contact_key, sort, after, k);
-            let candidates = self
-                .timed("list candidates", async {
-                    Ok(sql
-                        .apply(self.client.query(&text))
-                        .fetch_all::<Candidate>()
-                        .await?)
-                })
+        // Newest first, the sessions of the last hour, then of longer and longer windows
+        // until a page is full: `sessions` is keyed by start, so a window reads only its own
+        // parts and granules. Rows outside a window started before every row in it, so a full
+        // page from a window is the answer.
+        let mut rows = Vec::new();
+        for window in windows(filter, sort, after, crate::clock::now_unix_nano()) {
+            rows = self
+                .page_in_window(filter, sort, after, window, wanted)
                 .await?;
-            if candidates.is_empty() {
-                break Vec::new();
+            if rows.len() as u64 == wanted {
+                break;
             }
-            let complete = (candidates.len() as u64) < k;
-            let rows = self.fetch_list(page_sql(sort, &candidates, wanted)).await?;
-            if complete || rows.len() as u64 == wanted {
-                break rows;
-            }
-            if k >= MAX_CANDIDATES {
-                break self
-                    .fetch_list(full_sql(
-                        filter,
-                        &self.contact_key,
-                        sort,
-                        after,
-                        Some(wanted),
-                    ))
-                    .await?;
-            }
-            k = (k * 8).min(MAX_CANDIDATES);
-        };
-        let mut rows = rows;
+        }
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = match rows.last() {
@@ -425,6 +465,57 @@ impl Store {
             _ => None,
         };
         Ok(SessionPage { rows, next })
+    }
+
+    /// The first `wanted` rows of the answer among sessions that started in `window` (all
+    /// when None).
+    async fn page_in_window(
+        &self,
+        filter: &SessionFilter,
+        sort: &Sort,
+        after: Option<&After>,
+        window: Option<u64>,
+        wanted: u64,
+    ) -> Result<Vec<SessionView>, StoreError> {
+        // A page in two steps, because FINAL over many rows is slow: the first k rows in sort
+        // order without FINAL, then those of them that are their session's current row. A
+        // current row ranks where it ranks whether or not old revisions precede it, so the
+        // kept rows are exactly the first rows of the answer: a full page from them is exact,
+        // and so is a short one when fewer than k rows matched at all. Otherwise old
+        // revisions crowded the candidates out: take more, and in the end use FINAL.
+        let mut k = (wanted * CANDIDATES_PER_ROW).max(MIN_CANDIDATES);
+        loop {
+            let (text, sql) = candidates_sql(filter, &self.contact_key, sort, after, window, k);
+            let candidates = self
+                .timed("list candidates", async {
+                    Ok(sql
+                        .apply(self.client.query(&text))
+                        .fetch_all::<Candidate>()
+                        .await?)
+                })
+                .await?;
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
+            let complete = (candidates.len() as u64) < k;
+            let rows = self.fetch_list(page_sql(sort, &candidates, wanted)).await?;
+            if complete || rows.len() as u64 == wanted {
+                return Ok(rows);
+            }
+            if k >= MAX_CANDIDATES {
+                return self
+                    .fetch_list(full_sql(
+                        filter,
+                        &self.contact_key,
+                        sort,
+                        after,
+                        window,
+                        Some(wanted),
+                    ))
+                    .await;
+            }
+            k = (k * 8).min(MAX_CANDIDATES);
+        }
     }
 
     async fn fetch_list(&self, (text, sql): (String, Sql)) -> Result<Vec<SessionView>, StoreError> {
@@ -470,7 +561,7 @@ impl Store {
 
     /// How many sessions match.
     pub async fn count_sessions(&self, filter: &SessionFilter) -> Result<u64, StoreError> {
-        let sql = conditions(filter, &self.contact_key);
+        let sql = conditions(filter, &self.contact_key, None);
         let text = format!(
             "SELECT count() FROM sessions FINAL WHERE {}",
             sql.conditions.join(" AND ")
@@ -500,19 +591,22 @@ impl Store {
             .collect();
         let candidates = [
             Candidate {
+                start_time_unix_nano: 5,
                 session_id: "a'b".into(),
                 revision: 3,
             },
             Candidate {
+                start_time_unix_nano: 7,
                 session_id: "c".into(),
                 revision: 1,
             },
         ];
         [
-            candidates_sql(filter, &self.contact_key, sort, after, 200),
+            candidates_sql(filter, &self.contact_key, sort, after, Some(11), 200),
+            candidates_sql(filter, &self.contact_key, sort, after, None, 200),
             page_sql(sort, &candidates, 51),
-            full_sql(filter, &self.contact_key, sort, after, Some(51)),
-            full_sql(filter, &self.contact_key, sort, after, None),
+            full_sql(filter, &self.contact_key, sort, after, Some(11), Some(51)),
+            full_sql(filter, &self.contact_key, sort, after, None, None),
         ]
         .into_iter()
         .map(|(text, sql)| {
@@ -538,7 +632,7 @@ impl Store {
                 StoreError::Unavailable("too many exports in progress, retry later".into())
             })?;
         let query_id = export_query_id(&self.database);
-        let (text, sql) = full_sql(filter, &self.contact_key, sort, None, None);
+        let (text, sql) = full_sql(filter, &self.contact_key, sort, None, None, None);
         let query = self
             .client
             .query(&text)
@@ -596,9 +690,10 @@ mod tests {
             value: SortValue::Float(None),
             session_id: "s9".into(),
         };
-        let (text, sql) = full_sql(&filter, &Secret::default(), &sort, Some(&after), Some(51));
+        let key = Secret::default();
+        let (text, sql) = full_sql(&filter, &key, &sort, Some(&after), None, Some(51));
         assert_eq!(text.matches('?').count() - 1, sql.binds.len(), "{text}");
-        let (candidates, _) = candidates_sql(&filter, &Secret::default(), &sort, Some(&after), 200);
+        let (candidates, _) = candidates_sql(&filter, &key, &sort, Some(&after), None, 200);
         assert!(candidates.ends_with("LIMIT 200"), "{candidates}");
         assert!(text.contains("ifNull(voice_to_voice_p95_ms, -1e300) DESC, session_id DESC"));
         assert_eq!(
@@ -612,6 +707,50 @@ mod tests {
                 Bind::F64(-1e300),
                 Bind::Str("s9".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn newest_first_looks_in_growing_windows_below_the_cursor() {
+        const H: u64 = 3_600_000_000_000;
+        let newest = Sort::default();
+        let now = 100_000 * H;
+        assert_eq!(
+            windows(&SessionFilter::default(), &newest, None, now),
+            [
+                Some(now - H),
+                Some(now - 16 * H),
+                Some(now - 256 * H),
+                Some(now - 4096 * H),
+                Some(now - 65536 * H),
+                None
+            ]
+        );
+        let after = After {
+            value: SortValue::Int(50 * H),
+            session_id: "s".into(),
+        };
+        let from_40h = SessionFilter {
+            from_unix_nano: Some(40 * H),
+            ..Default::default()
+        };
+        // Below the cursor; the window that would reach past `from` is the last, unbounded.
+        assert_eq!(
+            windows(&from_40h, &newest, Some(&after), now),
+            [Some(49 * H), None]
+        );
+        let text = SessionFilter {
+            text: Some("refund".into()),
+            ..Default::default()
+        };
+        assert_eq!(windows(&text, &newest, None, now), [None]);
+        let oldest = Sort {
+            descending: false,
+            ..Sort::default()
+        };
+        assert_eq!(
+            windows(&SessionFilter::default(), &oldest, None, now),
+            [None]
         );
     }
 }

@@ -5,6 +5,7 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
+use super::derived::by_id;
 use super::spans::{Each, Hex};
 use super::{Store, StoreError};
 use crate::model::conversation::unix_seconds;
@@ -101,11 +102,24 @@ pub struct LogQuery {
     pub limit: u64,
 }
 
+/// The trace ids of session `?` at revision `?` (binds: id, revision).
+fn session_traces() -> String {
+    format!(
+        "SELECT arrayJoin(trace_ids) FROM sessions WHERE {} AND revision = ?",
+        by_id("(?)")
+    )
+}
+
 /// The records of session `?` at revision `?` (binds: id, revision, id, id): through the
 /// session's traces, or the session's key on a record whose trace is in no session.
-const SESSION_RECORDS: &str = "(trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions WHERE session_id = ? AND revision = ?) \
-     OR (session_key = ? AND trace_id NOT IN (SELECT trace_id FROM trace_sessions \
-         WHERE trace_id IN (SELECT trace_id FROM logs WHERE session_key = ?))))";
+fn session_records() -> String {
+    format!(
+        "(trace_id IN ({}) \
+         OR (session_key = ? AND trace_id NOT IN (SELECT trace_id FROM trace_sessions \
+             WHERE trace_id IN (SELECT trace_id FROM logs WHERE session_key = ?))))",
+        session_traces()
+    )
+}
 
 impl Store {
     /// One insert of log records, measured.
@@ -148,15 +162,16 @@ impl Store {
         revision: u64,
         query: &LogQuery,
     ) -> clickhouse::query::Query {
-        let mut conditions = vec![SESSION_RECORDS];
+        let mut conditions = vec![session_records()];
         if query.min_severity > 0 {
-            conditions.push("severity_number >= ?");
+            conditions.push("severity_number >= ?".to_owned());
         }
         if query.text.is_some() {
-            conditions.push("positionCaseInsensitiveUTF8(body, ?) > 0");
+            conditions.push("positionCaseInsensitiveUTF8(body, ?) > 0".to_owned());
         }
         if query.after.is_some() {
-            conditions.push("(time_unix_nano > ? OR (time_unix_nano = ? AND record_key > ?))");
+            conditions
+                .push("(time_unix_nano > ? OR (time_unix_nano = ? AND record_key > ?))".to_owned());
         }
         let sql = format!(
             "SELECT ?fields FROM (\
@@ -170,11 +185,12 @@ impl Store {
                  LIMIT ?) AS records \
              ANY LEFT JOIN (\
                  SELECT trace_id, span_id, any(name) AS span_name FROM spans \
-                 WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions WHERE session_id = ? AND revision = ?) \
+                 WHERE trace_id IN ({}) \
                  GROUP BY trace_id, span_id) AS names \
              USING trace_id, span_id \
              ORDER BY time_unix_nano, record_key",
-            conditions.join(" AND ")
+            conditions.join(" AND "),
+            session_traces()
         );
         let mut q = self
             .client

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "grounding",
         include_str!("../../migrations/0007_grounding.sql"),
     ),
+    (
+        8,
+        "sessions by start",
+        include_str!("../../migrations/0008_sessions_by_start.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

@@ -26,7 +26,7 @@ pub use gaps::{GapExampleRow, GapRow, KnowledgeGap};
 pub use list::{SessionPage, SessionStream};
 pub use logs::{LogLine, LogQuery};
 pub use migrations::{statements, MIGRATIONS};
-pub use reads::{SessionDetail, StagePercentiles, WaterfallRow};
+pub use reads::{SessionDetail, WaterfallRow};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]

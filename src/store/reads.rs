@@ -1,11 +1,13 @@
 //! Reads for the API: one session at its current revision, with its children, its timeline
-//! events, its spans as a waterfall and its latency percentiles.
+//! events and its spans as a waterfall.
 
 use clickhouse::Row;
 use serde::Deserialize;
 
+use super::derived::{by_id, session_rows_sql};
 use super::list::{with_annotations, SEMANTICS};
 use super::logs::LogQuery;
+use super::spans::{traces_ingested_sql, SPAN_PARTITIONS_WRITTEN};
 use super::{Store, StoreError};
 use crate::model::conversation::{
     unix_seconds, AnswerRow, CitationRow, InterruptionRow, IssueRow, MessageRow, SessionRow,
@@ -36,32 +38,12 @@ pub struct WaterfallRow {
     pub event_attributes: Vec<String>,
 }
 
-/// The per-turn latency stages, each a `<stage>_ms` column of `turns`.
-const LATENCY_STAGES: &[&str] = &[
-    "voice_to_voice",
-    "end_of_utterance",
-    "stt",
-    "llm_ttft",
-    "tts_ttfb",
-    "tool",
-];
-
-/// One latency stage over a session's turns that measured it.
-#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
-pub struct StagePercentiles {
-    pub stage: String,
-    pub count: u64,
-    pub p50: Option<f64>,
-    pub p90: Option<f64>,
-    pub p95: Option<f64>,
-    pub max: Option<f64>,
-}
-
-/// Nearest-rank percentile `q` of a Nullable column over the rows read, NULL for none: the
-/// same definition as [`crate::sessionize::percentile`], which fills the session row.
-fn nearest_rank(column: &str, q: &str) -> String {
+/// A session's current row by id. The table, not the view: a WHERE does not reach below
+/// FINAL in a view on 18.16.
+pub(super) fn session_sql() -> String {
     format!(
-        "if(count({column}) = 0, NULL, arraySort(groupArray({column}))[toUInt64(greatest(1, ceil({q} * count({column}))))])"
+        "SELECT ?fields FROM sessions FINAL WHERE {} AND deleted = 0 ORDER BY revision DESC LIMIT 1",
+        by_id("(?)")
     )
 }
 
@@ -90,10 +72,7 @@ impl Store {
             .timed("session", async {
                 Ok(self
                     .client
-                    // The table, not the view: a WHERE does not reach below FINAL in a view on 18.16.
-                    .query(
-                        "SELECT ?fields FROM sessions FINAL WHERE session_id = ? AND deleted = 0",
-                    )
+                    .query(&session_sql())
                     .bind(session_id)
                     .fetch_optional::<SessionRow>()
                     .await?)
@@ -103,19 +82,21 @@ impl Store {
             return Ok(None);
         };
         // What readers see of it, at the same revision as the row (state and outcome are ALIAS
-        // columns, the one place they are defined).
+        // columns, the one place they are defined), read with its children at once.
         let view_sql = with_annotations(
             &format!(
-                "SELECT *, {SEMANTICS} FROM sessions WHERE session_id = ? AND revision = ? LIMIT 1"
+                "SELECT *, {SEMANTICS} FROM sessions \
+                 WHERE start_time_unix_nano = ? AND session_id = ? AND revision = ? LIMIT 1"
             ),
             Some("session_id = ?"),
             "session_id",
         );
-        let view = self
-            .timed("session view", async {
+        let view = async {
+            self.timed("session view", async {
                 Ok(self
                     .client
                     .query(&view_sql)
+                    .bind(session.start_time_unix_nano)
                     .bind(session_id)
                     .bind(session.revision)
                     .bind(session_id)
@@ -126,10 +107,11 @@ impl Store {
             // Only a newer revision merged over this one in between: reading again finds it.
             .ok_or_else(|| {
                 StoreError::Unavailable(format!("session {session_id:?} changed while read"))
-            })?;
+            })
+        };
         let revision = session.revision;
-        // The child tables are independent: read them at once.
-        let (turns, messages, tool_calls, interruptions, issues, answers, citations) = futures::try_join!(
+        let (view, turns, messages, tool_calls, interruptions, issues, answers, citations) = futures::try_join!(
+            view,
             self.children("turns", "turn_number", session_id, revision),
             self.children("messages", "message_index", session_id, revision),
             self.children("tool_calls", "call_index", session_id, revision),
@@ -210,13 +192,12 @@ impl Store {
             .await
     }
 
-    /// The first `limit` spans of the session's traces at `revision` by start (ties: span id,
-    /// then trace id), each span once (its latest copy). The limit is in the query, so a
-    /// session of any size costs at most `limit` rows here.
+    /// The first `limit` spans of the session's traces (as of its row `session`) by start
+    /// (ties: span id, then trace id), each span once (its latest copy). The limit is in the
+    /// query, so a session of any size costs at most `limit` rows here.
     pub async fn waterfall_spans(
         &self,
-        session_id: &str,
-        revision: u64,
+        session: &SessionRow,
         limit: u64,
     ) -> Result<Vec<WaterfallRow>, StoreError> {
         self.timed("waterfall spans", async {
@@ -230,14 +211,16 @@ impl Store {
                              events.time_unix_nano AS event_times_unix_nano, events.name AS event_names, \
                              events.attributes AS event_attributes \
                          FROM spans \
-                         WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions WHERE session_id = ? AND revision = ?) \
+                         WHERE trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions \
+                             WHERE start_time_unix_nano = ? AND session_id = ? AND revision = ?) \
                          ORDER BY trace_id, span_id, ingested_at_unix_nano DESC \
                          LIMIT 1 BY trace_id, span_id) \
                      ORDER BY start_time_unix_nano, span_id, trace_id \
                      LIMIT ?",
                 )
-                .bind(session_id)
-                .bind(revision)
+                .bind(session.start_time_unix_nano)
+                .bind(&session.session_id)
+                .bind(session.revision)
                 .bind(limit)
                 .fetch_all::<WaterfallRow>()
                 .await?)
@@ -245,40 +228,38 @@ impl Store {
         .await
     }
 
-    /// Percentiles of each of [`LATENCY_STAGES`] over the session's stored turns at
-    /// `revision`, in that order.
-    pub async fn stage_percentiles(
-        &self,
-        session_id: &str,
-        revision: u64,
-    ) -> Result<Vec<StagePercentiles>, StoreError> {
-        let selects: Vec<String> = LATENCY_STAGES
+    /// The reads by id and the catch-up's SQL with values bound, as ClickHouse receives
+    /// them: for checking the SQL on other ClickHouse releases.
+    #[doc(hidden)]
+    pub fn rendered_read_sql(&self) -> Vec<String> {
+        let fields: Vec<String> = <SessionRow as Row>::COLUMN_NAMES
             .iter()
-            .enumerate()
-            .map(|(i, stage)| {
-                let column = format!("{stage}_ms");
-                format!(
-                    "SELECT {i} AS position, '{stage}' AS stage, count({column}) AS count, {} AS p50, {} AS p90, {} AS p95, {} AS max \
-                     FROM turns WHERE session_id = ? AND revision = ?",
-                    nearest_rank(&column, "0.5"),
-                    nearest_rank(&column, "0.9"),
-                    nearest_rank(&column, "0.95"),
-                    nearest_rank(&column, "1.0"),
-                )
-            })
+            .map(|c| format!("`{c}`"))
             .collect();
-        let sql = format!(
-            "SELECT ?fields FROM ({}) ORDER BY position",
-            selects.join(" UNION ALL ")
-        );
-        self.timed("stage percentiles", async {
-            let mut query = self.client.query(&sql);
-            for _ in LATENCY_STAGES {
-                query = query.bind(session_id).bind(revision);
-            }
-            Ok(query.fetch_all::<StagePercentiles>().await?)
-        })
-        .await
+        let render = |query: clickhouse::query::Query| {
+            query
+                .sql_display()
+                .to_string()
+                .replace("?fields", &fields.join(", "))
+        };
+        vec![
+            render(self.client.query(&session_sql()).bind("a'b")),
+            render(self.client.query(&session_rows_sql(2)).bind("a").bind("b")),
+            render(
+                self.client
+                    .query(SPAN_PARTITIONS_WRITTEN)
+                    .bind(&self.database)
+                    .bind(5u32),
+            ),
+            render(
+                self.client
+                    .query(&traces_ingested_sql(2))
+                    .bind(20261201u32)
+                    .bind(19700101u32)
+                    .bind(1u64)
+                    .bind(2u64),
+            ),
+        ]
     }
 
     async fn children<T>(

@@ -242,6 +242,35 @@ impl SpanRow {
     }
 }
 
+/// How far the clocks of convolog (which stamps `ingested_at_unix_nano`) and ClickHouse (which
+/// stamps parts) may disagree without the catch-up missing a span.
+const CATCH_UP_CLOCK_SLACK_SECONDS: u64 = 3600;
+
+/// The partitions of `spans` with a part written since an instant (seconds).
+pub(super) const SPAN_PARTITIONS_WRITTEN: &str = "SELECT DISTINCT partition FROM system.parts \
+     WHERE database = ? AND table = 'spans' AND active AND modification_time >= toDateTime(?)";
+
+/// Traces with spans ingested in a range, in `days` days (partitions) of `spans`.
+pub(super) fn traces_ingested_sql(days: usize) -> String {
+    format!(
+        "SELECT DISTINCT trace_id FROM spans WHERE toYYYYMMDD(start_time) IN {} \
+         AND ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ?",
+        placeholders(days)
+    )
+}
+
+/// The days (`toYYYYMMDD(start_time)`, the partition key of `spans`) of these partitions.
+fn partition_days(partitions: &[String]) -> Result<Vec<u32>, StoreError> {
+    partitions
+        .iter()
+        .map(|p| {
+            p.trim_matches('\'')
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("spans partition {p:?} is not a day")))
+        })
+        .collect()
+}
+
 /// `(?, ?, ...)` for an IN list: 18.16 does not accept an array on the right of IN.
 pub(super) fn placeholders(n: usize) -> String {
     format!("({})", vec!["?"; n.max(1)].join(", "))
@@ -329,16 +358,40 @@ impl Store {
         Ok(spans)
     }
 
-    /// Traces with spans ingested in (after, until], for catching up and `rebuild`.
+    /// Traces with spans ingested in (after, until], for catching up after a restart. Only
+    /// the days (partitions of `spans`) with a part written since `after` are read, not the
+    /// whole table: a row is in a part written (inserted, merged or mutated) after the row was
+    /// stamped, give or take the clocks of convolog and ClickHouse, which
+    /// [`CATCH_UP_CLOCK_SLACK_SECONDS`] allows for.
     pub async fn traces_ingested_between(
         &self,
         after_unix_nano: u64,
         until_unix_nano: u64,
     ) -> Result<Vec<String>, StoreError> {
+        let written_since =
+            (after_unix_nano / 1_000_000_000).saturating_sub(CATCH_UP_CLOCK_SLACK_SECONDS);
+        let partitions = self
+            .timed("span partitions written", async {
+                Ok(self
+                    .client
+                    .query(SPAN_PARTITIONS_WRITTEN)
+                    .bind(&self.database)
+                    .bind(u32::try_from(written_since).unwrap_or(u32::MAX))
+                    .fetch_all::<String>()
+                    .await?)
+            })
+            .await?;
+        let days = partition_days(&partitions)?;
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = traces_ingested_sql(days.len());
         self.timed("traces ingested", async {
-            Ok(self
-                .client
-                .query("SELECT DISTINCT trace_id FROM spans WHERE ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ?")
+            let mut query = self.client.query(&sql);
+            for day in &days {
+                query = query.bind(day);
+            }
+            Ok(query
                 .bind(after_unix_nano)
                 .bind(until_unix_nano)
                 .fetch_all::<String>()
@@ -367,6 +420,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_partitions_are_days() {
+        let days = partition_days(&["20261201".into(), "19700101".into()]).expect("days");
+        assert_eq!(days, [20261201, 19700101]);
+        assert!(partition_days(&["tuple()".into()]).is_err());
+    }
 
     #[test]
     fn in_chunks_bound_values_and_bytes() {

@@ -39,6 +39,16 @@ pub fn sessions_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -
     )
 }
 
+/// Where the sessions of [`sessions_sql`] are found by id (`sessions` is keyed by start).
+pub fn session_starts_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -> String {
+    format!(
+        "INSERT INTO session_starts (session_id, start_time_unix_nano) \
+         SELECT {id}, toUInt64({base_unix_nano}) + n * {step_ms} * 1000000 \
+         FROM (SELECT number + {first} AS n FROM numbers({count}))",
+        id = id("n")
+    )
+}
+
 /// Four transcript messages and two turns for each session of [`sessions_sql`].
 pub fn messages_sql(first: u64, count: u64, base_unix_nano: u64, step_ms: u64) -> String {
     format!(

@@ -59,12 +59,21 @@ def migration_statements():
 
 
 def base_tables(statements):
-    """Names of the tables (not views) the migrations create, in creation order."""
+    """Names of the tables (not views) the migrations leave, in creation order: a table
+    renamed or dropped by a later migration goes by its last name or not at all."""
     names = []
     for statement in statements:
-        match = re.match(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", statement, re.I)
-        if match:
-            names.append(match.group(1))
+        create = re.match(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", statement, re.I)
+        drop = re.match(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(\w+)", statement, re.I)
+        rename = re.match(r"RENAME\s+TABLE\s+(.*)", statement, re.I | re.S)
+        if create and create.group(1) not in names:
+            names.append(create.group(1))
+        elif drop and drop.group(1) in names:
+            names.remove(drop.group(1))
+        elif rename:
+            pairs = [re.split(r"\s+TO\s+", pair.strip(), flags=re.I) for pair in rename.group(1).split(",")]
+            renamed = {old: new for old, new in pairs}
+            names = [renamed.get(name, name) for name in names]
     return names
 
 

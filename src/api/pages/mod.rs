@@ -257,15 +257,17 @@ async fn render_session(
         ));
     };
     let (sid, revision) = (&detail.session.session_id, detail.session.revision);
-    let mut rows = store.waterfall_spans(sid, revision, MAX_SPANS + 1).await?;
-    let spans_truncated = rows.len() as u64 > MAX_SPANS;
-    rows.truncate(MAX_SPANS as usize);
-    let spans = waterfall(&rows, detail.session.start_time_unix_nano);
     let every_log = LogQuery {
         limit: MAX_LOG_LINES,
         ..LogQuery::default()
     };
-    let logs = store.session_logs(sid, revision, &every_log).await?;
+    let (mut rows, logs) = futures::try_join!(
+        store.waterfall_spans(&detail.session, MAX_SPANS + 1),
+        store.session_logs(sid, revision, &every_log),
+    )?;
+    let spans_truncated = rows.len() as u64 > MAX_SPANS;
+    rows.truncate(MAX_SPANS as usize);
+    let spans = waterfall(&rows, detail.session.start_time_unix_nano);
     let (csrf, cookie) = req.csrf();
     let recording = session::Recording::of(&detail.session.recording_url);
     let mode = match shared {
