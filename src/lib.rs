@@ -9,6 +9,7 @@ pub mod contact;
 pub mod conventions;
 pub mod doctor;
 pub mod export_cli;
+pub mod hmac;
 pub mod http_server;
 pub mod model;
 pub mod pipeline;

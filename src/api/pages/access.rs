@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
-use sha2::{Digest, Sha256};
 
 use super::super::{ApiError, ApiState};
+use crate::hmac::hmac_sha256;
 use crate::store::Store;
 use crate::tenants::{presented_key, request_host, AuthError, Scope};
 
@@ -237,24 +237,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// HMAC-SHA256 (RFC 2104) of the session id and expiry.
 fn share_signature(secret: &[u8; 32], session_id: &str, expires: u64) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut inner_pad = [0x36u8; BLOCK];
-    let mut outer_pad = [0x5cu8; BLOCK];
-    for (i, byte) in secret.iter().enumerate() {
-        inner_pad[i] ^= byte;
-        outer_pad[i] ^= byte;
-    }
-    let inner = Sha256::new()
-        .chain_update(inner_pad)
-        .chain_update(session_id.as_bytes())
-        .chain_update(b"\n")
-        .chain_update(expires.to_string().as_bytes())
-        .finalize();
-    Sha256::new()
-        .chain_update(outer_pad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    hmac_sha256(secret, format!("{session_id}\n{expires}").as_bytes())
 }
 
 #[cfg(test)]
