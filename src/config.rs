@@ -191,9 +191,16 @@ pub struct Sessionize {
     /// Memory (bytes, per tenant) for the spans of recent conversations, kept so their
     /// sessions are derived again without reading the spans back from ClickHouse. Past it,
     /// the least recently derived conversations are forgotten and read back if they resume.
-    /// Memory holds what this process stored: with several convolog processes writing to one
-    /// database, set 0 (always read back) unless each conversation reaches only one of them.
+    /// What another convolog process stored is found in ClickHouse at each pass, so several
+    /// processes on one database keep theirs.
     pub cache_max_bytes: usize,
+    /// How often each process looks for stored spans that no pass derived (their storing
+    /// process died first, or convolog restarted) and derives them.
+    pub sweep_interval_ms: u64,
+    /// How old such spans must be (by their stamp) before a sweep takes them: longer than
+    /// `clickhouse.timeout_ms` (an insert acknowledged that late was stamped that early) plus
+    /// the clock difference between the hosts running convolog.
+    pub sweep_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +300,8 @@ impl Default for Sessionize {
             debounce_ms: 500,
             max_traces_per_pass: 5000,
             cache_max_bytes: 16 * 1024 * 1024,
+            sweep_interval_ms: 15_000,
+            sweep_grace_ms: 60_000,
         }
     }
 }
@@ -466,6 +475,14 @@ impl Config {
         env!(
             "CONVOLOG_SESSIONIZE_CACHE_MAX_BYTES",
             self.sessionize.cache_max_bytes
+        );
+        env!(
+            "CONVOLOG_SESSIONIZE_SWEEP_INTERVAL_MS",
+            self.sessionize.sweep_interval_ms
+        );
+        env!(
+            "CONVOLOG_SESSIONIZE_SWEEP_GRACE_MS",
+            self.sessionize.sweep_grace_ms
         );
         env!(
             "CONVOLOG_RETENTION_TRANSCRIPT_DAYS",

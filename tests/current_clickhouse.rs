@@ -85,6 +85,7 @@ fn schema_and_list_queries_run_on_current_clickhouse() {
         }
     }
     queries.extend(store.rendered_read_sql());
+    queries.extend(store.rendered_shared_sql());
     queries.extend(store.rendered_session_logs_sql());
     let gaps = GapQuery {
         low_confidence: 0.5,

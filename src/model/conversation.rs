@@ -151,6 +151,8 @@ pub struct TraceSessionRow {
     pub trace_id: String,
     pub session_id: String,
     pub revision: u64,
+    /// The newest span stamp (`ingested_at_unix_nano`) of the trace the pass derived from.
+    pub derived_through: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]

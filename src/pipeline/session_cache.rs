@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::model::{Attributes, Span, SpanId};
+use crate::store::Fingerprint;
 
 /// A span with the time its insert was stamped: of two stored copies, the later one counts.
 pub type StampedSpan = (u64, Span);
@@ -78,14 +79,26 @@ impl CachedTrace {
         self.bytes = (self.bytes + added).saturating_sub(removed);
         added as isize - removed as isize
     }
+
+    /// Of the spans held, as [`Fingerprint`] summarises the stored ones.
+    fn fingerprint(&self) -> Fingerprint {
+        self.spans
+            .values()
+            .fold(Fingerprint::default(), |print, cached| Fingerprint {
+                spans: print.spans + 1,
+                stamps: print.stamps.wrapping_add(cached.ingested_at),
+                newest: print.newest.max(cached.ingested_at),
+            })
+    }
 }
 
 struct CachedSession {
     traces: BTreeSet<String>,
-    /// Its current stored row is not deleted.
-    live: bool,
-    /// Of what its rows last written were derived from; None if not written by this process.
-    inputs: Option<Inputs>,
+    /// Of what its rows last written were derived from.
+    inputs: Inputs,
+    /// The revision they were written at: while it is still the stored one, no other
+    /// instance wrote the session since.
+    revision: u64,
     last_used: u64,
 }
 
@@ -95,6 +108,7 @@ pub struct Derived {
     /// Empty: the session has no spans left and was removed.
     pub traces: BTreeSet<String>,
     pub inputs: Inputs,
+    pub revision: u64,
 }
 
 pub struct SessionCache {
@@ -145,9 +159,16 @@ impl SessionCache {
             .collect()
     }
 
-    /// Whether spans of this trace were handed over since the cache last forgot it.
-    pub fn has_reported_spans(&self, trace: &str) -> bool {
-        self.traces.get(trace).is_some_and(|c| !c.spans.is_empty())
+    /// Whether the trace is held whole.
+    pub fn is_whole(&self, trace: &str) -> bool {
+        self.traces.get(trace).is_some_and(|c| c.whole)
+    }
+
+    /// Of the spans of this trace held, whole or not.
+    pub fn fingerprint(&self, trace: &str) -> Fingerprint {
+        self.traces
+            .get(trace)
+            .map_or_else(Fingerprint::default, CachedTrace::fingerprint)
     }
 
     /// Makes a trace whole with its spans read from ClickHouse (none for a new trace) and the
@@ -192,31 +213,12 @@ impl SessionCache {
         self.traces.get(trace).and_then(|c| c.session.as_deref())
     }
 
-    /// The traces of a session held with all of them whole, and whether its row is live.
-    pub fn session(&self, session: &str) -> Option<(&BTreeSet<String>, bool)> {
-        self.sessions.get(session).map(|s| (&s.traces, s.live))
-    }
-
-    /// Whether the session's rows last written were derived from these inputs.
-    pub fn unchanged(&self, session: &str, inputs: Inputs) -> bool {
+    /// Whether the session's stored rows are the ones this process last wrote (at
+    /// `stored_revision`), derived from these inputs.
+    pub fn unchanged(&self, session: &str, inputs: Inputs, stored_revision: u64) -> bool {
         self.sessions
             .get(session)
-            .is_some_and(|s| s.inputs == Some(inputs))
-    }
-
-    /// Holds a session read from ClickHouse; every trace in `traces` must be whole.
-    pub fn insert_session(&mut self, session: &str, traces: BTreeSet<String>, live: bool) {
-        self.remove_session(session);
-        let last_used = self.next_use(session);
-        self.sessions.insert(
-            session.to_owned(),
-            CachedSession {
-                traces,
-                live,
-                inputs: None,
-                last_used,
-            },
-        );
+            .is_some_and(|s| s.inputs == inputs && s.revision == stored_revision)
     }
 
     /// Records what a pass wrote: each session's traces and rows, each trace's session.
@@ -237,8 +239,8 @@ impl SessionCache {
                 d.session,
                 CachedSession {
                     traces: d.traces,
-                    live: true,
-                    inputs: Some(d.inputs),
+                    inputs: d.inputs,
+                    revision: d.revision,
                     last_used,
                 },
             );
@@ -314,7 +316,7 @@ mod tests {
         let trace = TraceId::from([1; 16]).to_hex();
         cache.add_stored(20, [span(1, 1, "new copy")]);
         assert!(cache.spans(&trace).is_none());
-        assert!(cache.has_reported_spans(&trace));
+        assert_eq!(cache.fingerprint(&trace).spans, 1);
         let traces = [trace.clone()];
         assert_eq!(cache.not_whole(&traces), traces);
         cache.make_whole(
@@ -359,6 +361,7 @@ mod tests {
                 session: session.into(),
                 traces: [id].into(),
                 inputs: u128::from(trace),
+                revision: 7,
             }]);
         };
         derive(&mut cache, 1, "a");
@@ -368,9 +371,12 @@ mod tests {
         assert!(full > 2000);
         cache.max_bytes = full - 1;
         assert_eq!(cache.evict_to_bound(), 1);
-        assert!(cache.session("b").is_none());
-        assert!(cache.session("a").is_some());
-        assert!(cache.unchanged("a", 1));
+        assert!(!cache.unchanged("b", 2, 7));
+        assert!(cache.unchanged("a", 1, 7));
+        assert!(
+            !cache.unchanged("a", 1, 8),
+            "another instance wrote it since"
+        );
         assert!(cache.bytes() < full && cache.bytes() > 1000);
         cache.max_bytes = 0;
         assert_eq!(cache.evict_to_bound(), 1);

@@ -3,12 +3,27 @@
 //! traces they belong to with [`sessionize`](crate::sessionize) and writes those whose rows
 //! changed, at a new revision. The spans of recent conversations stay in memory
 //! ([`SessionCache`], bounded in bytes); ClickHouse is read only for what is not there: a
-//! conversation that resumes after it was forgotten, a restart, `rebuild`. Memory or not, a
-//! session is always derived from every stored span of its traces, so the outcome does not
-//! depend on arrival order, retries, or which process did the work, and `rebuild` is the
-//! same code over old traces.
+//! conversation that resumes after it was forgotten, spans another instance stored, a
+//! restart, `rebuild`. Memory or not, a session is always derived from every stored span of
+//! its traces, so the outcome does not depend on arrival order, retries, or which process
+//! did the work, and `rebuild` is the same code over old traces.
+//!
+//! Any number of instances may derive from one database at once (README "Running more than
+//! one"); three rules make them agree, without clocks and without an owner per session:
+//! 1. A pass first checks every trace of every session it touches against ClickHouse
+//!    ([`Fingerprint`](crate::store::Fingerprint): what is stored, not what this instance was handed) and reads the
+//!    stored state of those sessions ([`SessionState`]: current revision and traces).
+//! 2. It writes above the revisions it read, so a pass that read another's rows wins
+//!    over them: it derived from a superset.
+//! 3. After writing, it reads that state again; if another instance wrote any of its
+//!    sessions since, or spans arrived that it did not derive from, it passes again.
+//!
+//! Passes that overlap in time are what rule 3 is for: of two overlapping passes, the one
+//! that writes last sees the other's rows or spans in its check. And spans whose storing
+//! instance died before deriving them are found by every instance's periodic sweep
+//! ([`Sessionizer::sweep`]) once `sweep_grace_ms` has passed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +33,11 @@ use super::session_cache::{Derived, SessionCache, StampedSpan};
 use super::Stored;
 use crate::clock::now_unix_nano;
 use crate::config;
-use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
+use crate::model::conversation::{unix_seconds, DerivedSession, TraceSessionRow};
 use crate::model::Span;
 use crate::progress;
 use crate::sessionize::{self, Rules};
-use crate::store::{Store, StoreError};
+use crate::store::{SessionState, Store, StoreError};
 use crate::telemetry::Metrics;
 
 pub struct Sessionizer {
@@ -32,12 +47,6 @@ pub struct Sessionizer {
     metrics: Arc<Metrics>,
     last_revision: u64,
     cache: SessionCache,
-    /// Every span stored since the last recorded progress was handed to this sessionizer
-    /// (its catch-up succeeded), so a trace it has not been handed before and that has no
-    /// session in ClickHouse is new: nothing to read back.
-    reports_complete: bool,
-    /// Traces skipped as underivable: read back whole when they come again.
-    reread: HashSet<String>,
     /// [`Store::deletions`] when the cache was last known current.
     deletions_seen: u64,
     /// What `/metrics` was last told, so tenants' sessionizers add up.
@@ -89,16 +98,15 @@ impl Sessionizer {
             rules,
             metrics,
             last_revision: 0,
-            reports_complete: false,
-            reread: HashSet::new(),
             reported: Reported::default(),
             pending_bytes: 0,
             oldest_pending: None,
         }
     }
 
-    fn next_revision(&mut self) -> u64 {
-        self.last_revision = now_unix_nano().max(self.last_revision + 1);
+    /// A revision above this process's last and above `at_least`.
+    fn next_revision(&mut self, at_least: u64) -> u64 {
+        self.last_revision = now_unix_nano().max(self.last_revision + 1).max(at_least);
         self.last_revision
     }
 
@@ -106,25 +114,50 @@ impl Sessionizer {
     pub async fn run(mut self, mut stored: mpsc::Receiver<Stored>) {
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut newest_ingested = 0u64;
-        // Catch up on spans stored after the last recorded pass (a crash or restart in between).
-        match self.catch_up().await {
-            Ok(summary) => {
-                self.reports_complete = true;
-                if summary.traces > 0 {
-                    tracing::info!(?summary, "sessionizer caught up");
+        // Catch up on spans stored since the last sweep (a crash or restart in between), up to
+        // now; the periodic sweeps then go on from `grace` ago.
+        let grace = self.config.sweep_grace_ms * 1_000_000;
+        let mut swept = match self.store.sessionizer_progress().await {
+            Ok(progress) => {
+                let now = now_unix_nano();
+                match self.sweep(progress.saturating_sub(grace), now).await {
+                    Ok(again) => dirty.extend(again),
+                    Err(err) => tracing::warn!(error = %err, "sessionizer catch-up failed"),
                 }
+                // Not recorded: the periodic sweep records what it covered.
+                progress.max(now.saturating_sub(grace))
             }
-            Err(err) => tracing::warn!(
-                error = %err,
-                "sessionizer catch-up failed; continuing with new spans, reading every trace back"
-            ),
-        }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read sessionizer progress; sweeping from one grace period ago");
+                now_unix_nano().saturating_sub(grace)
+            }
+        };
+        let mut sweeps =
+            tokio::time::interval(Duration::from_millis(self.config.sweep_interval_ms.max(1)));
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweeps.tick().await;
         let mut open = true;
         while open || !dirty.is_empty() {
             if dirty.is_empty() {
-                match stored.recv().await {
-                    Some(s) => self.take(s, &mut dirty, &mut newest_ingested),
-                    None => break,
+                tokio::select! {
+                    message = stored.recv() => match message {
+                        Some(s) => self.take(s, &mut dirty, &mut newest_ingested),
+                        None => break,
+                    },
+                    _ = sweeps.tick() => {
+                        let until = now_unix_nano().saturating_sub(grace);
+                        match self.sweep(swept.saturating_sub(grace), until).await {
+                            Ok(again) => {
+                                dirty.extend(again);
+                                swept = swept.max(until);
+                                if let Err(err) = self.store.record_sessionizer_progress(swept).await {
+                                    tracing::warn!(error = %err, "could not record sessionizer progress");
+                                }
+                            }
+                            Err(err) => tracing::warn!(error = %err, "sessionizer sweep failed; the next one covers its spans"),
+                        }
+                        continue;
+                    }
                 }
             }
             // Quiet period: gather the rest of a burst.
@@ -141,20 +174,15 @@ impl Sessionizer {
             }
             let traces: Vec<String> = std::mem::take(&mut dirty).into_iter().collect();
             match self.derive_traces(&traces).await {
-                Ok(_) => {
+                Ok((_, again)) => {
                     let lag_seconds = now_unix_nano().saturating_sub(newest_ingested) as f64 / 1e9;
                     self.metrics.sessionize_lag.record(lag_seconds);
                     self.metrics.sessionize_last_lag.set(lag_seconds);
                     self.pending_bytes = 0;
                     self.oldest_pending = None;
                     self.report_memory();
-                    if let Err(err) = self
-                        .store
-                        .record_sessionizer_progress(newest_ingested)
-                        .await
-                    {
-                        tracing::warn!(error = %err, "could not record sessionizer progress");
-                    }
+                    // Sessions another instance wrote meanwhile: after the quiet period.
+                    dirty.extend(again);
                 }
                 Err(err) => {
                     self.metrics.sessionize_failures.increment(1);
@@ -211,24 +239,46 @@ impl Sessionizer {
             .set(self.oldest_pending.map_or(0.0, |at| at as f64 / 1e9));
     }
 
-    async fn catch_up(&mut self) -> Result<PassSummary, StoreError> {
-        let after = self.store.sessionizer_progress().await?;
-        let until = now_unix_nano();
-        let traces = self.store.traces_ingested_between(after, until).await?;
-        let summary = self.derive_traces(&traces).await?;
-        if !traces.is_empty() {
-            self.store.record_sessionizer_progress(until).await?;
+    /// Derives the traces with spans stamped in (after, until] that no pass derived that far:
+    /// after a restart, and periodically for the spans of an instance that died before
+    /// deriving them (any instance's: spans do not say who stored them). Returns the traces
+    /// to pass again.
+    async fn sweep(&mut self, after: u64, until: u64) -> Result<Vec<String>, StoreError> {
+        let ingested = self.store.traces_ingested_between(after, until).await?;
+        if ingested.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(summary)
+        let ids: Vec<String> = ingested.iter().map(|(trace, _)| trace.clone()).collect();
+        let through = self.store.derived_through(&ids).await?;
+        let underived: Vec<String> = ingested
+            .into_iter()
+            .filter(|(trace, newest)| through.get(trace).is_none_or(|d| d < newest))
+            .map(|(trace, _)| trace)
+            .collect();
+        let (summary, again) = self.derive_traces(&underived).await?;
+        if summary.traces > 0 {
+            tracing::info!(
+                ?summary,
+                "sessionizer derived stored spans no pass had derived"
+            );
+        }
+        Ok(again)
     }
 
-    /// Re-derives every session touched by these traces, in passes of bounded size.
-    async fn derive_traces(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+    /// Re-derives every session touched by these traces, in passes of bounded size. Returns
+    /// also the traces to pass again (rule 3 in the module docs).
+    async fn derive_traces(
+        &mut self,
+        traces: &[String],
+    ) -> Result<(PassSummary, Vec<String>), StoreError> {
         let mut total = PassSummary::default();
+        let mut again = Vec::new();
         for chunk in traces.chunks(self.config.max_traces_per_pass) {
-            total += self.derive_isolating(chunk).await?;
+            let (summary, more) = self.derive_isolating(chunk).await?;
+            total += summary;
+            again.extend(more);
         }
-        Ok(total)
+        Ok((total, again))
     }
 
     /// One pass over `traces`, unless ClickHouse refuses it for good (an error retrying cannot
@@ -236,19 +286,26 @@ impl Sessionizer {
     /// refusal stand alone; those are logged and skipped, and every other trace is derived.
     /// Without this, one bad trace would block every trace that arrives with it, forever.
     /// Retryable errors (ClickHouse down or slow) return at once: the whole set waits.
-    async fn derive_isolating(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+    async fn derive_isolating(
+        &mut self,
+        traces: &[String],
+    ) -> Result<(PassSummary, Vec<String>), StoreError> {
         let mut total = PassSummary::default();
+        let mut again = Vec::new();
         let mut pending = vec![traces];
         while let Some(set) = pending.pop() {
             match self.pass(set).await {
-                Ok(summary) => total += summary,
+                Ok((summary, more)) => {
+                    total += summary;
+                    again.extend(more);
+                }
                 Err(err) if err.is_retryable() => return Err(err),
                 Err(err) => {
                     self.metrics.sessionize_failures.increment(1);
                     if let [trace] = set {
                         self.metrics.sessionize_skipped_traces.increment(1);
+                        // Forgotten: read back whole when it comes again.
                         self.cache.forget_trace(trace);
-                        self.reread.insert(trace.clone());
                         tracing::error!(%trace, error = %err, "skipping a trace that cannot be derived");
                         total.traces += 1;
                         total.skipped_traces += 1;
@@ -260,10 +317,10 @@ impl Sessionizer {
                 }
             }
         }
-        Ok(total)
+        Ok((total, again))
     }
 
-    async fn pass(&mut self, traces: &[String]) -> Result<PassSummary, StoreError> {
+    async fn pass(&mut self, traces: &[String]) -> Result<(PassSummary, Vec<String>), StoreError> {
         // A deletion waits for the pass: it must not derive what the deletion just removed.
         let _hold = self.store.hold_writes().await;
         let deletions = self.store.deletions();
@@ -273,82 +330,94 @@ impl Sessionizer {
             self.deletions_seen = deletions;
         }
         let _timer = self.metrics.sessionize_pass();
-        let revision = self.next_revision();
-        let updated_at = unix_seconds(now_unix_nano());
 
-        self.hold_traces(traces).await?;
-        // Where each changed trace belongs now, and which sessions that touches.
-        let mut moves = Vec::new();
-        let mut now_in: HashMap<&str, String> = HashMap::new();
-        let mut affected: BTreeSet<String> = BTreeSet::new();
-        for trace in traces {
-            let Some(spans) = self.cache.spans(trace) else {
-                continue;
-            };
-            let session = sessionize::trace_session_key(spans).unwrap_or_else(|| trace.clone());
-            let previous = self.cache.stored_session(trace);
-            if let Some(old) = previous {
-                if old != session {
-                    affected.insert(old.to_owned());
+        // Every trace of every session touched, as stored, and where each belongs now: the
+        // sessions of the changed traces (old and new), the traces those sessions have in
+        // ClickHouse (some stored and derived by other instances), and so on until closed.
+        let mut now_in: BTreeMap<String, String> = BTreeMap::new();
+        let mut states: BTreeMap<String, SessionState> = BTreeMap::new();
+        let mut checked: BTreeSet<String> = BTreeSet::new();
+        let mut newest = 0;
+        let mut to_check: Vec<String> = traces.to_vec();
+        while !to_check.is_empty() {
+            newest = newest.max(self.hold_current(&to_check).await?);
+            let mut touched = BTreeSet::new();
+            for trace in &to_check {
+                if let Some(old) = self.cache.stored_session(trace) {
+                    touched.insert(old.to_owned());
+                }
+                if let Some(spans) = self.cache.spans(trace) {
+                    let session =
+                        sessionize::trace_session_key(spans).unwrap_or_else(|| trace.clone());
+                    touched.insert(session.clone());
+                    now_in.insert(trace.clone(), session);
                 }
             }
-            if previous != Some(session.as_str()) {
-                moves.push(TraceSessionRow {
-                    trace_id: trace.clone(),
-                    session_id: session.clone(),
-                    revision,
-                });
-            }
-            affected.insert(session.clone());
-            now_in.insert(trace, session);
-        }
-
-        // Each affected session's traces: what it had, less what left, plus what arrived.
-        let affected: Vec<String> = affected.into_iter().collect();
-        self.hold_sessions(&affected).await?;
-        let mut members: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for session in &affected {
-            let kept = self
-                .cache
-                .session(session)
-                .map(|(traces, _)| traces.clone())
-                .unwrap_or_default()
+            checked.extend(to_check.drain(..));
+            let new: Vec<String> = touched
                 .into_iter()
-                .filter(|t| now_in.get(t.as_str()).is_none_or(|s| s == session));
-            members.entry(session).or_default().extend(kept);
+                .filter(|s| !states.contains_key(s))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            let found = self.store.session_states(&new).await?;
+            to_check = found
+                .values()
+                .flat_map(|state| &state.traces)
+                .filter(|t| !checked.contains(*t))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            states.extend(found);
         }
+        let mut members: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for (trace, session) in &now_in {
             members
                 .entry(session.as_str())
                 .or_default()
-                .insert((*trace).to_owned());
+                .insert(trace.clone());
         }
+
+        // Above every revision read and every span stamp seen: whatever the clocks, these
+        // rows replace the ones they were derived after.
+        let read = states.values().map(|s| s.revision).max().unwrap_or(0);
+        let revision = self.next_revision(read.max(newest) + 1);
+        let updated_at = unix_seconds(now_unix_nano());
 
         let mut changed: Vec<DerivedSession> = Vec::new();
         let mut tombstones = Vec::new();
+        let mut trace_rows = Vec::new();
+        let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut records = Vec::new();
         let mut unchanged = 0;
-        for (session, trace_ids) in members {
+        for (session, state) in &states {
+            let trace_ids = members.remove(session.as_str()).unwrap_or_default();
             let spans: Vec<&Span> = trace_ids
                 .iter()
                 .filter_map(|t| self.cache.spans(t))
                 .flatten()
                 .collect();
             if spans.is_empty() {
-                if self.cache.session(session).is_some_and(|(_, live)| live) {
+                if state.live {
                     tombstones.push(sessionize::tombstone(session, revision, updated_at));
+                    written.insert(session.clone(), BTreeSet::new());
                 }
                 records.push(Derived {
-                    session: session.to_owned(),
+                    session: session.clone(),
                     traces: BTreeSet::new(),
                     inputs: 0,
+                    revision,
                 });
                 continue;
             }
             let inputs = self.cache.inputs(session, &trace_ids);
-            if self.cache.unchanged(session, inputs) {
-                // Same spans, same rules: the rows written last time are these.
+            let mut at = revision;
+            if self.cache.unchanged(session, inputs, state.revision) {
+                // Same spans, same rules, and nobody wrote it since: the rows are these.
                 unchanged += 1;
+                at = state.revision;
             } else {
                 changed.push(sessionize::sessionize(
                     session,
@@ -357,17 +426,26 @@ impl Sessionizer {
                     updated_at,
                     &self.rules,
                 ));
+                trace_rows.extend(trace_ids.iter().map(|trace| TraceSessionRow {
+                    trace_id: trace.clone(),
+                    session_id: session.clone(),
+                    revision,
+                    derived_through: self.cache.fingerprint(trace).newest,
+                }));
+                written.insert(session.clone(), trace_ids.clone());
             }
             records.push(Derived {
-                session: session.to_owned(),
+                session: session.clone(),
                 traces: trace_ids,
                 inputs,
+                revision: at,
             });
         }
         self.store
-            .write_derived(&moves, &changed, &tombstones)
+            .write_derived(&trace_rows, &changed, &tombstones)
             .await?;
         self.cache.record(records);
+        let again = self.still_current(&written, revision).await?;
         let evicted = self.cache.evict_to_bound();
         self.metrics
             .session_cache_evictions
@@ -377,83 +455,88 @@ impl Sessionizer {
             .increment(changed.len() as u64);
         self.metrics.sessions_unchanged.increment(unchanged);
         self.report_memory();
-        Ok(PassSummary {
+        let summary = PassSummary {
             traces: traces.len(),
             sessions: changed.len(),
             removed_sessions: tombstones.len(),
             skipped_traces: 0,
-        })
+        };
+        Ok((summary, again))
     }
 
-    /// Makes every one of these traces whole in memory, reading back from ClickHouse those
-    /// that may have stored spans it was not handed.
-    async fn hold_traces(&mut self, traces: &[String]) -> Result<(), StoreError> {
-        let not_held = self.cache.not_whole(traces);
-        if not_held.is_empty() {
-            return Ok(());
-        }
-        let stored_sessions = self.store.trace_sessions(&not_held).await?;
-        let read_back: Vec<String> = not_held
+    /// Makes each of these traces whole in memory and equal to what ClickHouse holds: a
+    /// trace whose stored spans are not exactly those held (spans another instance stored,
+    /// a trace forgotten or never held, spans deleted) is read back. Returns the newest
+    /// stamp of their stored spans.
+    async fn hold_current(&mut self, traces: &[String]) -> Result<u64, StoreError> {
+        let stored = self.store.trace_fingerprints(traces).await?;
+        let stored_print = |t: &String| stored.get(t).copied().unwrap_or_default();
+        let stale: Vec<String> = traces
             .iter()
-            .filter(|t| {
-                !self.reports_complete
-                    || stored_sessions.contains_key(*t)
-                    || self.reread.contains(*t)
-                    || !self.cache.has_reported_spans(t)
-            })
+            .filter(|t| self.cache.fingerprint(t) != stored_print(t))
             .cloned()
             .collect();
-        let mut stored = self.read_back(&read_back).await?;
-        for trace in &not_held {
-            self.reread.remove(trace);
-            let spans = stored.remove(trace).unwrap_or_default();
+        // Held spans are every stored span: whole without reading.
+        let complete: Vec<String> = traces
+            .iter()
+            .filter(|t| self.cache.fingerprint(t) == stored_print(t) && !self.cache.is_whole(t))
+            .cloned()
+            .collect();
+        let newest = stored.values().map(|p| p.newest).max().unwrap_or(0);
+        if stale.is_empty() && complete.is_empty() {
+            return Ok(newest);
+        }
+        let unplaced: Vec<String> = stale.iter().chain(&complete).cloned().collect();
+        let stored_sessions = self.store.trace_sessions(&unplaced).await?;
+        let mut read = self.read_back(&stale).await?;
+        for trace in &stale {
+            self.cache.forget_trace(trace);
+            let spans = read.remove(trace).unwrap_or_default();
             self.cache
                 .make_whole(trace, spans, stored_sessions.get(trace).cloned());
         }
-        Ok(())
+        for trace in &complete {
+            self.cache
+                .make_whole(trace, Vec::new(), stored_sessions.get(trace).cloned());
+        }
+        Ok(newest)
     }
 
-    /// Holds each of these sessions in memory with all of its traces, reading back from
-    /// ClickHouse the ones not there.
-    async fn hold_sessions(&mut self, sessions: &[String]) -> Result<(), StoreError> {
-        let not_held: Vec<String> = sessions
-            .iter()
-            .filter(|s| self.cache.session(s).is_none())
-            .cloned()
-            .collect();
-        if not_held.is_empty() {
-            return Ok(());
+    /// After a pass wrote these sessions (each with the traces it derived it from) at
+    /// `revision`: the traces to pass again because another instance wrote one of the
+    /// sessions since, or stored spans or placed traces the pass did not derive from.
+    async fn still_current(
+        &mut self,
+        written: &BTreeMap<String, BTreeSet<String>>,
+        revision: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        if written.is_empty() {
+            return Ok(Vec::new());
         }
-        self.metrics
-            .session_cache_misses
-            .increment(not_held.len() as u64);
-        let rows: HashMap<String, SessionRow> = self
-            .store
-            .session_rows(&not_held)
-            .await?
+        let sessions: Vec<String> = written.keys().cloned().collect();
+        let states = self.store.session_states(&sessions).await?;
+        let traces: Vec<String> = written
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .filter(|row| row.deleted == 0)
-            .map(|row| (row.session_id.clone(), row))
             .collect();
-        let traces: Vec<String> = rows.values().flat_map(|r| r.trace_ids.clone()).collect();
-        let missing = self.cache.not_whole(&traces);
-        if !missing.is_empty() {
-            let stored_sessions = self.store.trace_sessions(&missing).await?;
-            let mut stored = self.read_back(&missing).await?;
-            for trace in &missing {
-                let spans = stored.remove(trace).unwrap_or_default();
-                self.cache
-                    .make_whole(trace, spans, stored_sessions.get(trace).cloned());
+        let stored = self.store.trace_fingerprints(&traces).await?;
+        let mut again = BTreeSet::new();
+        for (session, derived_from) in written {
+            let state = states.get(session).cloned().unwrap_or_default();
+            let current = state.revision == revision
+                && &state.traces == derived_from
+                && derived_from.iter().all(|t| {
+                    stored.get(t).copied().unwrap_or_default() == self.cache.fingerprint(t)
+                });
+            if !current {
+                again.extend(derived_from.iter().cloned());
+                again.extend(state.traces);
             }
         }
-        for session in &not_held {
-            let row = rows.get(session);
-            let traces = row
-                .map(|r| r.trace_ids.iter().cloned().collect())
-                .unwrap_or_default();
-            self.cache.insert_session(session, traces, row.is_some());
-        }
-        Ok(())
+        Ok(again.into_iter().collect())
     }
 
     /// The stored spans of these traces, by trace.
@@ -498,7 +581,15 @@ pub async fn rebuild(
     let progress = progress::bar(traces.len() as u64, "traces");
     let mut summary = PassSummary::default();
     for pass in traces.chunks(config.sessionize.max_traces_per_pass) {
-        summary += sessionizer.derive_traces(pass).await?;
+        let (done, mut again) = sessionizer.derive_traces(pass).await?;
+        summary += done;
+        // Instances serving beside the rebuild wrote some of these sessions meanwhile.
+        while !again.is_empty() {
+            tokio::time::sleep(Duration::from_millis(config.sessionize.debounce_ms)).await;
+            let (done, more) = sessionizer.derive_traces(&again).await?;
+            summary += done;
+            again = more;
+        }
         progress.inc(pass.len() as u64);
     }
     progress.finish_and_clear();

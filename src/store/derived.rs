@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
+use super::shared::SessionTraceRow;
 use super::spans::{in_chunks, placeholders};
 use super::{Store, StoreError};
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
@@ -211,13 +212,15 @@ impl Store {
     }
 
     /// Writes one sessionizer pass: the new starts of its sessions, every child table, then
-    /// the session rows, then the trace moves. Moves go last so that a pass that fails
-    /// part-way is redone whole: until the moves are recorded, the next pass still sees the
-    /// old session of each moved trace. Starts go first so that whatever start a live row
-    /// is written at, a later pass retires it.
+    /// the session rows, then the trace rows (where each trace belongs and how far it was
+    /// derived; `session_traces` before `trace_sessions`, which decides). Trace rows go last
+    /// so that a pass that fails part-way is redone whole: until they are recorded, the next
+    /// pass still sees the old session of each moved trace, and the trace as not derived.
+    /// Starts go first so that whatever start a live row is written at, a later pass
+    /// retires it.
     pub async fn write_derived(
         &self,
-        moves: &[TraceSessionRow],
+        traces: &[TraceSessionRow],
         sessions: &[DerivedSession],
         tombstones: &[SessionRow],
     ) -> Result<(), StoreError> {
@@ -281,8 +284,17 @@ impl Store {
         if !placed.is_empty() {
             self.insert_all("sessions", placed.iter()).await?;
         }
-        if !moves.is_empty() {
-            self.insert_all("trace_sessions", moves.iter()).await?;
+        if !traces.is_empty() {
+            let candidates: Vec<SessionTraceRow> = traces
+                .iter()
+                .map(|t| SessionTraceRow {
+                    session_id: t.session_id.clone(),
+                    trace_id: t.trace_id.clone(),
+                    revision: t.revision,
+                })
+                .collect();
+            self.insert_all("session_traces", candidates.iter()).await?;
+            self.insert_all("trace_sessions", traces.iter()).await?;
         }
         Ok(())
     }

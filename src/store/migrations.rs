@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions by start",
         include_str!("../../migrations/0008_sessions_by_start.sql"),
     ),
+    (
+        12,
+        "shared derivation",
+        include_str!("../../migrations/0012_shared_derivation.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16

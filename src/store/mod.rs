@@ -10,6 +10,7 @@ mod logs;
 mod migrations;
 mod reads;
 pub mod retention;
+mod shared;
 mod spans;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,7 @@ pub use list::{SessionPage, SessionStream};
 pub use logs::{LogLine, LogQuery};
 pub use migrations::{statements, MIGRATIONS};
 pub use reads::{SessionDetail, WaterfallRow};
+pub use shared::{Fingerprint, SessionState};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]

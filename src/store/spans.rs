@@ -250,11 +250,12 @@ const CATCH_UP_CLOCK_SLACK_SECONDS: u64 = 3600;
 pub(super) const SPAN_PARTITIONS_WRITTEN: &str = "SELECT DISTINCT partition FROM system.parts \
      WHERE database = ? AND table = 'spans' AND active AND modification_time >= toDateTime(?)";
 
-/// Traces with spans ingested in a range, in `days` days (partitions) of `spans`.
+/// Traces with spans ingested in a range, with the newest stamp in it, in `days` days
+/// (partitions) of `spans`.
 pub(super) fn traces_ingested_sql(days: usize) -> String {
     format!(
-        "SELECT DISTINCT trace_id FROM spans WHERE toYYYYMMDD(start_time) IN {} \
-         AND ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ?",
+        "SELECT trace_id, max(ingested_at_unix_nano) FROM spans WHERE toYYYYMMDD(start_time) IN {} \
+         AND ingested_at_unix_nano > ? AND ingested_at_unix_nano <= ? GROUP BY trace_id",
         placeholders(days)
     )
 }
@@ -358,7 +359,8 @@ impl Store {
         Ok(spans)
     }
 
-    /// Traces with spans ingested in (after, until], for catching up after a restart. Only
+    /// Traces with spans ingested in (after, until], each with the newest stamp in that range,
+    /// for catching up after a restart or another instance's failure. Only
     /// the days (partitions of `spans`) with a part written since `after` are read, not the
     /// whole table: a row is in a part written (inserted, merged or mutated) after the row was
     /// stamped, give or take the clocks of convolog and ClickHouse, which
@@ -367,7 +369,7 @@ impl Store {
         &self,
         after_unix_nano: u64,
         until_unix_nano: u64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let written_since =
             (after_unix_nano / 1_000_000_000).saturating_sub(CATCH_UP_CLOCK_SLACK_SECONDS);
         let partitions = self
@@ -394,7 +396,7 @@ impl Store {
             Ok(query
                 .bind(after_unix_nano)
                 .bind(until_unix_nano)
-                .fetch_all::<String>()
+                .fetch_all::<(String, u64)>()
                 .await?)
         })
         .await
