@@ -340,9 +340,17 @@ impl Sessionizer {
         let mut newest = 0;
         let mut to_check: Vec<String> = traces.to_vec();
         while !to_check.is_empty() {
+            // The sessions this instance last knew them in, which another may have left.
+            let mut touched: BTreeSet<String> = to_check
+                .iter()
+                .filter_map(|t| self.cache.stored_session(t))
+                .map(str::to_owned)
+                .collect();
             newest = newest.max(self.hold_current(&to_check).await?);
-            let mut touched = BTreeSet::new();
             for trace in &to_check {
+                // The session a trace forms alone until its key arrives, which a pass that
+                // died before recording where the trace went may have left.
+                touched.insert(trace.clone());
                 if let Some(old) = self.cache.stored_session(trace) {
                     touched.insert(old.to_owned());
                 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod clickhouse_server;
+pub mod serve;
 pub mod session_fixtures;
 mod spans;
 pub mod synthetic;
