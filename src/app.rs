@@ -11,23 +11,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::http_server;
 use crate::pipeline::sessionizer::Sessionizer;
-use crate::pipeline::{self, writer};
+use crate::pipeline::{self, writer, HandOver};
 use crate::receiver::{self, Ingest};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::tenants::{key_map, KeyMap, Tenants};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often memory freed after a burst is given back to the system.
+const RELEASE_FREED_EVERY_SECONDS: u64 = 5;
 const MIGRATION_PATIENCE: Duration = Duration::from_secs(60);
-/// Reports of stored traces the sessionizer may have waiting (each one insert's trace ids).
-const STORED_QUEUE: usize = 16;
 
 pub struct App {
     pub grpc_addr: SocketAddr,
@@ -256,7 +256,7 @@ fn start_pipelines(
         let (ingest, batches) = Ingest::new(&config.ingest, store.clone(), Arc::clone(metrics));
         // Bounded: a sessionizer that falls behind holds up the writer, which holds up the
         // receivers, instead of queueing without limit.
-        let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
+        let (stored_tx, stored_rx) = HandOver::new(config.sessionize.max_pending_bytes);
         let sessionizer = Sessionizer::new(
             store.clone(),
             config.sessionize.clone(),
@@ -310,12 +310,17 @@ fn report_pending_spans(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let pending: usize = receivers.all().iter().map(Ingest::pending_spans).sum();
                     metrics.pending_spans.set(pending as f64);
                     metrics.run_upkeep();
+                    ticks += 1;
+                    if ticks % RELEASE_FREED_EVERY_SECONDS == 0 {
+                        tokio::task::spawn_blocking(crate::memory::release_freed);
+                    }
                 }
                 // Dropping the queues' senders here lets the writers see their input close.
                 _ = stopping.wait_for(|s| *s) => break,

@@ -174,10 +174,20 @@ pub struct Ingest {
     /// `gen_ai.input.messages`, OpenInference's `input.value`): tool calls and the played
     /// part of interrupted replies are read from them, and only a whole context can be read.
     pub max_context_value_bytes: usize,
-    /// Also the limit for each event's, each link's and the resource's attributes; what is
-    /// over it is dropped and the client told.
+    /// Also the limit for each event's and each link's attributes; what is over it is
+    /// dropped and the client told.
     pub max_attributes_per_span: usize,
     pub max_events_per_span: usize,
+    /// Longer span and event names, attribute keys, trace states, and scope names and
+    /// versions are cut and the client told.
+    pub max_name_bytes: usize,
+    /// Longer span status messages are cut and the client told.
+    pub max_status_message_bytes: usize,
+    /// A request's resource is stored with each of its spans: attributes past this many, or
+    /// past this many bytes (keys and values, each value first cut to
+    /// `max_attribute_value_bytes`), are dropped and the client told.
+    pub max_resource_attributes: usize,
+    pub max_resource_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +211,9 @@ pub struct Sessionize {
     /// `clickhouse.timeout_ms` (an insert acknowledged that late was stamped that early) plus
     /// the clock difference between the hosts running convolog.
     pub sweep_grace_ms: u64,
+    /// Memory (bytes, per tenant) for spans stored and not derived yet; past it the span
+    /// writer waits, which holds up the receivers.
+    pub max_pending_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,8 +293,8 @@ impl Default for Ingest {
     fn default() -> Self {
         Ingest {
             max_request_bytes: 16 * 1024 * 1024,
-            max_pending_spans: 200_000,
-            max_pending_bytes: 128 * 1024 * 1024,
+            max_pending_spans: 65_536,
+            max_pending_bytes: 64 * 1024 * 1024,
             queue_wait_ms: 2_000,
             batch_max_spans: 8192,
             batch_max_wait_ms: 200,
@@ -290,6 +303,10 @@ impl Default for Ingest {
             max_context_value_bytes: 1024 * 1024,
             max_attributes_per_span: 1024,
             max_events_per_span: 1024,
+            max_name_bytes: 1024,
+            max_status_message_bytes: 8 * 1024,
+            max_resource_attributes: 128,
+            max_resource_bytes: 16 * 1024,
         }
     }
 }
@@ -299,7 +316,8 @@ impl Default for Sessionize {
         Sessionize {
             debounce_ms: 500,
             max_traces_per_pass: 5000,
-            cache_max_bytes: 16 * 1024 * 1024,
+            cache_max_bytes: 32 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
             sweep_interval_ms: 15_000,
             sweep_grace_ms: 60_000,
         }
@@ -473,6 +491,10 @@ impl Config {
             self.sessionize.debounce_ms
         );
         env!(
+            "CONVOLOG_SESSIONIZE_MAX_PENDING_BYTES",
+            self.sessionize.max_pending_bytes
+        );
+        env!(
             "CONVOLOG_SESSIONIZE_CACHE_MAX_BYTES",
             self.sessionize.cache_max_bytes
         );
@@ -541,6 +563,19 @@ impl Config {
             return invalid(
                 "http.idle_timeout_ms must be longer than clickhouse.timeout_ms (a request waits that long for ClickHouse)".into(),
             );
+        }
+        let i = &self.ingest;
+        let limits = [
+            ("max_attribute_value_bytes", i.max_attribute_value_bytes),
+            ("max_context_value_bytes", i.max_context_value_bytes),
+            ("max_attributes_per_span", i.max_attributes_per_span),
+            ("max_name_bytes", i.max_name_bytes),
+            ("max_status_message_bytes", i.max_status_message_bytes),
+            ("max_resource_attributes", i.max_resource_attributes),
+            ("max_resource_bytes", i.max_resource_bytes),
+        ];
+        if let Some((name, _)) = limits.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("ingest.{name} must be at least 1"));
         }
         if self.ingest.max_request_bytes < 1024 {
             return invalid("ingest.max_request_bytes must be at least 1024".into());
@@ -612,6 +647,9 @@ impl Config {
                 "retention.sessions_days must be 0 (forever) or at least retention.transcript_days"
                     .into(),
             );
+        }
+        if self.sessionize.max_pending_bytes == 0 {
+            return invalid("sessionize.max_pending_bytes must be at least 1".into());
         }
         if self.sessionize.max_traces_per_pass == 0 {
             return invalid("sessionize.max_traces_per_pass must be at least 1".into());
@@ -733,5 +771,33 @@ mod tests {
         let mut bad = Config::default();
         bad.clickhouse.database = "x; DROP".into();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn size_limits_of_what_is_received_must_be_above_zero() {
+        let parsed: Config = toml::from_str(
+            "[ingest]\nmax_name_bytes = 256\nmax_status_message_bytes = 512\n\
+             max_resource_attributes = 16\nmax_resource_bytes = 4096",
+        )
+        .expect("parses");
+        parsed.validate().expect("valid");
+        assert_eq!(
+            (
+                parsed.ingest.max_name_bytes,
+                parsed.ingest.max_status_message_bytes,
+                parsed.ingest.max_resource_attributes,
+                parsed.ingest.max_resource_bytes
+            ),
+            (256, 512, 16, 4096)
+        );
+        for field in [
+            "max_name_bytes",
+            "max_resource_attributes",
+            "max_resource_bytes",
+        ] {
+            let config: Config = toml::from_str(&format!("[ingest]\n{field} = 0")).expect("parses");
+            let err = config.validate().expect_err("0 is refused").to_string();
+            assert!(err.contains(&format!("ingest.{field}")), "{err}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod export_cli;
 pub mod hmac;
 pub mod http_server;
+pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod progress;

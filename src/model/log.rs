@@ -10,7 +10,7 @@ use super::otlp::{
     bounded, cut, limited_attributes, partial_message, render, resource, scope, shown, summary,
     AnyValue, InstrumentationScope, KeyValue, Resource, SpanLimits,
 };
-use super::span::Attributes;
+use super::span::{heap_bytes, shared_bytes, Attributes};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ExportLogsServiceRequest {
@@ -92,12 +92,13 @@ impl LogRecord {
         self.resource.get("service.name").unwrap_or("")
     }
 
-    /// Roughly what the record takes in memory, its shared resource and scope not counted.
+    /// What the record takes in memory, its shared resource and scope not counted (as
+    /// [`Span::memory_bytes`](super::Span::memory_bytes) counts).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<LogRecord>()
-            + self.severity_text.len()
-            + self.body.len()
-            + self.event_name.len()
+            + heap_bytes(self.severity_text.capacity())
+            + heap_bytes(self.body.capacity())
+            + heap_bytes(self.event_name.capacity())
             + self.attributes.memory_bytes()
     }
 }
@@ -141,11 +142,10 @@ pub fn convert(
             limits,
             &mut resource_notes,
         ));
-        out.memory_bytes += resource.memory_bytes();
         for scope_logs in resource_logs.scope_logs {
             let mut notes = resource_notes.clone();
             let (scope_name, scope_version) = scope(scope_logs.scope, limits, &mut notes);
-            out.memory_bytes += scope_name.len() + scope_version.len();
+            out.memory_bytes += shared_bytes(&resource, &scope_name, &scope_version);
             let notes = summary(notes);
             for (index, wire) in scope_logs.log_records.into_iter().enumerate() {
                 let label = format!("record {index} of scope '{}'", shown(&scope_name));

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::ids::{IdError, SpanId, TraceId};
-use super::span::{Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
+use super::span::{self, Attributes, Span, SpanEvent, SpanKind, SpanLink, StatusCode};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ExportTraceServiceRequest {
@@ -159,7 +159,6 @@ pub struct KeyValueList {
 /// Hard limits applied to every span; what is over them is cut and reported, never fatal.
 #[derive(Debug, Clone)]
 pub struct SpanLimits {
-    /// Attribute values and status messages.
     pub max_attribute_value_bytes: usize,
     /// The values of `context_keys`: LLM contexts, which repeat the whole conversation and
     /// are only readable whole.
@@ -167,9 +166,14 @@ pub struct SpanLimits {
     pub context_keys: &'static [&'static str],
     /// Span, event and scope names, scope versions, attribute keys and trace states.
     pub max_name_bytes: usize,
-    /// Per span, per event, per link, and for the resource.
+    pub max_status_message_bytes: usize,
+    /// Per span, per event and per link.
     pub max_attributes: usize,
     pub max_events: usize,
+    /// The resource is written with every span of its request: its attributes are held to
+    /// fewer, and to a total of keys and values.
+    pub max_resource_attributes: usize,
+    pub max_resource_bytes: usize,
     /// Timestamps outside [min_unix_nano, now + max_future_nanos] are rejected: they would
     /// land in absurd partitions and break every time window.
     pub min_unix_nano: u64,
@@ -187,8 +191,11 @@ impl Default for SpanLimits {
             max_context_value_bytes: 64 * 1024,
             context_keys: &[],
             max_name_bytes: 1024,
+            max_status_message_bytes: 8 * 1024,
             max_attributes: 1024,
             max_events: 1024,
+            max_resource_attributes: 128,
+            max_resource_bytes: 16 * 1024,
             // 2000-01-01T00:00:00Z
             min_unix_nano: 946_684_800_000_000_000,
             max_future_nanos: 24 * 3600 * 1_000_000_000,
@@ -258,6 +265,16 @@ pub fn convert(
     now_unix_nano: u64,
 ) -> Converted {
     let mut out = Converted::default();
+    // Sized once: a list grown by doubling holds up to twice what it needs.
+    out.spans = Vec::with_capacity(
+        request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum(),
+    );
+    let mut shared_bytes = 0;
     for resource_spans in request.resource_spans {
         let mut resource_notes = Vec::new();
         let resource = Arc::new(resource(
@@ -265,11 +282,11 @@ pub fn convert(
             limits,
             &mut resource_notes,
         ));
-        out.memory_bytes += resource.memory_bytes();
         for scope_spans in resource_spans.scope_spans {
             let mut notes = resource_notes.clone();
             let (scope_name, scope_version) = scope(scope_spans.scope, limits, &mut notes);
-            out.memory_bytes += scope_name.len() + scope_version.len();
+            // The resource counts with each scope: the Arc header of the resource twice at most.
+            shared_bytes += span::shared_bytes(&resource, &scope_name, &scope_version);
             // Every span of the scope repeats these notes: keep them few.
             let notes = summary(notes);
             for wire in scope_spans.spans {
@@ -292,7 +309,6 @@ pub fn convert(
                                 span_notes.join(", ")
                             ));
                         }
-                        out.memory_bytes += span.memory_bytes();
                         out.spans.push(span);
                     }
                     Err(why) => out.rejected.push(format!("{label}: {why}")),
@@ -305,13 +321,15 @@ pub fn convert(
         out.spans.retain(|s| {
             let inside = s.start_unix_nano >= earliest;
             if !inside {
-                out.memory_bytes -= s.memory_bytes();
                 let why = SpanRejection::OutsideRequestRange(s.start_unix_nano);
                 out.rejected.push(format!("'{}': {why}", shown(&s.name)));
             }
             inside
         });
     }
+    out.memory_bytes = shared_bytes
+        + span::heap_bytes(out.spans.capacity() * std::mem::size_of::<Span>())
+        + out.spans.iter().map(Span::heap_bytes).sum::<usize>();
     out
 }
 
@@ -421,7 +439,7 @@ fn span(
         status_code: StatusCode::from_otlp(status.code),
         status_message: bounded(
             status.message,
-            limits.max_attribute_value_bytes,
+            limits.max_status_message_bytes,
             "status message",
             notes,
         ),
@@ -437,15 +455,39 @@ fn span(
     })
 }
 
-/// A request's resource attributes, cut to the attribute limits; none is empty.
+/// A request's resource attributes, each cut like any attribute, held to
+/// `max_resource_attributes` and then to `max_resource_bytes` of keys and values.
 pub(crate) fn resource(
     resource: Option<Resource>,
     limits: &SpanLimits,
     notes: &mut Vec<String>,
 ) -> Attributes {
-    resource
-        .map(|r| limited_attributes(r.attributes, "resource attributes", 0, limits, notes).0)
-        .unwrap_or_default()
+    let Some(resource) = resource else {
+        return Attributes::default();
+    };
+    let list = resource.attributes;
+    let max = limits.max_resource_attributes;
+    over_limit("resource attributes", list.len(), max, 0, notes);
+    let mut kept = attributes(list.into_iter().take(max), limits, notes);
+    let mut total = 0usize;
+    let within = kept
+        .0
+        .iter()
+        .take_while(|(key, value)| {
+            total += key.len() + value.len();
+            total <= limits.max_resource_bytes
+        })
+        .count();
+    if within < kept.0.len() {
+        notes.push(format!(
+            "{} resource attributes past the limit of {} bytes dropped",
+            kept.0.len() - within,
+            limits.max_resource_bytes
+        ));
+        kept.0.truncate(within);
+        kept.0.shrink_to_fit();
+    }
+    kept
 }
 
 /// An instrumentation scope's name and version, cut to the name limit.
@@ -659,6 +701,21 @@ mod tests {
     const NOW: u64 = 1_700_000_100_000_000_000;
 
     #[test]
+    fn the_memory_estimate_is_what_the_allocator_holds() {
+        let body = crate::model::allocations::pipecat_like_request(400).encode_to_vec();
+        let (converted, held) = crate::model::allocations::measure(|| {
+            let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+            convert(request, &SpanLimits::default(), NOW)
+        });
+        assert_eq!((converted.spans.len(), converted.rejected.len()), (400, 0));
+        let estimate = converted.memory_bytes;
+        assert!(
+            estimate >= held * 95 / 100 && estimate <= held * 105 / 100,
+            "estimated {estimate} bytes, the allocator holds {held}"
+        );
+    }
+
+    #[test]
     fn names_keys_and_status_messages_are_cut_like_values() {
         let mut wire = wire_span(&"n".repeat(5000));
         wire.status = Some(WireStatus {
@@ -670,7 +727,7 @@ mod tests {
         let out = convert(request(vec![wire]), &SpanLimits::default(), NOW);
         let span = &out.spans[0];
         assert_eq!(span.name.len(), 1024);
-        assert_eq!(span.status_message.len(), 64 * 1024);
+        assert_eq!(span.status_message.len(), 8 * 1024);
         assert_eq!(span.attributes.0[0].0.len(), 1024);
         let message = out.message();
         assert!(

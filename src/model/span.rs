@@ -7,6 +7,20 @@ use std::sync::Arc;
 
 use super::ids::{SpanId, TraceId};
 
+/// What the allocator keeps beside each allocation: glibc's malloc, like most, keeps a header
+/// of 8 bytes and rounds each block up to 16, so a block costs about 16 bytes more than asked.
+pub const ALLOCATION_OVERHEAD: usize = 16;
+
+/// What a heap allocation of `capacity` bytes takes, its allocator overhead included; nothing
+/// for an empty one, which Rust does not allocate.
+pub fn heap_bytes(capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else {
+        capacity + ALLOCATION_OVERHEAD
+    }
+}
+
 /// Largest magnitude a numeric attribute may have. No latency, count, duration or price in a
 /// conversation comes near it, and the bound keeps every sum and product derived from such
 /// values finite, so that no `inf` reaches a stored row, a sort or a list cursor.
@@ -65,12 +79,15 @@ impl Attributes {
         self.0.len()
     }
 
-    /// Roughly what these attributes take in memory.
+    /// What these attributes take on the heap: the list and each key and value, as
+    /// allocated (see [`heap_bytes`]). The struct itself is counted by what holds it.
     pub fn memory_bytes(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
-            .sum()
+        heap_bytes(self.0.capacity() * std::mem::size_of::<(String, String)>())
+            + self
+                .0
+                .iter()
+                .map(|(k, v)| heap_bytes(k.capacity()) + heap_bytes(v.capacity()))
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -217,31 +234,56 @@ impl Span {
         self.status_code == StatusCode::Error
     }
 
-    /// Roughly what this span takes in memory, apart from the resource and scope it shares
-    /// with the other spans of its request.
+    /// What this span takes in memory, its struct included, apart from the resource and
+    /// scope it shares with the other spans of its request (see [`Span::shared_bytes`]).
+    /// Counts what is allocated (capacities, struct sizes, allocator overhead), not the
+    /// lengths of the texts, so it follows what the process really holds.
     pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Span>() + self.heap_bytes()
+    }
+
+    /// [`Span::memory_bytes`] without the struct itself, for spans held in a list that
+    /// counts its own capacity.
+    pub fn heap_bytes(&self) -> usize {
         let events: usize = self
             .events
             .iter()
-            .map(|e| std::mem::size_of::<SpanEvent>() + e.name.len() + e.attributes.memory_bytes())
+            .map(|e| heap_bytes(e.name.capacity()) + e.attributes.memory_bytes())
             .sum();
-        let links: usize = self
-            .links
-            .iter()
-            .map(|l| std::mem::size_of::<SpanLink>() + l.attributes.memory_bytes())
-            .sum();
-        std::mem::size_of::<Span>()
-            + self.trace_state.len()
-            + self.name.len()
-            + self.status_message.len()
+        let links: usize = self.links.iter().map(|l| l.attributes.memory_bytes()).sum();
+        heap_bytes(self.trace_state.capacity())
+            + heap_bytes(self.name.capacity())
+            + heap_bytes(self.status_message.capacity())
             + self.attributes.memory_bytes()
+            + heap_bytes(self.events.capacity() * std::mem::size_of::<SpanEvent>())
             + events
+            + heap_bytes(self.links.capacity() * std::mem::size_of::<SpanLink>())
             + links
+    }
+
+    /// What the resource and scope this span shares with the other spans of its request take:
+    /// count them once per request (or per trace), not per span.
+    pub fn shared_bytes(&self) -> usize {
+        shared_bytes(&self.resource, &self.scope_name, &self.scope_version)
     }
 
     pub fn service_name(&self) -> &str {
         self.resource.get("service.name").unwrap_or("")
     }
+}
+
+/// What a resource and a scope name and version take, each in its `Arc` (two counters
+/// before the value).
+pub fn shared_bytes(
+    resource: &Arc<Attributes>,
+    scope_name: &Arc<str>,
+    version: &Arc<str>,
+) -> usize {
+    const COUNTERS: usize = 2 * std::mem::size_of::<usize>();
+    heap_bytes(COUNTERS + std::mem::size_of::<Attributes>())
+        + resource.memory_bytes()
+        + heap_bytes(COUNTERS + scope_name.len())
+        + heap_bytes(COUNTERS + version.len())
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ pub mod session_cache;
 pub mod sessionizer;
 pub mod writer;
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::model::Span;
 
@@ -32,11 +34,70 @@ pub enum NotStored {
 }
 
 /// Told to the sessionizer after each successful insert.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Stored {
     /// Traces whose sessions must be derived again.
     pub trace_ids: Vec<String>,
     /// The spans just stored, which the sessionizer keeps instead of reading them back.
     pub spans: Vec<Span>,
     pub ingested_at_unix_nano: u64,
+    /// Room under the hand-over's bound, held until the spans are derived.
+    pub room: OwnedSemaphorePermit,
 }
+
+/// The writer's end of the hand-over to the sessionizer, bounded by what the spans take in
+/// memory: the spans reported and not yet derived stay under `max_bytes`, so a sessionizer
+/// that falls behind holds up the writer (and so the receivers) instead of piling up spans.
+#[derive(Clone)]
+pub struct HandOver {
+    reports: mpsc::Sender<Stored>,
+    room: Arc<Semaphore>,
+    max_bytes: u32,
+}
+
+/// Reports in the queue at most; the bytes are the bound that matters.
+const HAND_OVER_REPORTS: usize = 64;
+
+impl HandOver {
+    pub fn new(max_bytes: usize) -> (HandOver, mpsc::Receiver<Stored>) {
+        let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX).max(1);
+        let (reports, receiver) = mpsc::channel(HAND_OVER_REPORTS);
+        let hand_over = HandOver {
+            reports,
+            room: Arc::new(Semaphore::new(max_bytes as usize)),
+            max_bytes,
+        };
+        (hand_over, receiver)
+    }
+
+    /// Waits for room for the spans (one insert larger than the bound takes all of it), then
+    /// reports them. Fails only when the sessionizer has stopped.
+    pub async fn send(
+        &self,
+        trace_ids: Vec<String>,
+        spans: Vec<Span>,
+        ingested_at_unix_nano: u64,
+    ) -> Result<(), Stopped> {
+        let bytes = spans.iter().map(Span::memory_bytes).sum::<usize>();
+        let wanted = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.max_bytes);
+        let room = Arc::clone(&self.room)
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| Stopped)?;
+        self.reports
+            .send(Stored {
+                trace_ids,
+                spans,
+                ingested_at_unix_nano,
+                room,
+            })
+            .await
+            .map_err(|_| Stopped)
+    }
+}
+
+/// The sessionizer has stopped (shutting down).
+#[derive(Debug)]
+pub struct Stopped;

@@ -12,8 +12,12 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::model::span::heap_bytes;
 use crate::model::{Attributes, Span, SpanId};
 use crate::store::Fingerprint;
+
+/// A trace id as the cache keys it, in hex.
+const HEX_TRACE_ID: usize = 32;
 
 /// A span with the time its insert was stamped: of two stored copies, the later one counts.
 pub type StampedSpan = (u64, Span);
@@ -37,11 +41,18 @@ fn digest(text: &str) -> u128 {
     u128::from_le_bytes(first)
 }
 
+/// What a hash map's table takes: hashbrown keeps at most 7 of 8 slots full, with a control
+/// byte per slot.
+fn table_bytes<K, V>(map: &HashMap<K, V>) -> usize {
+    heap_bytes(map.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1))
+}
+
 #[derive(Default)]
 struct CachedTrace {
     spans: HashMap<SpanId, CachedSpan>,
-    bytes: usize,
-    /// The last resource counted in `bytes`: spans of one request share theirs.
+    /// What the spans hold outside the table, and the resources and scopes counted.
+    heap: usize,
+    /// The last resource counted in `heap`: spans of one request share theirs.
     last_resource: Option<Arc<Attributes>>,
     whole: bool,
     /// The session its trace -> session row names (None: no row yet).
@@ -49,22 +60,34 @@ struct CachedTrace {
 }
 
 impl CachedTrace {
-    /// Keeps the later copy of a span; returns the change in bytes.
-    fn add(&mut self, ingested_at: u64, span: Span) -> isize {
+    /// What the trace takes, its entry in the cache's table of traces and its key included.
+    fn bytes(&self) -> usize {
+        (std::mem::size_of::<(String, CachedTrace)>() + 1) * 8 / 7
+            + heap_bytes(HEX_TRACE_ID)
+            + table_bytes(&self.spans)
+            + self.heap
+            + self
+                .session
+                .as_ref()
+                .map_or(0, |s| heap_bytes(s.capacity()))
+    }
+
+    /// Keeps the later copy of a span.
+    fn add(&mut self, ingested_at: u64, span: Span) {
         if self
             .spans
             .get(&span.span_id)
             .is_some_and(|kept| kept.ingested_at > ingested_at)
         {
-            return 0;
+            return;
         }
-        let mut added = span.memory_bytes();
+        self.heap += span.heap_bytes();
         if !self
             .last_resource
             .as_ref()
             .is_some_and(|r| Arc::ptr_eq(r, &span.resource))
         {
-            added += span.resource.memory_bytes();
+            self.heap += span.shared_bytes();
             self.last_resource = Some(Arc::clone(&span.resource));
         }
         let cached = CachedSpan {
@@ -72,12 +95,9 @@ impl CachedTrace {
             digest: digest(&format!("{span:?}")),
             span,
         };
-        let removed = self
-            .spans
-            .insert(cached.span.span_id, cached)
-            .map_or(0, |old| old.span.memory_bytes());
-        self.bytes = (self.bytes + added).saturating_sub(removed);
-        added as isize - removed as isize
+        if let Some(old) = self.spans.insert(cached.span.span_id, cached) {
+            self.heap = self.heap.saturating_sub(old.span.heap_bytes());
+        }
     }
 
     /// Of the spans held, as [`Fingerprint`] summarises the stored ones.
@@ -100,6 +120,17 @@ struct CachedSession {
     /// instance wrote the session since.
     revision: u64,
     last_used: u64,
+}
+
+impl CachedSession {
+    /// What the session takes: its entry in the table of sessions and in `by_use`, each with a
+    /// copy of its id, and its set of traces (B-tree nodes about two thirds full).
+    fn bytes(&self, id: &str) -> usize {
+        let entry = (std::mem::size_of::<(String, CachedSession)>() + 1) * 8 / 7;
+        let by_use = std::mem::size_of::<(u64, String)>() * 3 / 2;
+        let per_trace = std::mem::size_of::<String>() * 3 / 2 + heap_bytes(HEX_TRACE_ID);
+        entry + by_use + 2 * heap_bytes(id.len()) + self.traces.len() * per_trace
+    }
 }
 
 /// What the sessionizer records after writing a session.
@@ -145,8 +176,9 @@ impl SessionCache {
     pub fn add_stored(&mut self, ingested_at: u64, spans: impl IntoIterator<Item = Span>) {
         for span in spans {
             let trace = self.traces.entry(span.trace_id.to_hex()).or_default();
-            let change = trace.add(ingested_at, span);
-            self.bytes = self.bytes.saturating_add_signed(change);
+            let before = trace.bytes();
+            trace.add(ingested_at, span);
+            self.bytes = (self.bytes + trace.bytes()).saturating_sub(before);
         }
     }
 
@@ -175,14 +207,14 @@ impl SessionCache {
     /// session its stored row names. A trace with no span at all is not kept.
     pub fn make_whole(&mut self, trace: &str, stored: Vec<StampedSpan>, session: Option<String>) {
         let entry = self.traces.entry(trace.to_owned()).or_default();
-        let mut change = 0isize;
+        let before = entry.bytes();
         for (ingested_at, span) in stored {
-            change += entry.add(ingested_at, span);
+            entry.add(ingested_at, span);
         }
         entry.whole = true;
         entry.session = session;
         let empty = entry.spans.is_empty();
-        self.bytes = self.bytes.saturating_add_signed(change);
+        self.bytes = (self.bytes + entry.bytes()).saturating_sub(before);
         if empty {
             self.forget_trace(trace);
         }
@@ -226,7 +258,9 @@ impl SessionCache {
         for d in derived {
             for trace in &d.traces {
                 if let Some(cached) = self.traces.get_mut(trace) {
+                    let before = cached.bytes();
                     cached.session = Some(d.session.clone());
+                    self.bytes = (self.bytes + cached.bytes()).saturating_sub(before);
                 }
             }
             self.remove_session(&d.session);
@@ -235,22 +269,21 @@ impl SessionCache {
                 continue;
             }
             let last_used = self.next_use(&d.session);
-            self.sessions.insert(
-                d.session,
-                CachedSession {
-                    traces: d.traces,
-                    inputs: d.inputs,
-                    revision: d.revision,
-                    last_used,
-                },
-            );
+            let cached = CachedSession {
+                traces: d.traces,
+                inputs: d.inputs,
+                revision: d.revision,
+                last_used,
+            };
+            self.bytes += cached.bytes(&d.session);
+            self.sessions.insert(d.session, cached);
         }
     }
 
     /// A trace that could not be derived: forgotten, so it is read back when it comes again.
     pub fn forget_trace(&mut self, trace: &str) {
         if let Some(cached) = self.traces.remove(trace) {
-            self.bytes = self.bytes.saturating_sub(cached.bytes);
+            self.bytes = self.bytes.saturating_sub(cached.bytes());
         }
     }
 
@@ -264,6 +297,7 @@ impl SessionCache {
                 break;
             };
             if let Some(cached) = self.sessions.remove(&session) {
+                self.bytes = self.bytes.saturating_sub(cached.bytes(&session));
                 for trace in &cached.traces {
                     self.forget_trace(trace);
                 }
@@ -280,6 +314,7 @@ impl SessionCache {
 
     fn remove_session(&mut self, session: &str) {
         if let Some(old) = self.sessions.remove(session) {
+            self.bytes = self.bytes.saturating_sub(old.bytes(session));
             self.by_use.remove(&old.last_used);
         }
     }
@@ -348,6 +383,35 @@ mod tests {
             held(vec![a(), span(1, 2, "b changed")])
         );
         assert_ne!(held(vec![a()]), held(vec![a(), b()]));
+    }
+
+    #[test]
+    fn the_byte_count_is_what_the_allocator_holds() {
+        use crate::model::allocations::{measure, pipecat_like_request};
+        use crate::model::otlp::{self, SpanLimits};
+        use prost::Message;
+        let body = pipecat_like_request(400).encode_to_vec();
+        let mut cache = SessionCache::new(usize::MAX);
+        let ((), held) = measure(|| {
+            let request =
+                otlp::ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+            let spans = otlp::convert(request, &SpanLimits::default(), u64::MAX / 2).spans;
+            let traces: BTreeSet<String> = spans.iter().map(|s| s.trace_id.to_hex()).collect();
+            cache.add_stored(1, spans);
+            for trace in &traces {
+                cache.make_whole(trace, Vec::new(), None);
+            }
+            cache.record(vec![Derived {
+                session: "a session".into(),
+                traces,
+                inputs: 1,
+            }]);
+        });
+        let counted = cache.bytes();
+        assert!(
+            counted >= held * 85 / 100 && counted <= held * 115 / 100,
+            "counted {counted} bytes, the allocator holds {held}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::session_cache::{Derived, SessionCache, StampedSpan};
 use super::Stored;
@@ -54,6 +54,8 @@ pub struct Sessionizer {
     /// Spans handed over and not derived yet: their bytes and the oldest one's stamp.
     pending_bytes: usize,
     oldest_pending: Option<u64>,
+    /// The hand-over's room those spans take, given back once they are derived.
+    pending_room: Vec<OwnedSemaphorePermit>,
 }
 
 #[derive(Default)]
@@ -101,6 +103,7 @@ impl Sessionizer {
             reported: Reported::default(),
             pending_bytes: 0,
             oldest_pending: None,
+            pending_room: Vec::new(),
         }
     }
 
@@ -180,6 +183,7 @@ impl Sessionizer {
                     self.metrics.sessionize_last_lag.set(lag_seconds);
                     self.pending_bytes = 0;
                     self.oldest_pending = None;
+                    self.pending_room.clear();
                     self.report_memory();
                     // Sessions another instance wrote meanwhile: after the quiet period.
                     dirty.extend(again);
@@ -210,6 +214,7 @@ impl Sessionizer {
         self.pending_bytes += stored.spans.iter().map(Span::memory_bytes).sum::<usize>();
         dirty.extend(stored.trace_ids);
         self.cache.add_stored(at, stored.spans);
+        self.pending_room.push(stored.room);
         self.report_memory();
     }
 

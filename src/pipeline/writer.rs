@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{Batch, NotStored, Stored};
+use super::{Batch, HandOver, NotStored};
 use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::Span;
@@ -25,7 +25,7 @@ pub async fn run(
     store: Store,
     config: config::Ingest,
     mut batches: mpsc::Receiver<Batch>,
-    stored: mpsc::Sender<Stored>,
+    stored: HandOver,
     metrics: Arc<Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_inserts_in_flight));
@@ -94,7 +94,7 @@ async fn write_group(
     ingested_at: u64,
     slot: OwnedSemaphorePermit,
     order: Order,
-    stored: mpsc::Sender<Stored>,
+    stored: HandOver,
     metrics: Arc<Metrics>,
 ) {
     let (store, metrics) = (&store, &*metrics);
@@ -137,13 +137,7 @@ async fn write_group(
     let _ = order.after.await;
     if !trace_ids.is_empty() {
         // The sessionizer gone means shutdown; the spans are stored and the next start catches up.
-        let _ = stored
-            .send(Stored {
-                trace_ids,
-                spans: stored_spans,
-                ingested_at_unix_nano: ingested_at,
-            })
-            .await;
+        let _ = stored.send(trace_ids, stored_spans, ingested_at).await;
     }
     let _ = order.reported.send(());
     // Held until the sessionizer has taken the report, so a sessionizer that falls behind

@@ -1,6 +1,6 @@
 //! OTLP receivers for traces and logs. gRPC and HTTP only decode and hand over to
 //! [`Ingest::export`], the one ingest path of both [`Signal`]s: wait for room under the
-//! pending-bytes cap (by the request's size), convert, wait for room under the pending-span
+//! pending-bytes cap (for what the request can take, read from its bytes), convert, wait for room under the pending-span
 //! cap (and for what the spans or records take once converted), store (spans through the
 //! writer, log records in one insert), and answer once they are stored in ClickHouse.
 
@@ -24,6 +24,7 @@ use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::log::{self, ConvertedLogs, ExportLogsServiceRequest};
 use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
+use crate::model::otlp_bound;
 use crate::model::otlp_json;
 use crate::model::Span;
 use crate::pipeline::{Batch, NotStored};
@@ -103,6 +104,9 @@ pub trait Signal: Send + Sync + 'static {
     type Converted: Send + 'static;
     type Response: prost::Message + serde::Serialize + Default + Send + 'static;
 
+    /// At most what a protobuf request of these bytes takes decoded and converted.
+    fn memory_bound(body: &[u8]) -> Result<usize, otlp_bound::Malformed>;
+
     /// The request, and the items the decoder could not read (rejected like invalid ones).
     fn decode_json(body: &[u8]) -> Result<(Self::Request, Vec<String>), otlp_json::JsonError>;
 
@@ -142,6 +146,10 @@ impl Signal for Traces {
     type Request = ExportTraceServiceRequest;
     type Converted = otlp::Converted;
     type Response = ExportTraceServiceResponse;
+
+    fn memory_bound(body: &[u8]) -> Result<usize, otlp_bound::Malformed> {
+        otlp_bound::traces(body)
+    }
 
     fn decode_json(
         body: &[u8],
@@ -186,6 +194,10 @@ impl Signal for Logs {
     type Request = ExportLogsServiceRequest;
     type Converted = ConvertedLogs;
     type Response = ExportLogsServiceResponse;
+
+    fn memory_bound(body: &[u8]) -> Result<usize, otlp_bound::Malformed> {
+        otlp_bound::logs(body)
+    }
 
     fn decode_json(
         body: &[u8],
@@ -252,9 +264,12 @@ impl Ingest {
             max_attribute_value_bytes: config.max_attribute_value_bytes,
             max_context_value_bytes: config.max_context_value_bytes,
             context_keys: crate::conventions::LLM_CONTEXT_KEYS,
-            max_name_bytes: SpanLimits::default().max_name_bytes,
+            max_name_bytes: config.max_name_bytes,
+            max_status_message_bytes: config.max_status_message_bytes,
             max_attributes: config.max_attributes_per_span,
             max_events: config.max_events_per_span,
+            max_resource_attributes: config.max_resource_attributes,
+            max_resource_bytes: config.max_resource_bytes,
             ..SpanLimits::default()
         };
         let ingest = Ingest {
@@ -289,8 +304,14 @@ impl Ingest {
             Protocol::Http => &self.metrics.http_request_duration,
         });
         let _pending = GaugeHold::add(&self.metrics.pending_bytes, body_bytes as f64);
-        // Room for the request as received before decoding it; fitted to what it turns into after.
-        let reserved = body_bytes.max(1);
+        // Room for what the request can take decoded and converted, read from its bytes before
+        // it is decoded (a JSON body by its length); fitted to what it turned into after.
+        let reserved = match encoding {
+            Encoding::Protobuf => S::memory_bound(&body)
+                .map_err(|e| ExportError::BadPayload(format!("malformed OTLP protobuf: {e}")))?,
+            Encoding::Json => body_bytes,
+        }
+        .max(1);
         let mut bytes_permit = self.wait_for_room(&self.pending_bytes, reserved).await?;
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
