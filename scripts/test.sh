@@ -179,6 +179,9 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
+# The cluster tests (tests/cluster.rs, scripts/cluster.sh): ZooKeeper and its Java runtime.
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+command -v java >/dev/null || missing+=(default-jre-headless)
 # The pages' browser tests (Debian's packages): Chromium driven through WebDriver, and a
 # spoken recording made with espeak-ng and sox for the player.
 command -v chromium >/dev/null || missing+=(chromium)

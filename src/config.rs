@@ -144,6 +144,10 @@ pub struct ClickHouse {
     pub max_concurrent_exports: usize,
     /// How long one export's query may run on the server.
     pub export_max_seconds: u64,
+    /// A cluster named in the servers' `remote_servers`: the schema is made ON CLUSTER with
+    /// Replicated tables and Distributed ones (README, "Running on a ClickHouse cluster").
+    /// Empty: one server.
+    pub cluster: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +289,7 @@ impl Default for ClickHouse {
             max_query_memory_bytes: 4 * 1024 * 1024 * 1024,
             max_concurrent_exports: 4,
             export_max_seconds: 600,
+            cluster: String::new(),
         }
     }
 }
@@ -457,6 +462,11 @@ impl Config {
             string
         );
         env!("CONVOLOG_CLICKHOUSE_USER", self.clickhouse.user, string);
+        env!(
+            "CONVOLOG_CLICKHOUSE_CLUSTER",
+            self.clickhouse.cluster,
+            string
+        );
         if let Some(password) = var("CONVOLOG_CLICKHOUSE_PASSWORD") {
             self.clickhouse.password = Secret::new(password);
         }
@@ -525,6 +535,15 @@ impl Config {
         if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return invalid(format!(
                 "clickhouse.database {db:?} must be letters, digits and underscores"
+            ));
+        }
+        let cluster = &self.clickhouse.cluster;
+        if !cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return invalid(format!(
+                "clickhouse.cluster {cluster:?} must be letters, digits and underscores"
             ));
         }
         if !(self.clickhouse.url.starts_with("http://")

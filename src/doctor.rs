@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::Config;
-use crate::store::{Store, MIGRATIONS};
+use crate::store::{ClusterLayout, Store, MIGRATIONS};
 use crate::tenants::{hash_key, Scope};
 
 /// The oldest ClickHouse the schema and queries are written for (Debian's).
@@ -270,6 +270,16 @@ async fn check_clickhouse(config: &Config) -> Vec<Finding> {
         }
     };
     let mut findings = vec![version_finding(url, &version)];
+    if let Some(cluster) = server.cluster() {
+        findings.push(match server.cluster_layout(cluster).await {
+            Ok(layout) => cluster_finding(cluster, layout),
+            Err(err) => Finding::new(
+                Verdict::Problem,
+                "clickhouse.cluster",
+                format!("cannot read the cluster {cluster}: {err}"),
+            ),
+        });
+    }
     for clickhouse in tenants {
         let store = Store::new(&clickhouse);
         let subject = format!("schema {}", clickhouse.database);
@@ -283,6 +293,33 @@ async fn check_clickhouse(config: &Config) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// The cluster is defined on the server convolog talks to, with the macros its tables need.
+fn cluster_finding(cluster: &str, layout: Option<ClusterLayout>) -> Finding {
+    let subject = "clickhouse.cluster";
+    let Some(layout) = layout else {
+        return Finding::new(
+            Verdict::Problem,
+            subject,
+            format!("the server has no cluster {cluster} in its remote_servers"),
+        );
+    };
+    if layout.shard.is_empty() || layout.replica.is_empty() {
+        return Finding::new(
+            Verdict::Problem,
+            subject,
+            format!("the server defines no `shard` and `replica` macros, which the Replicated tables of cluster {cluster} need"),
+        );
+    }
+    Finding::new(
+        Verdict::Ok,
+        subject,
+        format!(
+            "cluster {cluster}: {} shard(s), {} server(s); this one is shard {} replica {}",
+            layout.shards, layout.servers, layout.shard, layout.replica
+        ),
+    )
 }
 
 fn version_finding(url: &str, version: &str) -> Finding {

@@ -53,19 +53,28 @@ impl Store {
             let list = placeholders(chunk.len());
             self.execute(
                 "delete spans",
-                &format!("ALTER TABLE spans DELETE WHERE trace_id IN {list}"),
+                &format!(
+                    "ALTER TABLE {} DELETE WHERE trace_id IN {list}",
+                    self.altered_table("spans")
+                ),
                 &binds,
             )
             .await?;
             self.execute(
                 "delete log records",
-                &format!("ALTER TABLE logs DELETE WHERE trace_id IN {list}"),
+                &format!(
+                    "ALTER TABLE {} DELETE WHERE trace_id IN {list}",
+                    self.altered_table("logs")
+                ),
                 &binds,
             )
             .await?;
             self.execute(
                 "delete trace mapping",
-                &format!("ALTER TABLE trace_sessions DELETE WHERE trace_id IN {list}"),
+                &format!(
+                    "ALTER TABLE {} DELETE WHERE trace_id IN {list}",
+                    self.altered_table("trace_sessions")
+                ),
                 &binds,
             )
             .await?;
@@ -73,21 +82,30 @@ impl Store {
         // Records that name the session themselves, their trace in no session.
         self.execute(
             "delete log records",
-            "ALTER TABLE logs DELETE WHERE session_key = ?",
+            &format!(
+                "ALTER TABLE {} DELETE WHERE session_key = ?",
+                self.altered_table("logs")
+            ),
             &[session_id],
         )
         .await?;
         for table in session_tables() {
             self.execute(
                 "delete session rows",
-                &format!("ALTER TABLE {table} DELETE WHERE session_id = ?"),
+                &format!(
+                    "ALTER TABLE {} DELETE WHERE session_id = ?",
+                    self.altered_table(table)
+                ),
                 &[session_id],
             )
             .await?;
         }
         self.execute(
             "delete session",
-            "ALTER TABLE sessions DELETE WHERE session_id = ? AND deleted = 0",
+            &format!(
+                "ALTER TABLE {} DELETE WHERE session_id = ? AND deleted = 0",
+                self.altered_table("sessions")
+            ),
             &[session_id],
         )
         .await?;
@@ -99,7 +117,10 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<(), StoreError> {
         let _exclusive = self.exclude_writes().await;
         let server = self.client.clone().with_database("default");
-        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.database);
+        let mut sql = format!("DROP DATABASE IF EXISTS `{}`", self.database);
+        if let Some(cluster) = &self.cluster {
+            sql.push_str(&format!(" ON CLUSTER {cluster}"));
+        }
         self.timed("drop database", async {
             Ok(server.query(&sql).execute().await?)
         })

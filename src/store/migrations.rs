@@ -1,8 +1,9 @@
 //! Versioned schema files, applied in order and recorded in `schema_migrations`. Every
 //! statement is idempotent (IF NOT EXISTS, or an ADD COLUMN skipped when the column exists),
-//! so a half-applied migration is simply re-run.
+//! so a half-applied migration is simply re-run. On a cluster (`clickhouse.cluster`) each
+//! statement is first rewritten by [`ClusterSchema`].
 
-use super::{Store, StoreError};
+use super::{ClusterSchema, Store, StoreError};
 
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "spans", include_str!("../../migrations/0001_spans.sql")),
@@ -44,14 +45,25 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
 ];
 
-/// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16
-/// has no `ADD COLUMN IF NOT EXISTS`, so the runner checks before adding.
+/// The table and column of an `ALTER TABLE t [ON CLUSTER c] ADD COLUMN col ...` statement.
+/// ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`, so the runner checks before adding.
 fn added_column(statement: &str) -> Option<(&str, &str)> {
-    let words: Vec<&str> = statement.split_whitespace().take(6).collect();
-    let keyword = |i: usize, k: &str| words.get(i).is_some_and(|w| w.eq_ignore_ascii_case(k));
-    let is_add =
-        keyword(0, "ALTER") && keyword(1, "TABLE") && keyword(3, "ADD") && keyword(4, "COLUMN");
-    is_add.then(|| (words[2], words[5]))
+    let mut words: Vec<&str> = statement.split_whitespace().take(9).collect();
+    let keyword = |words: &[&str], i: usize, k: &str| {
+        words
+            .get(i)
+            .is_some_and(|w: &&str| w.eq_ignore_ascii_case(k))
+    };
+    if keyword(&words, 3, "ON") && keyword(&words, 4, "CLUSTER") {
+        words.drain(3..6);
+    }
+    let is_add = keyword(&words, 0, "ALTER")
+        && keyword(&words, 1, "TABLE")
+        && keyword(&words, 3, "ADD")
+        && keyword(&words, 4, "COLUMN");
+    // A table named with its database: `db`.t.
+    let table = words.get(2)?.rsplit('.').next()?;
+    is_add.then(|| (table, words[5]))
 }
 
 /// The statements of a migration file: `--` comment lines dropped, split on `;`.
@@ -67,6 +79,49 @@ pub fn statements(sql: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// Consecutive `ALTER TABLE t ... ADD COLUMN` statements of one table as one ALTER of
+/// several ADD COLUMNs, in the same order.
+fn alters_merged(statements: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut previous_table: Option<String> = None;
+    for statement in statements {
+        let added = added_column(&statement).map(|(table, _)| table.to_owned());
+        let clause_at = find_add_column(&statement);
+        match (&added, &previous_table, clause_at, out.last_mut()) {
+            (Some(table), Some(previous), Some(at), Some(last)) if table == previous => {
+                last.push_str(", ");
+                last.push_str(&statement[at..]);
+            }
+            _ => out.push(statement),
+        }
+        previous_table = added;
+    }
+    out
+}
+
+/// Where the `ADD COLUMN` clause of an ALTER starts.
+fn find_add_column(statement: &str) -> Option<usize> {
+    let upper = statement.to_ascii_uppercase();
+    let at = upper.find(" ADD ")? + 1;
+    upper[at + 3..]
+        .trim_start()
+        .starts_with("COLUMN")
+        .then_some(at)
+}
+
+/// The statements of a migration file, rewritten for a cluster.
+fn on_cluster(schema: &mut ClusterSchema, sql: &str) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for statement in statements(sql) {
+        let rewritten = schema
+            .rewrite(&statement)
+            .map_err(|err| StoreError::Rejected(err.to_string()))?;
+        out.extend(rewritten);
+    }
+    out.extend(schema.finish());
+    Ok(out)
 }
 
 impl Store {
@@ -131,22 +186,27 @@ impl Store {
 
     /// Creates the database if needed and applies what is missing. Returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        let mut cluster = self
+            .cluster
+            .as_deref()
+            .map(|cluster| ClusterSchema::new(cluster, &self.database));
+        let (create_database, create_schema_migrations) = match &cluster {
+            Some(schema) => (schema.create_database(), schema.create_schema_migrations()),
+            None => (
+                format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database),
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version".to_owned(),
+            ),
+        };
         // The database may not exist yet, so this one statement runs without it.
         let server = self.client.clone().with_database("default");
         self.timed("create database", async {
-            Ok(server
-                .query(&format!(
-                    "CREATE DATABASE IF NOT EXISTS `{}`",
-                    self.database
-                ))
-                .execute()
-                .await?)
+            Ok(server.query(&create_database).execute().await?)
         })
         .await?;
         self.timed("create schema_migrations", async {
             Ok(self
                 .client
-                .query("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+                .query(&create_schema_migrations)
                 .execute()
                 .await?)
         })
@@ -154,15 +214,29 @@ impl Store {
         let applied = self.recorded_versions().await?;
         let mut newly = Vec::new();
         for (version, name, sql) in MIGRATIONS {
+            // Applied migrations are rewritten too: the rewrite learns the tables they made.
+            let statements = match &mut cluster {
+                Some(schema) => on_cluster(schema, sql)?,
+                None => statements(sql),
+            };
             if applied.contains(version) {
                 continue;
             }
-            for statement in statements(sql) {
+            let mut missing = Vec::new();
+            for statement in statements {
                 if let Some((table, column)) = added_column(&statement) {
                     if self.column_exists(table, column).await? {
                         continue;
                     }
                 }
+                missing.push(statement);
+            }
+            // One ALTER per table on a cluster: each statement there waits for every server.
+            let missing = match &cluster {
+                Some(_) => alters_merged(missing),
+                None => missing,
+            };
+            for statement in missing {
                 self.timed("migration", async {
                     Ok(self.client.query(&statement).execute().await?)
                 })
@@ -212,6 +286,31 @@ mod tests {
             None
         );
         assert_eq!(added_column("CREATE TABLE x (a UInt8)"), None);
+        assert_eq!(
+            added_column("ALTER TABLE `db`.s_local ON CLUSTER c ADD COLUMN intent String"),
+            Some(("s_local", "intent"))
+        );
+    }
+
+    #[test]
+    fn merges_consecutive_added_columns_of_one_table() {
+        let statements = [
+            "ALTER TABLE t ON CLUSTER c ADD COLUMN a String",
+            "ALTER TABLE t ON CLUSTER c ADD COLUMN b String ALIAS if(a = 'x ADD y', 1, 2)",
+            "ALTER TABLE u ON CLUSTER c ADD COLUMN a String",
+            "CREATE VIEW v AS SELECT 1",
+            "ALTER TABLE u ON CLUSTER c ADD COLUMN b String",
+        ]
+        .map(String::from);
+        assert_eq!(
+            alters_merged(statements.to_vec()),
+            [
+                "ALTER TABLE t ON CLUSTER c ADD COLUMN a String, ADD COLUMN b String ALIAS if(a = 'x ADD y', 1, 2)",
+                "ALTER TABLE u ON CLUSTER c ADD COLUMN a String",
+                "CREATE VIEW v AS SELECT 1",
+                "ALTER TABLE u ON CLUSTER c ADD COLUMN b String",
+            ]
+        );
     }
 
     #[test]

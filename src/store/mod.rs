@@ -2,6 +2,7 @@
 //! SQL here runs on ClickHouse 18.16 (Debian's) and on current releases.
 
 mod annotations;
+mod cluster;
 mod delete;
 mod derived;
 mod gaps;
@@ -22,6 +23,7 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore
 use crate::config;
 
 pub use annotations::{Annotations, Change};
+pub use cluster::{ClusterLayout, ClusterSchema};
 pub use derived::TraceSessions;
 pub use gaps::{GapExampleRow, GapRow, KnowledgeGap};
 pub use list::{SessionPage, SessionStream};
@@ -113,6 +115,8 @@ impl From<clickhouse::error::Error> for StoreError {
 pub struct Store {
     client: clickhouse::Client,
     database: String,
+    /// `clickhouse.cluster`, None on one server.
+    cluster: Option<String>,
     timeout: Duration,
     /// Span inserts and sessionizer passes hold it shared, deletions exclusively: a deletion
     /// never interleaves with a write that would bring back what it removes.
@@ -148,6 +152,12 @@ impl Store {
             )
             // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
             .with_validation(false);
+        let cluster = Some(config.cluster.clone()).filter(|c| !c.is_empty());
+        if cluster.is_some() {
+            // An insert into a Distributed table returns once every shard has its rows, so
+            // what convolog acknowledges is stored (not queued on the server it reached).
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         if config.max_query_memory_bytes > 0 {
             client = client.with_setting(
                 "max_memory_usage",
@@ -157,6 +167,7 @@ impl Store {
         Store {
             client,
             database: config.database.clone(),
+            cluster,
             timeout: Duration::from_millis(config.timeout_ms),
             writes: Arc::new(RwLock::new(())),
             deletions: Arc::new(AtomicU64::new(0)),
@@ -196,6 +207,36 @@ impl Store {
 
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    /// The cluster the schema is spread over, if any.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// Where the parts of `table` are listed: the source to read and the table name to look
+    /// for in it. On a cluster, the parts of its local table on one replica of every shard.
+    fn parts_of(&self, table: &str) -> (String, String) {
+        match &self.cluster {
+            Some(cluster) => (
+                format!("cluster('{cluster}', system, parts)"),
+                cluster::local_table(table),
+            ),
+            None => ("system.parts".to_owned(), table.to_owned()),
+        }
+    }
+
+    /// How a mutation or partition drop names `table`: on a cluster, its local tables on
+    /// every server (`t_local ON CLUSTER c`), since a Distributed table takes neither.
+    fn altered_table(&self, table: &str) -> String {
+        match &self.cluster {
+            Some(cluster) => format!(
+                "`{}`.{} ON CLUSTER {cluster}",
+                self.database,
+                cluster::local_table(table)
+            ),
+            None => table.to_owned(),
+        }
     }
 
     /// Every call goes through here so no query can hang past the configured timeout.

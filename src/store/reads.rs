@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::derived::{by_id, session_rows_sql};
 use super::list::{with_annotations, SEMANTICS};
 use super::logs::LogQuery;
-use super::spans::{traces_ingested_sql, SPAN_PARTITIONS_WRITTEN};
+use super::spans::{span_partitions_written_sql, traces_ingested_sql};
 use super::{Store, StoreError};
 use crate::model::conversation::{
     unix_seconds, AnswerRow, CitationRow, InterruptionRow, IssueRow, MessageRow, SessionRow,
@@ -247,8 +247,9 @@ impl Store {
             render(self.client.query(&session_rows_sql(2)).bind("a").bind("b")),
             render(
                 self.client
-                    .query(SPAN_PARTITIONS_WRITTEN)
+                    .query(&span_partitions_written_sql("system.parts"))
                     .bind(&self.database)
+                    .bind("spans")
                     .bind(5u32),
             ),
             render(

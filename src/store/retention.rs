@@ -20,12 +20,16 @@ pub const TRANSCRIPT_TABLES: &[&str] = &[
 
 impl Store {
     async fn partitions(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        let (parts, table) = self.parts_of(table);
+        let sql = format!(
+            "SELECT DISTINCT partition FROM {parts} WHERE database = ? AND table = ? AND active"
+        );
         self.timed("list partitions", async {
             Ok(self
                 .client
-                .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active")
+                .query(&sql)
                 .bind(&self.database)
-                .bind(table)
+                .bind(&table)
                 .fetch_all::<String>()
                 .await?)
         })
@@ -71,7 +75,10 @@ impl Store {
             if key >= cutoff {
                 continue;
             }
-            let sql = format!("ALTER TABLE {table} DROP PARTITION {key}");
+            let sql = format!(
+                "ALTER TABLE {} DROP PARTITION {key}",
+                self.altered_table(table)
+            );
             self.note_deletion();
             self.timed("drop partition", async {
                 Ok(self.client.query(&sql).execute().await?)
@@ -108,13 +115,12 @@ impl Store {
             return Ok(false);
         }
         self.note_deletion();
+        let sql = format!(
+            "ALTER TABLE {} DELETE WHERE deleted = 0 AND end_time_unix_nano < ?",
+            self.altered_table("sessions")
+        );
         self.timed("delete old sessions", async {
-            Ok(self
-                .client
-                .query("ALTER TABLE sessions DELETE WHERE deleted = 0 AND end_time_unix_nano < ?")
-                .bind(cutoff)
-                .execute()
-                .await?)
+            Ok(self.client.query(&sql).bind(cutoff).execute().await?)
         })
         .await?;
         Ok(true)

@@ -247,8 +247,13 @@ impl SpanRow {
 const CATCH_UP_CLOCK_SLACK_SECONDS: u64 = 3600;
 
 /// The partitions of `spans` with a part written since an instant (seconds).
-pub(super) const SPAN_PARTITIONS_WRITTEN: &str = "SELECT DISTINCT partition FROM system.parts \
-     WHERE database = ? AND table = 'spans' AND active AND modification_time >= toDateTime(?)";
+/// `parts` and `table` as [`Store::parts_of`] gives them for `spans`.
+pub(super) fn span_partitions_written_sql(parts: &str) -> String {
+    format!(
+        "SELECT DISTINCT partition FROM {parts} \
+         WHERE database = ? AND table = ? AND active AND modification_time >= toDateTime(?)"
+    )
+}
 
 /// Traces with spans ingested in a range, with the newest stamp in it, in `days` days
 /// (partitions) of `spans`.
@@ -372,12 +377,15 @@ impl Store {
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let written_since =
             (after_unix_nano / 1_000_000_000).saturating_sub(CATCH_UP_CLOCK_SLACK_SECONDS);
+        let (parts, table) = self.parts_of("spans");
+        let sql = span_partitions_written_sql(&parts);
         let partitions = self
             .timed("span partitions written", async {
                 Ok(self
                     .client
-                    .query(SPAN_PARTITIONS_WRITTEN)
+                    .query(&sql)
                     .bind(&self.database)
+                    .bind(&table)
                     .bind(u32::try_from(written_since).unwrap_or(u32::MAX))
                     .fetch_all::<String>()
                     .await?)

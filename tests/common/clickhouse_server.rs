@@ -203,11 +203,18 @@ fn free_ports(count: u16) -> u16 {
 
 /// Stops the server and removes `dir` once the process `runner` is gone.
 fn watch(runner: u32, dir: &Path) {
+    let server = dir.join("server");
+    watch_with(runner, dir, SCRIPT, &server);
+}
+
+/// Runs `script stop stopped` and removes `dir` once the process `runner` is gone.
+fn watch_with(runner: u32, dir: &Path, script: &str, stopped: &Path) {
     let dir = dir.to_string_lossy();
+    let stopped = stopped.to_string_lossy();
     // Put in the background by a shell that exits at once, so it outlives this process.
     let watcher = format!(
         "(while kill -0 {runner} 2>/dev/null; do sleep 1; done; \
-          '{SCRIPT}' stop '{dir}/server'; rm -rf '{dir}') >/dev/null 2>&1 &"
+          '{script}' stop '{stopped}'; rm -rf '{dir}') >/dev/null 2>&1 &"
     );
     let status = Command::new("sh")
         .args(["-c", &watcher])
@@ -216,4 +223,88 @@ fn watch(runner: u32, dir: &Path) {
         .status()
         .expect("starting the test ClickHouse watcher");
     assert!(status.success(), "starting the test ClickHouse watcher");
+}
+
+const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
+
+/// A ClickHouse cluster of one test's own (scripts/cluster.sh): ZooKeeper and two servers,
+/// as one shard of two replicas. It goes when the test process does.
+pub struct LocalCluster {
+    dir: std::path::PathBuf,
+    /// The HTTP URL of each server.
+    pub urls: [String; 2],
+    ports: [u16; 2],
+}
+
+impl LocalCluster {
+    /// The cluster's name in the servers' configuration.
+    pub const NAME: &str = "convolog";
+
+    pub fn start(name: &str) -> LocalCluster {
+        if !installed("clickhouse-server") {
+            skip("this test runs a ClickHouse cluster, and clickhouse-server is not installed");
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "convolog-test-cluster-{name}-{}",
+            std::process::id()
+        ));
+        // Clusters of tests running at once take their ports one after the other, so no two
+        // choose overlapping ports before either listens.
+        let lock = File::create(std::env::temp_dir().join("convolog-test-cluster.lock"))
+            .expect("creating the cluster lock file");
+        lock.lock().expect("locking the cluster lock file");
+        // ZooKeeper, then HTTP, native and interserver ports of each server.
+        let base = cluster_ports();
+        let status = Command::new(CLUSTER_SCRIPT)
+            .arg("start")
+            .arg(&dir)
+            .arg(base.to_string())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null())
+            // Its own process group, so nothing that stops this test's group stops the servers.
+            .process_group(0)
+            .status()
+            .expect("running scripts/cluster.sh");
+        assert!(status.success(), "scripts/cluster.sh start failed");
+        drop(lock);
+        watch_with(std::process::id(), &dir, CLUSTER_SCRIPT, &dir);
+        let ports = [base + 1, base + 4];
+        LocalCluster {
+            dir,
+            urls: ports.map(|port| format!("http://127.0.0.1:{port}")),
+            ports,
+        }
+    }
+
+    fn server_dir(&self, server: usize) -> std::path::PathBuf {
+        self.dir.join(format!("ch{}", server + 1))
+    }
+
+    /// Stops server `server` (0 or 1); returns once it is gone.
+    pub fn stop(&self, server: usize) {
+        run_script(&self.server_dir(server), None, None);
+    }
+
+    /// Starts server `server` again, with its data.
+    pub fn restart(&self, server: usize) {
+        run_script(&self.server_dir(server), Some(self.ports[server]), None);
+    }
+}
+
+/// The first of 7 consecutive free ports below the ephemeral range (32768 and up on Linux),
+/// so that no outgoing connection takes one of them before the servers listen: while they
+/// start, ZooKeeper and the servers connect to each other.
+fn cluster_ports() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    for attempt in 0..100u32 {
+        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 12_000) as u16;
+        if (0..7).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no 7 free consecutive ports for a test cluster");
 }
