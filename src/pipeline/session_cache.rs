@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::conventions::{self, SpanFacts};
 use crate::model::{Attributes, Span, SpanId};
 
 /// A span with the time its insert was stamped: of two stored copies, the later one counts.
@@ -27,6 +28,9 @@ struct CachedSpan {
     span: Span,
     /// Of the span's content, computed once when it arrives.
     digest: u128,
+    /// What conventions say about the span, read once when it arrives: a pass derives a
+    /// session from these instead of reading every span of it again.
+    facts: SpanFacts,
 }
 
 fn digest(text: &str) -> u128 {
@@ -34,6 +38,11 @@ fn digest(text: &str) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash[..16]);
     u128::from_le_bytes(first)
+}
+
+/// A span's bytes in memory with its facts, which copy parts of its attributes at most.
+fn held_bytes(span: &Span) -> usize {
+    span.memory_bytes() + std::mem::size_of::<SpanFacts>() + span.attributes.memory_bytes()
 }
 
 #[derive(Default)]
@@ -57,7 +66,7 @@ impl CachedTrace {
         {
             return 0;
         }
-        let mut added = span.memory_bytes();
+        let mut added = held_bytes(&span);
         if !self
             .last_resource
             .as_ref()
@@ -69,12 +78,13 @@ impl CachedTrace {
         let cached = CachedSpan {
             ingested_at,
             digest: digest(&format!("{span:?}")),
+            facts: conventions::read(&span),
             span,
         };
         let removed = self
             .spans
             .insert(cached.span.span_id, cached)
-            .map_or(0, |old| old.span.memory_bytes());
+            .map_or(0, |old| held_bytes(&old.span));
         self.bytes = (self.bytes + added).saturating_sub(removed);
         added as isize - removed as isize
     }
@@ -173,6 +183,15 @@ impl SessionCache {
             .get(trace)
             .filter(|c| c.whole && !c.spans.is_empty())
             .map(|c| c.spans.values().map(|cached| &cached.span).collect())
+    }
+
+    /// The spans of a whole trace with their facts; None if the trace is not held whole or
+    /// has none.
+    pub fn read_spans(&self, trace: &str) -> Option<Vec<(&Span, &SpanFacts)>> {
+        self.traces
+            .get(trace)
+            .filter(|c| c.whole && !c.spans.is_empty())
+            .map(|c| c.spans.values().map(|c| (&c.span, &c.facts)).collect())
     }
 
     /// What a session of these whole traces is derived from. Order-free: a sum of digests

@@ -18,6 +18,7 @@ use super::session_cache::{Derived, SessionCache, StampedSpan};
 use super::Stored;
 use crate::clock::now_unix_nano;
 use crate::config;
+use crate::conventions::SpanFacts;
 use crate::model::conversation::{unix_seconds, DerivedSession, SessionRow, TraceSessionRow};
 use crate::model::Span;
 use crate::progress;
@@ -329,9 +330,9 @@ impl Sessionizer {
         let mut records = Vec::new();
         let mut unchanged = 0;
         for (session, trace_ids) in members {
-            let spans: Vec<&Span> = trace_ids
+            let spans: Vec<(&Span, &SpanFacts)> = trace_ids
                 .iter()
-                .filter_map(|t| self.cache.spans(t))
+                .filter_map(|t| self.cache.read_spans(t))
                 .flatten()
                 .collect();
             if spans.is_empty() {
@@ -350,7 +351,7 @@ impl Sessionizer {
                 // Same spans, same rules: the rows written last time are these.
                 unchanged += 1;
             } else {
-                changed.push(sessionize::sessionize(
+                changed.push(sessionize::sessionize_read(
                     session,
                     spans,
                     revision,
