@@ -242,8 +242,9 @@ fn arrivals(spans: &[convolog::model::Span]) -> Vec<Vec<convolog::model::Span>> 
     sorted.chunks(5).map(<[_]>::to_vec).collect()
 }
 
-/// What the sessionizer does per arrival with the conversation in memory: keep the new spans,
-/// see whether the session's inputs changed, derive it from all of its spans.
+/// What the sessionizer does per arrival with the conversation in memory: keep the new spans
+/// (their facts read once), see whether the session's inputs changed, derive it from all of
+/// its spans.
 fn derive_at_each_arrival(arrivals: Vec<Vec<convolog::model::Span>>) {
     let mut cache = SessionCache::new(usize::MAX);
     let mut traces = std::collections::BTreeSet::new();
@@ -255,8 +256,8 @@ fn derive_at_each_arrival(arrivals: Vec<Vec<convolog::model::Span>>) {
         }
         traces.extend(new);
         std::hint::black_box(cache.inputs("bench", &traces));
-        let spans = traces.iter().filter_map(|t| cache.spans(t)).flatten();
-        std::hint::black_box(sessionize::sessionize(
+        let spans = traces.iter().filter_map(|t| cache.read_spans(t)).flatten();
+        std::hint::black_box(sessionize::sessionize_read(
             "bench",
             spans,
             stamp,

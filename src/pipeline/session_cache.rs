@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::conventions::{self, SpanFacts};
 use crate::model::span::heap_bytes;
 use crate::model::{Attributes, Span, SpanId};
 use crate::store::Fingerprint;
@@ -32,6 +33,9 @@ struct CachedSpan {
     span: Span,
     /// Of the span's content, computed once when it arrives.
     digest: u128,
+    /// What conventions say about the span, read once when it arrives: a pass derives a
+    /// session from these instead of reading every span of it again.
+    facts: SpanFacts,
 }
 
 fn digest(text: &str) -> u128 {
@@ -45,6 +49,11 @@ fn digest(text: &str) -> u128 {
 /// byte per slot.
 fn table_bytes<K, V>(map: &HashMap<K, V>) -> usize {
     heap_bytes(map.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1))
+}
+
+/// A span's heap bytes with its facts', which copy parts of its attributes at most.
+fn held_heap_bytes(span: &Span) -> usize {
+    span.heap_bytes() + span.attributes.memory_bytes()
 }
 
 #[derive(Default)]
@@ -81,7 +90,7 @@ impl CachedTrace {
         {
             return;
         }
-        self.heap += span.heap_bytes();
+        self.heap += held_heap_bytes(&span);
         if !self
             .last_resource
             .as_ref()
@@ -93,10 +102,11 @@ impl CachedTrace {
         let cached = CachedSpan {
             ingested_at,
             digest: digest(&format!("{span:?}")),
+            facts: conventions::read(&span),
             span,
         };
         if let Some(old) = self.spans.insert(cached.span.span_id, cached) {
-            self.heap = self.heap.saturating_sub(old.span.heap_bytes());
+            self.heap = self.heap.saturating_sub(held_heap_bytes(&old.span));
         }
     }
 
@@ -226,6 +236,15 @@ impl SessionCache {
             .get(trace)
             .filter(|c| c.whole && !c.spans.is_empty())
             .map(|c| c.spans.values().map(|cached| &cached.span).collect())
+    }
+
+    /// The spans of a whole trace with their facts; None if the trace is not held whole or
+    /// has none.
+    pub fn read_spans(&self, trace: &str) -> Option<Vec<(&Span, &SpanFacts)>> {
+        self.traces
+            .get(trace)
+            .filter(|c| c.whole && !c.spans.is_empty())
+            .map(|c| c.spans.values().map(|c| (&c.span, &c.facts)).collect())
     }
 
     /// What a session of these whole traces is derived from. Order-free: a sum of digests

@@ -33,6 +33,7 @@ use super::session_cache::{Derived, SessionCache, StampedSpan};
 use super::Stored;
 use crate::clock::now_unix_nano;
 use crate::config;
+use crate::conventions::SpanFacts;
 use crate::model::conversation::{unix_seconds, DerivedSession, TraceSessionRow};
 use crate::model::Span;
 use crate::progress;
@@ -407,9 +408,9 @@ impl Sessionizer {
         let mut unchanged = 0;
         for (session, state) in &states {
             let trace_ids = members.remove(session.as_str()).unwrap_or_default();
-            let spans: Vec<&Span> = trace_ids
+            let spans: Vec<(&Span, &SpanFacts)> = trace_ids
                 .iter()
-                .filter_map(|t| self.cache.spans(t))
+                .filter_map(|t| self.cache.read_spans(t))
                 .flatten()
                 .collect();
             if spans.is_empty() {
@@ -432,7 +433,7 @@ impl Sessionizer {
                 unchanged += 1;
                 at = state.revision;
             } else {
-                changed.push(sessionize::sessionize(
+                changed.push(sessionize::sessionize_read(
                     session,
                     spans,
                     revision,

@@ -81,7 +81,7 @@ fn raw_session_key(trace: &[&Span]) -> Option<String> {
 /// One span with what conventions say about it and its parent's position.
 pub(crate) struct Node<'a> {
     pub span: &'a Span,
-    pub facts: SpanFacts,
+    pub facts: &'a SpanFacts,
     pub parent: Option<usize>,
 }
 
@@ -94,21 +94,61 @@ pub fn sessionize<'a>(
     updated_at: u32,
     rules: &Rules,
 ) -> DerivedSession {
-    let mut unique: Vec<&Span> = spans.into_iter().collect();
-    unique.sort_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano));
-    let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
-    unique.retain(|s| seen.insert((s.trace_id, s.span_id)));
+    let unique = unique_in_order(spans.into_iter().collect(), |s| *s);
+    let facts: Vec<SpanFacts> = unique.iter().map(|s| conventions::read(s)).collect();
+    derive(
+        session_id,
+        unique.into_iter().zip(&facts).collect(),
+        revision,
+        updated_at,
+        rules,
+    )
+}
 
+/// [`sessionize`] from spans whose facts were already read (`conventions::read` of each
+/// span; the session cache keeps them so a pass does not read every span again).
+pub fn sessionize_read<'a>(
+    session_id: &str,
+    spans: impl IntoIterator<Item = (&'a Span, &'a SpanFacts)>,
+    revision: u64,
+    updated_at: u32,
+    rules: &Rules,
+) -> DerivedSession {
+    let unique = unique_in_order(spans.into_iter().collect(), |(s, _)| *s);
+    derive(session_id, unique, revision, updated_at, rules)
+}
+
+/// The spans in the order sessionizing depends on, each (trace, span id) once.
+fn unique_in_order<T>(mut spans: Vec<T>, span: impl Fn(&T) -> &Span) -> Vec<T> {
+    spans.sort_by_key(|t| {
+        let s = span(t);
+        (s.start_unix_nano, s.trace_id, s.span_id, s.end_unix_nano)
+    });
+    let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
+    spans.retain(|t| {
+        let s = span(t);
+        seen.insert((s.trace_id, s.span_id))
+    });
+    spans
+}
+
+fn derive(
+    session_id: &str,
+    unique: Vec<(&Span, &SpanFacts)>,
+    revision: u64,
+    updated_at: u32,
+    rules: &Rules,
+) -> DerivedSession {
     let positions: HashMap<(TraceId, SpanId), usize> = unique
         .iter()
         .enumerate()
-        .map(|(i, s)| ((s.trace_id, s.span_id), i))
+        .map(|(i, (s, _))| ((s.trace_id, s.span_id), i))
         .collect();
     let nodes: Vec<Node> = unique
         .iter()
-        .map(|span| Node {
+        .map(|&(span, facts)| Node {
             span,
-            facts: conventions::read(span),
+            facts,
             parent: span
                 .parent_span_id
                 .and_then(|p| positions.get(&(span.trace_id, p)).copied()),
@@ -273,13 +313,14 @@ fn session_row(
         .map(|n| n.span.end_unix_nano)
         .max()
         .unwrap_or(start);
-    let mut trace_ids: Vec<String> = nodes.iter().map(|n| n.span.trace_id.to_hex()).collect();
-    trace_ids.sort();
-    trace_ids.dedup();
+    // Hex of each trace once (not of each span); sorted as the hex is, for equal lengths.
+    let unique_traces: std::collections::BTreeSet<TraceId> =
+        nodes.iter().map(|n| n.span.trace_id).collect();
+    let trace_ids: Vec<String> = unique_traces.iter().map(TraceId::to_hex).collect();
     let first_fact = |get: fn(&SpanFacts) -> Option<&String>| -> String {
         nodes
             .iter()
-            .find_map(|n| get(&n.facts))
+            .find_map(|n| get(n.facts))
             .cloned()
             .unwrap_or_default()
     };

@@ -183,7 +183,7 @@ fn turn_of(nodes: &[Node], anchors: &[usize], above: &[Above], i: usize) -> usiz
     let user_side = nodes[i]
         .parent
         .and_then(|p| above[p].user_turn)
-        .or(is_user_side(&nodes[i].facts).then_some(i));
+        .or(is_user_side(nodes[i].facts).then_some(i));
     let start = nodes[user_side.unwrap_or(i)].span.start_unix_nano;
     // Anchors are in start order, as nodes are.
     if user_side.is_some() {
@@ -250,7 +250,7 @@ impl<'a> Turn<'a> {
     }
 
     fn first_reported(&self, get: fn(&SpanFacts) -> Option<Reported>) -> Option<Reported> {
-        self.members.iter().find_map(|n| get(&n.facts))
+        self.members.iter().find_map(|n| get(n.facts))
     }
 
     /// Texts of the first role in `roles` that has any, joined in time order.
@@ -258,7 +258,7 @@ impl<'a> Turn<'a> {
         for role in roles {
             let texts: Vec<&str> = self
                 .with_role(*role)
-                .filter_map(|n| get(&n.facts).map(String::as_str))
+                .filter_map(|n| get(n.facts).map(String::as_str))
                 .filter(|t| !t.trim().is_empty())
                 .collect();
             if !texts.is_empty() {
@@ -598,7 +598,7 @@ impl<'a> Turn<'a> {
         };
         let first_of = |role: Role, get: fn(&SpanFacts) -> Option<&String>| -> String {
             self.with_role(role)
-                .find_map(|n| get(&n.facts))
+                .find_map(|n| get(n.facts))
                 .cloned()
                 .unwrap_or_default()
         };

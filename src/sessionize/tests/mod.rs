@@ -3,6 +3,7 @@
 mod fields;
 mod genai_voice;
 mod grounding;
+mod incremental;
 mod openinference;
 mod pipecat_context;
 mod replies;
