@@ -379,6 +379,13 @@ mod tests {
             Some("s".into()),
         );
         assert_eq!(names(&cache, &trace), ["new copy", "other"]);
+        // As ClickHouse summarises the stored spans: each once, in its latest copy.
+        let print = Fingerprint {
+            spans: 2,
+            stamps: 30,
+            newest: 20,
+        };
+        assert_eq!(cache.fingerprint(&trace), print);
         assert!(cache.not_whole(&traces).is_empty());
         assert_eq!(cache.stored_session(&trace), Some("s"));
     }
