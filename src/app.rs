@@ -318,7 +318,7 @@ fn report_pending_spans(
                     metrics.pending_spans.set(pending as f64);
                     metrics.run_upkeep();
                     ticks += 1;
-                    if ticks % RELEASE_FREED_EVERY_SECONDS == 0 {
+                    if ticks.is_multiple_of(RELEASE_FREED_EVERY_SECONDS) {
                         tokio::task::spawn_blocking(crate::memory::release_freed);
                     }
                 }

@@ -291,9 +291,9 @@ fn cases(anchor: u64) -> Vec<Case> {
                 request("agent", "pipecat", vec![ok(18, 1, "a"), ok(18, 2, "b")]),
                 (0..1100i64).map(|i| kv(&format!("r{i}"), i)).collect(),
             )),
-            answer: repaired("76 resource attributes over the limit of 1024 dropped"),
+            answer: repaired("972 resource attributes over the limit of 128 dropped"),
             stored: vec![count_where(
-                &format!("{} AND length(resource_attributes.key) = 1024", trace(18)),
+                &format!("{} AND length(resource_attributes.key) = 128", trace(18)),
                 2,
             )],
         },

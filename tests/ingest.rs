@@ -600,12 +600,12 @@ async fn oversized_scope_and_resource_are_cut_once() {
     assert!(
         warning
             .error_message
-            .contains("resource attributes over the limit of 1024 dropped"),
+            .contains("resource attributes over the limit of 128 dropped"),
         "{}",
         warning.error_message
     );
     assert_eq!(
-        t.count("SELECT count() FROM spans WHERE length(resource_attributes.key) = 1024")
+        t.count("SELECT count() FROM spans WHERE length(resource_attributes.key) = 128")
             .await,
         400
     );

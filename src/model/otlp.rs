@@ -264,16 +264,18 @@ pub fn convert(
     limits: &SpanLimits,
     now_unix_nano: u64,
 ) -> Converted {
-    let mut out = Converted::default();
     // Sized once: a list grown by doubling holds up to twice what it needs.
-    out.spans = Vec::with_capacity(
-        request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum(),
-    );
+    let mut out = Converted {
+        spans: Vec::with_capacity(
+            request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum(),
+        ),
+        ..Converted::default()
+    };
     let mut shared_bytes = 0;
     for resource_spans in request.resource_spans {
         let mut resource_notes = Vec::new();
