@@ -275,6 +275,11 @@ dashboards_stage() {
   convolog_pid=$!
   echo "convolog serve (pid $convolog_pid) on database $db, log $work/convolog$name.log"
   wait_for_healthz "$convolog_pid" "$api_port" "$work/convolog$name.log"
+  # Ready once the schema is applied: ON CLUSTER statements take a while.
+  for _ in $(seq 1 120); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$api_port/readyz" 2>/dev/null && break
+    sleep 1
+  done
 
   target/debug/convolog-simulate --endpoint "http://127.0.0.1:$grpc_port" --protocol grpc \
     --count "$simulated_sessions" --rate 0 --seed 7
