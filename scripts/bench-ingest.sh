@@ -2,7 +2,7 @@
 # Ingest benchmark: a private ClickHouse and a release `convolog serve` on free ports, driven by
 # the pre-encoded OTLP/gRPC load generator in benches/ingest.rs; prints one table.
 #
-#   scripts/bench-ingest.sh [--rotel] [--convolog PATH] [LOAD OPTIONS]
+#   scripts/bench-ingest.sh [--rotel | --cluster] [--convolog PATH] [LOAD OPTIONS]
 #
 # --convolog PATH runs that convolog binary instead of building this tree's (to compare two
 # versions under the same conditions, e.g. one built from an earlier commit).
@@ -13,6 +13,11 @@
 # blackhole exporter (installed from PyPI into .venv-bench/), after convolog and ClickHouse
 # are stopped, and puts its figures beside convolog's.
 #
+# --cluster runs on a local ClickHouse cluster instead (scripts/cluster.sh: one shard of two
+# replicas) with two `convolog serve` on it, each talking to its own server: first one instance
+# alone under the load, then both at once, each under the same load from a generator of its
+# own; the table puts the runs side by side (add the two instances' rates for the total).
+#
 # Everything it starts is stopped on exit. The servers' logs stay in target/bench-ingest/.
 set -euo pipefail
 
@@ -22,11 +27,13 @@ rotel_version=0.0.1a15
 database=bench
 logs=target/bench-ingest
 with_rotel=""
+with_cluster=""
 convolog_bin=""
 load_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
   --rotel) with_rotel=1 ;;
+  --cluster) with_cluster=1 ;;
   --convolog)
     convolog_bin="$2"
     shift
@@ -38,6 +45,7 @@ done
 
 work=""
 convolog_pid=""
+second_pid=""
 clickhouse_pid=""
 rotel_pid=""
 
@@ -64,8 +72,10 @@ cleanup() {
   local rc=$?
   set +e
   stop "$convolog_pid"
+  stop "$second_pid"
   stop "$rotel_pid"
   stop_clickhouse
+  [ -n "$with_cluster" ] && [ -n "$work" ] && scripts/cluster.sh stop "$work/cluster"
   if [ -n "$work" ]; then
     cp "$work"/clickhouse/log/clickhouse-server.err.log "$logs/" 2>/dev/null
     rm -rf "$work"
@@ -76,13 +86,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A base port with the next 7 free too: ClickHouse takes 3, convolog 3, rotel 2.
+# A base port with the next 12 free too: ClickHouse takes 3, convolog 3, rotel 2; a cluster
+# 7 and two convolog 6.
 free_base_port() {
   local base port taken
   for _ in $(seq 1 50); do
-    base=$((20000 + RANDOM % 40000))
+    base=$((20000 + RANDOM % 12000))
     taken=""
-    for port in $(seq "$base" $((base + 7))); do
+    for port in $(seq "$base" $((base + 12))); do
       if listens "$port"; then taken=1; break; fi
     done
     [ -z "$taken" ] && { echo "$base"; return; }
@@ -138,6 +149,63 @@ fi
 mkdir -p "$logs"
 work=$(mktemp -d "${TMPDIR:-/tmp}/convolog-bench.XXXXXX")
 base=$(free_base_port)
+
+if [ -n "$with_cluster" ]; then
+  scripts/cluster.sh start "$work/cluster" "$base" >&2
+  serve_on_cluster() { # SERVER (1 or 2): convolog on that server, its ports after the cluster's
+    local first=$((base + 7 + 3 * ($1 - 1)))
+    CONVOLOG_CLICKHOUSE_URL="http://127.0.0.1:$((base + 1 + 3 * ($1 - 1)))" \
+    CONVOLOG_CLICKHOUSE_CLUSTER=convolog \
+    CONVOLOG_CLICKHOUSE_DATABASE="$database" \
+    CONVOLOG_GRPC_LISTEN="127.0.0.1:$first" \
+    CONVOLOG_HTTP_LISTEN="127.0.0.1:$((first + 1))" \
+    CONVOLOG_API_LISTEN="127.0.0.1:$((first + 2))" \
+      "$convolog_bin" serve >"$logs/convolog-$1.log" 2>&1 &
+  }
+  load_on() { # SERVER OUT_FILE: the load against the convolog on that server
+    local first=$((base + 7 + 3 * ($1 - 1))) pid_var
+    pid_var=$([ "$1" = 1 ] && echo "$convolog_pid" || echo "$second_pid")
+    load "$2" --endpoint "http://127.0.0.1:$first" --server-pid "$pid_var" \
+      --clickhouse-pid "$(cat "$work/cluster/ch$1/pid")" \
+      --clickhouse-url "http://127.0.0.1:$((base + 1 + 3 * ($1 - 1)))" --database "$database" \
+      >/dev/null
+  }
+  serve_on_cluster 1
+  convolog_pid=$!
+  wait_until "$convolog_pid" "$logs/convolog-1.log" answers "http://127.0.0.1:$((base + 9))/readyz"
+  serve_on_cluster 2
+  second_pid=$!
+  wait_until "$second_pid" "$logs/convolog-2.log" answers "http://127.0.0.1:$((base + 12))/readyz"
+  echo "cluster: convolog (pid $convolog_pid) and convolog (pid $second_pid)" >&2
+  machine="$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+  load_on 1 "$work/one.tsv"
+  # The generators run side by side: each its own cargo-built binary run, no build lock held.
+  load_on 1 "$work/two-a.tsv" &
+  first_load=$!
+  load_on 2 "$work/two-b.tsv"
+  wait "$first_load"
+  echo
+  echo "machine: $machine"
+  echo
+  echo "| figure | one instance | two instances: first | second |"
+  echo "|---|---|---|---|"
+  awk -F'\t' '
+    FNR == 1 { file++ }
+    file == 1 { order[++rows] = $1 }
+    { value[file, $1] = $2 }
+    END {
+      for (r = 1; r <= rows; r++) {
+        line = "| " order[r] " |"
+        for (f = 1; f <= file; f++) {
+          v = ((f, order[r]) in value) ? value[f, order[r]] : "-"
+          line = line " " v " |"
+        }
+        print line
+      }
+    }' "$work/one.tsv" "$work/two-a.tsv" "$work/two-b.tsv"
+  exit 0
+fi
+
 ch_port=$base
 grpc_port=$((base + 3))
 http_port=$((base + 4))

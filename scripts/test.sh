@@ -80,6 +80,7 @@ cleanup() {
     "${sudo[@]}" dpkg --purge convolog >/dev/null
   fi
   if [ -n "$work" ]; then
+    [ -d "$work/cluster" ] && scripts/cluster.sh stop "$work/cluster"
     scripts/clickhouse.sh stop "$work/clickhouse"
     # Wait for the server to finish shutting down before deleting its data directory.
     for _ in $(seq 1 100); do
@@ -250,24 +251,35 @@ stage "rust tests: ${rust_tests[*]}"
 "${rust_tests[@]}"
 
 # ---------------------------------------------------------------------------------------------
-if [ -d tests/dashboards ]; then
-  stage "dashboards: load simulated conversations"
+# dashboards_stage NAME CLICKHOUSE_URL [CLUSTER]: simulated conversations through a real
+# `convolog serve` on that ClickHouse (a cluster's server, with CLUSTER), then the dashboard
+# tests against them.
+dashboards_stage() {
+  local name=$1 url=$2 cluster=${3:-}
+  stage "dashboards$name: load simulated conversations"
 
   cargo build --bin convolog --bin convolog-simulate
   db="dash_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
-  ch "CREATE DATABASE $db"
+  local on=(--data-binary)
+  [ -z "$cluster" ] && curl -sS --fail-with-body "$url/" "${on[@]}" "CREATE DATABASE $db" >/dev/null
   grpc_port=$(free_port)
   http_port=$(free_port)
   api_port=$(free_port)
-  CONVOLOG_CLICKHOUSE_URL="$CONVOLOG_TEST_CLICKHOUSE_URL" \
+  CONVOLOG_CLICKHOUSE_URL="$url" \
+  CONVOLOG_CLICKHOUSE_CLUSTER="$cluster" \
   CONVOLOG_CLICKHOUSE_DATABASE="$db" \
   CONVOLOG_GRPC_LISTEN="127.0.0.1:$grpc_port" \
   CONVOLOG_HTTP_LISTEN="127.0.0.1:$http_port" \
   CONVOLOG_API_LISTEN="127.0.0.1:$api_port" \
-    target/debug/convolog serve >"$work/convolog.log" 2>&1 &
+    target/debug/convolog serve >"$work/convolog$name.log" 2>&1 &
   convolog_pid=$!
-  echo "convolog serve (pid $convolog_pid) on database $db, log $work/convolog.log"
-  wait_for_healthz "$convolog_pid" "$api_port" "$work/convolog.log"
+  echo "convolog serve (pid $convolog_pid) on database $db, log $work/convolog$name.log"
+  wait_for_healthz "$convolog_pid" "$api_port" "$work/convolog$name.log"
+  # Ready once the schema is applied: ON CLUSTER statements take a while.
+  for _ in $(seq 1 120); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$api_port/readyz" 2>/dev/null && break
+    sleep 1
+  done
 
   target/debug/convolog-simulate --endpoint "http://127.0.0.1:$grpc_port" --protocol grpc \
     --count "$simulated_sessions" --rate 0 --seed 7
@@ -278,7 +290,7 @@ if [ -d tests/dashboards ]; then
   last=""
   while :; do
     totals_sql="SELECT count(), sum(span_count), sum(turn_count) FROM $db.sessions_current"
-    now=$(ch "$totals_sql" 2>/dev/null | tr '\t' ' ') || now=""
+    now=$(curl -sS --fail-with-body "$url/" "${on[@]}" "$totals_sql" 2>/dev/null | tr '\t' ' ') || now=""
     count=${now%% *}
     if [ "$count" = "$simulated_sessions" ] && [ "$now" = "$last" ]; then
       break
@@ -286,8 +298,9 @@ if [ -d tests/dashboards ]; then
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "expected $simulated_sessions sessions in $db.sessions_current within 60 s;" \
            "last seen: ${now:-no answer} (count, spans, turns)" >&2
-    ch "$totals_sql" >&2 || true  # shows ClickHouse's error, if that was the problem
-      tail -40 "$work/convolog.log" >&2
+      # shows ClickHouse's error, if that was the problem
+      curl -sS --fail-with-body "$url/" "${on[@]}" "$totals_sql" >&2 || true
+      tail -40 "$work/convolog$name.log" >&2
       exit 1
     fi
     last=$now
@@ -295,7 +308,7 @@ if [ -d tests/dashboards ]; then
   done
   echo "$db.sessions_current: $now (sessions, spans, turns)"
 
-  stage "dashboards: pytest tests/dashboards"
+  stage "dashboards$name: pytest tests/dashboards"
   # The agreement test asks this same `convolog serve` (still running: cleanup stops it on
   # exit) for every session's transcript and compares with the dashboards' counts.
   convolog_alive() {
@@ -304,15 +317,16 @@ if [ -d tests/dashboards ]; then
   }
   if ! convolog_alive; then
     echo "convolog serve (pid $convolog_pid) is gone before the dashboard tests; its log:" >&2
-    tail -40 "$work/convolog.log" >&2
+    tail -40 "$work/convolog$name.log" >&2
     exit 1
   fi
   pytest_rc=0
-  CONVOLOG_TEST_DATABASE="$db" CONVOLOG_TEST_API_URL="http://127.0.0.1:$api_port" \
+  CONVOLOG_TEST_CLICKHOUSE_URL="$url" CONVOLOG_TEST_DATABASE="$db" \
+    CONVOLOG_TEST_API_URL="http://127.0.0.1:$api_port" \
     "$venv/bin/python" -m pytest -q tests/dashboards || pytest_rc=$?
   if ! convolog_alive; then
     echo "convolog serve (pid $convolog_pid) stopped while the dashboard tests ran; its log:" >&2
-    tail -40 "$work/convolog.log" >&2
+    tail -40 "$work/convolog$name.log" >&2
     exit 1
   fi
   # pytest exits 5 when it collected nothing: not a failure of the code under test.
@@ -321,6 +335,30 @@ if [ -d tests/dashboards ]; then
   elif [ "$pytest_rc" != 0 ]; then
     exit "$pytest_rc"
   fi
+}
+
+if [ -d tests/dashboards ]; then
+  dashboards_stage "" "$CONVOLOG_TEST_CLICKHOUSE_URL"
+  # The same on a cluster (one shard of two replicas): the dashboards read the Distributed
+  # tables. Its convolog stops before the next one starts.
+  kill "$convolog_pid" 2>/dev/null
+  wait "$convolog_pid" 2>/dev/null || true
+  # Ports below the ephemeral range: while the cluster starts, its servers connect to each
+  # other, and an outgoing connection could take a port picked from that range.
+  while :; do
+    cluster_base=$((20000 + RANDOM % 12000))
+    taken=""
+    for port in $(seq "$cluster_base" $((cluster_base + 6))); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then taken=1; fi
+    done
+    [ -z "$taken" ] && break
+  done
+  scripts/cluster.sh start "$work/cluster" "$cluster_base"
+  dashboards_stage " on a cluster" "http://127.0.0.1:$((cluster_base + 1))" convolog
+  kill "$convolog_pid" 2>/dev/null
+  wait "$convolog_pid" 2>/dev/null || true
+  convolog_pid=""
+  scripts/cluster.sh stop "$work/cluster"
 else
   echo
   echo "(no tests/dashboards/: dashboard stage skipped)"

@@ -156,7 +156,13 @@ impl Store {
         if cluster.is_some() {
             // An insert into a Distributed table returns once every shard has its rows, so
             // what convolog acknowledges is stored (not queued on the server it reached).
-            client = client.with_setting("insert_distributed_sync", "1");
+            client = client
+                .with_setting("insert_distributed_sync", "1")
+                // A subquery over a Distributed table inside a query over another (the
+                // *_current views, spans of a session's traces) runs once, on the server
+                // convolog asked, and its result goes to every shard: right whatever the two
+                // tables are sharded by.
+                .with_setting("distributed_product_mode", "global");
         }
         if config.max_query_memory_bytes > 0 {
             client = client.with_setting(
