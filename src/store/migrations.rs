@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions by start",
         include_str!("../../migrations/0008_sessions_by_start.sql"),
     ),
+    (
+        10,
+        "sessions in fine granules",
+        include_str!("../../migrations/0010_sessions_fine_granules.sql"),
+    ),
 ];
 
 /// The table and column of an `ALTER TABLE t ADD COLUMN c ...` statement. ClickHouse 18.16
