@@ -2,6 +2,7 @@
 //! every value bound, and keyset pagination. The same query, without a limit, streams every
 //! matching session for export.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -224,6 +225,30 @@ pub(super) fn with_annotations(
     )
 }
 
+/// Start times a page is looked for in: at or after `from`, before `below` (each when given).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Window {
+    from: Option<u64>,
+    below: Option<u64>,
+}
+
+/// The conditions of a filter within a window, and the keyset condition after `after`; and
+/// the `ORDER BY` of the sort.
+fn selection(
+    filter: &SessionFilter,
+    contact_key: &Secret,
+    sort: &Sort,
+    after: Option<&After>,
+    window: Window,
+) -> (Sql, String) {
+    let mut sql = conditions(filter, contact_key, window.from);
+    if let Some(below) = window.below {
+        sql.push("start_time_unix_nano < ?", [Bind::U64(below)]);
+    }
+    let order = order_and_after(sort, after, &mut sql);
+    (sql, order)
+}
+
 /// The whole answer with FINAL: every current row merged, then filtered and sorted. Exact
 /// and simple, but FINAL over the whole table is what costs; the export streams this.
 fn full_sql(
@@ -231,11 +256,10 @@ fn full_sql(
     contact_key: &Secret,
     sort: &Sort,
     after: Option<&After>,
-    window: Option<u64>,
+    window: Window,
     limit: Option<u64>,
 ) -> (String, Sql) {
-    let mut sql = conditions(filter, contact_key, window);
-    let order = order_and_after(sort, after, &mut sql);
+    let (sql, order) = selection(filter, contact_key, sort, after, window);
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let sessions = format!(
         "SELECT *, {SEMANTICS} FROM sessions FINAL WHERE {} ORDER BY {order}{limit}",
@@ -245,62 +269,118 @@ fn full_sql(
 }
 
 /// Step 1 of a page: the first `k` matching rows in sort order, without FINAL, so old
-/// revisions are among them.
+/// revisions are among them. The sort value of the k-th row is found first, reading that
+/// column alone; the rows at or before it are then few, and PREWHERE reads the key columns
+/// only in the granules that hold them (a sort by latency read every session id otherwise).
 fn candidates_sql(
     filter: &SessionFilter,
     contact_key: &Secret,
     sort: &Sort,
     after: Option<&After>,
-    window: Option<u64>,
+    window: Window,
     k: u64,
 ) -> (String, Sql) {
-    let mut sql = conditions(filter, contact_key, window);
-    let order = order_and_after(sort, after, &mut sql);
+    let (mut sql, order) = selection(filter, contact_key, sort, after, window);
+    let expression = sort_expression(sort);
+    let (bound, cmp, dir) = if sort.descending {
+        ("min", ">=", "DESC")
+    } else {
+        ("max", "<=", "ASC")
+    };
+    let conditions = sql.conditions.join(" AND ");
     let text = format!(
-        "SELECT start_time_unix_nano, session_id, revision FROM sessions WHERE {} ORDER BY {order} LIMIT {k}",
-        sql.conditions.join(" AND ")
+        "SELECT start_time_unix_nano, session_id, revision FROM sessions \
+         PREWHERE {expression} {cmp} (SELECT {bound}(value) FROM (SELECT {expression} AS value \
+         FROM sessions WHERE {conditions} ORDER BY value {dir} LIMIT {k})) \
+         WHERE {conditions} ORDER BY {order} LIMIT {k}"
     );
+    // The subquery's placeholders come first, then the same again for the WHERE.
+    sql.binds.extend(sql.binds.clone());
     (text, sql)
 }
 
-/// Step 2: of the candidate rows, those that are their session's latest revision (a
-/// tombstone, or the deleted row that retires a start the session left, being latest drops
-/// it), in sort order. No FINAL: the latest revision at the candidates' keys is a small
-/// aggregation.
-fn page_sql(sort: &Sort, candidates: &[Candidate], n: u64) -> (String, Sql) {
-    let mut sql = Sql::default();
-    let order = order_and_after(sort, None, &mut sql);
-    // The starts alone as well: 18.16 narrows the granules to read by a list of values of
-    // the first key column, not by a list of tuples.
-    let keys = || {
-        candidates
-            .iter()
-            .map(|c| Bind::U64(c.start_time_unix_nano))
-            .chain(
-                candidates
-                    .iter()
-                    .map(|c| Bind::Key(c.start_time_unix_nano, c.session_id.clone())),
-            )
+/// The condition that picks rows at the candidates' keys, with its binds. The starts alone
+/// as well, in PREWHERE: 18.16 narrows the granules to read by a list of values of the first
+/// key column, not by a list of tuples, and PREWHERE reads the other columns only in the
+/// granules that hold a candidate.
+fn at_keys(candidates: &[Candidate]) -> (String, Vec<Bind>) {
+    let marks = vec!["?"; candidates.len().max(1)].join(", ");
+    let binds = candidates
+        .iter()
+        .map(|c| Bind::U64(c.start_time_unix_nano))
+        .chain(
+            candidates
+                .iter()
+                .map(|c| Bind::Key(c.start_time_unix_nano, c.session_id.clone())),
+        )
+        .collect();
+    (
+        format!(
+            "PREWHERE start_time_unix_nano IN ({marks}) \
+             WHERE (start_time_unix_nano, session_id) IN ({marks})"
+        ),
+        binds,
+    )
+}
+
+/// Step 2: every revision at the candidates' keys, the key columns only; see
+/// [`current_candidates`].
+fn revisions_sql(candidates: &[Candidate]) -> (String, Sql) {
+    let (at_keys, binds) = at_keys(candidates);
+    let sql = Sql {
+        conditions: Vec::new(),
+        binds,
     };
-    sql.binds.extend(keys());
+    (
+        format!("SELECT start_time_unix_nano, session_id, revision FROM sessions {at_keys}"),
+        sql,
+    )
+}
+
+/// Of the candidates (in sort order), those that are their session's latest revision among
+/// the rows at the candidates' keys, once per session, the first `n`. A tombstone, or the
+/// deleted row that retires a start the session left, being latest drops the session.
+fn current_candidates(candidates: &[Candidate], at_keys: &[Candidate], n: u64) -> Vec<Candidate> {
+    let mut latest: HashMap<&str, u64> = HashMap::new();
+    for row in at_keys {
+        let revision = latest.entry(row.session_id.as_str()).or_default();
+        *revision = (*revision).max(row.revision);
+    }
+    let mut seen = HashSet::new();
+    candidates
+        .iter()
+        .filter(|c| latest.get(c.session_id.as_str()) == Some(&c.revision))
+        .filter(|c| seen.insert(c.session_id.as_str()))
+        .take(n as usize)
+        .cloned()
+        .collect()
+}
+
+/// Step 3: the rows of the current candidates, whole, in sort order; only these granules
+/// are read in full.
+fn page_sql(sort: &Sort, current: &[Candidate]) -> (String, Sql) {
+    let (at_keys, binds) = at_keys(current);
+    let mut sql = Sql {
+        conditions: Vec::new(),
+        binds,
+    };
     sql.binds.extend(
-        candidates
+        current
             .iter()
             .map(|c| Bind::Revision(c.session_id.clone(), c.revision)),
     );
-    sql.binds.extend(keys());
-    let marks = vec!["?"; candidates.len().max(1)].join(", ");
-    let at_keys = format!(
-        "start_time_unix_nano IN ({marks}) AND (start_time_unix_nano, session_id) IN ({marks})"
-    );
+    let marks = vec!["?"; current.len().max(1)].join(", ");
+    let order = order_and_after(sort, None, &mut sql);
     let sessions = format!(
-        "SELECT *, {SEMANTICS} FROM sessions WHERE {at_keys} \
-         AND deleted = 0 AND (session_id, revision) IN ({marks}) \
-         AND (session_id, revision) IN (SELECT session_id, max(revision) FROM sessions \
-         WHERE {at_keys} GROUP BY session_id) \
-         ORDER BY {order} LIMIT 1 BY session_id LIMIT {n}"
+        "SELECT *, {SEMANTICS} FROM sessions {at_keys} \
+         AND (session_id, revision) IN ({marks}) AND deleted = 0 \
+         ORDER BY {order} LIMIT 1 BY session_id"
     );
-    (with_annotations(&sessions, None, &order), sql)
+    // The labels and flags of these sessions only.
+    sql.binds
+        .extend(current.iter().map(|c| Bind::Str(c.session_id.clone())));
+    let annotations = format!("session_id IN ({marks})");
+    (with_annotations(&sessions, Some(&annotations), &order), sql)
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -443,17 +523,22 @@ impl Store {
     ) -> Result<SessionPage, StoreError> {
         let wanted = u64::from(limit) + 1;
         // Newest first, the sessions of the last hour, then of longer and longer windows
-        // until a page is full: `sessions` is keyed by start, so a window reads only its own
-        // parts and granules. Rows outside a window started before every row in it, so a full
-        // page from a window is the answer.
+        // further back until a page is full: `sessions` is keyed by start, so a window reads
+        // only its own parts and granules. Rows of a window started before every row of the
+        // windows before it, so each window's rows follow theirs, and no row is read twice.
         let mut rows = Vec::new();
-        for window in windows(filter, sort, after, crate::clock::now_unix_nano()) {
-            rows = self
-                .page_in_window(filter, sort, after, window, wanted)
-                .await?;
+        let mut below = None;
+        for from in windows(filter, sort, after, crate::clock::now_unix_nano()) {
+            let window = Window { from, below };
+            let missing = wanted - rows.len() as u64;
+            rows.extend(
+                self.page_in_window(filter, sort, after, window, missing)
+                    .await?,
+            );
             if rows.len() as u64 == wanted {
                 break;
             }
+            below = from;
         }
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
@@ -467,17 +552,16 @@ impl Store {
         Ok(SessionPage { rows, next })
     }
 
-    /// The first `wanted` rows of the answer among sessions that started in `window` (all
-    /// when None).
+    /// The first `wanted` rows of the answer among sessions that started in `window`.
     async fn page_in_window(
         &self,
         filter: &SessionFilter,
         sort: &Sort,
         after: Option<&After>,
-        window: Option<u64>,
+        window: Window,
         wanted: u64,
     ) -> Result<Vec<SessionView>, StoreError> {
-        // A page in two steps, because FINAL over many rows is slow: the first k rows in sort
+        // A page in steps, because FINAL over many rows is slow: the first k rows in sort
         // order without FINAL, then those of them that are their session's current row. A
         // current row ranks where it ranks whether or not old revisions precede it, so the
         // kept rows are exactly the first rows of the answer: a full page from them is exact,
@@ -485,20 +569,27 @@ impl Store {
         // revisions crowded the candidates out: take more, and in the end use FINAL.
         let mut k = (wanted * CANDIDATES_PER_ROW).max(MIN_CANDIDATES);
         loop {
-            let (text, sql) = candidates_sql(filter, &self.contact_key, sort, after, window, k);
             let candidates = self
-                .timed("list candidates", async {
-                    Ok(sql
-                        .apply(self.client.query(&text))
-                        .fetch_all::<Candidate>()
-                        .await?)
-                })
+                .fetch_candidates(candidates_sql(
+                    filter,
+                    &self.contact_key,
+                    sort,
+                    after,
+                    window,
+                    k,
+                ))
                 .await?;
             if candidates.is_empty() {
                 return Ok(Vec::new());
             }
             let complete = (candidates.len() as u64) < k;
-            let rows = self.fetch_list(page_sql(sort, &candidates, wanted)).await?;
+            let at_keys = self.fetch_candidates(revisions_sql(&candidates)).await?;
+            let current = current_candidates(&candidates, &at_keys, wanted);
+            let rows = if current.is_empty() {
+                Vec::new()
+            } else {
+                self.fetch_list(page_sql(sort, &current)).await?
+            };
             if complete || rows.len() as u64 == wanted {
                 return Ok(rows);
             }
@@ -516,6 +607,21 @@ impl Store {
             }
             k = (k * 8).min(MAX_CANDIDATES);
         }
+    }
+
+    async fn fetch_candidates(
+        &self,
+        (text, sql): (String, Sql),
+    ) -> Result<Vec<Candidate>, StoreError> {
+        self.timed("list candidates", async {
+            Ok(sql
+                .apply(self.client.query(&text))
+                // Candidate keys are sent in the query text.
+                .with_setting("max_query_size", "67108864")
+                .fetch_all::<Candidate>()
+                .await?)
+        })
+        .await
     }
 
     async fn fetch_list(&self, (text, sql): (String, Sql)) -> Result<Vec<SessionView>, StoreError> {
@@ -576,7 +682,7 @@ impl Store {
     }
 
     /// The list's SQL with values bound, as ClickHouse receives it (the candidates step,
-    /// the page step for two made-up candidates, and the FINAL query): for checking the SQL
+    /// the revisions and page steps for two made-up candidates, and the FINAL query): for checking the SQL
     /// on other ClickHouse releases.
     #[doc(hidden)]
     pub fn rendered_list_sql(
@@ -601,12 +707,18 @@ impl Store {
                 revision: 1,
             },
         ];
+        let window = Window {
+            from: Some(11),
+            below: Some(13),
+        };
+        let key = &self.contact_key;
         [
-            candidates_sql(filter, &self.contact_key, sort, after, Some(11), 200),
-            candidates_sql(filter, &self.contact_key, sort, after, None, 200),
-            page_sql(sort, &candidates, 51),
-            full_sql(filter, &self.contact_key, sort, after, Some(11), Some(51)),
-            full_sql(filter, &self.contact_key, sort, after, None, None),
+            candidates_sql(filter, key, sort, after, window, 200),
+            candidates_sql(filter, key, sort, after, Window::default(), 200),
+            revisions_sql(&candidates),
+            page_sql(sort, &candidates),
+            full_sql(filter, key, sort, after, window, Some(51)),
+            full_sql(filter, key, sort, after, Window::default(), None),
         ]
         .into_iter()
         .map(|(text, sql)| {
@@ -632,7 +744,14 @@ impl Store {
                 StoreError::Unavailable("too many exports in progress, retry later".into())
             })?;
         let query_id = export_query_id(&self.database);
-        let (text, sql) = full_sql(filter, &self.contact_key, sort, None, None, None);
+        let (text, sql) = full_sql(
+            filter,
+            &self.contact_key,
+            sort,
+            None,
+            Window::default(),
+            None,
+        );
         let query = self
             .client
             .query(&text)
@@ -691,10 +810,15 @@ mod tests {
             session_id: "s9".into(),
         };
         let key = Secret::default();
-        let (text, sql) = full_sql(&filter, &key, &sort, Some(&after), None, Some(51));
+        let everything = Window::default();
+        let (text, sql) = full_sql(&filter, &key, &sort, Some(&after), everything, Some(51));
         assert_eq!(text.matches('?').count() - 1, sql.binds.len(), "{text}");
-        let (candidates, _) = candidates_sql(&filter, &key, &sort, Some(&after), None, 200);
+        let (candidates, candidate_sql) =
+            candidates_sql(&filter, &key, &sort, Some(&after), everything, 200);
         assert!(candidates.ends_with("LIMIT 200"), "{candidates}");
+        assert_eq!(candidates.matches('?').count(), candidate_sql.binds.len());
+        assert_eq!(candidate_sql.binds[..7], sql.binds[..]);
+        assert_eq!(candidate_sql.binds[7..], sql.binds[..]);
         assert!(text.contains("ifNull(voice_to_voice_p95_ms, -1e300) DESC, session_id DESC"));
         assert_eq!(
             sql.binds,
@@ -707,6 +831,43 @@ mod tests {
                 Bind::F64(-1e300),
                 Bind::Str("s9".into()),
             ]
+        );
+    }
+
+    fn candidate(id: &str, revision: u64, start: u64) -> Candidate {
+        Candidate {
+            start_time_unix_nano: start,
+            session_id: id.into(),
+            revision,
+        }
+    }
+
+    #[test]
+    fn only_each_sessions_latest_revision_is_kept_in_sort_order() {
+        let candidates = [
+            candidate("a", 2, 9),
+            candidate("b", 1, 8),
+            candidate("a", 1, 9),
+            candidate("c", 3, 7),
+            candidate("d", 1, 6),
+            candidate("e", 1, 5),
+        ];
+        let mut at_keys = candidates.to_vec();
+        // b has a newer revision at its key that no longer matches; c's start moved and a
+        // deleted row at revision 4 retires the old one.
+        at_keys.push(candidate("b", 2, 8));
+        at_keys.push(candidate("c", 4, 7));
+        assert_eq!(
+            current_candidates(&candidates, &at_keys, 10),
+            [
+                candidates[0].clone(),
+                candidates[4].clone(),
+                candidates[5].clone()
+            ]
+        );
+        assert_eq!(
+            current_candidates(&candidates, &at_keys, 2),
+            [candidates[0].clone(), candidates[4].clone()]
         );
     }
 

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0008_sessions_by_start.sql"),
     ),
     (
+        10,
+        "sessions in fine granules",
+        include_str!("../../migrations/0010_sessions_fine_granules.sql"),
+    ),
+    (
         12,
         "shared derivation",
         include_str!("../../migrations/0012_shared_derivation.sql"),
