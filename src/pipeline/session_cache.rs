@@ -431,6 +431,7 @@ mod tests {
                 session: "a session".into(),
                 traces,
                 inputs: 1,
+                revision: 1,
             }]);
         });
         let counted = cache.bytes();
