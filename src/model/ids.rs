@@ -19,6 +19,8 @@ pub enum IdError {
     NotHex { what: &'static str },
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 macro_rules! id_type {
     ($name:ident, $len:expr, $what:expr) => {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +31,16 @@ macro_rules! id_type {
 
             pub fn to_hex(&self) -> String {
                 hex::encode(self.0)
+            }
+
+            /// The id as lowercase hex text written into `buffer`, without allocating.
+            pub fn hex_in<'b>(&self, buffer: &'b mut [u8; $len * 2]) -> &'b str {
+                for (pair, byte) in buffer.chunks_exact_mut(2).zip(self.0) {
+                    pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+                    pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
+                }
+                // Only ASCII digits were written.
+                std::str::from_utf8(buffer).unwrap_or_default()
             }
 
             pub fn from_hex(text: &str) -> Result<Self, IdError> {
@@ -111,5 +123,8 @@ mod tests {
     fn hex_round_trip() {
         let id = TraceId::try_from(&[7u8; 16][..]).expect("valid id");
         assert_eq!(TraceId::from_hex(&id.to_hex()), Ok(id));
+        let bytes: Vec<u8> = (1..=16u8).map(|b| b.wrapping_mul(37)).collect();
+        let id = TraceId::try_from(&bytes[..]).expect("valid id");
+        assert_eq!(id.hex_in(&mut [0; 32]), hex::encode(&bytes));
     }
 }

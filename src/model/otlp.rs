@@ -264,18 +264,14 @@ pub fn convert(
     limits: &SpanLimits,
     now_unix_nano: u64,
 ) -> Converted {
-    // Sized once: a list grown by doubling holds up to twice what it needs.
-    let mut out = Converted {
-        spans: Vec::with_capacity(
-            request
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum(),
-        ),
-        ..Converted::default()
-    };
+    let mut out = Converted::default();
+    let count = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    out.spans.reserve_exact(count);
     let mut shared_bytes = 0;
     for resource_spans in request.resource_spans {
         let mut resource_notes = Vec::new();
@@ -289,32 +285,40 @@ pub fn convert(
             let (scope_name, scope_version) = scope(scope_spans.scope, limits, &mut notes);
             // The resource counts with each scope: the Arc header of the resource twice at most.
             shared_bytes += span::shared_bytes(&resource, &scope_name, &scope_version);
+            let shared = Shared {
+                resource: Arc::clone(&resource),
+                scope_name,
+                scope_version,
+            };
             // Every span of the scope repeats these notes: keep them few.
             let notes = summary(notes);
             for wire in scope_spans.spans {
-                let label = format!("'{}'", shown(&String::from_utf8_lossy(&wire.name)));
+                let identity = match Identity::of(&wire, limits, now_unix_nano) {
+                    Ok(identity) => identity,
+                    Err(why) => {
+                        let name = String::from_utf8_lossy(&wire.name);
+                        out.rejected.push(format!("'{}': {why}", shown(&name)));
+                        continue;
+                    }
+                };
                 let mut span_notes = notes.clone();
-                match span(
+                let span = span(
                     wire,
-                    &resource,
-                    &scope_name,
-                    &scope_version,
+                    identity,
+                    &shared,
                     limits,
                     now_unix_nano,
                     &mut span_notes,
-                ) {
-                    Ok(span) => {
-                        if !span_notes.is_empty() {
-                            out.repaired.push(format!(
-                                "{label} {}: {}",
-                                span.span_id,
-                                span_notes.join(", ")
-                            ));
-                        }
-                        out.spans.push(span);
-                    }
-                    Err(why) => out.rejected.push(format!("{label}: {why}")),
+                );
+                if !span_notes.is_empty() {
+                    out.repaired.push(format!(
+                        "'{}' {}: {}",
+                        shown(&span.name),
+                        span.span_id,
+                        span_notes.join(", ")
+                    ));
                 }
+                out.spans.push(span);
             }
         }
     }
@@ -335,39 +339,77 @@ pub fn convert(
     out
 }
 
+/// What the spans of one scope share, each holding a reference.
+struct Shared {
+    resource: Arc<Attributes>,
+    scope_name: Arc<str>,
+    scope_version: Arc<str>,
+}
+
+/// What makes a span itself, checked before anything else of it is converted: a span
+/// without valid ids or with an absurd start is rejected.
+struct Identity {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    start_unix_nano: u64,
+}
+
+impl Identity {
+    fn of(wire: &WireSpan, limits: &SpanLimits, now_unix_nano: u64) -> Result<Self, SpanRejection> {
+        let trace_id = TraceId::try_from(wire.trace_id.as_slice())?;
+        let span_id = SpanId::try_from(wire.span_id.as_slice())?;
+        let parent_span_id = if wire.parent_span_id.is_empty() {
+            None
+        } else {
+            Some(
+                SpanId::try_from(wire.parent_span_id.as_slice()).map_err(|e| match e {
+                    IdError::WrongLength { len, expected, .. } => IdError::WrongLength {
+                        what: "parent_span_id",
+                        len,
+                        expected,
+                    },
+                    IdError::AllZero { .. } => IdError::AllZero {
+                        what: "parent_span_id",
+                    },
+                    other => other,
+                })?,
+            )
+        };
+        let start = wire.start_time_unix_nano;
+        if start < limits.min_unix_nano || start > latest_accepted(limits, now_unix_nano) {
+            return Err(SpanRejection::StartOutOfRange(start));
+        }
+        Ok(Identity {
+            trace_id,
+            span_id,
+            parent_span_id,
+            start_unix_nano: start,
+        })
+    }
+}
+
+/// The latest time a span may start or end at.
+fn latest_accepted(limits: &SpanLimits, now_unix_nano: u64) -> u64 {
+    now_unix_nano.saturating_add(limits.max_future_nanos)
+}
+
+/// A span of valid identity; what is over the limits is cut and noted.
 fn span(
     wire: WireSpan,
-    resource: &Arc<Attributes>,
-    scope_name: &Arc<str>,
-    scope_version: &Arc<str>,
+    identity: Identity,
+    shared: &Shared,
     limits: &SpanLimits,
     now_unix_nano: u64,
     notes: &mut Vec<String>,
-) -> Result<Span, SpanRejection> {
-    let trace_id = TraceId::try_from(wire.trace_id.as_slice())?;
-    let span_id = SpanId::try_from(wire.span_id.as_slice())?;
-    let parent_span_id = if wire.parent_span_id.is_empty() {
-        None
-    } else {
-        Some(
-            SpanId::try_from(wire.parent_span_id.as_slice()).map_err(|e| match e {
-                IdError::WrongLength { len, expected, .. } => IdError::WrongLength {
-                    what: "parent_span_id",
-                    len,
-                    expected,
-                },
-                IdError::AllZero { .. } => IdError::AllZero {
-                    what: "parent_span_id",
-                },
-                other => other,
-            })?,
-        )
-    };
-    let latest = now_unix_nano.saturating_add(limits.max_future_nanos);
-    let start = wire.start_time_unix_nano;
-    if start < limits.min_unix_nano || start > latest {
-        return Err(SpanRejection::StartOutOfRange(start));
-    }
+) -> Span {
+    let Identity {
+        trace_id,
+        span_id,
+        parent_span_id,
+        start_unix_nano: start,
+    } = identity;
+    let latest = latest_accepted(limits, now_unix_nano);
     let mut end = wire.end_time_unix_nano;
     if end < start {
         notes.push("end before start, end set to start".into());
@@ -423,7 +465,7 @@ fn span(
         }
     }
     let status = wire.status.unwrap_or_default();
-    Ok(Span {
+    Span {
         trace_id,
         span_id,
         parent_span_id,
@@ -446,15 +488,15 @@ fn span(
             notes,
         ),
         attributes: attrs,
-        resource: Arc::clone(resource),
-        scope_name: Arc::clone(scope_name),
-        scope_version: Arc::clone(scope_version),
+        resource: Arc::clone(&shared.resource),
+        scope_name: Arc::clone(&shared.scope_name),
+        scope_version: Arc::clone(&shared.scope_version),
         events,
         links,
         dropped_attributes_count,
         dropped_events_count,
         dropped_links_count: wire.dropped_links_count,
-    })
+    }
 }
 
 /// A request's resource attributes, each cut like any attribute, held to
@@ -548,13 +590,16 @@ fn attributes(
         list.map(|kv| {
             let key = bounded(kv.key, limits.max_name_bytes, "attribute key", notes);
             let mut value = kv.value.map(|v| render(v, notes)).unwrap_or_default();
-            let what = format!("attribute '{}'", shown(&key));
             let limit = if limits.context_keys.contains(&key.as_str()) {
                 limits.max_context_value_bytes
             } else {
                 limits.max_attribute_value_bytes
             };
-            cut(&mut value, limit, &what, notes);
+            // The note's text only for a value that is cut.
+            if value.len() > limit {
+                let what = format!("attribute '{}'", shown(&key));
+                cut(&mut value, limit, &what, notes);
+            }
             (key, value)
         })
         .collect(),

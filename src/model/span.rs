@@ -26,7 +26,7 @@ pub fn heap_bytes(capacity: usize) -> usize {
 /// values finite, so that no `inf` reaches a stored row, a sort or a list cursor.
 pub const MAX_NUMBER: f64 = 1e12;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Hash)]
 pub struct Attributes(pub Vec<(String, String)>);
 
 impl Attributes {
@@ -105,7 +105,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attributes {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum SpanKind {
     #[default]
     Unspecified,
@@ -151,7 +151,7 @@ impl SpanKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum StatusCode {
     #[default]
     Unset,
@@ -185,21 +185,22 @@ impl StatusCode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct SpanEvent {
     pub time_unix_nano: u64,
     pub name: String,
     pub attributes: Attributes,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct SpanLink {
     pub trace_id: TraceId,
     pub span_id: SpanId,
     pub attributes: Attributes,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `Hash` covers every field, so that a hash of a span stands for its whole content.
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct Span {
     pub trace_id: TraceId,
     pub span_id: SpanId,

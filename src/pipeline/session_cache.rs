@@ -8,9 +8,10 @@
 //! trace wait aside until the sessionizer has made the trace whole.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 
-use sha2::{Digest, Sha256};
+use twox_hash::XxHash3_128;
 
 use crate::conventions::{self, SpanFacts};
 use crate::model::span::heap_bytes;
@@ -38,11 +39,38 @@ struct CachedSpan {
     facts: SpanFacts,
 }
 
-fn digest(text: &str) -> u128 {
-    let hash = Sha256::digest(text.as_bytes());
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&hash[..16]);
-    u128::from_le_bytes(first)
+/// Digests are only compared within this process, so each process seeds them afresh: no
+/// client can prepare spans that collide under a seed it knows.
+static DIGEST_SEED: LazyLock<u64> = LazyLock::new(rand::random);
+
+/// A 128-bit digest of some bytes.
+fn digest(bytes: &[u8]) -> u128 {
+    XxHash3_128::oneshot_with_seed(*DIGEST_SEED, bytes)
+}
+
+/// Digests spans by their content: the bytes their `Hash` writes (every field, each string
+/// and list delimited), gathered in one buffer kept between spans.
+#[derive(Default)]
+struct SpanDigester {
+    bytes: Vec<u8>,
+}
+
+impl SpanDigester {
+    fn digest(&mut self, span: &Span) -> u128 {
+        self.bytes.clear();
+        span.hash(self);
+        digest(&self.bytes)
+    }
+}
+
+impl Hasher for SpanDigester {
+    fn write(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        digest(&self.bytes) as u64
+    }
 }
 
 /// What a hash map's table takes: hashbrown keeps at most 7 of 8 slots full, with a control
@@ -82,7 +110,7 @@ impl CachedTrace {
     }
 
     /// Keeps the later copy of a span.
-    fn add(&mut self, ingested_at: u64, span: Span) {
+    fn add(&mut self, ingested_at: u64, span: Span, digester: &mut SpanDigester) {
         if self
             .spans
             .get(&span.span_id)
@@ -101,7 +129,7 @@ impl CachedTrace {
         }
         let cached = CachedSpan {
             ingested_at,
-            digest: digest(&format!("{span:?}")),
+            digest: digester.digest(&span),
             facts: conventions::read(&span),
             span,
         };
@@ -160,6 +188,7 @@ pub struct SessionCache {
     /// Sessions by `last_used`, least recent first.
     by_use: BTreeMap<u64, String>,
     uses: u64,
+    digester: SpanDigester,
 }
 
 impl SessionCache {
@@ -171,6 +200,7 @@ impl SessionCache {
             sessions: HashMap::new(),
             by_use: BTreeMap::new(),
             uses: 0,
+            digester: SpanDigester::default(),
         }
     }
 
@@ -185,10 +215,17 @@ impl SessionCache {
     /// Spans just stored, under the stamp of their insert.
     pub fn add_stored(&mut self, ingested_at: u64, spans: impl IntoIterator<Item = Span>) {
         for span in spans {
-            let trace = self.traces.entry(span.trace_id.to_hex()).or_default();
-            let before = trace.bytes();
-            trace.add(ingested_at, span);
-            self.bytes = (self.bytes + trace.bytes()).saturating_sub(before);
+            // Looked up by the id's text on the stack: only a new trace allocates its key.
+            let mut hex = [0; 32];
+            let key = span.trace_id.hex_in(&mut hex);
+            if !self.traces.contains_key(key) {
+                self.traces.insert(key.to_owned(), CachedTrace::default());
+            }
+            if let Some(trace) = self.traces.get_mut(key) {
+                let before = trace.bytes();
+                trace.add(ingested_at, span, &mut self.digester);
+                self.bytes = (self.bytes + trace.bytes()).saturating_sub(before);
+            }
         }
     }
 
@@ -219,7 +256,7 @@ impl SessionCache {
         let entry = self.traces.entry(trace.to_owned()).or_default();
         let before = entry.bytes();
         for (ingested_at, span) in stored {
-            entry.add(ingested_at, span);
+            entry.add(ingested_at, span, &mut self.digester);
         }
         entry.whole = true;
         entry.session = session;
@@ -254,7 +291,7 @@ impl SessionCache {
             .iter()
             .filter_map(|t| self.traces.get(t))
             .flat_map(|c| c.spans.values())
-            .fold(digest(session), |sum, cached| {
+            .fold(digest(session.as_bytes()), |sum, cached| {
                 sum.wrapping_add(cached.digest)
             })
     }

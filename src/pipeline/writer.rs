@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::{Batch, HandOver, NotStored};
 use crate::clock::now_unix_nano;
 use crate::config;
-use crate::model::Span;
+use crate::model::{Span, TraceId};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -130,9 +130,11 @@ async fn write_group(
             stored_spans.extend(batch.spans);
         }
     }
-    let mut trace_ids: Vec<String> = stored_spans.iter().map(|s| s.trace_id.to_hex()).collect();
-    trace_ids.sort();
-    trace_ids.dedup();
+    // Deduplicated as ids, so only each trace's text is allocated, not each span's.
+    let mut ids: Vec<TraceId> = stored_spans.iter().map(|s| s.trace_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let trace_ids: Vec<String> = ids.iter().map(TraceId::to_hex).collect();
     // A dropped sender (the insert before failed to finish) means there is nothing to wait for.
     let _ = order.after.await;
     if !trace_ids.is_empty() {
