@@ -9,7 +9,7 @@
 -- stopped part-way is repeated whole: the copy of an earlier run is dropped first, and the old
 -- table a finished run left only once `sessions` is known to exist (the CREATE fails without it).
 DROP TABLE IF EXISTS sessions_fine;
-CREATE TABLE sessions_fine AS sessions
+CREATE TABLE IF NOT EXISTS sessions_fine AS sessions
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(start_time)
 ORDER BY (start_time_unix_nano, session_id)
