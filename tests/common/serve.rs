@@ -210,16 +210,16 @@ pub fn start_load(
                         let first = route.first(index, export, urls.len());
                         urls[(first + attempt) % urls.len()].clone()
                     };
-                    let answer = match TraceServiceClient::connect(url).await {
-                        Ok(mut client) => Some(
-                            tokio::time::timeout(
-                                EXPORT_TIMEOUT,
-                                client.export(export.request.clone()),
-                            )
-                            .await,
-                        ),
-                        Err(_) => None,
-                    };
+                    // Connecting is timed too: the port of a killed instance may be taken by
+                    // another test's server, which need never answer an HTTP/2 handshake.
+                    let answer = tokio::time::timeout(EXPORT_TIMEOUT, async {
+                        match TraceServiceClient::connect(url).await {
+                            Ok(mut client) => Some(client.export(export.request.clone()).await),
+                            Err(_) => None,
+                        }
+                    })
+                    .await
+                    .map_or(Some(Err(())), |answer| answer.map(Ok));
                     {
                         let mut seen = seen.lock().expect("lock");
                         match answer {
