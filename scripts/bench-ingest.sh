@@ -86,6 +86,26 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Markdown rows of TSV files (figure, value) side by side: one row per figure of the first
+# file, in its order; "-" where a file has no such figure.
+side_by_side() {
+  awk -F'\t' '
+    FNR == 1 { file++ }
+    file == 1 { order[++rows] = $1 }
+    { value[file, $1] = $2 }
+    END {
+      for (r = 1; r <= rows; r++) {
+        line = "| " order[r] " |"
+        for (f = 1; f <= file; f++) {
+          v = ((f, order[r]) in value) ? value[f, order[r]] : "-"
+          line = line " " v " |"
+        }
+        print line
+      }
+    }' "$@"
+}
+
+
 # A base port with the next 12 free too: ClickHouse takes 3, convolog 3, rotel 2; a cluster
 # 7 and two convolog 6.
 free_base_port() {
@@ -189,20 +209,7 @@ if [ -n "$with_cluster" ]; then
   echo
   echo "| figure | one instance | two instances: first | second |"
   echo "|---|---|---|---|"
-  awk -F'\t' '
-    FNR == 1 { file++ }
-    file == 1 { order[++rows] = $1 }
-    { value[file, $1] = $2 }
-    END {
-      for (r = 1; r <= rows; r++) {
-        line = "| " order[r] " |"
-        for (f = 1; f <= file; f++) {
-          v = ((f, order[r]) in value) ? value[f, order[r]] : "-"
-          line = line " " v " |"
-        }
-        print line
-      }
-    }' "$work/one.tsv" "$work/two-a.tsv" "$work/two-b.tsv"
+  side_by_side "$work/one.tsv" "$work/two-a.tsv" "$work/two-b.tsv"
   exit 0
 fi
 
@@ -265,18 +272,4 @@ echo "machine: $machine"
 echo
 echo "$headers"
 echo "|---|---|$([ -n "$with_rotel" ] && echo -n '---|')"
-# One row per figure of the first column, in its order; "-" where a server has no such figure.
-awk -F'\t' '
-  FNR == 1 { file++ }
-  file == 1 { order[++rows] = $1 }
-  { value[file, $1] = $2 }
-  END {
-    for (r = 1; r <= rows; r++) {
-      line = "| " order[r] " |"
-      for (f = 1; f <= file; f++) {
-        v = ((f, order[r]) in value) ? value[f, order[r]] : "-"
-        line = line " " v " |"
-      }
-      print line
-    }
-  }' "${columns[@]}"
+side_by_side "${columns[@]}"
