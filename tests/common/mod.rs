@@ -144,7 +144,7 @@ impl TestApp {
         request.send().await.expect("HTTP request is answered")
     }
 
-    /// The transcript JSON once `ready` accepts it; panics after 30 s.
+    /// The transcript JSON once `ready` accepts it; panics after 60 s.
     pub async fn transcript_when(
         &self,
         session_id: &str,
@@ -185,16 +185,20 @@ impl TestApp {
     }
 }
 
-/// Polls `ready` every 100 ms until it holds, for up to 30 s; whether it did. Whatever is
-/// written asynchronously (derived sessions, background deletes) is awaited this way.
+/// Polls `ready` every 100 ms until it holds, for up to 60 s of wall time however long each
+/// poll takes; whether it did. Whatever is written asynchronously (derived sessions,
+/// background deletes) is awaited this way.
 pub async fn wait_until(mut ready: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..300 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
         if ready().await {
             return true;
         }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    false
 }
 
 // ---- API requests ----

@@ -328,13 +328,18 @@ async fn session_views(api_url: &str, sessions: &[String]) -> Vec<(u16, serde_js
     let paths = sessions
         .iter()
         .flat_map(|session| VIEWS.map(|view| format!("{session}{view}")));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client");
     stream::iter(paths)
-        .map(|path| async move {
-            let response = reqwest::get(format!("{api_url}/v1/sessions/{path}"))
-                .await
-                .expect("API answers");
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or_default())
+        .map(|path| {
+            let request = client.get(format!("{api_url}/v1/sessions/{path}"));
+            async move {
+                let response = request.send().await.expect("API answers within 30 s");
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or_default())
+            }
         })
         .buffered(PARALLEL)
         .collect()
@@ -383,31 +388,29 @@ pub async fn assert_sessions_equal_a_clean_run(
                 .expect("the clean run stores every export");
         })
         .await;
-    // Every session whole: three turns each.
-    let expected = sessions.len() as u64;
-    let derived = wait_until(async || {
-        clean
-            .count("SELECT count() FROM sessions_current WHERE turn_count = 3 AND deleted = 0")
-            .await
-            == expected
-    })
-    .await;
-    assert!(derived, "the clean run derives every session");
+    // Every session whole (three turns each) and every span in one: a clean view taken any
+    // earlier could be one that the clean run itself still changes.
+    let expected = sessions.len();
+    let spans = exports
+        .iter()
+        .flat_map(|export| &export.spans)
+        .collect::<BTreeSet<_>>()
+        .len();
+    let whole = format!(
+        "SELECT toUInt64(count() = {expected} AND min(turn_count) = 3 AND sum(span_count) = {spans}) \
+         FROM sessions_current WHERE deleted = 0"
+    );
+    let derived = wait_until(async || clean.count(&whole).await == 1).await;
+    assert!(derived, "the clean run derives every span into its session");
     let clean_views = session_views(&clean.api_url(""), sessions).await;
     assert!(clean_views.iter().all(|(status, _)| *status == 200));
-    // The run under faults may still be catching up: give it the usual wait, twice.
+    // The run under faults may still be catching up.
     let mut views = Vec::new();
-    let mut same = false;
-    for _ in 0..2 {
-        same = wait_until(async || {
-            views = session_views(api_url, sessions).await;
-            views == clean_views
-        })
-        .await;
-        if same {
-            break;
-        }
-    }
+    let same = wait_until(async || {
+        views = session_views(api_url, sessions).await;
+        views == clean_views
+    })
+    .await;
     let clean_counts = derived_counts(&clean.sql).await;
     clean.stop().await;
     if !same {
