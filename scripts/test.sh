@@ -339,8 +339,9 @@ dashboards_stage() {
 
 if [ -d tests/dashboards ]; then
   dashboards_stage "" "$CONVOLOG_TEST_CLICKHOUSE_URL"
-  # The same on a cluster (one shard of two replicas): the dashboards read the Distributed
-  # tables. Its convolog stops before the next one starts.
+  # The same on a cluster of two shards: the dashboards read the Distributed tables, each
+  # server holding part of the rows (tests/cluster.rs covers two replicas). Its convolog
+  # stops before the next one starts.
   kill "$convolog_pid" 2>/dev/null
   wait "$convolog_pid" 2>/dev/null || true
   # Ports below the ephemeral range: while the cluster starts, its servers connect to each
@@ -353,7 +354,7 @@ if [ -d tests/dashboards ]; then
     done
     [ -z "$taken" ] && break
   done
-  scripts/cluster.sh start "$work/cluster" "$cluster_base"
+  scripts/cluster.sh start "$work/cluster" "$cluster_base" --topology shards
   dashboards_stage " on a cluster" "http://127.0.0.1:$((cluster_base + 1))" convolog
   kill "$convolog_pid" 2>/dev/null
   wait "$convolog_pid" 2>/dev/null || true

@@ -1,6 +1,7 @@
-//! convolog on a ClickHouse cluster (scripts/cluster.sh: ZooKeeper and two servers, one shard
-//! of two replicas): the schema made ON CLUSTER, the API answering as on one server, deletion
-//! and retention on every replica, and one replica down.
+//! convolog on a ClickHouse cluster (scripts/cluster.sh: ZooKeeper and two servers, as one
+//! shard of two replicas or as two shards): the schema made ON CLUSTER, the API answering as
+//! on one server, deletion and retention on every replica and every shard, and one replica
+//! down.
 
 mod common;
 
@@ -88,7 +89,7 @@ async fn api_view(t: &TestApp, sessions: &[&str]) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_serves_what_one_server_does_and_deletes_on_every_replica() {
-    let cluster = LocalCluster::start("same");
+    let cluster = LocalCluster::start("same", Topology::Replicas);
     let database = fresh_database("cluster");
     let t = on_cluster(&cluster, 0, &database).await;
     let other = replica(&cluster, 1, &database);
@@ -182,7 +183,7 @@ async fn a_cluster_serves_what_one_server_does_and_deletes_on_every_replica() {
 /// load balancer sends its clients elsewhere); the replica catches up once started again.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_replica_down_the_other_serves_and_it_catches_up() {
-    let cluster = LocalCluster::start("down");
+    let cluster = LocalCluster::start("down", Topology::Replicas);
     let database = fresh_database("cluster");
     let a = on_cluster(&cluster, 0, &database).await;
     let b = on_cluster(&cluster, 1, &database).await;
@@ -221,4 +222,96 @@ async fn one_replica_down_the_other_serves_and_it_catches_up() {
     assert_eq!(during["messages"].as_array().map(Vec::len), Some(7));
     b.app.shutdown().await;
     a.stop().await;
+}
+
+/// The API's lists under `queries`, as `api_view` leaves them.
+async fn lists(t: &TestApp, queries: &[&str]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for query in queries {
+        let (status, body) = get_json(t, &format!("/v1/sessions?limit=100&{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let ids = body["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .map(|s| s["session_id"].as_str().expect("session_id").to_owned())
+            .collect();
+        out.push((query.to_string(), ids));
+    }
+    out
+}
+
+/// Two shards of one replica each: a session's rows on one shard, a trace's spans on one
+/// shard, each server holding only its part. The API (the list under the filters that read
+/// other tables and views, summary, transcript, timeline, export) answers as one server does,
+/// and deletes and the wipe reach both shards.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_shards_serve_what_one_server_does_and_delete_on_both() {
+    let cluster = LocalCluster::start("shards", Topology::Shards);
+    let database = fresh_database("shards");
+    let t = on_cluster(&cluster, 0, &database).await;
+    let other = replica(&cluster, 1, &database);
+    let single = TestApp::start("shards_single").await;
+
+    let sessions: Vec<String> = (0..8).map(|n| format!("shard-{n}")).collect();
+    let now = convolog::clock::now_unix_nano();
+    for app in [&t, &single] {
+        for (n, session) in (0u64..).zip(&sessions) {
+            send(app, session, 10 + n, now - (n + 1) * 60_000_000_000).await;
+        }
+        for session in &sessions {
+            three_turns(app, session).await;
+        }
+        let client = reqwest::Client::new();
+        for path in [
+            "/v1/sessions/shard-1/labels/vip",
+            "/v1/sessions/shard-6/labels/vip",
+            "/v1/sessions/shard-3/flag",
+        ] {
+            let response = client.put(app.api_url(path)).send().await.expect("PUT");
+            assert_eq!(response.status(), 200, "{path}");
+        }
+    }
+    for client in [&t.sql, &other] {
+        assert!(count(client, "SELECT count() FROM sessions_local").await > 0);
+        assert!(count(client, "SELECT count() FROM spans_local").await > 0);
+    }
+
+    let ids: Vec<&str> = sessions.iter().map(String::as_str).collect();
+    assert_eq!(api_view(&t, &ids).await, api_view(&single, &ids).await);
+    let filters = [
+        "label=vip",
+        "flagged=true",
+        "flagged=false",
+        "q=saturday",
+        "span_name=llm_tool_call",
+        "has_tool_errors=true",
+        "sort=duration&order=asc",
+    ];
+    let sharded = lists(&t, &filters).await;
+    assert_eq!(sharded, lists(&single, &filters).await);
+    assert_eq!(sharded[0].1, ["shard-1", "shard-6"]);
+    single.stop().await;
+
+    // A deleted session's rows go from whichever shard held them.
+    assert!(t.app.store.delete_session("shard-2").await.expect("delete"));
+    let trace = hex::encode(trace_id(12));
+    let left = format!(
+        "SELECT (SELECT count() FROM spans_local WHERE trace_id = '{trace}') \
+         + (SELECT count() FROM messages_local WHERE session_id = 'shard-2')"
+    );
+    for client in [&t.sql, &other] {
+        assert!(
+            wait_until(async || count(client, &left).await == 0).await,
+            "the deleted session's rows are gone from every shard"
+        );
+    }
+    assert_eq!(t.status_of("/v1/sessions/shard-2").await, 404);
+
+    t.app.store.delete_everything().await.expect("wipe");
+    for client in [&t.sql, &other] {
+        assert_eq!(count(client, "SELECT count() FROM spans_local").await, 0);
+        assert_eq!(count(client, "SELECT count() FROM sessions_local").await, 0);
+    }
+    t.stop().await;
 }

@@ -167,9 +167,11 @@ pub(super) fn conditions(filter: &SessionFilter, contact_key: &Secret, window: O
             ),
         }
     }
+    // GLOBAL: on a cluster of several shards a view in a subquery would otherwise be looked
+    // up on every shard in that server's default database; on one server it is plain IN.
     if !filter.labels.is_empty() {
         sql.push(
-            "session_id IN (SELECT session_id FROM session_annotations_current \
+            "session_id GLOBAL IN (SELECT session_id FROM session_annotations_current \
              WHERE kind = 'label' AND has(?, value))",
             [Bind::Strs(filter.labels.clone())],
         );
@@ -178,7 +180,7 @@ pub(super) fn conditions(filter: &SessionFilter, contact_key: &Secret, window: O
         sql.push(
             format!(
                 "session_id {} (SELECT session_id FROM session_annotations_current WHERE kind = 'flag')",
-                if flagged { "IN" } else { "NOT IN" }
+                if flagged { "GLOBAL IN" } else { "GLOBAL NOT IN" }
             ),
             [],
         );

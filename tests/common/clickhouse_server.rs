@@ -227,8 +227,17 @@ fn watch_with(runner: u32, dir: &Path, script: &str, stopped: &Path) {
 
 const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
 
-/// A ClickHouse cluster of one test's own (scripts/cluster.sh): ZooKeeper and two servers,
-/// as one shard of two replicas. It goes when the test process does.
+/// How the two servers of a [`LocalCluster`] share the data.
+#[derive(Clone, Copy, Debug)]
+pub enum Topology {
+    /// One shard of two replicas: each server holds every row.
+    Replicas,
+    /// Two shards of one replica: each server holds its part of the rows.
+    Shards,
+}
+
+/// A ClickHouse cluster of one test's own (scripts/cluster.sh): ZooKeeper and two servers
+/// in `topology`. It goes when the test process does.
 pub struct LocalCluster {
     dir: std::path::PathBuf,
     /// The HTTP URL of each server.
@@ -240,7 +249,7 @@ impl LocalCluster {
     /// The cluster's name in the servers' configuration.
     pub const NAME: &str = "convolog";
 
-    pub fn start(name: &str) -> LocalCluster {
+    pub fn start(name: &str, topology: Topology) -> LocalCluster {
         if !installed("clickhouse-server") {
             skip("this test runs a ClickHouse cluster, and clickhouse-server is not installed");
         }
@@ -259,6 +268,11 @@ impl LocalCluster {
             .arg("start")
             .arg(&dir)
             .arg(base.to_string())
+            .arg("--topology")
+            .arg(match topology {
+                Topology::Replicas => "replicas",
+                Topology::Shards => "shards",
+            })
             .stdout(Stdio::null())
             .stdin(Stdio::null())
             // Its own process group, so nothing that stops this test's group stops the servers.

@@ -13,7 +13,7 @@ pub mod synthetic;
 pub use clickhouse_server::{clickhouse_url, skip};
 // Only the tests that run a ClickHouse of their own use it.
 #[allow(unused_imports)]
-pub use clickhouse_server::{LocalCluster, OwnClickHouse};
+pub use clickhouse_server::{LocalCluster, OwnClickHouse, Topology};
 pub use spans::*;
 
 use std::net::SocketAddr;

@@ -29,7 +29,7 @@ WITH_ISSUES = "SELECT count() FROM sessions_current WHERE notEmpty(detected_issu
 WEAK_ANSWERS = ("SELECT count() FROM answers_current WHERE question_key != '' "
                 "AND (ifNull(confidence < 0.5, 0) = 1 OR feedback = 'down')")
 ERROR_SPANS = ("SELECT count() FROM spans FINAL WHERE status_code = 'ERROR' "
-               "AND trace_id IN (SELECT arrayJoin(trace_ids) FROM sessions_current)")
+               "AND trace_id GLOBAL IN (SELECT arrayJoin(trace_ids) FROM sessions_current)")
 
 
 def measured(column):
@@ -159,7 +159,7 @@ EXPECTED = {
         ["traceID", "spanID", "parentSpanID", "serviceName", "operationName", "startTime", "duration", "tags",
          "serviceTags", "logs", "references", "kind", "statusCode", "statusMessage", "instrumentationLibraryName",
          "instrumentationLibraryVersion", "traceState"],
-        "SELECT count() FROM spans WHERE trace_id IN "
+        "SELECT count() FROM spans WHERE trace_id GLOBAL IN "
         "(SELECT arrayJoin(trace_ids) FROM sessions_current WHERE session_id = {session})"),
 }
 
@@ -497,7 +497,7 @@ def test_trace_tags_carry_the_span_attributes(server, data):
     session = quote(data.session["session_id"])
     raw = server.query(
         "SELECT span_id, attributes.key, attributes.value, resource_attributes.key, resource_attributes.value "
-        "FROM spans FINAL WHERE trace_id IN "
+        "FROM spans FINAL WHERE trace_id GLOBAL IN "
         f"(SELECT arrayJoin(trace_ids) FROM sessions_current WHERE session_id = {session})")
     expected = {row[0]: (dict(zip(row[1], row[2])), dict(zip(row[3], row[4]))) for row in raw.rows}
     assert len(expected) == len(result.rows)
