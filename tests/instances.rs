@@ -93,12 +93,11 @@ fn mixed_load(pipecat: u64, openinference: u64, per_request: usize) -> (Vec<Expo
     (exports, sessions)
 }
 
+/// `count` instances started at once on a new database, as a deployment of several starts:
+/// one applies the schema, the others wait for it.
 async fn start_instances(clickhouse: &str, database: &str, count: usize) -> Vec<Convolog> {
-    let mut instances = Vec::new();
-    for _ in 0..count {
-        instances.push(Convolog::start(clickhouse, database, SETTINGS).await);
-    }
-    instances
+    futures::future::join_all((0..count).map(|_| Convolog::start(clickhouse, database, SETTINGS)))
+        .await
 }
 
 fn grpc_urls(instances: &[Convolog]) -> Vec<String> {
@@ -239,4 +238,62 @@ async fn rebuild_beside_running_instances_leaves_what_one_instance_derives() {
         instance.kill().await;
     }
     drop_database(&clickhouse, &database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_upgrading_one_database_at_once_apply_each_migration_once() {
+    // A database as an older convolog left it, with a session in the table migration 0010
+    // copies; four processes start on it at once.
+    let (database, client) = database_before_migration("instances_migrate", 10).await;
+    client
+        .query(
+            "INSERT INTO sessions (session_id, revision, start_time, start_time_unix_nano) \
+             VALUES ('kept', 1, 1700000000, 1700000000000000000)",
+        )
+        .execute()
+        .await
+        .expect("old session");
+    let config = test_config(&database, &clickhouse_url());
+    let stores: Vec<_> = (0..4)
+        .map(|_| convolog::store::Store::new(&config.clickhouse))
+        .collect();
+    let applied = futures::future::join_all(stores.iter().map(|store| store.migrate())).await;
+    let mut applied: Vec<u32> = applied
+        .into_iter()
+        .flat_map(|versions| versions.expect("migrate"))
+        .collect();
+    applied.sort();
+    let pending: Vec<u32> = convolog::store::MIGRATIONS
+        .iter()
+        .map(|(version, ..)| *version)
+        .filter(|version| *version >= 10)
+        .collect();
+    assert_eq!(
+        applied, pending,
+        "each pending migration applied by one process"
+    );
+    let recorded = client
+        .query("SELECT version FROM schema_migrations WHERE version >= 10 ORDER BY version")
+        .fetch_all::<u32>()
+        .await
+        .expect("recorded");
+    assert_eq!(recorded, pending, "each recorded once");
+    let count = |sql: &'static str| {
+        let client = client.clone();
+        async move { client.query(sql).fetch_one::<u64>().await.expect(sql) }
+    };
+    assert_eq!(
+        count("SELECT count() FROM sessions WHERE session_id = 'kept'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() \
+             AND name IN ('sessions_fine', 'sessions_coarse', 'schema_migrations_lock')"
+        )
+        .await,
+        0,
+        "neither the copy's tables nor the lock are left"
+    );
+    drop_database(&clickhouse_url(), &database).await;
 }

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use common::session_fixtures::*;
 use common::*;
 use convolog::model::conversation::DerivedSession;
-use convolog::store::{statements, MIGRATIONS};
 use serde_json::Value;
 
 #[tokio::test]
@@ -395,35 +394,11 @@ async fn a_session_whose_start_moves_shows_once_at_its_current_revision() {
 
 #[tokio::test]
 async fn an_upgraded_database_keeps_its_sessions_in_the_layout_by_start() {
-    let database = fresh_database("list_upgrade");
-    let client = clickhouse::Client::default()
-        .with_url(clickhouse_url())
-        .with_validation(false);
-    client
-        .query(&format!("CREATE DATABASE {database}"))
-        .execute()
-        .await
-        .expect("database");
-    let client = client.with_database(&database);
+    let (database, client) = database_before_migration("list_upgrade", 8).await;
     let run = |sql: String| {
         let client = client.clone();
-        async move { client.query(&sql).execute().await.expect("old schema") }
+        async move { client.query(&sql).execute().await.expect("old rows") }
     };
-    run(
-        "CREATE TABLE schema_migrations (version UInt32, name String, \
-         applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
-            .into(),
-    )
-    .await;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version < 8) {
-        for statement in statements(sql) {
-            run(statement).await;
-        }
-        run(format!(
-            "INSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}')"
-        ))
-        .await;
-    }
     // As the layout by id held them: two revisions of one session, one session deleted.
     let t0 = (anchor() / S - 3600) * S;
     let seconds = t0 / S;

@@ -1,9 +1,24 @@
 //! Versioned schema files, applied in order and recorded in `schema_migrations`. Every
 //! statement is idempotent (IF NOT EXISTS, or an ADD COLUMN skipped when the column exists),
 //! so a half-applied migration is simply re-run. On a cluster (`clickhouse.cluster`) each
-//! statement is first rewritten by [`ClusterSchema`].
+//! statement is first rewritten by [`ClusterSchema`]. Of several processes starting at once
+//! on one database, one applies what is missing and the others wait for it
+//! ([`MIGRATION_LOCK`]): a migration that copies a table must not run twice at once.
 
-use super::{ClusterSchema, Store, StoreError};
+use std::time::Duration;
+
+use super::{exception_code, ClusterSchema, Store, StoreError};
+
+/// A table only one `CREATE` can make: the process that makes it applies the pending
+/// migrations and drops it. On a cluster the `CREATE` runs ON CLUSTER: the servers execute
+/// such statements in one order, so all agree on who made it.
+const MIGRATION_LOCK: &str = "schema_migrations_lock";
+
+/// A lock this old was left by a process that died while migrating, and is taken over.
+const LOCK_ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// ClickHouse's TABLE_ALREADY_EXISTS.
+const TABLE_ALREADY_EXISTS: u32 = 57;
 
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "spans", include_str!("../../migrations/0001_spans.sql")),
@@ -179,6 +194,14 @@ impl Store {
     }
 
     async fn recorded_versions(&self) -> Result<Vec<u32>, StoreError> {
+        if self.cluster.is_some() {
+            // What another server's process recorded, before reading it here.
+            let sync = format!("SYSTEM SYNC REPLICA `{}`.schema_migrations", self.database);
+            self.timed("sync schema_migrations", async {
+                Ok(self.client.query(&sync).execute().await?)
+            })
+            .await?;
+        }
         self.timed("read schema_migrations", async {
             Ok(self
                 .client
@@ -189,13 +212,10 @@ impl Store {
         .await
     }
 
-    /// Creates the database if needed and applies what is missing. Returns the versions applied.
+    /// Creates the database if needed and applies what is missing, or waits while another
+    /// process does. Returns the versions this call applied.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
-        let mut cluster = self
-            .cluster
-            .as_deref()
-            .map(|cluster| ClusterSchema::new(cluster, &self.database));
-        let (create_database, create_schema_migrations) = match &cluster {
+        let (create_database, create_schema_migrations) = match &self.cluster_schema() {
             Some(schema) => (schema.create_database(), schema.create_schema_migrations()),
             None => (
                 format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database),
@@ -216,7 +236,124 @@ impl Store {
                 .await?)
         })
         .await?;
-        let applied = self.recorded_versions().await?;
+        let mut waited = Duration::ZERO;
+        loop {
+            let applied = self.recorded_versions().await?;
+            if MIGRATIONS
+                .iter()
+                .all(|(version, ..)| applied.contains(version))
+            {
+                return Ok(Vec::new());
+            }
+            if self.lock_migrations().await? {
+                let result = match self.recorded_versions().await {
+                    Ok(applied) => self.apply_missing(&applied).await,
+                    Err(err) => Err(err),
+                };
+                // Left behind, the lock would hold every other process back for an hour.
+                let mut attempts = 1;
+                while let Err(err) = self.unlock_migrations().await {
+                    if attempts == 30 {
+                        return Err(err);
+                    }
+                    tracing::warn!(error = %err, "dropping the migration lock failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    attempts += 1;
+                }
+                return result;
+            }
+            let age = self.migration_lock_age().await?;
+            if age.is_some_and(|age| age > LOCK_ABANDONED_AFTER) {
+                tracing::warn!(
+                    table = MIGRATION_LOCK,
+                    "the migration lock is over an hour old: its process died while migrating; taking it over"
+                );
+                self.unlock_migrations().await?;
+                continue;
+            }
+            if waited.as_secs().is_multiple_of(30) {
+                tracing::info!(
+                    table = MIGRATION_LOCK,
+                    held_for = ?age,
+                    "another process is applying the schema; waiting for it"
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            waited += Duration::from_secs(1);
+        }
+    }
+
+    fn cluster_schema(&self) -> Option<ClusterSchema> {
+        self.cluster
+            .as_deref()
+            .map(|cluster| ClusterSchema::new(cluster, &self.database))
+    }
+
+    /// ` ON CLUSTER name` on a cluster, else nothing.
+    fn on_cluster_clause(&self) -> String {
+        self.cluster
+            .as_deref()
+            .map(|cluster| format!(" ON CLUSTER {cluster}"))
+            .unwrap_or_default()
+    }
+
+    /// Whether this call made the lock (false: another process holds it).
+    async fn lock_migrations(&self) -> Result<bool, StoreError> {
+        let sql = format!(
+            "CREATE TABLE `{}`.{MIGRATION_LOCK}{} (holder String) ENGINE = Memory",
+            self.database,
+            self.on_cluster_clause()
+        );
+        let created = self
+            .timed("lock migrations", async {
+                match self.client.query(&sql).execute().await {
+                    Ok(()) => Ok(true),
+                    Err(clickhouse::error::Error::BadResponse(text))
+                        if exception_code(&text) == Some(TABLE_ALREADY_EXISTS) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(err) => Err(err.into()),
+                }
+            })
+            .await?;
+        Ok(created)
+    }
+
+    async fn unlock_migrations(&self) -> Result<(), StoreError> {
+        let sql = format!(
+            "DROP TABLE IF EXISTS `{}`.{MIGRATION_LOCK}{}",
+            self.database,
+            self.on_cluster_clause()
+        );
+        self.timed("unlock migrations", async {
+            Ok(self.client.query(&sql).execute().await?)
+        })
+        .await
+    }
+
+    /// How long ago the lock was made, None when there is none (on the server asked).
+    async fn migration_lock_age(&self) -> Result<Option<Duration>, StoreError> {
+        let seconds = self
+            .timed("read the migration lock", async {
+                Ok(self
+                    .client
+                    .query(
+                        "SELECT toUInt64(greatest(now() - metadata_modification_time, 0)) \
+                         FROM system.tables WHERE database = ? AND name = ?",
+                    )
+                    .bind(&self.database)
+                    .bind(MIGRATION_LOCK)
+                    .fetch_optional::<u64>()
+                    .await?)
+            })
+            .await?;
+        Ok(seconds.map(Duration::from_secs))
+    }
+
+    /// Applies the migrations not in `applied`, in order.
+    async fn apply_missing(&self, applied: &[u32]) -> Result<Vec<u32>, StoreError> {
+        let mut cluster = self.cluster_schema();
         let mut newly = Vec::new();
         for (version, name, sql) in MIGRATIONS {
             // Applied migrations are rewritten too: the rewrite learns the tables they made.

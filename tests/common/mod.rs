@@ -45,6 +45,38 @@ pub fn fresh_database(prefix: &str) -> String {
     )
 }
 
+/// A fresh database with the schema an older convolog left: the migrations below `version`
+/// applied and recorded. Its name, and a client of it.
+pub async fn database_before_migration(prefix: &str, version: u32) -> (String, clickhouse::Client) {
+    let database = fresh_database(prefix);
+    let server = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_validation(false);
+    server
+        .query(&format!("CREATE DATABASE {database}"))
+        .execute()
+        .await
+        .expect("database");
+    let client = server.with_database(&database);
+    let mut statements = vec![
+        "CREATE TABLE schema_migrations (version UInt32, name String, \
+         applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+            .to_owned(),
+    ];
+    for (applied, name, sql) in convolog::store::MIGRATIONS {
+        if *applied < version {
+            statements.extend(convolog::store::statements(sql));
+            statements.push(format!(
+                "INSERT INTO schema_migrations (version, name) VALUES ({applied}, '{name}')"
+            ));
+        }
+    }
+    for statement in statements {
+        client.query(&statement).execute().await.expect(&statement);
+    }
+    (database, client)
+}
+
 /// The Python with the test requirements (the OpenTelemetry SDK, chdb-core): CONVOLOG_TEST_PYTHON,
 /// else the venv scripts/test.sh sets up in .venv-test; without either the test is skipped.
 pub fn python() -> String {
