@@ -426,6 +426,55 @@ async fn a_restart_derives_spans_stored_before_a_crash() {
     t.stop().await;
 }
 
+/// Instances on different replicas of a cluster: a span stored through one server can reach
+/// the server another instance's pass reads only after that pass derived its trace, stamped
+/// before the newest span it derived from. The sweep counts the trace's stored spans against
+/// the derivation's and derives it again.
+#[tokio::test]
+async fn a_span_that_arrives_late_with_an_older_stamp_is_swept_in() {
+    let t = TestApp::start_with("latereplica", |c| {
+        c.sessionize.sweep_interval_ms = 300;
+        c.sessionize.sweep_grace_ms = 3_000;
+    })
+    .await;
+    let anchor = anchor();
+    let specs = pipecat_conversation("late-1", 1);
+    let (held, sent) = specs.split_last().expect("spans");
+    t.send_grpc(sent, anchor, 100).await;
+    let spans_of =
+        "SELECT toUInt64(sum(span_count)) FROM sessions_current WHERE session_id = 'late-1'";
+    let count = sent.len() as u64;
+    assert!(wait_until(async || t.count(spans_of).await == count).await);
+    let derived_through = t
+        .count("SELECT max(derived_through) FROM trace_sessions")
+        .await;
+
+    // The held span, as the other server's replica hands it over: stamped before.
+    let stamp = derived_through - 1_000_000;
+    let late: Vec<convolog::model::Span> = requests(&[held], anchor, 1)
+        .into_iter()
+        .flat_map(|r| {
+            let bytes = prost::Message::encode_to_vec(&r);
+            let decoded =
+                <convolog::model::otlp::ExportTraceServiceRequest as prost::Message>::decode(
+                    bytes.as_slice(),
+                )
+                .expect("decodes");
+            convolog::model::otlp::convert(decoded, &Default::default(), stamp).spans
+        })
+        .collect();
+    t.app
+        .store
+        .insert_spans(&late.iter().collect::<Vec<_>>(), stamp)
+        .await
+        .expect("stored");
+    assert!(
+        wait_until(async || t.count(spans_of).await == count + 1).await,
+        "the sweep derives the late span into its session"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn huge_session_ids_do_not_jam_the_sessionizer() {
     let t = TestApp::start("hugeids").await;

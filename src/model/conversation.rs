@@ -153,6 +153,8 @@ pub struct TraceSessionRow {
     pub revision: u64,
     /// The newest span stamp (`ingested_at_unix_nano`) of the trace the pass derived from.
     pub derived_through: u64,
+    /// How many of the trace's spans the pass derived from.
+    pub derived_spans: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Row, Serialize, Deserialize)]

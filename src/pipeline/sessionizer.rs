@@ -256,11 +256,21 @@ impl Sessionizer {
         }
         let ids: Vec<String> = ingested.iter().map(|(trace, _)| trace.clone()).collect();
         let through = self.store.derived_through(&ids).await?;
-        let underived: Vec<String> = ingested
-            .into_iter()
-            .filter(|(trace, newest)| through.get(trace).is_none_or(|d| d < newest))
-            .map(|(trace, _)| trace)
-            .collect();
+        let mut underived = Vec::new();
+        let mut derived = Vec::new();
+        for (trace, newest) in ingested {
+            match through.get(&trace) {
+                Some(d) if d.newest >= newest => derived.push(trace),
+                _ => underived.push(trace),
+            }
+        }
+        // Spans that reached this server's replica only after the pass that derived their
+        // trace read another: stamped before what was derived, but not counted in it.
+        let stored = self.store.trace_fingerprints(&derived).await?;
+        underived.extend(derived.into_iter().filter(|trace| {
+            let derived_spans = through.get(trace).map_or(0, |d| d.spans);
+            stored.get(trace).is_some_and(|s| s.spans > derived_spans)
+        }));
         let (summary, again) = self.derive_traces(&underived).await?;
         if summary.traces > 0 {
             tracing::info!(
@@ -445,6 +455,7 @@ impl Sessionizer {
                     session_id: session.clone(),
                     revision,
                     derived_through: self.cache.fingerprint(trace).newest,
+                    derived_spans: self.cache.fingerprint(trace).spans,
                 }));
                 written.insert(session.clone(), trace_ids.clone());
             }

@@ -64,9 +64,18 @@ pub struct SessionTraceRow {
 }
 
 #[derive(Row, Deserialize)]
-struct DerivedThrough {
+struct DerivedThroughRow {
     trace_id: String,
     derived_through: u64,
+    derived_spans: u64,
+}
+
+/// How far a trace was derived: the newest span stamp any pass derived it from, and how many
+/// spans the current derivation (the latest pass that wrote it) took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DerivedThrough {
+    pub newest: u64,
+    pub spans: u64,
 }
 
 fn fingerprints_sql(n: usize) -> String {
@@ -97,7 +106,8 @@ fn session_traces_sql(n: usize) -> String {
 
 fn derived_through_sql(n: usize) -> String {
     format!(
-        "SELECT trace_id, max(derived_through) AS derived_through FROM trace_sessions \
+        "SELECT trace_id, max(derived_through) AS derived_through, \
+         argMax(derived_spans, revision) AS derived_spans FROM trace_sessions \
          WHERE trace_id IN {} GROUP BY trace_id",
         placeholders(n)
     )
@@ -181,17 +191,23 @@ impl Store {
         Ok(states)
     }
 
-    /// Of these traces, how far each was derived (the newest span stamp a pass derived from).
+    /// Of these traces, how far each was derived; a trace no pass derived is absent.
     pub async fn derived_through(
         &self,
         trace_ids: &[String],
-    ) -> Result<HashMap<String, u64>, StoreError> {
-        let rows: Vec<DerivedThrough> = self
+    ) -> Result<HashMap<String, DerivedThrough>, StoreError> {
+        let rows: Vec<DerivedThroughRow> = self
             .by_chunks("derived through", trace_ids, derived_through_sql)
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.trace_id, r.derived_through))
+            .map(|r| {
+                let through = DerivedThrough {
+                    newest: r.derived_through,
+                    spans: r.derived_spans,
+                };
+                (r.trace_id, through)
+            })
             .collect())
     }
 
