@@ -2,8 +2,9 @@
 //! `load_balancing` exporter or a plain load balancer: whatever reaches which instance, and
 //! whichever instance dies, every session ends as one instance alone derives it from the same
 //! spans (compared with a clean single-instance run: summary, timeline, transcript, and the
-//! count of current derived rows). Real binaries, real ClickHouse; memory (the session cache)
-//! on, as in production.
+//! count of current derived rows). On one ClickHouse server, and on a cluster of two replicas
+//! with the instances spread over them. Real binaries, real ClickHouse; memory (the session
+//! cache) on, as in production.
 
 mod common;
 
@@ -19,47 +20,6 @@ const SETTINGS: &[(&str, &str)] = &[
     ("CONVOLOG_SESSIONIZE_SWEEP_INTERVAL_MS", "500"),
     ("CONVOLOG_SESSIONIZE_SWEEP_GRACE_MS", "3000"),
 ];
-
-/// An OpenInference-style conversation: each turn is a trace of its own, its root span
-/// naming the session (`session.id`) and sent after its children, so each trace first
-/// derives as a session of its own and then moves.
-fn openinference_conversation(session: &str, first_trace: u64) -> Vec<SpanSpec> {
-    let oi = |kind: &str| kv("openinference.span.kind", kind.to_owned());
-    let mut spans = Vec::new();
-    for turn in 0..3u64 {
-        let trace = first_trace + turn;
-        let start = turn * 3_000;
-        let user = format!("{session} question {turn}");
-        let agent = format!("{session} answer {turn}");
-        spans.push(
-            SpanSpec::new(trace, 2, "pipecat.stt")
-                .child_of(1)
-                .at(start, start + 800)
-                .attributes([oi("CHAIN"), kv("output.value", user.as_str())]),
-        );
-        spans.push(
-            SpanSpec::new(trace, 3, "pipecat.llm")
-                .child_of(1)
-                .at(start + 900, start + 1_500)
-                .attributes([
-                    oi("LLM"),
-                    kv("output.value", agent.as_str()),
-                    kv("llm.model_name", "gpt-4o"),
-                ]),
-        );
-        spans.push(
-            SpanSpec::new(trace, 1, "pipecat.conversation.turn")
-                .at(start, start + 2_000)
-                .attributes([
-                    oi("CHAIN"),
-                    kv("session.id", session),
-                    kv("input.value", user.as_str()),
-                    kv("output.value", agent.as_str()),
-                ]),
-        );
-    }
-    spans
-}
 
 /// `pipecat` one-trace conversations and `openinference` multi-trace ones, `per_request`
 /// spans to an export, the conversations' exports interleaved (they run at once).
@@ -93,27 +53,73 @@ fn mixed_load(pipecat: u64, openinference: u64, per_request: usize) -> (Vec<Expo
     (exports, sessions)
 }
 
-/// `count` instances started at once on a new database, as a deployment of several starts:
-/// one applies the schema, the others wait for it.
-async fn start_instances(clickhouse: &str, database: &str, count: usize) -> Vec<Convolog> {
-    futures::future::join_all((0..count).map(|_| Convolog::start(clickhouse, database, SETTINGS)))
-        .await
+/// Where the instances keep their data: one ClickHouse server, or a local cluster of one
+/// shard of two replicas with the instances spread over its servers (each reading its own
+/// replica, which may not yet hold what another instance stored through the other).
+struct Storage {
+    urls: Vec<String>,
+    /// Held for the cluster's lifetime.
+    cluster: Option<LocalCluster>,
+    database: String,
+}
+
+impl Storage {
+    fn server(name: &str) -> Storage {
+        Storage {
+            urls: vec![clickhouse_url()],
+            cluster: None,
+            database: fresh_database(name),
+        }
+    }
+
+    fn cluster(name: &str) -> Storage {
+        let cluster = LocalCluster::start(name, Topology::Replicas);
+        Storage {
+            urls: cluster.urls.to_vec(),
+            cluster: Some(cluster),
+            database: fresh_database(name),
+        }
+    }
+
+    /// Instance `n`, on server `n` modulo the servers.
+    async fn start(&self, n: usize) -> Convolog {
+        let mut settings = SETTINGS.to_vec();
+        if self.cluster.is_some() {
+            settings.push(("CONVOLOG_CLICKHOUSE_CLUSTER", LocalCluster::NAME));
+        }
+        let url = &self.urls[n % self.urls.len()];
+        Convolog::start(url, &self.database, &settings).await
+    }
+
+    /// `count` instances started at once on a new database, as a deployment of several
+    /// starts: one applies the schema, the others wait for it.
+    async fn start_instances(&self, count: usize) -> Vec<Convolog> {
+        futures::future::join_all((0..count).map(|n| self.start(n))).await
+    }
+
+    fn stored(&self) -> Database<'_> {
+        Database {
+            clickhouse_url: &self.urls[0],
+            name: &self.database,
+        }
+    }
+
+    async fn drop(self) {
+        if self.cluster.is_none() {
+            drop_database(&self.urls[0], &self.database).await;
+        }
+    }
 }
 
 fn grpc_urls(instances: &[Convolog]) -> Vec<String> {
     instances.iter().map(|c| c.grpc_url.clone()).collect()
 }
 
-/// Sends the load through `instances` routed by `route`, then checks the outcome against a
-/// clean single-instance run, read through the first instance's API.
-async fn split_load_equals_one_instance(name: &str, route: Route, per_request: usize) {
-    let database = fresh_database(name);
-    let clickhouse = clickhouse_url();
-    let stored = Database {
-        clickhouse_url: &clickhouse,
-        name: &database,
-    };
-    let instances = start_instances(&clickhouse, &database, 3).await;
+/// Sends the load through three instances routed by `route`, then checks the outcome against
+/// a clean single-instance run, read through the first instance's API.
+async fn split_load_equals_one_instance(storage: Storage, route: Route, per_request: usize) {
+    let stored = storage.stored();
+    let instances = storage.start_instances(3).await;
     let (exports, sessions) = mixed_load(12, 12, per_request);
     let exports = Arc::new(exports);
     let (_targets, targeted) = watch::channel(grpc_urls(&instances));
@@ -128,35 +134,46 @@ async fn split_load_equals_one_instance(name: &str, route: Route, per_request: u
     let seen = std::mem::take(&mut *seen.lock().expect("lock"));
     assert_eq!(seen.acknowledged.len(), exports.len());
 
-    assert_acknowledged_spans_stored(&clickhouse, &database, &exports, &seen).await;
+    assert_acknowledged_spans_stored(stored.clickhouse_url, stored.name, &exports, &seen).await;
     assert_sessions_equal_a_clean_run(&instances[0].api_url, &stored, &exports, &sessions).await;
     for instance in instances {
         instance.kill().await;
     }
-    drop_database(&clickhouse, &database).await;
+    storage.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn traffic_split_by_trace_derives_what_one_instance_derives() {
     // A multi-trace conversation's traces reach different instances.
-    split_load_equals_one_instance("instances_by_trace", Route::ByTrace, 2).await;
+    let storage = Storage::server("instances_by_trace");
+    split_load_equals_one_instance(storage, Route::ByTrace, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn traffic_split_without_regard_to_traces_derives_what_one_instance_derives() {
     // One span to an export, each export to the next instance: every trace is spread.
-    split_load_equals_one_instance("instances_round_robin", Route::RoundRobin, 1).await;
+    let storage = Storage::server("instances_round_robin");
+    split_load_equals_one_instance(storage, Route::RoundRobin, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_instance_killed_under_load_loses_nothing_and_the_others_complete_its_sessions() {
-    let database = fresh_database("instances_kill");
-    let clickhouse = clickhouse_url();
-    let stored = Database {
-        clickhouse_url: &clickhouse,
-        name: &database,
-    };
-    let mut instances = start_instances(&clickhouse, &database, 3).await;
+async fn on_a_cluster_traffic_split_by_trace_derives_what_one_instance_derives() {
+    let storage = Storage::cluster("instances_cluster_by_trace");
+    split_load_equals_one_instance(storage, Route::ByTrace, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_cluster_traffic_split_without_regard_to_traces_derives_what_one_instance_derives() {
+    let storage = Storage::cluster("instances_cluster_round_robin");
+    split_load_equals_one_instance(storage, Route::RoundRobin, 1).await;
+}
+
+/// One of three instances killed with `kill -9` mid-load: clients retry to the others,
+/// nothing acknowledged is lost, the others complete its sessions, and its restart changes
+/// nothing.
+async fn an_instance_killed_under_load(storage: Storage) {
+    let stored = storage.stored();
+    let mut instances = storage.start_instances(3).await;
     let (exports, sessions) = mixed_load(12, 12, 2);
     let exports = Arc::new(exports);
     let (targets, targeted) = watch::channel(grpc_urls(&instances));
@@ -183,28 +200,34 @@ async fn an_instance_killed_under_load_loses_nothing_and_the_others_complete_its
         seen.transport_errors > 0,
         "clients met the killed instance and sent to another"
     );
-    assert_acknowledged_spans_stored(&clickhouse, &database, &exports, &seen).await;
+    assert_acknowledged_spans_stored(stored.clickhouse_url, stored.name, &exports, &seen).await;
     assert_sessions_equal_a_clean_run(&instances[0].api_url, &stored, &exports, &sessions).await;
 
     // Back again, it changes nothing.
-    instances.push(Convolog::start(&clickhouse, &database, SETTINGS).await);
+    instances.push(storage.start(1).await);
     targets.send_replace(grpc_urls(&instances));
     assert_sessions_equal_a_clean_run(&instances[2].api_url, &stored, &exports, &sessions).await;
     for instance in instances {
         instance.kill().await;
     }
-    drop_database(&clickhouse, &database).await;
+    storage.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_killed_under_load_loses_nothing_and_the_others_complete_its_sessions() {
+    an_instance_killed_under_load(Storage::server("instances_kill")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_cluster_an_instance_killed_under_load_loses_nothing() {
+    an_instance_killed_under_load(Storage::cluster("instances_cluster_kill")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rebuild_beside_running_instances_leaves_what_one_instance_derives() {
-    let database = fresh_database("instances_rebuild");
-    let clickhouse = clickhouse_url();
-    let stored = Database {
-        clickhouse_url: &clickhouse,
-        name: &database,
-    };
-    let instances = start_instances(&clickhouse, &database, 2).await;
+    let storage = Storage::server("instances_rebuild");
+    let stored = storage.stored();
+    let instances = storage.start_instances(2).await;
     let (exports, sessions) = mixed_load(10, 10, 2);
     let exports = Arc::new(exports);
     let (_targets, targeted) = watch::channel(grpc_urls(&instances));
@@ -221,8 +244,8 @@ async fn rebuild_beside_running_instances_leaves_what_one_instance_derives() {
         let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_convolog"))
             .args(["rebuild", "--since", "2d"])
             .env_remove("CONVOLOG_CONFIG")
-            .env("CONVOLOG_CLICKHOUSE_URL", &clickhouse)
-            .env("CONVOLOG_CLICKHOUSE_DATABASE", &database)
+            .env("CONVOLOG_CLICKHOUSE_URL", stored.clickhouse_url)
+            .env("CONVOLOG_CLICKHOUSE_DATABASE", stored.name)
             .env("CONVOLOG_LOG_FILTER", "warn")
             .stdout(std::process::Stdio::null())
             .status()
@@ -237,7 +260,7 @@ async fn rebuild_beside_running_instances_leaves_what_one_instance_derives() {
     for instance in instances {
         instance.kill().await;
     }
-    drop_database(&clickhouse, &database).await;
+    storage.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

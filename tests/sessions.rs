@@ -475,6 +475,59 @@ async fn a_span_that_arrives_late_with_an_older_stamp_is_swept_in() {
     t.stop().await;
 }
 
+/// Instances on different replicas of a cluster: a pass can read a session's traces before
+/// the mapping of one of them reached its replica, and write the session without it. Any
+/// instance's sweep sees the session written at a revision above the trace's own and
+/// derives the trace again, back into its session.
+#[tokio::test]
+async fn a_trace_left_out_of_a_rewrite_of_its_session_is_swept_back_in() {
+    let sweeps = |c: &mut Config| {
+        c.sessionize.sweep_interval_ms = 300;
+        c.sessionize.sweep_grace_ms = 10_000;
+    };
+    let t = TestApp::start_with("leftout", sweeps).await;
+    let specs = openinference_conversation("leftout-1", 1);
+    t.send_grpc(&specs, anchor(), 100).await;
+    let turns =
+        "SELECT toUInt64(sum(turn_count)) FROM sessions_current WHERE session_id = 'leftout-1'";
+    assert!(wait_until(async || t.count(turns).await == 3).await);
+
+    // Trace 1's mapping as a lagging replica shows it: absent. A process with nothing in
+    // memory gets a copy of a trace 2 span and derives the session from traces 2 and 3.
+    let first = hex::encode(trace_id(1));
+    t.sql
+        .query("ALTER TABLE session_traces DELETE WHERE trace_id = ?")
+        .bind(&first)
+        .execute()
+        .await
+        .expect("mutation");
+    let mapped = format!("SELECT count() FROM session_traces WHERE trace_id = '{first}'");
+    assert!(wait_until(async || t.count(&mapped).await == 0).await);
+    let database = t.database.clone();
+    let other = TestApp::start_with("leftout", |c| {
+        c.clickhouse.database = database;
+        sweeps(c);
+    })
+    .await;
+    let copy: Vec<SpanSpec> = specs
+        .iter()
+        .filter(|s| s.trace == 2)
+        .take(1)
+        .cloned()
+        .collect();
+    other.send_grpc(&copy, anchor(), 100).await;
+    assert!(
+        wait_until(async || t.count(turns).await == 2).await,
+        "the process that did not know trace 1 wrote the session without it"
+    );
+    assert!(
+        wait_until(async || t.count(turns).await == 3).await,
+        "a sweep puts trace 1 back"
+    );
+    other.stop().await;
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn huge_session_ids_do_not_jam_the_sessionizer() {
     let t = TestApp::start("hugeids").await;

@@ -264,12 +264,23 @@ impl Sessionizer {
                 _ => underived.push(trace),
             }
         }
-        // Spans that reached this server's replica only after the pass that derived their
-        // trace read another: stamped before what was derived, but not counted in it.
+        // What reached this server's replica only after a pass read another: spans stamped
+        // before what was derived but not counted in it; or a trace whose session was written
+        // since by a pass that did not know of it (a pass writes all of a session's traces).
         let stored = self.store.trace_fingerprints(&derived).await?;
+        let sessions: BTreeSet<String> = derived
+            .iter()
+            .filter_map(|trace| through.get(trace))
+            .map(|d| d.session.clone())
+            .collect();
+        let sessions: Vec<String> = sessions.into_iter().collect();
+        let revisions = self.store.current_revisions(&sessions).await?;
         underived.extend(derived.into_iter().filter(|trace| {
-            let derived_spans = through.get(trace).map_or(0, |d| d.spans);
-            stored.get(trace).is_some_and(|s| s.spans > derived_spans)
+            let Some(d) = through.get(trace) else {
+                return true;
+            };
+            stored.get(trace).is_some_and(|s| s.spans > d.spans)
+                || revisions.get(&d.session).is_some_and(|r| *r > d.revision)
         }));
         let (summary, again) = self.derive_traces(&underived).await?;
         if summary.traces > 0 {

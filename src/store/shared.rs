@@ -68,14 +68,19 @@ struct DerivedThroughRow {
     trace_id: String,
     derived_through: u64,
     derived_spans: u64,
+    mapped_session: String,
+    mapped_revision: u64,
 }
 
-/// How far a trace was derived: the newest span stamp any pass derived it from, and how many
-/// spans the current derivation (the latest pass that wrote it) took.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How far a trace was derived: the newest span stamp any pass derived it from; and of the
+/// latest pass that wrote it, how many of its spans it took, the session it put it in and
+/// that pass's revision (a pass writes a session and all of its traces at one revision).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DerivedThrough {
     pub newest: u64,
     pub spans: u64,
+    pub session: String,
+    pub revision: u64,
 }
 
 fn fingerprints_sql(n: usize) -> String {
@@ -107,8 +112,9 @@ fn session_traces_sql(n: usize) -> String {
 fn derived_through_sql(n: usize) -> String {
     format!(
         "SELECT trace_id, max(derived_through) AS derived_through, \
-         argMax(derived_spans, revision) AS derived_spans FROM trace_sessions \
-         WHERE trace_id IN {} GROUP BY trace_id",
+         argMax(derived_spans, revision) AS derived_spans, \
+         argMax(session_id, revision) AS mapped_session, max(revision) AS mapped_revision \
+         FROM trace_sessions WHERE trace_id IN {} GROUP BY trace_id",
         placeholders(n)
     )
 }
@@ -171,10 +177,7 @@ impl Store {
             .iter()
             .map(|id| (id.clone(), SessionState::default()))
             .collect();
-        let revisions: Vec<SessionRevision> = self
-            .by_chunks("session revisions", session_ids, session_revisions_sql)
-            .await?;
-        for row in revisions {
+        for row in self.session_revisions(session_ids).await? {
             if let Some(state) = states.get_mut(&row.session_id) {
                 state.revision = row.revision;
                 state.live = row.deleted == 0;
@@ -191,6 +194,26 @@ impl Store {
         Ok(states)
     }
 
+    /// The current revision of each of these sessions that was ever written.
+    pub async fn current_revisions(
+        &self,
+        session_ids: &[String],
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let rows = self.session_revisions(session_ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.session_id, r.revision))
+            .collect())
+    }
+
+    async fn session_revisions(
+        &self,
+        session_ids: &[String],
+    ) -> Result<Vec<SessionRevision>, StoreError> {
+        self.by_chunks("session revisions", session_ids, session_revisions_sql)
+            .await
+    }
+
     /// Of these traces, how far each was derived; a trace no pass derived is absent.
     pub async fn derived_through(
         &self,
@@ -205,6 +228,8 @@ impl Store {
                 let through = DerivedThrough {
                     newest: r.derived_through,
                     spans: r.derived_spans,
+                    session: r.mapped_session,
+                    revision: r.mapped_revision,
                 };
                 (r.trace_id, through)
             })

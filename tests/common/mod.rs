@@ -220,8 +220,13 @@ impl TestApp {
 /// Polls `ready` every 100 ms until it holds, for up to 60 s of wall time however long each
 /// poll takes; whether it did. Whatever is written asynchronously (derived sessions,
 /// background deletes) is awaited this way.
-pub async fn wait_until(mut ready: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+pub async fn wait_until(ready: impl AsyncFnMut() -> bool) -> bool {
+    wait_up_to(Duration::from_secs(60), ready).await
+}
+
+/// [`wait_until`] with a wait of its own.
+pub async fn wait_up_to(patience: Duration, mut ready: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if ready().await {
             return true;

@@ -54,9 +54,10 @@ impl Convolog {
             grpc_url: format!("http://{grpc}"),
             api_url: format!("http://{api}"),
         };
-        // Ready: the schema is applied and the receivers serve.
+        // Ready: the schema is applied and the receivers serve. On a cluster every schema
+        // statement waits for every server: half a minute on a quiet machine.
         let ready = format!("{}/readyz", convolog.api_url);
-        let up = wait_until(async || {
+        let up = wait_up_to(Duration::from_secs(180), async || {
             reqwest::get(&ready)
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -288,7 +289,9 @@ pub fn assert_only_retryable_answers(seen: &Seen) {
     );
 }
 
-/// Every span of every acknowledged export is in `database`.
+/// Every span of every acknowledged export is in `database`, as the server at
+/// `clickhouse_url` reads it: on a cluster, once replication brought over what instances on
+/// the other servers stored.
 pub async fn assert_acknowledged_spans_stored(
     clickhouse_url: &str,
     database: &str,
@@ -299,21 +302,30 @@ pub async fn assert_acknowledged_spans_stored(
         .with_url(clickhouse_url)
         .with_database(database)
         .with_validation(false);
-    let stored: BTreeSet<(String, String)> = sql
-        .query("SELECT DISTINCT trace_id, span_id FROM spans")
-        .fetch_all::<(String, String)>()
-        .await
-        .expect("stored spans")
-        .into_iter()
-        .collect();
-    let missing: Vec<_> = seen
+    let acknowledged: BTreeSet<&(String, String)> = seen
         .acknowledged
         .iter()
         .flat_map(|&index| &exports[index].spans)
-        .filter(|span| !stored.contains(*span))
         .collect();
+    let mut missing = Vec::new();
+    let all_stored = wait_until(async || {
+        let stored: BTreeSet<(String, String)> = sql
+            .query("SELECT DISTINCT trace_id, span_id FROM spans")
+            .fetch_all::<(String, String)>()
+            .await
+            .expect("stored spans")
+            .into_iter()
+            .collect();
+        missing = acknowledged
+            .iter()
+            .filter(|span| !stored.contains(**span))
+            .map(|span| (*span).clone())
+            .collect();
+        missing.is_empty()
+    })
+    .await;
     assert!(
-        missing.is_empty(),
+        all_stored,
         "{} acknowledged spans are not stored, e.g. {:?}",
         missing.len(),
         missing.first()

@@ -396,6 +396,47 @@ impl Conversation {
     }
 }
 
+/// An OpenInference-style conversation: each turn is a trace of its own, its root span
+/// naming the session (`session.id`) and sent after its children, so each trace first
+/// derives as a session of its own and then moves.
+pub fn openinference_conversation(session: &str, first_trace: u64) -> Vec<SpanSpec> {
+    let oi = |kind: &str| kv("openinference.span.kind", kind.to_owned());
+    let mut spans = Vec::new();
+    for turn in 0..3u64 {
+        let trace = first_trace + turn;
+        let start = turn * 3_000;
+        let user = format!("{session} question {turn}");
+        let agent = format!("{session} answer {turn}");
+        spans.push(
+            SpanSpec::new(trace, 2, "pipecat.stt")
+                .child_of(1)
+                .at(start, start + 800)
+                .attributes([oi("CHAIN"), kv("output.value", user.as_str())]),
+        );
+        spans.push(
+            SpanSpec::new(trace, 3, "pipecat.llm")
+                .child_of(1)
+                .at(start + 900, start + 1_500)
+                .attributes([
+                    oi("LLM"),
+                    kv("output.value", agent.as_str()),
+                    kv("llm.model_name", "gpt-4o"),
+                ]),
+        );
+        spans.push(
+            SpanSpec::new(trace, 1, "pipecat.conversation.turn")
+                .at(start, start + 2_000)
+                .attributes([
+                    oi("CHAIN"),
+                    kv("session.id", session),
+                    kv("input.value", user.as_str()),
+                    kv("output.value", agent.as_str()),
+                ]),
+        );
+    }
+    spans
+}
+
 /// The Pipecat conversation most tests send, in one trace: 3 turns, the second with a failing
 /// tool call, the third interrupted.
 pub fn pipecat_conversation(session: &str, trace: u64) -> Vec<SpanSpec> {
