@@ -218,6 +218,11 @@ pub struct Sessionize {
     /// `clickhouse.timeout_ms` (an insert acknowledged that late was stamped that early) plus
     /// the clock difference between the hosts running convolog.
     pub sweep_grace_ms: u64,
+    /// Whether sweeps also compare each swept trace's stored span count, and its session's
+    /// revision, with what derived them: what an instance reading a lagging replica missed.
+    /// Always done on a cluster (`clickhouse.cluster`); on one server no read lags, and the
+    /// comparisons would only cost ClickHouse work at every sweep.
+    pub sweep_checks_replicas: bool,
     /// Memory (bytes, per tenant) for spans stored and not derived yet; past it the span
     /// writer waits, which holds up the receivers.
     pub max_pending_bytes: usize,
@@ -328,6 +333,7 @@ impl Default for Sessionize {
             max_pending_bytes: 64 * 1024 * 1024,
             sweep_interval_ms: 15_000,
             sweep_grace_ms: 60_000,
+            sweep_checks_replicas: false,
         }
     }
 }
@@ -518,6 +524,10 @@ impl Config {
         env!(
             "CONVOLOG_SESSIONIZE_SWEEP_GRACE_MS",
             self.sessionize.sweep_grace_ms
+        );
+        env!(
+            "CONVOLOG_SESSIONIZE_SWEEP_CHECKS_REPLICAS",
+            self.sessionize.sweep_checks_replicas
         );
         env!(
             "CONVOLOG_RETENTION_TRANSCRIPT_DAYS",

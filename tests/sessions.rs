@@ -435,6 +435,7 @@ async fn a_span_that_arrives_late_with_an_older_stamp_is_swept_in() {
     let t = TestApp::start_with("latereplica", |c| {
         c.sessionize.sweep_interval_ms = 300;
         c.sessionize.sweep_grace_ms = 3_000;
+        c.sessionize.sweep_checks_replicas = true;
     })
     .await;
     let anchor = anchor();
@@ -484,6 +485,7 @@ async fn a_trace_left_out_of_a_rewrite_of_its_session_is_swept_back_in() {
     let sweeps = |c: &mut Config| {
         c.sessionize.sweep_interval_ms = 300;
         c.sessionize.sweep_grace_ms = 10_000;
+        c.sessionize.sweep_checks_replicas = true;
     };
     let t = TestApp::start_with("leftout", sweeps).await;
     let specs = openinference_conversation("leftout-1", 1);

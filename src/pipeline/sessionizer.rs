@@ -38,7 +38,7 @@ use crate::model::conversation::{unix_seconds, DerivedSession, TraceSessionRow};
 use crate::model::Span;
 use crate::progress;
 use crate::sessionize::{self, Rules};
-use crate::store::{SessionState, Store, StoreError};
+use crate::store::{DerivedThrough, SessionState, Store, StoreError};
 use crate::telemetry::Metrics;
 
 pub struct Sessionizer {
@@ -264,24 +264,9 @@ impl Sessionizer {
                 _ => underived.push(trace),
             }
         }
-        // What reached this server's replica only after a pass read another: spans stamped
-        // before what was derived but not counted in it; or a trace whose session was written
-        // since by a pass that did not know of it (a pass writes all of a session's traces).
-        let stored = self.store.trace_fingerprints(&derived).await?;
-        let sessions: BTreeSet<String> = derived
-            .iter()
-            .filter_map(|trace| through.get(trace))
-            .map(|d| d.session.clone())
-            .collect();
-        let sessions: Vec<String> = sessions.into_iter().collect();
-        let revisions = self.store.current_revisions(&sessions).await?;
-        underived.extend(derived.into_iter().filter(|trace| {
-            let Some(d) = through.get(trace) else {
-                return true;
-            };
-            stored.get(trace).is_some_and(|s| s.spans > d.spans)
-                || revisions.get(&d.session).is_some_and(|r| *r > d.revision)
-        }));
+        if self.config.sweep_checks_replicas || self.store.cluster().is_some() {
+            underived.extend(self.missed_on_a_replica(derived, &through).await?);
+        }
         let (summary, again) = self.derive_traces(&underived).await?;
         if summary.traces > 0 {
             tracing::info!(
@@ -290,6 +275,35 @@ impl Sessionizer {
             );
         }
         Ok(again)
+    }
+
+    /// Of these derived traces, those a pass derived without all that is stored now, as an
+    /// instance reading a lagging replica does: spans stamped before what was derived but
+    /// not counted in it, or a session written since by a pass that did not know of the
+    /// trace (a pass writes a session and all of its traces at one revision).
+    async fn missed_on_a_replica(
+        &self,
+        derived: Vec<String>,
+        through: &HashMap<String, DerivedThrough>,
+    ) -> Result<Vec<String>, StoreError> {
+        let stored = self.store.trace_fingerprints(&derived).await?;
+        let sessions: BTreeSet<String> = derived
+            .iter()
+            .filter_map(|trace| through.get(trace))
+            .map(|d| d.session.clone())
+            .collect();
+        let sessions: Vec<String> = sessions.into_iter().collect();
+        let revisions = self.store.current_revisions(&sessions).await?;
+        Ok(derived
+            .into_iter()
+            .filter(|trace| {
+                let Some(d) = through.get(trace) else {
+                    return true;
+                };
+                stored.get(trace).is_some_and(|s| s.spans > d.spans)
+                    || revisions.get(&d.session).is_some_and(|r| *r > d.revision)
+            })
+            .collect())
     }
 
     /// Re-derives every session touched by these traces, in passes of bounded size. Returns

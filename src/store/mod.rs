@@ -30,7 +30,7 @@ pub use list::{SessionPage, SessionStream};
 pub use logs::{LogLine, LogQuery};
 pub use migrations::{statements, MIGRATIONS};
 pub use reads::{SessionDetail, WaterfallRow};
-pub use shared::{Fingerprint, SessionState};
+pub use shared::{DerivedThrough, Fingerprint, SessionState};
 pub use spans::SpanRow;
 
 #[derive(Debug, Clone, thiserror::Error)]
