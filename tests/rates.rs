@@ -18,39 +18,11 @@ fn span_set() -> Vec<SpanSpec> {
     for n in 0..12u64 {
         specs.extend(pipecat_conversation(&format!("call-{n}"), 100 + n));
     }
-    let oi = |kind: &str| kv("openinference.span.kind", kind.to_owned());
     for session in 0..4u64 {
-        for turn in 0..5u64 {
-            let trace = 1000 + session * 10 + turn;
-            let start = turn * 3_000;
-            let (user, agent) = ("What time do you open?", "We open at nine.");
-            specs.push(
-                SpanSpec::new(trace, 2, "pipecat.stt")
-                    .child_of(1)
-                    .at(start, start + 800)
-                    .attributes([oi("CHAIN"), kv("output.value", user)]),
-            );
-            specs.push(
-                SpanSpec::new(trace, 3, "pipecat.llm")
-                    .child_of(1)
-                    .at(start + 900, start + 1_500)
-                    .attributes([
-                        oi("LLM"),
-                        kv("output.value", agent),
-                        kv("llm.model_name", "gpt-4o"),
-                    ]),
-            );
-            specs.push(
-                SpanSpec::new(trace, 1, "pipecat.conversation.turn")
-                    .at(start, start + 2_000)
-                    .attributes([
-                        oi("CHAIN"),
-                        kv("session.id", format!("oi-{session}")),
-                        kv("input.value", user),
-                        kv("output.value", agent),
-                    ]),
-            );
-        }
+        specs.extend(openinference_conversation(
+            &format!("oi-{session}"),
+            1000 + session * 10,
+        ));
     }
     specs
 }
