@@ -320,3 +320,32 @@ async fn processes_upgrading_one_database_at_once_apply_each_migration_once() {
     );
     drop_database(&clickhouse_url(), &database).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_waits_while_another_process_holds_the_lock() {
+    let (database, client) = database_before_migration("instances_lock", 10).await;
+    client
+        .query(
+            "CREATE TABLE schema_migrations_lock (holder String DEFAULT 'another') ENGINE = Memory",
+        )
+        .execute()
+        .await
+        .expect("another process's lock");
+    let store = convolog::store::Store::new(&test_config(&database, &clickhouse_url()).clickhouse);
+    let migrating = tokio::spawn(async move { store.migrate().await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!migrating.is_finished(), "it waits for the lock's holder");
+
+    client
+        .query("DROP TABLE schema_migrations_lock")
+        .execute()
+        .await
+        .expect("the other process is done");
+    let applied = tokio::time::timeout(Duration::from_secs(60), migrating)
+        .await
+        .expect("it goes on once the lock is gone")
+        .expect("task")
+        .expect("migrate");
+    assert_eq!(applied.first(), Some(&10));
+    drop_database(&clickhouse_url(), &database).await;
+}

@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use clickhouse::Row;
+use serde::Deserialize;
+
 use super::{exception_code, ClusterSchema, Store, StoreError};
 
 /// A table only one `CREATE` can make: the process that makes it applies the pending
@@ -19,6 +22,13 @@ const LOCK_ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// ClickHouse's TABLE_ALREADY_EXISTS.
 const TABLE_ALREADY_EXISTS: u32 = 57;
+
+/// The migration lock as the server asked shows it.
+#[derive(Row, Deserialize)]
+struct LockRow {
+    age_seconds: u64,
+    create_table_query: String,
+}
 
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "spans", include_str!("../../migrations/0001_spans.sql")),
@@ -262,7 +272,10 @@ impl Store {
                 }
                 return result;
             }
-            let age = self.migration_lock_age().await?;
+            let age = self
+                .migration_lock()
+                .await?
+                .map(|lock| Duration::from_secs(lock.age_seconds));
             if age.is_some_and(|age| age > LOCK_ABANDONED_AFTER) {
                 tracing::warn!(
                     table = MIGRATION_LOCK,
@@ -297,12 +310,13 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Whether this call made the lock (false: another process holds it).
+    /// Whether this process holds the lock now (false: another one does).
     async fn lock_migrations(&self) -> Result<bool, StoreError> {
         let sql = format!(
-            "CREATE TABLE `{}`.{MIGRATION_LOCK}{} (holder String) ENGINE = Memory",
+            "CREATE TABLE `{}`.{MIGRATION_LOCK}{} (holder String DEFAULT '{}') ENGINE = Memory",
             self.database,
-            self.on_cluster_clause()
+            self.on_cluster_clause(),
+            self.lock_holder
         );
         let created = self
             .timed("lock migrations", async {
@@ -317,7 +331,11 @@ impl Store {
                 }
             })
             .await?;
-        Ok(created)
+        if created {
+            return Ok(true);
+        }
+        let lock = self.migration_lock().await?;
+        Ok(lock.is_some_and(|lock| lock.create_table_query.contains(&self.lock_holder)))
     }
 
     async fn unlock_migrations(&self) -> Result<(), StoreError> {
@@ -332,23 +350,21 @@ impl Store {
         .await
     }
 
-    /// How long ago the lock was made, None when there is none (on the server asked).
-    async fn migration_lock_age(&self) -> Result<Option<Duration>, StoreError> {
-        let seconds = self
-            .timed("read the migration lock", async {
-                Ok(self
-                    .client
-                    .query(
-                        "SELECT toUInt64(greatest(now() - metadata_modification_time, 0)) \
-                         FROM system.tables WHERE database = ? AND name = ?",
-                    )
-                    .bind(&self.database)
-                    .bind(MIGRATION_LOCK)
-                    .fetch_optional::<u64>()
-                    .await?)
-            })
-            .await?;
-        Ok(seconds.map(Duration::from_secs))
+    /// The lock, None when there is none (on the server asked).
+    async fn migration_lock(&self) -> Result<Option<LockRow>, StoreError> {
+        self.timed("read the migration lock", async {
+            Ok(self
+                .client
+                .query(
+                    "SELECT toUInt64(greatest(now() - metadata_modification_time, 0)), \
+                     create_table_query FROM system.tables WHERE database = ? AND name = ?",
+                )
+                .bind(&self.database)
+                .bind(MIGRATION_LOCK)
+                .fetch_optional::<LockRow>()
+                .await?)
+        })
+        .await
     }
 
     /// Applies the migrations not in `applied`, in order.

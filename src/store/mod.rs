@@ -129,6 +129,10 @@ pub struct Store {
     /// The key contact pseudonyms were made with (`rules.contact_key`), so that a search by
     /// a full contact matches them.
     contact_key: config::Secret,
+    /// Who this store is when it holds the migration lock (written into the lock's
+    /// definition): a `CREATE` of the lock that timed out may still have made it, and the
+    /// retry must know it holds it.
+    lock_holder: String,
 }
 
 /// Held while spans are written or sessions derived; see [`Store::hold_writes`].
@@ -180,6 +184,7 @@ impl Store {
             export_slots: Arc::new(Semaphore::new(config.max_concurrent_exports)),
             export_max_seconds: config.export_max_seconds,
             contact_key: config::Secret::default(),
+            lock_holder: format!("{:016x}", rand::random::<u64>()),
         }
     }
 
