@@ -475,12 +475,15 @@ impl Sessionizer {
                     updated_at,
                     &self.rules,
                 ));
-                trace_rows.extend(trace_ids.iter().map(|trace| TraceSessionRow {
-                    trace_id: trace.clone(),
-                    session_id: session.clone(),
-                    revision,
-                    derived_through: self.cache.fingerprint(trace).newest,
-                    derived_spans: self.cache.fingerprint(trace).spans,
+                trace_rows.extend(trace_ids.iter().map(|trace| {
+                    let derived = self.cache.fingerprint(trace);
+                    TraceSessionRow {
+                        trace_id: trace.clone(),
+                        session_id: session.clone(),
+                        revision,
+                        derived_through: derived.newest,
+                        derived_spans: derived.spans,
+                    }
                 }));
                 written.insert(session.clone(), trace_ids.clone());
             }
