@@ -16,10 +16,12 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// How far below its injected delay a reported stage may be: clock rounding only. There is
+/// How far below its injected delay a reported stage may be: clock rounding, and the few
+/// milliseconds by which a framework may start its clock after the delay began (LiveKit
+/// reported 78.6 ms for an injected 80 ms speech-to-text once, on a busy machine). There is
 /// no bound above: on a busy machine the event loop adds its own waiting, which the
 /// framework measures too (speed is for benchmarks, not for these tests).
-const CLOCK_ROUNDING_MS: f64 = 1.0;
+const CLOCK_ROUNDING_MS: f64 = 5.0;
 /// How close convolog's figure must be to the one the framework reported.
 const REPORTED_TOLERANCE_MS: f64 = 5.0;
 
