@@ -445,7 +445,12 @@ async fn a_span_that_arrives_late_with_an_older_stamp_is_swept_in() {
     let spans_of =
         "SELECT toUInt64(sum(span_count)) FROM sessions_current WHERE session_id = 'late-1'";
     let count = sent.len() as u64;
-    assert!(wait_until(async || t.count(spans_of).await == count).await);
+    // The session rows are written before the trace's, so wait for both.
+    let traced = "SELECT toUInt64(max(derived_spans)) FROM trace_sessions";
+    assert!(
+        wait_until(async || t.count(spans_of).await == count && t.count(traced).await == count)
+            .await
+    );
     let derived_through = t
         .count("SELECT max(derived_through) FROM trace_sessions")
         .await;
@@ -492,18 +497,19 @@ async fn a_trace_left_out_of_a_rewrite_of_its_session_is_swept_back_in() {
     t.send_grpc(&specs, anchor(), 100).await;
     let turns =
         "SELECT toUInt64(sum(turn_count)) FROM sessions_current WHERE session_id = 'leftout-1'";
-    assert!(wait_until(async || t.count(turns).await == 3).await);
+    let first = hex::encode(trace_id(1));
+    let mapped = format!("SELECT count() FROM session_traces WHERE trace_id = '{first}'");
+    // The session rows are written before the trace's, so wait for both.
+    assert!(wait_until(async || t.count(turns).await == 3 && t.count(&mapped).await > 0).await);
 
     // Trace 1's mapping as a lagging replica shows it: absent. A process with nothing in
     // memory gets a copy of a trace 2 span and derives the session from traces 2 and 3.
-    let first = hex::encode(trace_id(1));
     t.sql
         .query("ALTER TABLE session_traces DELETE WHERE trace_id = ?")
         .bind(&first)
         .execute()
         .await
         .expect("mutation");
-    let mapped = format!("SELECT count() FROM session_traces WHERE trace_id = '{first}'");
     assert!(wait_until(async || t.count(&mapped).await == 0).await);
     let database = t.database.clone();
     let other = TestApp::start_with("leftout", |c| {
