@@ -253,7 +253,7 @@ fn start_pipelines(
     let mut ingests = Vec::new();
     let mut tasks = Vec::new();
     for store in stores {
-        let (ingest, batches) = Ingest::new(&config.ingest, store.clone(), Arc::clone(metrics));
+        let (ingest, incoming) = Ingest::new(&config.ingest, store.clone(), Arc::clone(metrics));
         // Bounded: a sessionizer that falls behind holds up the writer, which holds up the
         // receivers, instead of queueing without limit.
         let (stored_tx, stored_rx) = HandOver::new(config.sessionize.max_pending_bytes);
@@ -266,7 +266,7 @@ fn start_pipelines(
         tasks.push(tokio::spawn(writer::run(
             store.clone(),
             config.ingest.clone(),
-            batches,
+            incoming,
             stored_tx,
             Arc::clone(metrics),
         )));

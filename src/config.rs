@@ -169,8 +169,13 @@ pub struct Ingest {
     /// ClickHouse writes and later merges, so few large inserts cost it far less CPU per span
     /// than many small ones (README, "Where ClickHouse's CPU goes").
     pub batch_max_spans: usize,
-    /// ...or after this long, whichever comes first.
+    /// ...or after this long, whichever comes first. A batch of at least `batch_min_spans`
+    /// is written as soon as no other request is on its way to join it: clients keep a
+    /// bounded number of exports in flight and wait for the answers before sending more, so
+    /// waiting on would only add latency. The minimum keeps sparse traffic from becoming
+    /// an insert per request (set it to `batch_max_spans` to always wait).
     pub batch_max_wait_ms: u64,
+    pub batch_min_spans: usize,
     /// Span inserts running at once. While all are running, no new batch is taken, which
     /// pushes back on the receivers and lets the next batch grow. Two keep an insert running
     /// while the next one is gathered.
@@ -311,6 +316,7 @@ impl Default for Ingest {
             queue_wait_ms: 2_000,
             batch_max_spans: 16384,
             batch_max_wait_ms: 200,
+            batch_min_spans: 4096,
             max_inserts_in_flight: 2,
             max_attribute_value_bytes: 64 * 1024,
             max_context_value_bytes: 1024 * 1024,
@@ -501,6 +507,7 @@ impl Config {
         env!("CONVOLOG_QUEUE_WAIT_MS", self.ingest.queue_wait_ms);
         env!("CONVOLOG_BATCH_MAX_SPANS", self.ingest.batch_max_spans);
         env!("CONVOLOG_BATCH_MAX_WAIT_MS", self.ingest.batch_max_wait_ms);
+        env!("CONVOLOG_BATCH_MIN_SPANS", self.ingest.batch_min_spans);
         env!(
             "CONVOLOG_MAX_INSERTS_IN_FLIGHT",
             self.ingest.max_inserts_in_flight
@@ -574,6 +581,12 @@ impl Config {
                 "ingest.batch_max_spans must be at least 1 and at most ingest.max_pending_spans"
                     .into(),
             );
+        }
+        if self.ingest.batch_min_spans > self.ingest.batch_max_spans {
+            return invalid(format!(
+                "ingest.batch_min_spans ({}) must be at most ingest.batch_max_spans ({})",
+                self.ingest.batch_min_spans, self.ingest.batch_max_spans
+            ));
         }
         if self.ingest.max_inserts_in_flight == 0 {
             return invalid("ingest.max_inserts_in_flight must be at least 1".into());

@@ -286,6 +286,7 @@ async fn full_buffer_refuses_with_a_retryable_status() {
         c.clickhouse.url = url;
         c.ingest.max_pending_spans = 10;
         c.ingest.batch_max_spans = 8;
+        c.ingest.batch_min_spans = 8;
         c.ingest.queue_wait_ms = 200;
     })
     .await;
@@ -445,6 +446,54 @@ async fn ports_are_bound_and_not_ready_until_the_schema_is_applied() {
     .await
     .expect("ingest works once ready");
     assert_eq!(t.count("SELECT count() FROM spans").await, 2);
+    t.stop().await;
+}
+
+/// Clients wait for their answers before they send more, so once no other request is on its
+/// way, a batch of `batch_min_spans` or more is written at once instead of after
+/// `batch_max_wait`; a smaller one waits for company.
+#[tokio::test]
+async fn a_large_enough_batch_is_written_once_nothing_else_is_on_its_way() {
+    let t = TestApp::start_with("early", |c| {
+        c.ingest.batch_max_wait_ms = 600_000;
+        c.ingest.batch_min_spans = 8;
+    })
+    .await;
+    let anchor = anchor();
+    let spans = move |trace: u64, count: u64| {
+        (1..=count)
+            .map(|i| SpanSpec::new(trace, i, "x").at(0, 10).build(anchor))
+            .collect()
+    };
+    let grpc_url = t.grpc_url();
+    let seven = tokio::spawn(async move {
+        let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(grpc_url)
+            .await
+            .expect("connects");
+        client
+            .export(request("agent", "pipecat", spans(1, 7)))
+            .await
+    });
+    let stored = "SELECT count() FROM spans";
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(!seven.is_finished(), "seven spans wait for more");
+    assert_eq!(t.count(stored).await, 0);
+
+    // Well under the batch wait: the batch is written once it is large enough.
+    let within = std::time::Duration::from_secs(60);
+    tokio::time::timeout(
+        within,
+        t.export_grpc(request("agent", "pipecat", spans(2, 1))),
+    )
+    .await
+    .expect("the eighth span completes the batch, which is written at once")
+    .expect("stored");
+    tokio::time::timeout(within, seven)
+        .await
+        .expect("answered with the eighth")
+        .expect("joins")
+        .expect("stored in the same insert");
+    assert_eq!(t.count(stored).await, 8);
     t.stop().await;
 }
 

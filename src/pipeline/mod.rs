@@ -8,9 +8,11 @@ pub mod session_cache;
 pub mod sessionizer;
 pub mod writer;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::futures::Notified;
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::model::Span;
 
@@ -22,6 +24,55 @@ pub struct Batch {
     pub permit: OwnedSemaphorePermit,
     /// Room under the pending-bytes cap, likewise.
     pub bytes_permit: OwnedSemaphorePermit,
+}
+
+/// The writer's end of the receivers' queue.
+pub struct Incoming {
+    pub batches: mpsc::Receiver<Batch>,
+    pub arrivals: Arc<Arrivals>,
+}
+
+impl Incoming {
+    /// No request is on its way and none waits in the queue: nothing more can join the group
+    /// the writer gathers until a client is answered (clients keep a bounded number of
+    /// exports in flight), so waiting longer for one only adds latency.
+    pub fn nothing_on_the_way(&self) -> bool {
+        // In this order: a request leaves the count only once it is in the queue.
+        self.arrivals.on_the_way.load(Ordering::SeqCst) == 0 && self.batches.is_empty()
+    }
+}
+
+/// Span requests received and not yet in the writer's queue (being decoded and converted,
+/// or waiting for room under the pending caps).
+#[derive(Default)]
+pub struct Arrivals {
+    on_the_way: AtomicUsize,
+    none_left: Notify,
+}
+
+impl Arrivals {
+    /// Counts a request as on its way until the returned guard is dropped.
+    pub fn arriving(self: &Arc<Self>) -> Arriving {
+        self.on_the_way.fetch_add(1, Ordering::SeqCst);
+        Arriving(Arc::clone(self))
+    }
+
+    /// Resolves when the count next falls to zero. Enable it before checking the count, so a
+    /// request that leaves in between still wakes the waiter.
+    pub fn none_left(&self) -> Notified<'_> {
+        self.none_left.notified()
+    }
+}
+
+/// A request on its way to the writer; dropped once it is in the queue or has failed.
+pub struct Arriving(Arc<Arrivals>);
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        if self.0.on_the_way.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
 }
 
 /// Why a batch was not stored, as much as the client needs to know.

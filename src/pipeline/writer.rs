@@ -1,5 +1,8 @@
 //! The span writer: takes batches from the receivers, inserts them in groups of up to
-//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. Up to
+//! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. A group of
+//! `batch_min_spans` or more is written at once when no other request is on its way: its
+//! clients wait for the answer before they send more, so a longer wait would add latency
+//! and nothing else. Up to
 //! `max_inserts_in_flight` inserts run at once, and each hands the spans it stored to the
 //! sessionizer; while all are running (or waiting for the sessionizer to take their report)
 //! it takes no new input, so a slow ClickHouse or sessionizer pushes back on the receivers.
@@ -11,10 +14,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{Batch, HandOver, NotStored};
+use super::{Batch, HandOver, Incoming, NotStored};
 use crate::clock::now_unix_nano;
 use crate::config;
 use crate::model::{Span, TraceId};
@@ -24,7 +27,7 @@ use crate::telemetry::Metrics;
 pub async fn run(
     store: Store,
     config: config::Ingest,
-    mut batches: mpsc::Receiver<Batch>,
+    mut incoming: Incoming,
     stored: HandOver,
     metrics: Arc<Metrics>,
 ) {
@@ -39,20 +42,31 @@ pub async fn run(
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
-        let Some(first) = batches.recv().await else {
+        let Some(first) = incoming.batches.recv().await else {
             break;
         };
         let deadline = tokio::time::Instant::now() + config.batch_max_wait();
         let mut group = vec![first];
         let mut span_count = group[0].spans.len();
         while span_count < config.batch_max_spans {
-            match tokio::time::timeout_at(deadline, batches.recv()).await {
-                Ok(Some(batch)) => {
-                    span_count += batch.spans.len();
-                    group.push(batch);
-                }
-                // Channel closed (shutting down) or time is up: write what we have.
-                Ok(None) | Err(_) => break,
+            let large_enough = span_count >= config.batch_min_spans;
+            let none_left = incoming.arrivals.none_left();
+            tokio::pin!(none_left);
+            none_left.as_mut().enable();
+            if large_enough && incoming.nothing_on_the_way() {
+                break;
+            }
+            tokio::select! {
+                received = tokio::time::timeout_at(deadline, incoming.batches.recv()) => match received {
+                    Ok(Some(batch)) => {
+                        span_count += batch.spans.len();
+                        group.push(batch);
+                    }
+                    // Channel closed (shutting down) or time is up: write what we have.
+                    Ok(None) | Err(_) => break,
+                },
+                // The last request on its way was queued or failed: look again.
+                () = &mut none_left, if large_enough => {}
             }
         }
         // Strictly increasing, so "ingested after X" never misses a batch written in the same nanosecond.

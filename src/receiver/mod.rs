@@ -27,7 +27,7 @@ use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::otlp_bound;
 use crate::model::otlp_json;
 use crate::model::Span;
-use crate::pipeline::{Batch, NotStored};
+use crate::pipeline::{Arrivals, Arriving, Batch, Incoming, NotStored};
 use crate::store::Store;
 use crate::telemetry::{GaugeHold, Metrics, Timer};
 use crate::tenants::AuthError;
@@ -119,11 +119,13 @@ pub trait Signal: Send + Sync + 'static {
         now: u64,
     ) -> (Self::Converted, usize);
 
-    /// Stores what a request turned into, holding `bytes_permit` until it is stored.
+    /// Stores what a request turned into, holding `bytes_permit` until it is stored and
+    /// `arriving` until it is in the writer's queue (or is not going there).
     fn store(
         ingest: &Ingest,
         converted: Self::Converted,
         bytes_permit: OwnedSemaphorePermit,
+        arriving: Arriving,
         protocol: Protocol,
     ) -> impl std::future::Future<Output = Result<ExportOutcome, ExportError>> + Send;
 
@@ -173,9 +175,12 @@ impl Signal for Traces {
         ingest: &Ingest,
         converted: otlp::Converted,
         bytes_permit: OwnedSemaphorePermit,
+        arriving: Arriving,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
-        ingest.store(converted, bytes_permit, protocol).await
+        ingest
+            .store(converted, bytes_permit, arriving, protocol)
+            .await
     }
 
     fn response(outcome: ExportOutcome) -> ExportTraceServiceResponse {
@@ -221,8 +226,11 @@ impl Signal for Logs {
         ingest: &Ingest,
         converted: ConvertedLogs,
         bytes_permit: OwnedSemaphorePermit,
+        arriving: Arriving,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
+        // Log records do not go through the span writer.
+        drop(arriving);
         ingest.store_logs(converted, bytes_permit, protocol).await
     }
 
@@ -242,6 +250,7 @@ pub enum Protocol {
 #[derive(Clone)]
 pub struct Ingest {
     queue: mpsc::Sender<Batch>,
+    arrivals: Arc<Arrivals>,
     pending_spans: Cap,
     pending_bytes: Cap,
     queue_wait: Duration,
@@ -253,13 +262,10 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(
-        config: &config::Ingest,
-        store: Store,
-        metrics: Arc<Metrics>,
-    ) -> (Ingest, mpsc::Receiver<Batch>) {
+    pub fn new(config: &config::Ingest, store: Store, metrics: Arc<Metrics>) -> (Ingest, Incoming) {
         // The semaphore bounds memory; the channel only needs to hold what fits under it.
-        let (queue, receiver) = mpsc::channel(1024);
+        let (queue, batches) = mpsc::channel(1024);
+        let arrivals = Arc::new(Arrivals::default());
         let limits = SpanLimits {
             max_attribute_value_bytes: config.max_attribute_value_bytes,
             max_context_value_bytes: config.max_context_value_bytes,
@@ -274,6 +280,7 @@ impl Ingest {
         };
         let ingest = Ingest {
             queue,
+            arrivals: Arc::clone(&arrivals),
             pending_spans: Cap::new(
                 config.max_pending_spans,
                 "max_pending_spans",
@@ -286,7 +293,7 @@ impl Ingest {
             metrics,
             store,
         };
-        (ingest, receiver)
+        (ingest, Incoming { batches, arrivals })
     }
 
     /// The one export path of every signal: takes room for the request under the
@@ -299,6 +306,7 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
         let body_bytes = body.len();
+        let arriving = self.arrivals.arriving();
         let _timer = Timer::start(match protocol {
             Protocol::Grpc => &self.metrics.grpc_request_duration,
             Protocol::Http => &self.metrics.http_request_duration,
@@ -338,13 +346,14 @@ impl Ingest {
         } else {
             drop(bytes_permit.split(reserved - needed));
         }
-        S::store(self, converted, bytes_permit, protocol).await
+        S::store(self, converted, bytes_permit, arriving, protocol).await
     }
 
     async fn store(
         &self,
         converted: otlp::Converted,
         bytes_permit: OwnedSemaphorePermit,
+        arriving: Arriving,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
         let outcome = ExportOutcome::new(converted.rejected.len(), converted.message());
@@ -356,7 +365,7 @@ impl Ingest {
             return Ok(outcome);
         }
         let count = spans.len();
-        let result = self.enqueue_and_wait(spans, bytes_permit).await;
+        let result = self.enqueue_and_wait(spans, bytes_permit, arriving).await;
         let (accepted, refused) = match protocol {
             Protocol::Grpc => (
                 &self.metrics.grpc_spans_accepted,
@@ -421,6 +430,7 @@ impl Ingest {
         &self,
         spans: Vec<Span>,
         bytes_permit: OwnedSemaphorePermit,
+        arriving: Arriving,
     ) -> Result<(), ExportError> {
         let permit = self.wait_for_room(&self.pending_spans, spans.len()).await?;
         let (ack, stored) = oneshot::channel();
@@ -433,6 +443,7 @@ impl Ingest {
             })
             .await
             .map_err(|_| ExportError::ShuttingDown)?;
+        drop(arriving);
         match stored.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(NotStored::Unavailable)) => Err(ExportError::StoreUnavailable),
