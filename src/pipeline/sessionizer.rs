@@ -164,10 +164,12 @@ impl Sessionizer {
                     }
                 }
             }
-            // Quiet period: gather the rest of a burst.
+            // Quiet period: gather the rest of a burst. It ends early once the spans held take
+            // half of the hand-over's bound: past that the writer soon waits for this pass,
+            // and the other half is its room to go on while the pass runs.
             let quiet = tokio::time::sleep(Duration::from_millis(self.config.debounce_ms));
             tokio::pin!(quiet);
-            while open {
+            while open && self.pending_bytes < self.config.max_pending_bytes / 2 {
                 tokio::select! {
                     _ = &mut quiet => break,
                     message = stored.recv() => match message {
