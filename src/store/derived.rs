@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use clickhouse::Row;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::shared::SessionTraceRow;
@@ -78,6 +79,14 @@ fn placed_rows(rows: &[&SessionRow], held: &HeldStarts) -> Vec<SessionRow> {
     out
 }
 
+/// One child table's rows of every session of a pass.
+fn rows_of<'a, T>(
+    sessions: &'a [DerivedSession],
+    rows: impl Fn(&'a DerivedSession) -> &'a Vec<T>,
+) -> Vec<&'a T> {
+    sessions.iter().flat_map(rows).collect()
+}
+
 /// The starts of live rows not recorded yet.
 fn new_starts(rows: &[&SessionRow], held: &HeldStarts) -> Vec<SessionStart> {
     rows.iter()
@@ -117,6 +126,20 @@ struct Progress {
 }
 
 impl Store {
+    /// Adds the insert of `rows` into `table` to `inserts`, unless there are none.
+    fn queue_insert<'a, T>(
+        &'a self,
+        inserts: &mut Vec<BoxFuture<'a, Result<(), StoreError>>>,
+        table: &'a str,
+        rows: Vec<&'a T>,
+    ) where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Sync,
+    {
+        if !rows.is_empty() {
+            inserts.push(Box::pin(self.insert_all(table, rows.into_iter())));
+        }
+    }
+
     pub(super) async fn insert_all<'r, T>(
         &self,
         table: &str,
@@ -211,13 +234,13 @@ impl Store {
         Ok(held)
     }
 
-    /// Writes one sessionizer pass: the new starts of its sessions, every child table, then
-    /// the session rows, then the trace rows (where each trace belongs and how far it was
+    /// Writes one sessionizer pass: the new starts of its sessions and every child table (at
+    /// once), then the session rows, then the trace rows (where each trace belongs and how far it was
     /// derived; `session_traces` before `trace_sessions`, which decides). Trace rows go last
     /// so that a pass that fails part-way is redone whole: until they are recorded, the next
     /// pass still sees the old session of each moved trace, and the trace as not derived.
-    /// Starts go first so that whatever start a live row is written at, a later pass
-    /// retires it.
+    /// Starts go before the session rows so that whatever start a live row is written at, a
+    /// later pass retires it.
     pub async fn write_derived(
         &self,
         traces: &[TraceSessionRow],
@@ -232,54 +255,44 @@ impl Store {
         let ids: Vec<&str> = session_rows.iter().map(|r| r.session_id.as_str()).collect();
         let held = self.held_starts(&ids).await?;
         let starts = new_starts(&session_rows, &held);
-        if !starts.is_empty() {
-            self.insert_all("session_starts", starts.iter()).await?;
-        }
-        let turns: Vec<_> = sessions.iter().flat_map(|s| s.turns.iter()).collect();
-        if !turns.is_empty() {
-            self.insert_all("turns", turns.into_iter()).await?;
-        }
-        let messages: Vec<_> = sessions.iter().flat_map(|s| s.messages.iter()).collect();
-        if !messages.is_empty() {
-            self.insert_all("messages", messages.into_iter()).await?;
-        }
-        let calls: Vec<_> = sessions.iter().flat_map(|s| s.tool_calls.iter()).collect();
-        if !calls.is_empty() {
-            self.insert_all("tool_calls", calls.into_iter()).await?;
-        }
-        let interruptions: Vec<_> = sessions
-            .iter()
-            .flat_map(|s| s.interruptions.iter())
-            .collect();
-        if !interruptions.is_empty() {
-            self.insert_all("interruptions", interruptions.into_iter())
-                .await?;
-        }
-        let issues: Vec<_> = sessions.iter().flat_map(|s| s.issues.iter()).collect();
-        if !issues.is_empty() {
-            self.insert_all("session_issues", issues.into_iter())
-                .await?;
-        }
-        let events: Vec<_> = sessions
-            .iter()
-            .flat_map(|s| s.timeline_events.iter())
-            .collect();
-        if !events.is_empty() {
-            self.insert_all("timeline_events", events.into_iter())
-                .await?;
-        }
-        let answers: Vec<_> = sessions.iter().flat_map(|s| s.answers.iter()).collect();
-        if !answers.is_empty() {
-            self.insert_all("answers", answers.into_iter()).await?;
-        }
-        let citations: Vec<_> = sessions.iter().flat_map(|s| s.citations.iter()).collect();
-        if !citations.is_empty() {
-            self.insert_all("citations", citations.into_iter()).await?;
-        }
-        if !sessions.is_empty() {
-            self.insert_all("session_contacts", sessions.iter().map(|s| &s.contact))
-                .await?;
-        }
+        // Nothing reads these rows before the session rows name their revision: inserted at
+        // once, a pass waits for one round trip instead of ten.
+        let mut inserts: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        self.queue_insert(&mut inserts, "session_starts", starts.iter().collect());
+        self.queue_insert(&mut inserts, "turns", rows_of(sessions, |s| &s.turns));
+        self.queue_insert(&mut inserts, "messages", rows_of(sessions, |s| &s.messages));
+        self.queue_insert(
+            &mut inserts,
+            "tool_calls",
+            rows_of(sessions, |s| &s.tool_calls),
+        );
+        self.queue_insert(
+            &mut inserts,
+            "interruptions",
+            rows_of(sessions, |s| &s.interruptions),
+        );
+        self.queue_insert(
+            &mut inserts,
+            "session_issues",
+            rows_of(sessions, |s| &s.issues),
+        );
+        self.queue_insert(
+            &mut inserts,
+            "timeline_events",
+            rows_of(sessions, |s| &s.timeline_events),
+        );
+        self.queue_insert(&mut inserts, "answers", rows_of(sessions, |s| &s.answers));
+        self.queue_insert(
+            &mut inserts,
+            "citations",
+            rows_of(sessions, |s| &s.citations),
+        );
+        self.queue_insert(
+            &mut inserts,
+            "session_contacts",
+            sessions.iter().map(|s| &s.contact).collect(),
+        );
+        futures::future::try_join_all(inserts).await?;
         let placed = placed_rows(&session_rows, &held);
         if !placed.is_empty() {
             self.insert_all("sessions", placed.iter()).await?;
