@@ -536,6 +536,21 @@ async fn a_trace_left_out_of_a_rewrite_of_its_session_is_swept_back_in() {
     t.stop().await;
 }
 
+/// Under load the hand-over to the sessionizer fills up: once the spans it holds take half of
+/// its bound, a pass starts without waiting out the quiet period (the writer would wait too).
+#[tokio::test]
+async fn a_hand_over_half_full_ends_the_quiet_period() {
+    let t = TestApp::start_with("handover", |c| {
+        c.sessionize.debounce_ms = 600_000;
+        c.sessionize.max_pending_bytes = 1024;
+    })
+    .await;
+    t.send_grpc(&pipecat_conversation("handover-1", 1), anchor(), 100)
+        .await;
+    t.transcript_when("handover-1", turns_done(3)).await;
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn huge_session_ids_do_not_jam_the_sessionizer() {
     let t = TestApp::start("hugeids").await;
