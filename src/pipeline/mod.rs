@@ -37,13 +37,11 @@ impl Incoming {
     /// the writer gathers until a client is answered (clients keep a bounded number of
     /// exports in flight), so waiting longer for one only adds latency.
     pub fn nothing_on_the_way(&self) -> bool {
-        // In this order: a request leaves the count only once it is in the queue.
         self.arrivals.on_the_way.load(Ordering::SeqCst) == 0 && self.batches.is_empty()
     }
 }
 
-/// Span requests received and not yet in the writer's queue (being decoded and converted,
-/// or waiting for room under the pending caps).
+/// Requests being decoded and converted, on their way to the writer's queue.
 #[derive(Default)]
 pub struct Arrivals {
     on_the_way: AtomicUsize,
@@ -64,7 +62,7 @@ impl Arrivals {
     }
 }
 
-/// A request on its way to the writer; dropped once it is in the queue or has failed.
+/// A request on its way to the writer; dropped once it is converted or has failed.
 pub struct Arriving(Arc<Arrivals>);
 
 impl Drop for Arriving {

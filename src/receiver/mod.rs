@@ -27,7 +27,7 @@ use crate::model::otlp::{self, ExportTraceServiceRequest, SpanLimits};
 use crate::model::otlp_bound;
 use crate::model::otlp_json;
 use crate::model::Span;
-use crate::pipeline::{Arrivals, Arriving, Batch, Incoming, NotStored};
+use crate::pipeline::{Arrivals, Batch, Incoming, NotStored};
 use crate::store::Store;
 use crate::telemetry::{GaugeHold, Metrics, Timer};
 use crate::tenants::AuthError;
@@ -119,13 +119,11 @@ pub trait Signal: Send + Sync + 'static {
         now: u64,
     ) -> (Self::Converted, usize);
 
-    /// Stores what a request turned into, holding `bytes_permit` until it is stored and
-    /// `arriving` until it is in the writer's queue (or is not going there).
+    /// Stores what a request turned into, holding `bytes_permit` until it is stored.
     fn store(
         ingest: &Ingest,
         converted: Self::Converted,
         bytes_permit: OwnedSemaphorePermit,
-        arriving: Arriving,
         protocol: Protocol,
     ) -> impl std::future::Future<Output = Result<ExportOutcome, ExportError>> + Send;
 
@@ -175,12 +173,9 @@ impl Signal for Traces {
         ingest: &Ingest,
         converted: otlp::Converted,
         bytes_permit: OwnedSemaphorePermit,
-        arriving: Arriving,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
-        ingest
-            .store(converted, bytes_permit, arriving, protocol)
-            .await
+        ingest.store(converted, bytes_permit, protocol).await
     }
 
     fn response(outcome: ExportOutcome) -> ExportTraceServiceResponse {
@@ -226,11 +221,8 @@ impl Signal for Logs {
         ingest: &Ingest,
         converted: ConvertedLogs,
         bytes_permit: OwnedSemaphorePermit,
-        arriving: Arriving,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
-        // Log records do not go through the span writer.
-        drop(arriving);
         ingest.store_logs(converted, bytes_permit, protocol).await
     }
 
@@ -306,7 +298,6 @@ impl Ingest {
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
         let body_bytes = body.len();
-        let arriving = self.arrivals.arriving();
         let _timer = Timer::start(match protocol {
             Protocol::Grpc => &self.metrics.grpc_request_duration,
             Protocol::Http => &self.metrics.http_request_duration,
@@ -321,6 +312,9 @@ impl Ingest {
         }
         .max(1);
         let mut bytes_permit = self.wait_for_room(&self.pending_bytes, reserved).await?;
+        // On its way to the writer while it is decoded and converted (not while it waits for
+        // room: the batch the writer gathers may be what holds it).
+        let arriving = self.arrivals.arriving();
         // Decoding and validation are CPU work proportional to the body: keep them off the reactor.
         let limits = Arc::clone(&self.limits);
         let (converted, memory_bytes) = tokio::task::spawn_blocking(move || {
@@ -346,14 +340,16 @@ impl Ingest {
         } else {
             drop(bytes_permit.split(reserved - needed));
         }
-        S::store(self, converted, bytes_permit, arriving, protocol).await
+        // Converted: from here the request joins the writer's queue at once, or waits for
+        // room that only a written batch frees.
+        drop(arriving);
+        S::store(self, converted, bytes_permit, protocol).await
     }
 
     async fn store(
         &self,
         converted: otlp::Converted,
         bytes_permit: OwnedSemaphorePermit,
-        arriving: Arriving,
         protocol: Protocol,
     ) -> Result<ExportOutcome, ExportError> {
         let outcome = ExportOutcome::new(converted.rejected.len(), converted.message());
@@ -365,7 +361,7 @@ impl Ingest {
             return Ok(outcome);
         }
         let count = spans.len();
-        let result = self.enqueue_and_wait(spans, bytes_permit, arriving).await;
+        let result = self.enqueue_and_wait(spans, bytes_permit).await;
         let (accepted, refused) = match protocol {
             Protocol::Grpc => (
                 &self.metrics.grpc_spans_accepted,
@@ -430,7 +426,6 @@ impl Ingest {
         &self,
         spans: Vec<Span>,
         bytes_permit: OwnedSemaphorePermit,
-        arriving: Arriving,
     ) -> Result<(), ExportError> {
         let permit = self.wait_for_room(&self.pending_spans, spans.len()).await?;
         let (ack, stored) = oneshot::channel();
@@ -443,7 +438,6 @@ impl Ingest {
             })
             .await
             .map_err(|_| ExportError::ShuttingDown)?;
-        drop(arriving);
         match stored.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(NotStored::Unavailable)) => Err(ExportError::StoreUnavailable),
