@@ -169,12 +169,12 @@ pub struct Ingest {
     /// ClickHouse writes and later merges, so few large inserts cost it far less CPU per span
     /// than many small ones (README, "Where ClickHouse's CPU goes").
     pub batch_max_spans: usize,
-    /// ...or after this long, whichever comes first. A batch of at least `batch_min_spans`
-    /// is written as soon as no other request is on its way to join it: clients keep a
-    /// bounded number of exports in flight and wait for the answers before sending more, so
-    /// waiting on would only add latency. The minimum keeps sparse traffic from becoming
-    /// an insert per request (set it to `batch_max_spans` to always wait).
+    /// ...or after this long, whichever comes first...
     pub batch_max_wait_ms: u64,
+    /// ...or, at this many spans or more, as soon as no other request is on its way to join
+    /// it: clients keep a bounded number of exports in flight and wait for the answers
+    /// before sending more, so waiting on would only add latency. The minimum keeps sparse
+    /// traffic from becoming an insert per request (`batch_max_spans`: always wait).
     pub batch_min_spans: usize,
     /// Span inserts running at once. While all are running, no new batch is taken, which
     /// pushes back on the receivers and lets the next batch grow. Two keep an insert running

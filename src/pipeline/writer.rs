@@ -2,10 +2,10 @@
 //! `batch_max_spans` or every `batch_max_wait`, then acknowledges each request. A group of
 //! `batch_min_spans` or more is written at once when no other request is on its way: its
 //! clients wait for the answer before they send more, so a longer wait would add latency
-//! and nothing else. Up to
-//! `max_inserts_in_flight` inserts run at once, and each hands the spans it stored to the
-//! sessionizer; while all are running (or waiting for the sessionizer to take their report)
-//! it takes no new input, so a slow ClickHouse or sessionizer pushes back on the receivers.
+//! and nothing else. Up to `max_inserts_in_flight` inserts run at once, and each hands the
+//! spans it stored to the sessionizer; while all are running (or waiting for the sessionizer
+//! to take their report) it takes no new input, so a slow ClickHouse or sessionizer pushes
+//! back on the receivers.
 //!
 //! A group merges many clients' requests into one INSERT. When ClickHouse refuses a merged
 //! insert for good, each request is inserted on its own, so only the one at fault fails.

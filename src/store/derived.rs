@@ -235,8 +235,8 @@ impl Store {
     }
 
     /// Writes one sessionizer pass: the new starts of its sessions and every child table (at
-    /// once), then the session rows, then the trace rows (where each trace belongs and how far it was
-    /// derived; `session_traces` before `trace_sessions`, which decides). Trace rows go last
+    /// once), then the session rows, then the trace rows (where each trace belongs and how
+    /// far it was derived; `session_traces` before `trace_sessions`, which decides). Trace rows go last
     /// so that a pass that fails part-way is redone whole: until they are recorded, the next
     /// pass still sees the old session of each moved trace, and the trace as not derived.
     /// Starts go before the session rows so that whatever start a live row is written at, a
