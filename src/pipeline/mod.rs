@@ -90,6 +90,8 @@ pub struct Stored {
     /// The spans just stored, which the sessionizer keeps instead of reading them back.
     pub spans: Vec<Span>,
     pub ingested_at_unix_nano: u64,
+    /// What the spans take in memory ([`Span::memory_bytes`]).
+    pub bytes: usize,
     /// Room under the hand-over's bound, held until the spans are derived.
     pub room: OwnedSemaphorePermit,
 }
@@ -140,6 +142,7 @@ impl HandOver {
                 trace_ids,
                 spans,
                 ingested_at_unix_nano,
+                bytes,
                 room,
             })
             .await

@@ -214,7 +214,7 @@ impl Sessionizer {
         let at = stored.ingested_at_unix_nano;
         *newest_ingested = (*newest_ingested).max(at);
         self.oldest_pending = Some(self.oldest_pending.map_or(at, |oldest| oldest.min(at)));
-        self.pending_bytes += stored.spans.iter().map(Span::memory_bytes).sum::<usize>();
+        self.pending_bytes += stored.bytes;
         dirty.extend(stored.trace_ids);
         self.cache.add_stored(at, stored.spans);
         self.pending_room.push(stored.room);

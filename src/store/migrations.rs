@@ -356,7 +356,7 @@ impl Store {
             Ok(self
                 .client
                 .query(
-                    "SELECT toUInt64(greatest(now() - metadata_modification_time, 0)), \
+                    "SELECT toUInt64(greatest(now() - metadata_modification_time, 0)) AS age_seconds, \
                      create_table_query FROM system.tables WHERE database = ? AND name = ?",
                 )
                 .bind(&self.database)
