@@ -79,17 +79,20 @@ fn table_bytes<K, V>(map: &HashMap<K, V>) -> usize {
     heap_bytes(map.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1))
 }
 
-/// A span's heap bytes. Its facts are counted by their size in the span table only: the
-/// texts they copy are small beside the span's own (within 2% for a Pipecat-like request,
-/// checked below), except a parsed LLM context, which is not counted.
-fn held_heap_bytes(span: &Span) -> usize {
-    span.heap_bytes()
+/// What a held span takes besides its slot in the trace's table: its box, and the span's heap
+/// bytes. Its facts are counted by their size in the box only: the texts they copy are small
+/// beside the span's own (within 2% for a Pipecat-like request, checked below), except a
+/// parsed LLM context, which is not counted.
+fn held_bytes(span: &Span) -> usize {
+    heap_bytes(std::mem::size_of::<CachedSpan>()) + span.heap_bytes()
 }
 
 #[derive(Default)]
 struct CachedTrace {
-    spans: HashMap<SpanId, CachedSpan>,
-    /// What the spans hold outside the table, and the resources and scopes counted.
+    /// Boxed: a span with its facts is near a kilobyte, and a table keeps up to twice the
+    /// slots it fills; its slots then take 16 bytes, and growing it moves no span.
+    spans: HashMap<SpanId, Box<CachedSpan>>,
+    /// What the spans take outside the table, and the resources and scopes counted.
     heap: usize,
     /// The last resource counted in `heap`: spans of one request share theirs.
     last_resource: Option<Arc<Attributes>>,
@@ -120,7 +123,7 @@ impl CachedTrace {
         {
             return;
         }
-        self.heap += held_heap_bytes(&span);
+        self.heap += held_bytes(&span);
         if !self
             .last_resource
             .as_ref()
@@ -129,14 +132,14 @@ impl CachedTrace {
             self.heap += span.shared_bytes();
             self.last_resource = Some(Arc::clone(&span.resource));
         }
-        let cached = CachedSpan {
+        let cached = Box::new(CachedSpan {
             ingested_at,
             digest: digester.digest(&span),
             facts: conventions::read(&span),
             span,
-        };
+        });
         if let Some(old) = self.spans.insert(cached.span.span_id, cached) {
-            self.heap = self.heap.saturating_sub(held_heap_bytes(&old.span));
+            self.heap = self.heap.saturating_sub(held_bytes(&old.span));
         }
     }
 
