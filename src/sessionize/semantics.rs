@@ -548,16 +548,16 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Same words, or nearly (Jaccard >= 0.8 over at least three words).
-fn repeats(previous: &str, current: &str) -> bool {
-    let (a, b) = (words(previous), words(current));
+/// Same words, or nearly (Jaccard >= 0.8 over at least three words). Takes each text's
+/// [`words`]: a turn is compared with the one before it and the one after.
+fn repeats(a: &[String], b: &[String]) -> bool {
     if a.is_empty() || b.is_empty() {
         return false;
     }
     if a == b {
         return true;
     }
-    let (a, b): (BTreeSet<_>, BTreeSet<_>) = (a.into_iter().collect(), b.into_iter().collect());
+    let (a, b): (BTreeSet<_>, BTreeSet<_>) = (a.iter().collect(), b.iter().collect());
     let (common, all) = (a.intersection(&b).count(), a.union(&b).count());
     a.len() >= 3 && b.len() >= 3 && common as f64 / all as f64 >= 0.8
 }
@@ -626,18 +626,20 @@ fn detect_issues(row: &SessionRow, ended: bool, voice: bool, input: &Inputs) -> 
             ));
         }
     }
-    let user_turns: Vec<&TurnRow> = input
+    let user_turns: Vec<(&TurnRow, Vec<String>)> = input
         .turns
         .iter()
         .filter(|t| !t.user_text.is_empty())
+        .map(|t| (t, words(&t.user_text)))
         .collect();
     for pair in user_turns.windows(2) {
-        if repeats(&pair[0].user_text, &pair[1].user_text) {
+        let ((_, previous), (turn, current)) = (&pair[0], &pair[1]);
+        if repeats(previous, current) {
             issues.push((
                 issue::REPEATED_USER_UTTERANCE,
-                pair[1].turn_number,
-                pair[1].start_time_unix_nano,
-                pair[1].user_text.clone(),
+                turn.turn_number,
+                turn.start_time_unix_nano,
+                turn.user_text.clone(),
             ));
         }
     }
@@ -798,6 +800,7 @@ mod tests {
 
     #[test]
     fn repeated_utterances() {
+        let repeats = |a: &str, b: &str| repeats(&words(a), &words(b));
         assert!(repeats("Where is my order?", "where is my order"));
         assert!(repeats(
             "I want to cancel my booking now",
