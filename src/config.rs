@@ -206,8 +206,9 @@ pub struct Ingest {
 #[serde(deny_unknown_fields, default)]
 pub struct Sessionize {
     /// Changed traces are collected this long before their sessions are re-derived, so a
-    /// burst of spans from one conversation costs one pass; or until the spans held take
-    /// half of `max_pending_bytes`, so the writer does not wait out the quiet period.
+    /// burst of spans from one conversation costs one pass; counted from the insert of the
+    /// oldest span not derived yet, and ended early once the spans held take half of
+    /// `max_pending_bytes`, so the writer does not wait out the quiet period.
     pub debounce_ms: u64,
     /// Upper bound on traces re-derived in one pass (bounds memory).
     pub max_traces_per_pass: usize,

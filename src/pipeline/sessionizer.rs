@@ -164,10 +164,14 @@ impl Sessionizer {
                     }
                 }
             }
-            // Quiet period: gather the rest of a burst. It ends early once the spans held take
-            // half of the hand-over's bound: past that the writer soon waits for this pass,
-            // and the other half is its room to go on while the pass runs.
-            let quiet = tokio::time::sleep(Duration::from_millis(self.config.debounce_ms));
+            // Quiet period: gather the rest of a burst. It counts from when the oldest span
+            // held was stored, so spans that waited out the last pass do not wait a whole
+            // period more. It ends early once the spans held take half of the hand-over's
+            // bound: past that the writer soon waits for this pass, and the other half is its
+            // room to go on while the pass runs.
+            let debounce = Duration::from_millis(self.config.debounce_ms);
+            let quiet =
+                tokio::time::sleep(quiet_period(debounce, self.oldest_pending, now_unix_nano()));
             tokio::pin!(quiet);
             while open && self.pending_bytes < self.config.max_pending_bytes / 2 {
                 tokio::select! {
@@ -615,6 +619,14 @@ impl Sessionizer {
     }
 }
 
+/// What is left of the quiet period before a pass: `debounce` from when the oldest span held
+/// was stored (a unix-nanosecond stamp), all of it when no span is held (traces to pass
+/// again, found by a sweep or a check).
+fn quiet_period(debounce: Duration, oldest_stored: Option<u64>, now: u64) -> Duration {
+    let waited = oldest_stored.map_or(0, |stored| now.saturating_sub(stored));
+    debounce.saturating_sub(Duration::from_nanos(waited))
+}
+
 /// `convolog rebuild`: re-derives the sessions of every trace with a span that started at or
 /// after `since_unix_seconds`, under the configured rules (which may have changed since).
 pub async fn rebuild(
@@ -649,4 +661,28 @@ pub async fn rebuild(
     }
     progress.finish_and_clear();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quiet_period_counts_from_the_oldest_span_held() {
+        let debounce = Duration::from_millis(500);
+        let ms = 1_000_000;
+        let now = 10_000 * ms;
+        assert_eq!(quiet_period(debounce, None, now), debounce);
+        assert_eq!(quiet_period(debounce, Some(now), now), debounce);
+        assert_eq!(
+            quiet_period(debounce, Some(now - 300 * ms), now),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            quiet_period(debounce, Some(now - 800 * ms), now),
+            Duration::ZERO
+        );
+        // A stamp ahead of the clock (set back since the insert) waits it all.
+        assert_eq!(quiet_period(debounce, Some(now + 900 * ms), now), debounce);
+    }
 }
