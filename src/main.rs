@@ -13,6 +13,10 @@ use convolog::store::Store;
 use convolog::telemetry;
 use convolog::timefmt;
 
+// Why jemalloc: convolog::memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Conversation logs for voice and chat AI agents, from their OpenTelemetry traces.
 #[derive(Parser)]
 #[command(version)]

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::ids::{SpanId, TraceId};
 
-/// What the allocator keeps beside each allocation: glibc's malloc, like most, keeps a header
-/// of 8 bytes and rounds each block up to 16, so a block costs about 16 bytes more than asked.
+/// What the allocator keeps beside each small allocation: jemalloc (the server's) rounds each
+/// block up to its size class and glibc's malloc (the tests') keeps a header of 8 bytes and
+/// rounds up to 16; either way a block costs about 16 bytes more than asked.
 pub const ALLOCATION_OVERHEAD: usize = 16;
 
 /// What a heap allocation of `capacity` bytes takes, its allocator overhead included; nothing
