@@ -39,6 +39,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Spa
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
+use twox_hash::XxHash3_128;
 
 use common::{flag, float, int, text};
 
@@ -366,7 +367,9 @@ fn placeholder_session_id(template: usize, conversation: usize) -> String {
 }
 
 fn session_id(tag: &str, number: u64, conversation: usize) -> String {
-    format!("bench-{tag}-{number:010}-{conversation:03}")
+    // The run's tag, to count its sessions, then 14 hex digits: as long as the placeholder.
+    let id = scattered("session", tag, number, conversation) >> (128 - 56);
+    format!("bench-{tag}-{id:014x}")
 }
 
 fn placeholder_trace_id(template: usize, conversation: usize) -> [u8; 16] {
@@ -376,13 +379,15 @@ fn placeholder_trace_id(template: usize, conversation: usize) -> [u8; 16] {
     id
 }
 
+/// Ids as SDKs make them: random-looking, so that a run's newest traces and sessions are
+/// spread over the whole key space of ClickHouse's tables, as in production, and not
+/// gathered at its end, where lookups by id would touch far fewer granules.
+fn scattered(kind: &str, tag: &str, number: u64, conversation: usize) -> u128 {
+    XxHash3_128::oneshot(format!("{kind}/{tag}/{number}/{conversation}").as_bytes())
+}
+
 fn trace_id(tag: &str, number: u64, conversation: usize) -> [u8; 16] {
-    let mut id = [0u8; 16];
-    let tag: u32 = tag.parse().unwrap_or(0);
-    id[0..4].copy_from_slice(&tag.to_be_bytes());
-    id[4..12].copy_from_slice(&number.to_be_bytes());
-    id[12..16].copy_from_slice(&(conversation as u32 + 1).to_be_bytes());
-    id
+    scattered("trace", tag, number, conversation).to_be_bytes()
 }
 
 const USER_LINES: [&str; 6] = [
