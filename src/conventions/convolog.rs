@@ -4,7 +4,7 @@
 //! Every key is documented in the README.
 
 use super::{indexed_documents, text, DocumentField, Grounding, GroundingStage, Role, SpanFacts};
-use crate::model::Span;
+use crate::model::{Attributes, Span};
 
 pub const SESSION_ID: &str = "convolog.session.id";
 pub const CHANNEL: &str = "convolog.channel";
@@ -80,6 +80,10 @@ pub const KEYS: &[&str] = &[
 ];
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
+    // Most spans carry none of these keys: one look at every key, not one per key.
+    if !has_convention_keys(span) {
+        return;
+    }
     // Span attributes first, then the latest event that has the key, then the resource.
     let lookup = |key: &str| -> Option<String> {
         span.attributes
@@ -185,10 +189,52 @@ pub fn read(span: &Span, facts: &mut SpanFacts) {
     session.verification_required |= flag(VERIFICATION_REQUIRED);
 }
 
+/// The prefix of every key of the convention.
+const PREFIX: &str = "convolog.";
+
+/// Whether any attribute the convention reads (the span's, its events', its resource's) is one
+/// of its keys.
+fn has_convention_keys(span: &Span) -> bool {
+    let any = |attributes: &Attributes| attributes.iter().any(|(key, _)| key.starts_with(PREFIX));
+    any(&span.attributes) || span.events.iter().any(|e| any(&e.attributes)) || any(&span.resource)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::span;
     use super::super::{read, GroundingStage};
+    use super::{CITATIONS, KEYS, PREFIX};
+    use crate::model::SpanEvent;
+
+    #[test]
+    fn every_key_has_the_prefix_looked_for_first() {
+        for key in KEYS.iter().chain([&CITATIONS]) {
+            assert!(key.starts_with(PREFIX), "{key}");
+        }
+    }
+
+    #[test]
+    fn keys_are_read_from_the_span_its_events_and_its_resource() {
+        let on_span = span("turn").attr("convolog.intent", "billing").build();
+        let mut on_event = span("turn").build();
+        on_event.events.push(SpanEvent {
+            time_unix_nano: 1,
+            name: "feedback".into(),
+            attributes: [("convolog.feedback", "thumbs_up")].into_iter().collect(),
+        });
+        let on_resource = span("turn").resource("convolog.campaign", "spring").build();
+        assert_eq!(read(&on_span).session.intent.as_deref(), Some("billing"));
+        assert_eq!(
+            read(&on_event).session.feedback.as_deref(),
+            Some("thumbs_up")
+        );
+        assert_eq!(
+            read(&on_resource).session.campaign.as_deref(),
+            Some("spring")
+        );
+        let without = read(&span("turn").attr("session.id", "s-1").build());
+        assert_eq!(without.session.intent, None);
+    }
 
     #[test]
     fn citations_and_answer_confidence() {

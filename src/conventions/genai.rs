@@ -122,13 +122,13 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
         attrs
             .u64("gen_ai.usage.input_tokens")
             .or_else(|| attrs.u64("gen_ai.usage.prompt_tokens"))
-            .or_else(|| tokens_by_modality(span, "input"))
+            .or_else(|| tokens_by_modality(span, &INPUT_TOKENS_BY_MODALITY))
     });
     fill(&mut facts.output_tokens, || {
         attrs
             .u64("gen_ai.usage.output_tokens")
             .or_else(|| attrs.u64("gen_ai.usage.completion_tokens"))
-            .or_else(|| tokens_by_modality(span, "output"))
+            .or_else(|| tokens_by_modality(span, &OUTPUT_TOKENS_BY_MODALITY))
     });
     fill(&mut facts.llm_ttft, || {
         seconds(span, "gen_ai.response.time_to_first_chunk")
@@ -160,24 +160,60 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
     });
 }
 
-/// The total of a direction's (`input` / `output`) tokens from their split by modality,
-/// for spans that give only the split. Speech-to-speech models report text and audio
+/// The total of a direction's tokens (`keys`: [`INPUT_TOKENS_BY_MODALITY`] or
+/// [`OUTPUT_TOKENS_BY_MODALITY`]) from their split by modality, for spans that give only the
+/// split. Speech-to-speech models report text and audio
 /// tokens apart, and two spellings are in use: `gen_ai.usage.audio.input_tokens` (the
 /// registry's) and `gen_ai.usage.input_audio_tokens`; either is read.
-fn tokens_by_modality(span: &Span, direction: &str) -> Option<u64> {
-    let counts: Vec<u64> = ["text", "audio", "image"]
+fn tokens_by_modality(span: &Span, keys: &[[&str; 2]; 3]) -> Option<u64> {
+    // Most spans have no usage at all: one look at every key before the six.
+    if !span
+        .attributes
         .iter()
-        .filter_map(|modality| {
+        .any(|(key, _)| key.starts_with("gen_ai.usage."))
+    {
+        return None;
+    }
+    let mut counts = keys
+        .iter()
+        .filter_map(|[registry, other]| {
             span.attributes
-                .u64(&format!("gen_ai.usage.{modality}.{direction}_tokens"))
-                .or_else(|| {
-                    span.attributes
-                        .u64(&format!("gen_ai.usage.{direction}_{modality}_tokens"))
-                })
+                .u64(registry)
+                .or_else(|| span.attributes.u64(other))
         })
-        .collect();
-    (!counts.is_empty()).then(|| counts.iter().sum())
+        .peekable();
+    counts.peek().is_some().then(|| counts.sum())
 }
+
+/// Per modality (text, audio, image): the registry's key, then the other spelling.
+const INPUT_TOKENS_BY_MODALITY: [[&str; 2]; 3] = [
+    [
+        "gen_ai.usage.text.input_tokens",
+        "gen_ai.usage.input_text_tokens",
+    ],
+    [
+        "gen_ai.usage.audio.input_tokens",
+        "gen_ai.usage.input_audio_tokens",
+    ],
+    [
+        "gen_ai.usage.image.input_tokens",
+        "gen_ai.usage.input_image_tokens",
+    ],
+];
+const OUTPUT_TOKENS_BY_MODALITY: [[&str; 2]; 3] = [
+    [
+        "gen_ai.usage.text.output_tokens",
+        "gen_ai.usage.output_text_tokens",
+    ],
+    [
+        "gen_ai.usage.audio.output_tokens",
+        "gen_ai.usage.output_audio_tokens",
+    ],
+    [
+        "gen_ai.usage.image.output_tokens",
+        "gen_ai.usage.output_image_tokens",
+    ],
+];
 
 fn fill<T>(slot: &mut Option<T>, value: impl FnOnce() -> Option<T>) {
     if slot.is_none() {
