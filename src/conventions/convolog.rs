@@ -80,7 +80,7 @@ pub const KEYS: &[&str] = &[
 ];
 
 pub fn read(span: &Span, facts: &mut SpanFacts) {
-    // Most spans carry none of these keys: one look at every key, not one per key.
+    // Most spans carry none of these keys: one look over their keys, not a lookup per key.
     if !has_convention_keys(span) {
         return;
     }

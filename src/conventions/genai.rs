@@ -162,11 +162,11 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
 
 /// The total of a direction's tokens (`keys`: [`INPUT_TOKENS_BY_MODALITY`] or
 /// [`OUTPUT_TOKENS_BY_MODALITY`]) from their split by modality, for spans that give only the
-/// split. Speech-to-speech models report text and audio
-/// tokens apart, and two spellings are in use: `gen_ai.usage.audio.input_tokens` (the
-/// registry's) and `gen_ai.usage.input_audio_tokens`; either is read.
+/// split. Speech-to-speech models report text and audio tokens apart, and two spellings are
+/// in use: `gen_ai.usage.audio.input_tokens` (the registry's) and
+/// `gen_ai.usage.input_audio_tokens`; either is read.
 fn tokens_by_modality(span: &Span, keys: &[[&str; 2]; 3]) -> Option<u64> {
-    // Most spans have no usage at all: one look at every key before the six.
+    // Most spans report no usage: one look over their keys instead of six lookups.
     if !span
         .attributes
         .iter()
