@@ -23,6 +23,7 @@ os.environ["SE_OFFLINE"] = "true"
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -65,8 +66,15 @@ def browser():
 
 
 def wait(driver, what, predicate, seconds=20):
+    # An element read while the page reloads (after a form is sent) is stale: look again.
+    waiting = WebDriverWait(
+        driver,
+        seconds,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
     try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: predicate(d))
+        return waiting.until(lambda d: predicate(d))
     except Exception as e:
         raise AssertionError(f"timed out waiting for {what} on {driver.current_url}") from e
 
