@@ -5,7 +5,7 @@
 //! are many small blocks, allocated on the receivers' threads and freed on the
 //! sessionizer's; under the ingest benchmark glibc's malloc and free took about a quarter of
 //! convolog's CPU, and with jemalloc the server takes a sixth less CPU per span at a lower
-//! peak (README, "Where the CPU and memory go").
+//! peak (README, "jemalloc, and what scattered trace ids show").
 //!
 //! Freed pages stay with the allocator for reuse until it decays them, so after a load the
 //! server would keep its peak size for a while. [`release_freed`] purges them at once, costs

@@ -4,7 +4,7 @@
 //! Every key is documented in the README.
 
 use super::{indexed_documents, text, DocumentField, Grounding, GroundingStage, Role, SpanFacts};
-use crate::model::{Attributes, Span};
+use crate::model::Span;
 
 pub const SESSION_ID: &str = "convolog.session.id";
 pub const CHANNEL: &str = "convolog.channel";
@@ -195,8 +195,12 @@ const PREFIX: &str = "convolog.";
 /// Whether any attribute the convention reads (the span's, its events', its resource's) is one
 /// of its keys.
 fn has_convention_keys(span: &Span) -> bool {
-    let any = |attributes: &Attributes| attributes.iter().any(|(key, _)| key.starts_with(PREFIX));
-    any(&span.attributes) || span.events.iter().any(|e| any(&e.attributes)) || any(&span.resource)
+    span.attributes.has_key_starting(PREFIX)
+        || span
+            .events
+            .iter()
+            .any(|e| e.attributes.has_key_starting(PREFIX))
+        || span.resource.has_key_starting(PREFIX)
 }
 
 #[cfg(test)]

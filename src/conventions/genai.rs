@@ -167,11 +167,7 @@ pub fn read_shared(span: &Span, facts: &mut SpanFacts) {
 /// `gen_ai.usage.input_audio_tokens`; either is read.
 fn tokens_by_modality(span: &Span, keys: &[[&str; 2]; 3]) -> Option<u64> {
     // Most spans report no usage: one look over their keys instead of six lookups.
-    if !span
-        .attributes
-        .iter()
-        .any(|(key, _)| key.starts_with("gen_ai.usage."))
-    {
+    if !span.attributes.has_key_starting("gen_ai.usage.") {
         return None;
     }
     let mut counts = keys

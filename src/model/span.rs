@@ -76,6 +76,11 @@ impl Attributes {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Whether any key starts with `prefix`: one look before many lookups of keys under it.
+    pub fn has_key_starting(&self, prefix: &str) -> bool {
+        self.0.iter().any(|(k, _)| k.starts_with(prefix))
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
