@@ -48,34 +48,40 @@ pub fn trace_session_key<'a>(trace: impl IntoIterator<Item = &'a Span>) -> Optio
 }
 
 fn raw_session_key(trace: &[&Span]) -> Option<String> {
-    let index: HashMap<SpanId, usize> = trace
+    let keyed: Vec<(usize, &str)> = trace
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.span_id, i))
+        .filter_map(|(i, s)| conventions::session_key(&s.attributes).map(|k| (i, k)))
         .collect();
-    let depths = ancestry::from_ancestors(
-        trace.len(),
-        |i| trace[i].parent_span_id.and_then(|p| index.get(&p).copied()),
-        |_, above| above.map_or(0usize, |d| d + 1),
-    );
-    let mut keyed: Vec<(usize, u64, SpanId, &str)> = trace
-        .iter()
-        .zip(&depths)
-        .filter_map(|(s, &depth)| {
-            conventions::session_key(&s.attributes)
-                .map(|k| (depth, s.start_unix_nano, s.span_id, k))
-        })
-        .collect();
-    keyed.sort();
-    if let Some((_, _, _, key)) = keyed.first() {
-        return Some((*key).to_owned());
+    if let Some(&(_, first)) = keyed.first() {
+        // Most traces carry one key, on one span or on all of them: then which span is
+        // closest to the root does not matter, and the ancestry is not walked.
+        if keyed.iter().all(|&(_, key)| key == first) {
+            return Some(first.to_owned());
+        }
+        let index: HashMap<SpanId, usize> = trace
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id, i))
+            .collect();
+        let depths = ancestry::from_ancestors(
+            trace.len(),
+            |i| trace[i].parent_span_id.and_then(|p| index.get(&p).copied()),
+            |_, above| above.map_or(0usize, |d| d + 1),
+        );
+        return keyed
+            .into_iter()
+            .map(|(i, key)| (depths[i], trace[i].start_unix_nano, trace[i].span_id, key))
+            .min()
+            .map(|(_, _, _, key)| key.to_owned());
     }
-    let mut by_start: Vec<&Span> = trace.to_vec();
-    by_start.sort_by_key(|s| (s.start_unix_nano, s.span_id));
-    by_start
-        .into_iter()
-        .find_map(|s| conventions::session_key(&s.resource))
-        .map(str::to_owned)
+    trace
+        .iter()
+        .filter_map(|s| {
+            conventions::session_key(&s.resource).map(|key| ((s.start_unix_nano, s.span_id), key))
+        })
+        .min_by_key(|&(first, _)| first)
+        .map(|(_, key)| key.to_owned())
 }
 
 /// One span with what conventions say about it and its parent's position.

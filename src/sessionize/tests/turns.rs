@@ -159,6 +159,24 @@ fn session_key_from_root_most_span_or_resource() {
     assert_eq!(trace_session_key(&trace).as_deref(), Some("top"));
     let resource_only = vec![span("x").resource("room_id", "RM_1").build()];
     assert_eq!(trace_session_key(&resource_only).as_deref(), Some("RM_1"));
+    // Resources that disagree: the earliest span's.
+    let two_resources = vec![
+        span("late")
+            .id(1)
+            .resource("room_id", "RM_late")
+            .at(5, 6)
+            .build(),
+        span("early")
+            .id(2)
+            .resource("room_id", "RM_early")
+            .at(3, 9)
+            .build(),
+        span("bare").id(3).at(1, 2).build(),
+    ];
+    assert_eq!(
+        trace_session_key(&two_resources).as_deref(),
+        Some("RM_early")
+    );
     assert_eq!(trace_session_key(&[span("x").build()]), None);
 }
 
