@@ -177,8 +177,8 @@ pub struct Ingest {
     /// traffic from becoming an insert per request (`batch_max_spans`: always wait).
     pub batch_min_spans: usize,
     /// Span inserts running at once. While all are running, no new batch is taken, which
-    /// pushes back on the receivers and lets the next batch grow. Two keep an insert running
-    /// while the next one is gathered.
+    /// pushes back on the receivers and lets the next batch grow: with one, the requests that
+    /// arrive during an insert make the next one (README "One insert at a time").
     pub max_inserts_in_flight: usize,
     /// Longer attribute values are cut (on a character boundary) and the client told.
     pub max_attribute_value_bytes: usize,
@@ -316,10 +316,10 @@ impl Default for Ingest {
             max_pending_spans: 65_536,
             max_pending_bytes: 64 * 1024 * 1024,
             queue_wait_ms: 2_000,
-            batch_max_spans: 16384,
+            batch_max_spans: 32768,
             batch_max_wait_ms: 200,
             batch_min_spans: 4096,
-            max_inserts_in_flight: 2,
+            max_inserts_in_flight: 1,
             max_attribute_value_bytes: 64 * 1024,
             max_context_value_bytes: 1024 * 1024,
             max_attributes_per_span: 1024,

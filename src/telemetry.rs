@@ -15,7 +15,7 @@ const SECONDS_BUCKETS: &[f64] = &[
 ];
 /// Bucket bounds of the batch size, up to twice the default `batch_max_spans`.
 const BATCH_SPANS_BUCKETS: &[f64] = &[
-    1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 4096.0, 8192.0, 16384.0, 32768.0,
+    1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0,
 ];
 
 pub struct Metrics {

@@ -104,6 +104,9 @@ pub fn test_config(database: &str, clickhouse_url: &str) -> Config {
     config.listen.http = "127.0.0.1:0".parse().expect("address");
     config.listen.api = "127.0.0.1:0".parse().expect("address");
     config.ingest.batch_max_wait_ms = 20;
+    // More than one insert at once, so that every test also runs the writer's ordering of
+    // concurrent inserts' reports (the default is one).
+    config.ingest.max_inserts_in_flight = 2;
     config.sessionize.debounce_ms = 50;
     config
 }
