@@ -335,7 +335,7 @@ impl Default for Ingest {
 impl Default for Sessionize {
     fn default() -> Self {
         Sessionize {
-            debounce_ms: 500,
+            debounce_ms: 300,
             max_traces_per_pass: 5000,
             cache_max_bytes: 32 * 1024 * 1024,
             max_pending_bytes: 64 * 1024 * 1024,
