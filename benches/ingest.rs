@@ -9,7 +9,10 @@
 //! conversations: `conversation` -> `turn` -> `stt` / `llm` / `tts`, children before
 //! parents). During it, K workers each copy one of them, write fresh trace and session ids
 //! into the copy at offsets found once, and send the bytes as they are, so every request holds
-//! new sessions and the client does no protobuf work. It measures, per run: spans acknowledged
+//! new sessions and the client does no protobuf work. With `--turn-by-turn` each conversation
+//! goes out as an SDK exports a call that is under way instead: one request per turn (that turn
+//! of every conversation of the template), the conversation span last, several conversations
+//! in rotation per worker; `--turns N` sets the length of a conversation. It measures, per run: spans acknowledged
 //! (an OK answer) and refused per second, CPU seconds per 1M acknowledged spans of the server,
 //! of ClickHouse and of this client (from /proc), the server's peak RSS (VmHWM, reset before
 //! each run) and its RSS some seconds after the load; with ClickHouse, the sessionizer's lag
@@ -45,8 +48,10 @@ use common::{flag, float, int, text};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// Turns per conversation: 1 + 4 * 8 = 33 spans a conversation.
-const TURNS: usize = 8;
-const SPANS_PER_CONVERSATION: usize = 1 + 4 * TURNS;
+/// A conversation's spans: four a turn (stt, llm, tts, the turn) and the conversation's.
+fn spans_per_conversation(turns: usize) -> usize {
+    1 + 4 * turns
+}
 /// Distinct request bodies (different texts); ids are fresh in every request anyway.
 const TEMPLATES: usize = 8;
 const PROBE_POLL: Duration = Duration::from_millis(50);
@@ -71,6 +76,17 @@ struct Args {
     /// Spans per request (rounded to whole conversations of 33 spans).
     #[arg(long, default_value_t = 400)]
     spans: usize,
+    /// Turns of each conversation.
+    #[arg(long, default_value_t = 8)]
+    turns: usize,
+    /// Send each conversation turn by turn, as an SDK exports a call while it goes on (each
+    /// turn's spans in one request, the conversation span after the last turn), instead of
+    /// whole. A worker takes turns of `--interleave` conversations in rotation.
+    #[arg(long)]
+    turn_by_turn: bool,
+    /// With `--turn-by-turn`: the conversations each worker has under way.
+    #[arg(long, default_value_t = 16)]
+    interleave: usize,
     /// Load runs against the same server.
     #[arg(long, default_value_t = 2)]
     runs: usize,
@@ -127,7 +143,7 @@ async fn main() {
 async fn run(args: &Args) -> Result<(), String> {
     let (endpoint, server_pid) = (args.endpoint.as_str(), args.server_pid);
     let templates = (0..TEMPLATES)
-        .map(|t| Template::new(t, args.spans))
+        .map(|t| Template::new(t, args.spans, args.turns.max(1), args.turn_by_turn))
         .collect::<Result<Vec<_>, _>>()?;
     let shape = &templates[0];
     eprintln!(
@@ -135,8 +151,8 @@ async fn run(args: &Args) -> Result<(), String> {
         templates.len(),
         shape.conversations,
         shape.spans,
-        shape.bytes.len(),
-        shape.bytes.len() as f64 / shape.spans as f64
+        shape.whole.bytes.len(),
+        shape.whole.bytes.len() as f64 / shape.spans as f64
     );
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
@@ -151,6 +167,7 @@ async fn run(args: &Args) -> Result<(), String> {
         templates: Arc::new(templates),
         channels,
         salt: std::process::id() % 10_000,
+        turns: args.turns.max(1),
     };
     let http = reqwest::Client::new();
     let tick = clock_ticks_per_second();
@@ -164,6 +181,11 @@ async fn run(args: &Args) -> Result<(), String> {
             .closed_loop(
                 run,
                 args.in_flight,
+                if args.turn_by_turn {
+                    args.interleave.max(1)
+                } else {
+                    1
+                },
                 Duration::from_secs(args.duration),
                 Duration::from_millis(args.refused_pause_ms),
             )
@@ -177,6 +199,7 @@ async fn run(args: &Args) -> Result<(), String> {
                     url,
                     &args.database,
                     &load.session_prefix(run),
+                    args.turns.max(1),
                     &stats,
                 )
                 .await?,
@@ -251,31 +274,95 @@ enum Field {
     SessionId,
 }
 
-struct Template {
+/// One request's bytes, with where its ids go.
+struct Part {
     bytes: Vec<u8>,
     patches: Vec<Patch>,
+    spans: usize,
+    /// Conversations it completes once acknowledged (all their turns sent).
+    completes: usize,
+}
+
+struct Template {
+    /// Every conversation whole, in one request.
+    whole: Part,
+    /// Per turn, that turn of every conversation, then the conversation spans; only with
+    /// `--turn-by-turn`.
+    turns: Vec<Part>,
     conversations: usize,
     spans: usize,
 }
 
 impl Template {
-    fn new(index: usize, spans: usize) -> Result<Template, String> {
-        let conversations = ((spans + SPANS_PER_CONVERSATION / 2) / SPANS_PER_CONVERSATION).max(1);
+    fn new(
+        index: usize,
+        spans: usize,
+        turns: usize,
+        turn_by_turn: bool,
+    ) -> Result<Template, String> {
+        let per_conversation = spans_per_conversation(turns);
+        let conversations = ((spans + per_conversation / 2) / per_conversation).max(1);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?
             .as_nanos() as u64;
-        let mut all = Vec::with_capacity(conversations * SPANS_PER_CONVERSATION);
-        for c in 0..conversations {
-            // Conversations that ended within the last few minutes.
-            let start = now - (10 * 60 - (c as u64 % 60)) * 1_000_000_000;
-            all.extend(conversation(
-                index + c,
-                placeholder_trace_id(index, c),
-                &placeholder_session_id(index, c),
-                start,
-            ));
+        let all: Vec<Vec<Span>> = (0..conversations)
+            .map(|c| {
+                // Conversations that ended within the last few minutes.
+                let start = now - (10 * 60 - (c as u64 % 60)) * 1_000_000_000;
+                conversation(
+                    index + c,
+                    turns,
+                    placeholder_trace_id(index, c),
+                    &placeholder_session_id(index, c),
+                    start,
+                )
+            })
+            .collect();
+        let whole = Part::new(index, &all, 0..per_conversation, turns, conversations)?;
+        let mut parts = Vec::new();
+        if turn_by_turn {
+            // conversation() gives each turn's four spans in turn, then the conversation's.
+            for turn in 0..turns {
+                let completes = if turn + 1 == turns { conversations } else { 0 };
+                let range = 4 * turn..4 * turn + 4;
+                parts.push(Part::new(index, &all, range, turns, completes)?);
+            }
+            let last = per_conversation - 1;
+            parts.push(Part::new(index, &all, last..last + 1, turns, 0)?);
         }
+        Ok(Template {
+            whole,
+            turns: parts,
+            conversations,
+            spans: conversations * per_conversation,
+        })
+    }
+
+    /// The requests a conversation is sent in, in order.
+    fn parts(&self) -> &[Part] {
+        if self.turns.is_empty() {
+            std::slice::from_ref(&self.whole)
+        } else {
+            &self.turns
+        }
+    }
+}
+
+impl Part {
+    /// The spans `range` of each of the `conversations` of template `index`, in one request.
+    fn new(
+        index: usize,
+        conversations: &[Vec<Span>],
+        range: std::ops::Range<usize>,
+        turns: usize,
+        completes: usize,
+    ) -> Result<Part, String> {
+        let spans: Vec<Span> = conversations
+            .iter()
+            .flat_map(|c| c[range.clone()].iter().cloned())
+            .collect();
+        let span_count = spans.len();
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
@@ -296,7 +383,7 @@ impl Template {
                         version: "1.2.0".into(),
                         ..Default::default()
                     }),
-                    spans: all,
+                    spans,
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -304,7 +391,7 @@ impl Template {
         };
         let bytes = request.encode_to_vec();
         let mut patches = Vec::new();
-        for c in 0..conversations {
+        for c in 0..conversations.len() {
             let trace = placeholder_trace_id(index, c);
             let session = placeholder_session_id(index, c);
             for (needle, field) in [
@@ -312,10 +399,12 @@ impl Template {
                 (session.as_bytes(), Field::SessionId),
             ] {
                 let found = find_all(&bytes, needle);
+                // The session id is on the conversation span and on every turn span: once in
+                // a turn's four spans and on the conversation span alone.
                 let expected = match field {
-                    Field::TraceId => SPANS_PER_CONVERSATION,
-                    // On the conversation span and on every turn.
-                    Field::SessionId => 1 + TURNS,
+                    Field::TraceId => range.len(),
+                    Field::SessionId if range.len() == spans_per_conversation(turns) => 1 + turns,
+                    Field::SessionId => 1,
                 };
                 if found.len() != expected {
                     return Err(format!(
@@ -330,15 +419,15 @@ impl Template {
                 }));
             }
         }
-        Ok(Template {
+        Ok(Part {
             bytes,
             patches,
-            conversations,
-            spans: conversations * SPANS_PER_CONVERSATION,
+            spans: span_count,
+            completes,
         })
     }
 
-    /// This template's bytes with the ids of request `number` of the run tagged `tag`.
+    /// This part's bytes with the ids of conversations `number` of the run tagged `tag`.
     fn request(&self, tag: &str, number: u64) -> Bytes {
         let mut bytes = self.bytes.clone();
         for patch in &self.patches {
@@ -439,7 +528,13 @@ fn llm_input(variant: usize, turn: usize) -> String {
 
 /// One Pipecat conversation, spans in the order Pipecat ends them: each turn's stt, llm, tts,
 /// then the turn; the conversation last.
-fn conversation(variant: usize, trace_id: [u8; 16], session_id: &str, start: u64) -> Vec<Span> {
+fn conversation(
+    variant: usize,
+    turns: usize,
+    trace_id: [u8; 16],
+    session_id: &str,
+    start: u64,
+) -> Vec<Span> {
     const MS: u64 = 1_000_000;
     let span_id = |i: usize| ((i as u64) + 1).to_be_bytes().to_vec();
     let make = |i: usize, parent: Option<usize>, name: &str, from: u64, to: u64| Span {
@@ -454,8 +549,8 @@ fn conversation(variant: usize, trace_id: [u8; 16], session_id: &str, start: u64
         ..Default::default()
     };
     let turn_ms = 6_000;
-    let mut spans = Vec::with_capacity(SPANS_PER_CONVERSATION);
-    for turn in 0..TURNS {
+    let mut spans = Vec::with_capacity(spans_per_conversation(turns));
+    for turn in 0..turns {
         let (at, first) = (turn as u64 * turn_ms, 1 + 4 * turn);
         let line = (variant + turn) % USER_LINES.len();
         let user = USER_LINES[line];
@@ -505,12 +600,12 @@ fn conversation(variant: usize, trace_id: [u8; 16], session_id: &str, start: u64
             text("conversation.id", session_id),
             float("turn.duration_seconds", 5.4),
             flag("turn.was_interrupted", false),
-            flag("turn.ended_by_conversation_end", turn + 1 == TURNS),
+            flag("turn.ended_by_conversation_end", turn + 1 == turns),
             float("turn.user_bot_latency_seconds", 0.95),
         ];
         spans.extend([stt, llm, tts, turn_span]);
     }
-    let mut root = make(0, None, "conversation", 0, TURNS as u64 * turn_ms);
+    let mut root = make(0, None, "conversation", 0, turns as u64 * turn_ms);
     root.attributes = vec![
         text("conversation.id", session_id),
         text("conversation.type", "voice"),
@@ -597,7 +692,8 @@ async fn export(channel: &Channel, body: Bytes) -> Answer {
 #[derive(Default)]
 struct Stats {
     elapsed: Duration,
-    spans_per_request: u64,
+    /// Conversations whose every turn was acknowledged.
+    complete_conversations: u64,
     acked_requests: u64,
     acked_spans: u64,
     refused_spans: u64,
@@ -612,16 +708,19 @@ impl Stats {
         self.acked_spans as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn record(&mut self, answer: Answer, latency: Duration) {
+    /// The answer to a request of `part`.
+    fn record(&mut self, answer: Answer, latency: Duration, part: &Part) {
+        let spans = part.spans as u64;
         match answer {
             Answer::Acked { rejected } => {
                 self.acked_requests += 1;
-                self.acked_spans += self.spans_per_request - rejected.min(self.spans_per_request);
+                self.complete_conversations += part.completes as u64;
+                self.acked_spans += spans - rejected.min(spans);
                 self.rejected_spans += rejected;
                 self.latencies.push(latency);
             }
             Answer::Refused(code) => {
-                self.refused_spans += self.spans_per_request;
+                self.refused_spans += spans;
                 match self.refusals.iter_mut().find(|(c, _)| *c == code) {
                     Some((_, n)) => *n += 1,
                     None => self.refusals.push((code, 1)),
@@ -635,6 +734,8 @@ struct Load {
     templates: Arc<Vec<Template>>,
     channels: Vec<Channel>,
     salt: u32,
+    /// Turns of each conversation.
+    turns: usize,
 }
 
 impl Load {
@@ -653,15 +754,13 @@ impl Load {
         &self,
         run: usize,
         in_flight: usize,
+        interleave: usize,
         duration: Duration,
         refused_pause: Duration,
     ) -> Stats {
         let tag = self.tag(run);
         let next = Arc::new(AtomicU64::new(0));
-        let stats = Arc::new(Mutex::new(Stats {
-            spans_per_request: self.templates[0].spans as u64,
-            ..Default::default()
-        }));
+        let stats = Arc::new(Mutex::new(Stats::default()));
         let cpu_before = own_cpu_seconds();
         let started = Instant::now();
         let deadline = started + duration;
@@ -675,14 +774,29 @@ impl Load {
                 tag.clone(),
             );
             workers.spawn(async move {
+                // Conversations under way: (request number, index of the next part).
+                let mut under_way: Vec<(u64, usize)> = Vec::new();
+                let mut turn = 0;
                 while Instant::now() < deadline {
-                    let number = next.fetch_add(1, Ordering::Relaxed);
+                    if under_way.len() < interleave {
+                        under_way.push((next.fetch_add(1, Ordering::Relaxed), 0));
+                    }
+                    let slot = turn % under_way.len();
+                    turn += 1;
+                    let (number, part) = under_way[slot];
                     let template = &templates[number as usize % templates.len()];
-                    let body = template.request(&tag, number);
+                    let parts = template.parts();
+                    let body = parts[part].request(&tag, number);
                     let sent = Instant::now();
                     let answer = export(&channel, body).await;
                     let refused = matches!(answer, Answer::Refused(_));
-                    lock(&stats).record(answer, sent.elapsed());
+                    lock(&stats).record(answer, sent.elapsed(), &parts[part]);
+                    // A refused part is not sent again, as an exporter that gives up drops it.
+                    under_way[slot] = if part + 1 == parts.len() {
+                        (next.fetch_add(1, Ordering::Relaxed), 0)
+                    } else {
+                        (number, part + 1)
+                    };
                     if refused {
                         tokio::time::sleep(refused_pause).await;
                     }
@@ -716,19 +830,18 @@ impl Load {
             duration.as_secs()
         );
         let tag = self.tag(99);
-        let stats = Arc::new(Mutex::new(Stats {
-            spans_per_request: self.templates[0].spans as u64,
-            ..Default::default()
-        }));
+        let stats = Arc::new(Mutex::new(Stats::default()));
         // Probes are followed while the load goes on; the rate counts only the sends.
         let (probes, mut probe_queue) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
         let follower = {
-            let (http, api) = (http.clone(), api.to_string());
+            let (http, api, turns) = (http.clone(), api.to_string(), self.turns);
             tokio::spawn(async move {
                 let mut polls = tokio::task::JoinSet::new();
                 while let Some((session, sent)) = probe_queue.recv().await {
                     let (http, api) = (http.clone(), api.clone());
-                    polls.spawn(async move { visible_after(&http, &api, &session, sent).await });
+                    polls.spawn(
+                        async move { visible_after(&http, &api, &session, turns, sent).await },
+                    );
                 }
                 polls.join_all().await
             })
@@ -745,18 +858,20 @@ impl Load {
                 break;
             };
             let template = &self.templates[number as usize % self.templates.len()];
-            let body = template.request(&tag, number);
+            let body = template.whole.request(&tag, number);
             let probe = number
                 .is_multiple_of(probe_every)
                 .then(|| session_id(&tag, number, template.conversations - 1));
             let channel = self.channels[number as usize % self.channels.len()].clone();
             let (stats, probes) = (Arc::clone(&stats), probes.clone());
+            let templates = Arc::clone(&self.templates);
             sends.spawn(async move {
                 let sent = Instant::now();
                 let answer = export(&channel, body).await;
                 drop(slot);
                 let acked = matches!(answer, Answer::Acked { .. });
-                lock(&stats).record(answer, sent.elapsed());
+                let whole = &templates[number as usize % templates.len()].whole;
+                lock(&stats).record(answer, sent.elapsed(), whole);
                 if let (true, Some(session)) = (acked, probe) {
                     let _ = probes.send((session, sent));
                 }
@@ -785,6 +900,7 @@ async fn visible_after(
     http: &reqwest::Client,
     api: &str,
     session: &str,
+    expected_turns: usize,
     sent: Instant,
 ) -> Option<Duration> {
     let url = format!("{api}/v1/sessions/{session}/transcript");
@@ -796,7 +912,7 @@ async fn visible_after(
                     .await
                     .ok()
                     .and_then(|t| t["turn_count"].as_u64());
-                if turns == Some(TURNS as u64) {
+                if turns == Some(expected_turns as u64) {
                     return Some(sent.elapsed());
                 }
             }
@@ -820,13 +936,13 @@ async fn sessionizer_lag(
     url: &str,
     database: &str,
     prefix: &str,
+    turns: usize,
     stats: &Stats,
 ) -> Result<Lag, String> {
-    let conversations = stats.spans_per_request / SPANS_PER_CONVERSATION as u64;
-    let expected = stats.acked_requests * conversations;
+    let expected = stats.complete_conversations;
     let sql = format!(
         "SELECT uniqExact(session_id) FROM {database}.sessions \
-         WHERE session_id LIKE '{prefix}%' AND turn_count = {TURNS}"
+         WHERE session_id LIKE '{prefix}%' AND turn_count = {turns}"
     );
     let started = Instant::now();
     let mut at_end = None;
@@ -1005,9 +1121,16 @@ fn figures(
         (
             "load".to_string(),
             format!(
-                "{} spans a request ({:.0} bytes a span), {} in flight, {} s a run, runs: {}",
-                shape.spans,
-                shape.bytes.len() as f64 / shape.spans as f64,
+                "conversations of {} turns, {} ({:.0} bytes a span), {} in flight, {} s a run, runs: {}",
+                args.turns,
+                match shape.turns.first() {
+                    Some(turn) => format!(
+                        "turn by turn: {} spans a request, {} conversations under way a worker",
+                        turn.spans, args.interleave
+                    ),
+                    None => format!("{} spans a request", shape.spans),
+                },
+                shape.whole.bytes.len() as f64 / shape.spans as f64,
                 args.in_flight,
                 args.duration,
                 runs.len()

@@ -9,7 +9,8 @@
 #
 # LOAD OPTIONS go to the load generator (defaults: --duration 20 --in-flight 32 --spans 400
 # --runs 2 --connections 4 --settle 10 --freshness-duration 20); `cargo bench --bench ingest
-# -- --help` lists them. --rotel also runs the same load against rotel's OTLP receiver with its
+# -- --help` lists them; `--turn-by-turn [--interleave N] [--turns N]` sends conversations
+# turn by turn as they happen instead of whole. --rotel also runs the same load against rotel's OTLP receiver with its
 # blackhole exporter (installed from PyPI into .venv-bench/), after convolog and ClickHouse
 # are stopped, and puts its figures beside convolog's.
 #
