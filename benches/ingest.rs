@@ -10,14 +10,16 @@
 //! parents). During it, K workers each copy one of them, write fresh trace and session ids
 //! into the copy at offsets found once, and send the bytes as they are, so every request holds
 //! new sessions and the client does no protobuf work. With `--turn-by-turn` each conversation
-//! goes out as an SDK exports a call that is under way instead: one request per turn (that turn
-//! of every conversation of the template), the conversation span last, several conversations
-//! in rotation per worker; `--turns N` sets the length of a conversation. It measures, per run: spans acknowledged
-//! (an OK answer) and refused per second, CPU seconds per 1M acknowledged spans of the server,
-//! of ClickHouse and of this client (from /proc), the server's peak RSS (VmHWM, reset before
-//! each run) and its RSS some seconds after the load; with ClickHouse, the sessionizer's lag
-//! (end of load -> every acknowledged session derived with all its turns, counted in the
-//! `sessions` table); with an API, freshness at half the best measured rate (send ->
+//! goes out as an SDK exports a call that is under way instead: one request per turn (that
+//! turn of every conversation of the template), the conversation span last, several
+//! conversations in rotation per worker; `--turns N` sets the length of a conversation.
+//!
+//! It measures, per run: spans acknowledged (an OK answer) and refused per second, CPU seconds
+//! per 1M acknowledged spans of the server, of ClickHouse and of this client (from /proc), the
+//! server's peak RSS (VmHWM, reset before each run) and its RSS some seconds after the load;
+//! with ClickHouse, the sessionizer's lag (end of load -> every session whose turns were all
+//! acknowledged derived with all its turns, counted in the `sessions` table); with an API,
+//! freshness at half the best measured rate, whole conversations (send ->
 //! `GET /v1/sessions/{id}/transcript` shows the conversation's last turn).
 //!
 //! The figures go to stdout as a table and, with `--out FILE`, as `figure<TAB>value` lines for
@@ -47,7 +49,6 @@ use twox_hash::XxHash3_128;
 use common::{flag, float, int, text};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-/// Turns per conversation: 1 + 4 * 8 = 33 spans a conversation.
 /// A conversation's spans: four a turn (stt, llm, tts, the turn) and the conversation's.
 fn spans_per_conversation(turns: usize) -> usize {
     1 + 4 * turns
@@ -73,7 +74,7 @@ struct Args {
     /// Requests in flight.
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
-    /// Spans per request (rounded to whole conversations of 33 spans).
+    /// Spans per request, rounded to whole conversations (of 33 spans at 8 turns).
     #[arg(long, default_value_t = 400)]
     spans: usize,
     /// Turns of each conversation.
