@@ -77,9 +77,9 @@ struct Args {
     /// Spans per request, rounded to whole conversations (of 33 spans at 8 turns).
     #[arg(long, default_value_t = 400)]
     spans: usize,
-    /// Turns of each conversation.
-    #[arg(long, default_value_t = 8)]
-    turns: usize,
+    /// Turns of each conversation (at least one).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    turns: u16,
     /// Send each conversation turn by turn, as an SDK exports a call while it goes on (each
     /// turn's spans in one request, the conversation span after the last turn), instead of
     /// whole. A worker takes turns of `--interleave` conversations in rotation.
@@ -144,7 +144,7 @@ async fn main() {
 async fn run(args: &Args) -> Result<(), String> {
     let (endpoint, server_pid) = (args.endpoint.as_str(), args.server_pid);
     let templates = (0..TEMPLATES)
-        .map(|t| Template::new(t, args.spans, args.turns.max(1), args.turn_by_turn))
+        .map(|t| Template::new(t, args.spans, usize::from(args.turns), args.turn_by_turn))
         .collect::<Result<Vec<_>, _>>()?;
     let shape = &templates[0];
     eprintln!(
@@ -168,7 +168,7 @@ async fn run(args: &Args) -> Result<(), String> {
         templates: Arc::new(templates),
         channels,
         salt: std::process::id() % 10_000,
-        turns: args.turns.max(1),
+        turns: usize::from(args.turns),
     };
     let http = reqwest::Client::new();
     let tick = clock_ticks_per_second();
@@ -200,7 +200,7 @@ async fn run(args: &Args) -> Result<(), String> {
                     url,
                     &args.database,
                     &load.session_prefix(run),
-                    args.turns.max(1),
+                    load.turns,
                     &stats,
                 )
                 .await?,
